@@ -1,0 +1,52 @@
+# The two commands of the README are `make run` and `make test`; everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+UV := .tools/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) -m venv .tools/uv
+	@.tools/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+deps: $(VENV)/.synced ## Python dependencies into .venv (locked by uv.lock)
+
+influxd: ## obtain influxd 2.x (built once from its Go module, then cached in ~/.cache/gridts)
+	@$(PYTHON) scripts/influxdb-local build
+
+tools: ## helm, kustomize and friends for the chart checks (cached in ~/.cache/gridts)
+	@bash scripts/install-tools
+
+setup: deps influxd tools ## everything the tests and the local run need
+
+lint: deps ## ruff (lint and format) and mypy --strict on src/
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/mypy
+
+test: setup lint ## the whole test suite (README's test command; .ci/run runs it)
+	PATH="$$HOME/.cache/gridts/bin:$$PATH" $(VENV)/bin/pytest
+
+run: deps influxd ## run the platform locally: InfluxDB up, sample ingested, API on :8000
+	@bash scripts/run-local
+
+stop: ## stop the local InfluxDB
+	@$(PYTHON) scripts/influxdb-local stop
+
+bench: setup ## benchmarks (ratios, measured side by side)
+	$(PY) bench/ingest.py
+	$(PY) bench/api.py
+
+.PHONY: help deps influxd tools setup lint test run stop bench

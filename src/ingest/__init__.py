@@ -1,0 +1,1 @@
+"""CSV ingest of grid time series into InfluxDB 2.x."""

@@ -1,0 +1,39 @@
+"""The foundation: a live influxd answers writes and Flux aggregateWindow queries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+
+from tests.conftest import InfluxServer
+
+
+def test_health_reports_a_2x_server(influx: InfluxServer) -> None:
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        health = client.health()
+    assert health.status == "pass"
+    assert health.version.startswith("v2.")
+
+
+def test_write_then_aggregate_window_reads_back_means(influx: InfluxServer, bucket: str) -> None:
+    t0 = datetime(2021, 5, 1, tzinfo=UTC)
+    # 6 points 10 s apart: two 30 s windows with means 2.0 and 5.0
+    lines = [
+        f"freq value={v} {int((t0 + timedelta(seconds=10 * i)).timestamp())}"
+        for i, v in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    ]
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(
+            bucket=bucket, record=lines, write_precision="s"
+        )
+        tables = client.query_api().query(
+            "from(bucket: params.bucket)"
+            " |> range(start: params.start, stop: params.stop)"
+            ' |> filter(fn: (r) => r._measurement == "freq" and r._field == "value")'
+            ' |> aggregateWindow(every: 30s, fn: mean, timeSrc: "_start", createEmpty: false)',
+            params={"bucket": bucket, "start": t0, "stop": t0 + timedelta(minutes=1)},
+        )
+    got = [(r.get_time(), r.get_value()) for t in tables for r in t.records]
+    assert got == [(t0, 2.0), (t0 + timedelta(seconds=30), 5.0)]
