@@ -1,0 +1,274 @@
+{{/* Names ---------------------------------------------------------------------------------- */}}
+
+{{- define "gridts.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* "<release>-gridts", or "<release>" when the release name already contains the chart name. */}}
+{{- define "gridts.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>", for component resources. Call with (list $ "component"). */}}
+{{- define "gridts.componentName" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s-%s" (include "gridts.fullname" $root) (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gridts.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels ----------------------------------------------------------------------------------- */}}
+
+{{/* Selector labels of one component. Call with (list $ "component"). Never change these:
+     Deployment and StatefulSet selectors are immutable. */}}
+{{- define "gridts.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "gridts.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* All labels of one component's objects. Call with (list $ "component"). */}}
+{{- define "gridts.labels" -}}
+{{- $root := index . 0 -}}
+helm.sh/chart: {{ include "gridts.chart" $root }}
+{{ include "gridts.selectorLabels" . }}
+app.kubernetes.io/part-of: gridts
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+{{- end -}}
+
+{{/* Images ----------------------------------------------------------------------------------- */}}
+
+{{- define "gridts.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gridts.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* InfluxDB connection -------------------------------------------------------------------- */}}
+
+{{- define "gridts.influxdb.serviceName" -}}
+{{- include "gridts.componentName" (list . "influxdb") -}}
+{{- end -}}
+
+{{- define "gridts.influxdb.url" -}}
+{{- if .Values.influxdb.enabled -}}
+{{- printf "http://%s.%s.svc:8086" (include "gridts.influxdb.serviceName" .) .Release.Namespace -}}
+{{- else -}}
+{{- required "externalInfluxdb.url is required when influxdb.enabled=false" .Values.externalInfluxdb.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the admin token: ours, the operator's, or the external one. */}}
+{{- define "gridts.influxdb.adminSecretName" -}}
+{{- if .Values.influxdb.enabled -}}
+{{- default (include "gridts.componentName" (list . "influxdb-admin")) .Values.influxdb.admin.existingSecret -}}
+{{- else -}}
+{{- .Values.externalInfluxdb.adminTokenSecret.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gridts.influxdb.adminSecretKey" -}}
+{{- if .Values.influxdb.enabled -}}admin-token{{- else -}}{{ .Values.externalInfluxdb.adminTokenSecret.key }}{{- end -}}
+{{- end -}}
+
+{{- define "gridts.apiTokenSecretName" -}}
+{{- default (include "gridts.componentName" (list . "api-influx-token")) .Values.tokens.api.existingSecret -}}
+{{- end -}}
+
+{{- define "gridts.ingestTokenSecretName" -}}
+{{- default (include "gridts.componentName" (list . "ingest-influx-token")) .Values.tokens.ingest.existingSecret -}}
+{{- end -}}
+
+{{/* True (non-empty) when the tokens Job has something to do. */}}
+{{- define "gridts.tokensJob.needed" -}}
+{{- if and .Values.tokens.job.enabled (or (not .Values.tokens.api.existingSecret) (not .Values.tokens.ingest.existingSecret)) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "gridts.apiAuthSecretName" -}}
+{{- default (include "gridts.componentName" (list . "api-auth")) .Values.api.auth.existingSecret -}}
+{{- end -}}
+
+{{/* Settings that cannot work together fail the render with a message. */}}
+{{- define "gridts.validate" -}}
+{{- if not .Values.influxdb.enabled -}}
+{{- if not .Values.externalInfluxdb.url -}}
+{{- fail "influxdb.enabled=false needs externalInfluxdb.url" -}}
+{{- end -}}
+{{- $supplied := and .Values.tokens.api.existingSecret .Values.tokens.ingest.existingSecret -}}
+{{- if and (not $supplied) (not (and .Values.tokens.job.enabled .Values.externalInfluxdb.adminTokenSecret.name)) -}}
+{{- fail "with an external InfluxDB, set tokens.api.existingSecret and tokens.ingest.existingSecret, or externalInfluxdb.adminTokenSecret.name (and tokens.job.enabled) so the chart creates them" -}}
+{{- end -}}
+{{- else if not .Values.tokens.job.enabled -}}
+{{- if not (and .Values.tokens.api.existingSecret .Values.tokens.ingest.existingSecret) -}}
+{{- fail "tokens.job.enabled=false needs tokens.api.existingSecret and tokens.ingest.existingSecret" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.ingest.indexed.enabled (lt (int .Values.ingest.indexed.completions) 1) -}}
+{{- fail "ingest.indexed.completions must be at least 1" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Hardened container security context, shared by every container of the release. */}}
+{{- define "gridts.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Pod security context for gridts-image pods: the image's numeric non-root user. */}}
+{{- define "gridts.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The environment every gridts container gets to find InfluxDB (token excluded). */}}
+{{- define "gridts.influxEnv" -}}
+- name: INFLUX_URL
+  value: {{ include "gridts.influxdb.url" . | quote }}
+- name: INFLUX_ORG
+  value: {{ .Values.influx.org | quote }}
+- name: INFLUX_BUCKET
+  value: {{ .Values.influx.bucket | quote }}
+{{- end -}}
+
+{{/* The ingest Job spec, shared by the CronJob's jobTemplate (and mirrored by ingest submit). */}}
+{{- define "gridts.ingest.jobSpec" -}}
+{{- $v := .Values.ingest -}}
+backoffLimit: {{ $v.backoffLimit }}
+activeDeadlineSeconds: {{ $v.activeDeadlineSeconds }}
+ttlSecondsAfterFinished: {{ $v.ttlSecondsAfterFinished }}
+{{- if $v.indexed.enabled }}
+completionMode: Indexed
+completions: {{ $v.indexed.completions }}
+parallelism: {{ $v.indexed.parallelism }}
+{{- end }}
+podFailurePolicy:
+  rules:
+    # Exit code 2 is bad input or usage: retrying cannot help.
+    - action: FailJob
+      onExitCodes:
+        containerName: ingest
+        operator: In
+        values: [2]
+    # Evictions and node drains are not the ingest's fault.
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+template:
+  metadata:
+    labels:
+      {{- include "gridts.labels" (list . "ingest") | nindent 6 }}
+  spec:
+    serviceAccountName: {{ include "gridts.componentName" (list . "ingest") }}
+    automountServiceAccountToken: false
+    restartPolicy: Never
+    {{- include "gridts.imagePullSecrets" . | nindent 4 }}
+    securityContext:
+      {{- include "gridts.podSecurityContext" . | nindent 6 }}
+    {{- with $v.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $v.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    containers:
+      - name: ingest
+        image: {{ include "gridts.image" . | quote }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        args:
+          - ingest
+          - load
+          {{- range $v.sources }}
+          - {{ . | quote }}
+          {{- end }}
+          {{- with $v.series }}
+          - --series
+          - {{ . | quote }}
+          {{- end }}
+          {{- range $v.extraArgs }}
+          - {{ . | quote }}
+          {{- end }}
+        env:
+          {{- include "gridts.influxEnv" . | nindent 10 }}
+          - name: INFLUX_TOKEN
+            valueFrom:
+              secretKeyRef:
+                name: {{ include "gridts.ingestTokenSecretName" . }}
+                key: {{ .Values.tokens.ingest.key }}
+          {{- if $v.indexed.enabled }}
+          - name: JOB_INDEX
+            valueFrom:
+              fieldRef:
+                fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
+          {{- end }}
+        resources:
+          {{- toYaml $v.resources | nindent 10 }}
+        securityContext:
+          {{- include "gridts.containerSecurityContext" . | nindent 10 }}
+        volumeMounts:
+          - name: tmp
+            mountPath: /tmp
+          {{- if $v.data.existingClaim }}
+          - name: data
+            mountPath: /srv/ingest/data
+            readOnly: true
+          {{- end }}
+          {{- if $v.inlineFiles }}
+          - name: files
+            mountPath: /srv/ingest/files
+            readOnly: true
+          {{- end }}
+    volumes:
+      - name: tmp
+        emptyDir:
+          sizeLimit: 1Gi
+      {{- if $v.data.existingClaim }}
+      - name: data
+        persistentVolumeClaim:
+          claimName: {{ $v.data.existingClaim }}
+          readOnly: true
+      {{- end }}
+      {{- if $v.inlineFiles }}
+      - name: files
+        configMap:
+          name: {{ include "gridts.componentName" (list . "ingest-files") }}
+      {{- end }}
+{{- end -}}
