@@ -1,0 +1,183 @@
+"""Domain exceptions of the API and their one mapping to HTTP responses.
+
+    ApiError                      any failure the API reports on purpose
+    ├── InvalidParameter          422: a parameter that does not parse or is out of range
+    │   └── TooManyPoints         422: the result would exceed the point cap
+    ├── UnknownSeries             404: no such series in the catalog
+    ├── NotAuthenticated          401: missing or wrong bearer token
+    ├── NotAcceptable             406: no supported media type in Accept
+    └── UpstreamError             InfluxDB did not answer usefully
+        ├── InfluxUnavailable     503 + Retry-After: connection refused, reset, 5xx
+        ├── QueryTimeout          504: the query ran over its time budget
+        └── InfluxRejected        502: InfluxDB refused the request (bad token, missing bucket)
+
+The pure modules raise only the first branch; `store` raises the upstream branch. `install` is the
+only place that turns them into responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = structlog.get_logger("app.errors")
+
+
+class ApiError(Exception):
+    """Base of the API's own failures; `kind` names it in bodies, logs and metrics."""
+
+    status: ClassVar[int] = 500
+    kind: ClassVar[str] = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.kind, "message": self.message}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidParameter(ApiError):
+    status = 422
+    kind = "invalid_parameter"
+
+    def __init__(self, param: str, reason: str) -> None:
+        super().__init__(f"{param}: {reason}")
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "param": self.param}
+
+
+class TooManyPoints(InvalidParameter):
+    kind = "too_many_points"
+
+    def __init__(self, points: int | None, max_points: int, suggestion: str | None) -> None:
+        size = f"{points} points" if points is not None else "more points"
+        hint = (
+            f"; resolution={suggestion} fits"
+            if suggestion
+            else "; no standard resolution fits, shorten the range"
+        )
+        InvalidParameter.__init__(
+            self, "resolution", f"{size} would exceed max_points={max_points}{hint}"
+        )
+        self.points = points
+        self.max_points = max_points
+        self.suggestion = suggestion
+
+    def body(self) -> dict[str, Any]:
+        return {
+            **super().body(),
+            "points": self.points,
+            "max_points": self.max_points,
+            "suggested_resolution": self.suggestion,
+        }
+
+
+class UnknownSeries(ApiError):
+    status = 404
+    kind = "unknown_series"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown series: {name!r}")
+        self.name = name
+
+
+class NotAuthenticated(ApiError):
+    status = 401
+    kind = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class NotAcceptable(ApiError):
+    status = 406
+    kind = "not_acceptable"
+
+
+class UpstreamError(ApiError):
+    status = 502
+    kind = "upstream_error"
+
+
+class InfluxUnavailable(UpstreamError):
+    status = 503
+    kind = "influx_unavailable"
+    retry_after_seconds: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class QueryTimeout(UpstreamError):
+    status = 504
+    kind = "query_timeout"
+
+
+class InfluxRejected(UpstreamError):
+    status = 502
+    kind = "influx_rejected"
+
+
+def error_response(exc: ApiError) -> Response:
+    """The one place an ApiError becomes an HTTP response."""
+    return Response(
+        orjson.dumps(exc.body()),
+        status_code=exc.status,
+        media_type="application/json",
+        headers=exc.headers(),
+    )
+
+
+def internal_error_response() -> Response:
+    """A 500 without details: the cause goes to the log, never to the client."""
+    return Response(
+        orjson.dumps({"error": "internal", "message": "internal error"}),
+        status_code=500,
+        media_type="application/json",
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that render every error as `{"error", "message", ...}`."""
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        request.state.error_kind = exc.kind
+        return error_response(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        reasons = [
+            f"{'.'.join(str(p) for p in err.get('loc', ())[1:])}: {err.get('msg', '')}"
+            for err in exc.errors()
+        ]
+        err = InvalidParameter("request", "; ".join(reasons) or "invalid request")
+        request.state.error_kind = err.kind
+        return error_response(err)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = "not_found" if exc.status_code == 404 else "http_error"
+        request.state.error_kind = kind
+        return Response(
+            orjson.dumps({"error": kind, "message": str(exc.detail)}),
+            status_code=exc.status_code,
+            media_type="application/json",
+            headers=dict(exc.headers or {}),
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

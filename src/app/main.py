@@ -1,0 +1,90 @@
+"""The app factory: routers, error mapping, metrics, and a lifespan that owns the InfluxDB client.
+
+`app` is built at import without reading any configuration; the settings are loaded when the
+lifespan starts (or handed in by a test), so importing this module needs no environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+from app import errors
+from app.logs import configure_logging
+from app.metrics import Metrics
+from app.middleware import ObserveRequests
+from app.routes import data, health, page, series
+from app.settings import Settings, load_settings
+from app.store import Store
+
+log = structlog.get_logger("app.main")
+
+DESCRIPTION = """
+Electricity-grid time series from InfluxDB at any resolution.
+
+* `GET /v1/series` lists the series; `GET /v1/series/{name}/data` reads one, `GET /v1/data`
+  several on the same windows.
+* Ranges are half-open, `[start, end)`. Each point's `time` is the **start** of its window.
+* Windows under a day are aligned in UTC; windows of whole days follow `tz` when given.
+* Errors are `{"error": kind, "message": reason, ...}` with the matching HTTP status.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app; `settings` defaults to the environment, read when the app starts."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = settings if settings is not None else load_settings()
+        configure_logging(config.log_level)
+        client = InfluxDBClientAsync(
+            url=config.influx_url,
+            token=config.influx_token.get_secret_value(),
+            org=config.influx_org,
+            # The store enforces the query budget; the client's own limit is only a backstop.
+            timeout=int((config.api_query_timeout_seconds + 5) * 1000),
+        )
+        app.state.settings = config
+        app.state.store = Store(
+            client,
+            org=config.influx_org,
+            bucket=config.influx_bucket,
+            timeout_seconds=config.api_query_timeout_seconds,
+            catalog_ttl_seconds=config.api_catalog_ttl_seconds,
+            metrics=metrics,
+        )
+        log.info(
+            "started",
+            influx_url=config.influx_url,
+            bucket=config.influx_bucket,
+            auth=bool(config.bearer_tokens()),
+        )
+        try:
+            yield
+        finally:
+            await client.close()  # type: ignore[no-untyped-call]
+            log.info("stopped")
+
+    app = FastAPI(
+        title="gridts query API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    errors.install(app)
+    app.include_router(series.router)
+    app.include_router(data.router)
+    app.include_router(health.router)
+    app.include_router(page.router)
+    page.mount_static(app)
+    app.add_middleware(ObserveRequests, metrics=metrics)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,38 @@
+"""Prometheus metrics of one app instance, in its own registry (tests build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.request_seconds = Histogram(
+            "gridts_api_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.flux_seconds = Histogram(
+            "gridts_api_flux_query_duration_seconds",
+            "Latency of Flux queries sent to InfluxDB",
+            ["query", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "gridts_api_errors_total",
+            "Error responses by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.points_returned = Histogram(
+            "gridts_api_points_per_series",
+            "Points returned per series and request",
+            buckets=(10, 100, 1_000, 10_000, 100_000),
+            registry=self.registry,
+        )

@@ -1,0 +1,1 @@
+"""The pure translation: request parameters -> QueryPlan (plan) -> Flux text + params (flux)."""

@@ -1,0 +1,97 @@
+"""QueryPlan -> Flux text and parameters. Pure, and the only module that writes Flux.
+
+The text is assembled from constants of this module and from enum members of the plan; every
+value (bucket, series name, instants, window length, zone) travels as a Flux parameter, which the
+client sends as `option p_x = <literal>` in the request's AST, never spliced into the text.
+The shape `range |> filter |> aggregateWindow` is what InfluxDB pushes down into its storage
+engine; anything after it runs on the already-reduced windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from app.query.plan import Agg, Fill, QueryPlan
+
+# The catalog looks at everything InfluxDB can hold that a grid series may plausibly have.
+CATALOG_START = datetime(1970, 1, 1, tzinfo=UTC)
+CATALOG_STOP = datetime(2200, 1, 1, tzinfo=UTC)
+
+# Flux aggregate for each Agg. `median` defaults to a t-digest estimate in Flux; exact_mean is the
+# textbook median (the mean of the two middle values), which is what users compare against.
+_AGG_FN: dict[Agg, str] = {
+    Agg.MEAN: "mean",
+    Agg.MIN: "min",
+    Agg.MAX: "max",
+    Agg.SUM: "sum",
+    Agg.COUNT: "count",
+    Agg.FIRST: "first",
+    Agg.LAST: "last",
+    Agg.MEDIAN: '(column, tables=<-) => tables |> median(column: column, method: "exact_mean")',
+    Agg.STDDEV: "stddev",
+}
+
+_SOURCE = """from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._measurement == p_series and r._field == "value")"""
+
+
+@dataclass(frozen=True)
+class FluxQuery:
+    """Flux text plus the values it refers to as `p_*` parameters."""
+
+    text: str
+    params: dict[str, object] = field(default_factory=dict)
+
+
+def series_query(plan: QueryPlan, series: str) -> FluxQuery:
+    """The Flux for one series of a plan: windows aggregated, or raw points up to the cap."""
+    if series not in plan.series:
+        raise ValueError(f"{series!r} is not part of the plan")
+    params: dict[str, object] = {
+        "p_bucket": plan.bucket,
+        "p_series": series,
+        "p_start": plan.start,
+        "p_stop": plan.end,
+    }
+    if plan.window is None:
+        params["p_limit"] = plan.raw_limit
+        text = (
+            _SOURCE + '\n    |> keep(columns: ["_time", "_value"])' + "\n    |> limit(n: p_limit)"
+        )
+        return FluxQuery(text, params)
+
+    params["p_every"] = plan.window.duration
+    params["p_offset"] = plan.window.offset
+    imports = ""
+    location = ""
+    if plan.tz is not None:
+        params["p_tz"] = plan.tz
+        imports = 'import "timezone"\n\n'
+        location = ", location: timezone.location(name: p_tz)"
+    create_empty = "false" if plan.fill is Fill.NONE else "true"
+    text = (
+        imports
+        + _SOURCE
+        + "\n    |> aggregateWindow("
+        + f"every: p_every, offset: p_offset, fn: {_AGG_FN[plan.agg]}, "
+        + f'timeSrc: "_start", createEmpty: {create_empty}{location})'
+    )
+    if plan.fill is Fill.PREVIOUS:
+        text += '\n    |> fill(column: "_value", usePrevious: true)'
+    # Linear fill happens after the query (points.fill_linear): Flux's interpolate.linear assumes
+    # equal steps, which days of 23 or 25 hours are not.
+    text += '\n    |> keep(columns: ["_time", "_value"])'
+    return FluxQuery(text, params)
+
+
+def catalog_query(bucket: str) -> FluxQuery:
+    """First and last point of every series key, with its tags; two result streams."""
+    text = """data = from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._field == "value")
+
+data |> first() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "first")
+data |> last() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "last")"""
+    return FluxQuery(text, {"p_bucket": bucket, "p_start": CATALOG_START, "p_stop": CATALOG_STOP})

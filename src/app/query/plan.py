@@ -1,0 +1,437 @@
+"""Request parameters -> a validated, typed QueryPlan. Pure: no I/O, no clock, no Flux.
+
+Everything a user sends is parsed here into typed values (datetimes, whole-second windows, enums,
+a zone name checked against the IANA database); `flux.py` turns the plan into Flux text and
+parameters, and never sees a raw user string. Window arithmetic (how many windows a range spans,
+where the first one starts) lives here too, so `auto`, the point cap and the label of a window
+clipped by `start` all agree with what Flux computes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from enum import StrEnum
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.errors import InvalidParameter, NotAcceptable, TooManyPoints, UnknownSeries
+
+SERIES_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+MAX_SERIES_PER_REQUEST = 20
+
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,9}))?"
+    r"(?P<zone>[Zz]|[+\- ]\d{2}:\d{2})"
+)
+# InfluxDB stores int64 nanoseconds since 1970: roughly 1677-09-21 to 2262-04-11.
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+E = TypeVar("E", bound=StrEnum)
+
+_DURATION = re.compile(r"(?P<n>[1-9][0-9]{0,5})(?P<unit>s|m|h|d|w)")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+DAY = 86_400
+WEEK = 7 * DAY
+MAX_WINDOW_SECONDS = 520 * WEEK
+# 1970-01-01 was a Thursday; windows of whole weeks are shifted by four days to start on Monday.
+WEEK_OFFSET_SECONDS = 4 * DAY
+
+
+class Agg(StrEnum):
+    """Aggregate applied to the points of each window."""
+
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+    SUM = "sum"
+    COUNT = "count"
+    FIRST = "first"
+    LAST = "last"
+    MEDIAN = "median"
+    STDDEV = "stddev"
+
+
+class Fill(StrEnum):
+    """What a window without points becomes."""
+
+    NONE = "none"  # omitted
+    NULL = "null"  # present with value null
+    PREVIOUS = "previous"  # the last non-empty window's value (null before the first)
+    LINEAR = "linear"  # interpolated in time between the neighbouring non-empty windows
+
+
+class Format(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    NDJSON = "ndjson"
+
+
+MEDIA_TYPES: dict[Format, str] = {
+    Format.JSON: "application/json",
+    Format.CSV: "text/csv; charset=utf-8",
+    Format.NDJSON: "application/x-ndjson",
+}
+_ACCEPTED: dict[str, Format] = {
+    "application/json": Format.JSON,
+    "text/csv": Format.CSV,
+    "application/x-ndjson": Format.NDJSON,
+    "application/ndjson": Format.NDJSON,
+    "application/jsonl": Format.NDJSON,
+    "*/*": Format.JSON,
+    "application/*": Format.JSON,
+    "text/*": Format.CSV,
+}
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A window length in whole seconds, aligned to the Unix epoch (weeks: to Mondays)."""
+
+    seconds: int
+
+    @property
+    def text(self) -> str:
+        """The canonical spelling: the largest unit that divides the length (`60m` -> `1h`)."""
+        for unit, size in _UNIT_SECONDS.items():
+            if self.seconds % size == 0:
+                return f"{self.seconds // size}{unit}"
+        raise AssertionError("unreachable: every length is whole seconds")
+
+    @property
+    def whole_days(self) -> bool:
+        return self.seconds % DAY == 0
+
+    @property
+    def offset_seconds(self) -> int:
+        return WEEK_OFFSET_SECONDS if self.seconds % WEEK == 0 else 0
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    @property
+    def offset(self) -> timedelta:
+        return timedelta(seconds=self.offset_seconds)
+
+
+# The ladder `auto` climbs, finest first; each divides a day or is whole days.
+STANDARD_WINDOWS: tuple[Window, ...] = tuple(
+    Window(s)
+    for s in (
+        1, 2, 5, 10, 15, 30,
+        60, 120, 300, 600, 900, 1800,
+        3600, 7200, 10800, 21600, 43200,
+        DAY, WEEK,
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """One validated request: which series, which instants, which windows, which aggregate."""
+
+    series: tuple[str, ...]
+    start: datetime  # inclusive, UTC
+    end: datetime  # exclusive, UTC
+    window: Window | None  # None: raw points
+    agg: Agg
+    fill: Fill
+    tz: str | None  # set only for windows of whole days
+    max_points: int
+    format: Format
+    bucket: str
+    auto: bool = False
+
+    @property
+    def resolution(self) -> str:
+        return self.window.text if self.window is not None else "raw"
+
+    @property
+    def raw_limit(self) -> int:
+        """Raw queries fetch one point more than the cap to detect an overflow."""
+        return self.max_points + 1
+
+    def window_count(self) -> int | None:
+        """Windows the range spans, i.e. the most points per series; None for raw."""
+        if self.window is None:
+            return None
+        return window_count(self.start, self.end, self.window, self.tz)
+
+    def first_window_start(self) -> datetime | None:
+        if self.window is None:
+            return None
+        return window_start(self.start, self.window, self.tz)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """The raw strings of a data request, as they arrived."""
+
+    start: str | None = None
+    end: str | None = None
+    resolution: str | None = None
+    agg: str | None = None
+    fill: str | None = None
+    tz: str | None = None
+    max_points: str | None = None
+    format: str | None = None
+    accept: str | None = None
+
+
+def parse_time(param: str, text: str | None) -> datetime:
+    """An RFC 3339 instant with `Z` or an offset, to microseconds, in UTC."""
+    if text is None or text == "":
+        raise InvalidParameter(param, "required (RFC 3339, e.g. 2021-05-02T00:00:00Z)")
+    m = _RFC3339.fullmatch(text.strip())
+    if m is None:
+        raise InvalidParameter(param, f"not an RFC 3339 time with Z or an offset: {_quote(text)}")
+    frac = m["frac"] or ""
+    if len(frac) > 6 and int(frac[6:]) != 0:
+        raise InvalidParameter(param, "sub-microsecond precision is not supported")
+    zone = m["zone"].upper()
+    # A `+` left unescaped in a query string arrives as a space.
+    zone = "+00:00" if zone == "Z" else zone.replace(" ", "+")
+    iso = f"{m['date']}T{m['time']}" + (f".{frac[:6].ljust(6, '0')}" if frac else "") + zone
+    try:
+        parsed = datetime.fromisoformat(iso)
+    except ValueError as exc:
+        raise InvalidParameter(param, f"not a valid date or time: {_quote(text)}") from exc
+    utc = parsed.astimezone(UTC)
+    if not EARLIEST <= utc <= LATEST:
+        raise InvalidParameter(param, "outside the range InfluxDB can store (1678 to 2262)")
+    return utc
+
+
+def parse_window(text: str) -> Window:
+    """A duration in the strict grammar `<1-999999><s|m|h|d|w>`, e.g. `30s`, `15m`, `1d`."""
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        raise InvalidParameter(
+            "resolution",
+            f"{_quote(text)} is not raw, auto or a duration such as 30s, 15m, 1h, 1d, 1w",
+        )
+    seconds = int(m["n"]) * _UNIT_SECONDS[m["unit"]]
+    if seconds > MAX_WINDOW_SECONDS:
+        raise InvalidParameter("resolution", f"{text} is longer than the maximum, 520w")
+    return Window(seconds)
+
+
+def parse_tz(text: str | None) -> str | None:
+    if text is None or text == "":
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+){0,2}", text):
+        raise InvalidParameter("tz", f"not an IANA time zone name: {_quote(text)}")
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidParameter("tz", f"unknown IANA time zone: {_quote(text)}") from exc
+    return text
+
+
+def parse_series(names: list[str]) -> tuple[str, ...]:
+    """Series names in the catalog's grammar; an impossible name is an unknown series."""
+    if not names:
+        raise InvalidParameter("series", "at least one series is required")
+    if len(names) > MAX_SERIES_PER_REQUEST:
+        raise InvalidParameter("series", f"at most {MAX_SERIES_PER_REQUEST} series per request")
+    if len(set(names)) != len(names):
+        raise InvalidParameter("series", "a series is listed twice")
+    for name in names:
+        if SERIES_NAME.fullmatch(name) is None:
+            raise UnknownSeries(name)
+    return tuple(names)
+
+
+def _choice(param: str, text: str | None, enum: type[E], default: E) -> E:
+    if text is None or text == "":
+        return default
+    try:
+        return enum(text)
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum)
+        raise InvalidParameter(param, f"{_quote(text)} is not one of {allowed}") from None
+
+
+def negotiate_format(format_param: str | None, accept: str | None) -> Format:
+    """`format=` wins; otherwise the best-rated supported type in Accept; JSON by default."""
+    if format_param:
+        return _choice("format", format_param, Format, Format.JSON)
+    if not accept or not accept.strip():
+        return Format.JSON
+    best: tuple[tuple[float, int, int], Format] | None = None
+    for order, item in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in item.split(";"))
+        quality = 1.0
+        for p in params:
+            key, _, value = p.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        fmt = _ACCEPTED.get(media.lower())
+        if fmt is None or not quality > 0:
+            continue
+        # Higher quality wins; at equal quality an exact type beats a wildcard, then the order.
+        rank = (quality, 0 if "*" in media else 1, -order)
+        if best is None or rank > best[0]:
+            best = (rank, fmt)
+    if best is None:
+        raise NotAcceptable(
+            "none of the accepted media types is supported: "
+            "application/json, text/csv, application/x-ndjson"
+        )
+    return best[1]
+
+
+def parse_max_points(text: str | None, cap: int) -> int:
+    if text is None or text == "":
+        return cap
+    if not re.fullmatch(r"[0-9]{1,12}", text):
+        raise InvalidParameter("max_points", f"not a positive integer: {_quote(text)}")
+    value = int(text)
+    if not 1 <= value <= cap:
+        raise InvalidParameter("max_points", f"must be between 1 and {cap}")
+    return value
+
+
+def window_start(instant: datetime, window: Window, tz: str | None) -> datetime:
+    """Start of the window containing `instant` (epoch-aligned in UTC, or in `tz` for days)."""
+    if tz is not None and window.whole_days:
+        zone = ZoneInfo(tz)
+        days = window.seconds // DAY
+        index = _local_day_index(instant, zone, window)
+        first = date(1970, 1, 1) + timedelta(days=index * days + window.offset_seconds // DAY)
+        return datetime.combine(first, dtime(0), tzinfo=zone).astimezone(UTC)
+    micros = _micros(instant) - window.offset_seconds * 1_000_000
+    step = window.seconds * 1_000_000
+    aligned = (micros // step) * step + window.offset_seconds * 1_000_000
+    return EPOCH + timedelta(microseconds=aligned)
+
+
+def window_count(start: datetime, end: datetime, window: Window, tz: str | None) -> int:
+    """How many windows intersect [start, end)."""
+    if end <= start:
+        return 0
+    last = end - timedelta(microseconds=1)
+    if tz is not None and window.whole_days:
+        zone = ZoneInfo(tz)
+        return _local_day_index(last, zone, window) - _local_day_index(start, zone, window) + 1
+    offset = window.offset_seconds * 1_000_000
+    step = window.seconds * 1_000_000
+    return (_micros(last) - offset) // step - (_micros(start) - offset) // step + 1
+
+
+def _local_day_index(instant: datetime, zone: ZoneInfo, window: Window) -> int:
+    local_day = instant.astimezone(zone).date()
+    days = (local_day - date(1970, 1, 1)).days - window.offset_seconds // DAY
+    return days // (window.seconds // DAY)
+
+
+def _micros(instant: datetime) -> int:
+    delta = instant - EPOCH
+    return (delta.days * DAY + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def suggest_window(
+    start: datetime, end: datetime, tz: str | None, max_points: int, coarser_than: int = 0
+) -> Window | None:
+    """The finest standard window longer than `coarser_than` seconds that fits `max_points`."""
+    for window in STANDARD_WINDOWS:
+        if window.seconds <= coarser_than:
+            continue
+        zone = tz if window.whole_days else None
+        if window_count(start, end, window, zone) <= max_points:
+            return window
+    return None
+
+
+def build_plan(
+    series: list[str], params: DataParams, *, bucket: str, max_points_cap: int
+) -> QueryPlan:
+    """Validate every parameter and settle the window; raises InvalidParameter with the reason."""
+    names = parse_series(series)
+    start = parse_time("start", params.start)
+    end = parse_time("end", params.end)
+    if end <= start:
+        raise InvalidParameter("end", "must be after start (the range is [start, end))")
+    agg = _choice("agg", params.agg, Agg, Agg.MEAN)
+    fill = _choice("fill", params.fill, Fill, Fill.NONE)
+    tz = parse_tz(params.tz)
+    max_points = parse_max_points(params.max_points, max_points_cap)
+    fmt = negotiate_format(params.format, params.accept)
+    resolution = (params.resolution or "auto").strip()
+
+    window: Window | None
+    auto = resolution == "auto"
+    if resolution == "raw":
+        window = None
+    elif auto:
+        window = suggest_window(start, end, tz, max_points)
+        if window is None:
+            raise TooManyPoints(None, max_points, None)
+    else:
+        window = parse_window(resolution)
+        zone = tz if window.whole_days else None
+        count = window_count(start, end, window, zone)
+        if count > max_points:
+            better = suggest_window(start, end, tz, max_points, coarser_than=window.seconds)
+            raise TooManyPoints(count, max_points, better.text if better else None)
+    return QueryPlan(
+        series=names,
+        start=start,
+        end=end,
+        window=window,
+        agg=agg,
+        fill=fill,
+        tz=tz if window is not None and window.whole_days else None,
+        max_points=max_points,
+        format=fmt,
+        bucket=bucket,
+        auto=auto,
+    )
+
+
+def raw_overflow(plan: QueryPlan) -> TooManyPoints:
+    """The error for a raw query that returned more than `max_points` points."""
+    better = suggest_window(plan.start, plan.end, plan.tz, plan.max_points)
+    return TooManyPoints(None, plan.max_points, better.text if better else None)
+
+
+def format_time(instant: datetime) -> str:
+    """RFC 3339 in UTC with `Z`, fractional seconds only when present (as InfluxDB writes them)."""
+    text = instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if instant.microsecond:
+        text += f".{instant.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _quote(text: str) -> str:
+    """A user string, shortened and repr-quoted, safe to echo in an error message."""
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
+__all__ = [
+    "MEDIA_TYPES",
+    "STANDARD_WINDOWS",
+    "Agg",
+    "DataParams",
+    "Fill",
+    "Format",
+    "QueryPlan",
+    "Window",
+    "build_plan",
+    "format_time",
+    "negotiate_format",
+    "parse_time",
+    "parse_tz",
+    "parse_window",
+    "raw_overflow",
+    "suggest_window",
+    "window_count",
+    "window_start",
+]

@@ -1,0 +1,259 @@
+"""Series data: `GET /v1/series/{name}/data` and `GET /v1/data?series=a&series=b`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+from starlette.responses import Response, StreamingResponse
+
+from app import formats
+from app.deps import SettingsDep, StoreDep, require_token
+from app.errors import ApiError
+from app.points import Points, align
+from app.query.plan import MEDIA_TYPES, DataParams, Format, QueryPlan, build_plan, raw_overflow
+from app.routes.series import ERROR_401, ERROR_404, ERROR_503
+
+router = APIRouter(prefix="/v1", tags=["data"], dependencies=[Depends(require_token)])
+
+
+def data_params(
+    start: Annotated[
+        str | None,
+        Query(
+            description="inclusive start, RFC 3339 with `Z` or an offset",
+            examples=["2021-05-02T00:00:00Z"],
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(
+            description="exclusive end, RFC 3339 with `Z` or an offset; after `start`",
+            examples=["2021-05-03T00:00:00+02:00"],
+        ),
+    ] = None,
+    resolution: Annotated[
+        str | None,
+        Query(
+            description="`raw`, `auto` (default: the finest standard window that returns at most "
+            "`max_points` points) or a window `<n><s|m|h|d|w>` such as `30s`, `15m`, `1h`, `1d`",
+            examples=["15m"],
+        ),
+    ] = None,
+    agg: Annotated[
+        str | None,
+        Query(
+            description="aggregate per window: mean (default), min, max, sum, count, first, "
+            "last, median, stddev",
+            examples=["mean"],
+        ),
+    ] = None,
+    fill: Annotated[
+        str | None,
+        Query(
+            description="empty windows: none (default, omitted), null, previous, linear",
+            examples=["none"],
+        ),
+    ] = None,
+    tz: Annotated[
+        str | None,
+        Query(
+            description="IANA zone for windows of whole days (a Swiss day has 23 or 25 hours at "
+            "DST changes); windows under a day are aligned in UTC",
+            examples=["Europe/Zurich"],
+        ),
+    ] = None,
+    max_points: Annotated[
+        str | None,
+        Query(
+            description="point cap per series (default and maximum: API_MAX_POINTS); a larger "
+            "result is a 422 that names a coarser resolution that fits",
+            examples=["10000"],
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        Query(
+            description="json (default), csv or ndjson; otherwise negotiated from Accept",
+            examples=["json"],
+        ),
+    ] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> DataParams:
+    return DataParams(
+        start=start,
+        end=end,
+        resolution=resolution,
+        agg=agg,
+        fill=fill,
+        tz=tz,
+        max_points=max_points,
+        format=format,
+        accept=accept,
+    )
+
+
+ParamsDep = Annotated[DataParams, Depends(data_params)]
+
+_POINTS = [
+    {"time": "2021-05-02T10:00:00Z", "value": 50.0},
+    {"time": "2021-05-02T10:15:00Z", "value": 49.99},
+]
+_HEADER = {
+    "resolution": "15m",
+    "agg": "mean",
+    "fill": "none",
+    "tz": None,
+    "start": "2021-05-02T10:00:00Z",
+    "end": "2021-05-02T10:30:00Z",
+}
+ERROR_422 = {
+    "description": "a parameter is invalid, or the result would exceed the point cap",
+    "content": {
+        "application/json": {
+            "examples": {
+                "bad range": {
+                    "value": {
+                        "error": "invalid_parameter",
+                        "param": "end",
+                        "message": "end: must be after start (the range is [start, end))",
+                    }
+                },
+                "too many points": {
+                    "value": {
+                        "error": "too_many_points",
+                        "param": "resolution",
+                        "message": "resolution: 2880 points would exceed max_points=1000; "
+                        "resolution=2m fits",
+                        "points": 2880,
+                        "max_points": 1000,
+                        "suggested_resolution": "2m",
+                    }
+                },
+            }
+        }
+    },
+}
+ERROR_504 = {
+    "description": "the query ran longer than API_QUERY_TIMEOUT_SECONDS",
+    "content": {
+        "application/json": {
+            "example": {"error": "query_timeout", "message": "the query took longer than 30s"}
+        }
+    },
+}
+
+
+def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int | str, Any]:
+    return {
+        200: {
+            "description": "the points; `time` is the start of each window",
+            "content": {
+                "application/json": {"example": json_example},
+                "text/csv": {"schema": {"type": "string"}, "example": csv},
+                "application/x-ndjson": {"schema": {"type": "string"}, "example": ndjson},
+            },
+        },
+        401: ERROR_401,
+        404: ERROR_404,
+        406: {"description": "Accept names no supported media type"},
+        422: ERROR_422,
+        503: ERROR_503,
+        504: ERROR_504,
+    }
+
+
+@router.get(
+    "/series/{name}/data",
+    summary="One series at a resolution",
+    responses=_responses(
+        {"series": "f_soll_aktiv", "unit": "Hz", **_HEADER, "points": _POINTS},
+        "time,value\n2021-05-02T10:00:00Z,50.0\n2021-05-02T10:15:00Z,49.99\n",
+        '{"time":"2021-05-02T10:00:00Z","value":50.0}\n'
+        '{"time":"2021-05-02T10:15:00Z","value":49.99}\n',
+    ),
+)
+async def series_data(
+    store: StoreDep,
+    settings: SettingsDep,
+    params: ParamsDep,
+    name: str = Path(description="series name", examples=["f_soll_aktiv"]),
+) -> Response:
+    plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
+    info = await store.series(name)
+    points = await store.points(plan, name)
+    _check_raw_cap(plan, [points])
+    meta = formats.SeriesMeta(info.name, info.unit)
+    if plan.format is Format.JSON:
+        return _bytes(formats.series_json(plan, meta, points), plan)
+    if plan.format is Format.CSV:
+        return _stream(formats.series_csv(points), plan)
+    return _stream(formats.series_ndjson(points), plan)
+
+
+@router.get(
+    "/data",
+    summary="Several series on the same windows",
+    description="The same parameters as one series' data; `series` repeats. Every window any "
+    "series has is a row, with null where another series has no value.",
+    responses=_responses(
+        {
+            "series": [{"name": "enduse", "unit": "kWh"}, {"name": "active_losses", "unit": "kWh"}],
+            **_HEADER,
+            "points": [{"time": "2021-05-02T10:00:00Z", "values": [1843210.5, 10210.0]}],
+        },
+        "time,enduse,active_losses\n2021-05-02T10:00:00Z,1843210.5,10210.0\n",
+        '{"time":"2021-05-02T10:00:00Z","values":[1843210.5,10210.0]}\n',
+    ),
+)
+async def multi_data(
+    store: StoreDep,
+    settings: SettingsDep,
+    params: ParamsDep,
+    series: Annotated[
+        list[str] | None,
+        Query(description="series names, repeated", examples=[["enduse", "active_losses"]]),
+    ] = None,
+) -> Response:
+    plan = build_plan(
+        list(series or []), params, bucket=store.bucket, max_points_cap=settings.api_max_points
+    )
+    infos = [await store.series(name) for name in plan.series]
+    columns = await _gather([store.points(plan, name) for name in plan.series])
+    _check_raw_cap(plan, columns)
+    metas = [formats.SeriesMeta(i.name, i.unit) for i in infos]
+    axis, rows = align(columns)
+    if plan.format is Format.JSON:
+        return _bytes(formats.table_json(plan, metas, axis, rows), plan)
+    if plan.format is Format.CSV:
+        return _stream(formats.table_csv(metas, axis, rows), plan)
+    return _stream(formats.table_ndjson(axis, rows), plan)
+
+
+async def _gather(calls: list[Any]) -> list[Points]:
+    """Run the per-series queries together; the first failure cancels the rest and is raised."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except* ApiError as failures:
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _check_raw_cap(plan: QueryPlan, columns: list[Points]) -> None:
+    if plan.window is None and any(len(c) > plan.max_points for c in columns):
+        raise raw_overflow(plan)
+
+
+def _headers(plan: QueryPlan) -> dict[str, str]:
+    return {"Vary": "Accept", "X-Resolution": plan.resolution}
+
+
+def _bytes(body: bytes, plan: QueryPlan) -> Response:
+    return Response(body, media_type=MEDIA_TYPES[plan.format], headers=_headers(plan))
+
+
+def _stream(chunks: Iterator[bytes], plan: QueryPlan) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type=MEDIA_TYPES[plan.format], headers=_headers(plan))

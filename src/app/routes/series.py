@@ -1,0 +1,86 @@
+"""The catalog: `GET /v1/series` and `GET /v1/series/{name}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path
+from starlette.responses import Response
+
+from app.deps import StoreDep, require_token
+from app.errors import UnknownSeries
+from app.query.plan import SERIES_NAME
+from app.routes._json import json_response
+
+router = APIRouter(prefix="/v1", tags=["series"], dependencies=[Depends(require_token)])
+
+SERIES_EXAMPLE: dict[str, Any] = {
+    "name": "f_soll_aktiv",
+    "unit": "Hz",
+    "tags": {},
+    "first": "2021-05-01T00:00:00Z",
+    "last": "2021-06-30T23:59:30Z",
+}
+ERROR_404 = {
+    "description": "no such series",
+    "content": {
+        "application/json": {
+            "example": {"error": "unknown_series", "message": "unknown series: 'nope'"}
+        }
+    },
+}
+ERROR_401 = {
+    "description": "API tokens are configured and the request has none or a wrong one",
+    "content": {
+        "application/json": {
+            "example": {"error": "unauthorized", "message": "invalid bearer token"}
+        }
+    },
+}
+ERROR_503 = {
+    "description": "InfluxDB is unreachable; retry after `Retry-After` seconds",
+    "content": {
+        "application/json": {
+            "example": {
+                "error": "influx_unavailable",
+                "message": "InfluxDB is not reachable; retry later",
+            }
+        }
+    },
+}
+
+
+@router.get(
+    "/series",
+    summary="List all series",
+    description="Every series in the bucket with its unit, tags and first and last timestamps; "
+    "derived from the database and cached for API_CATALOG_TTL_SECONDS.",
+    responses={
+        200: {"content": {"application/json": {"example": {"series": [SERIES_EXAMPLE]}}}},
+        401: ERROR_401,
+        503: ERROR_503,
+    },
+)
+async def list_series(store: StoreDep) -> Response:
+    catalog = await store.catalog()
+    return json_response({"series": [info.as_json() for info in catalog.values()]})
+
+
+@router.get(
+    "/series/{name}",
+    summary="One series' metadata",
+    responses={
+        200: {"content": {"application/json": {"example": SERIES_EXAMPLE}}},
+        401: ERROR_401,
+        404: ERROR_404,
+        503: ERROR_503,
+    },
+)
+async def get_series(
+    store: StoreDep,
+    name: str = Path(description="series name", examples=["f_soll_aktiv"]),
+) -> Response:
+    if SERIES_NAME.fullmatch(name) is None:
+        raise UnknownSeries(name)
+    info = await store.series(name)
+    return json_response(info.as_json())

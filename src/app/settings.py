@@ -1,0 +1,44 @@
+"""The API's configuration: one settings object, built when the service starts, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRETS_DIR = Path("/run/secrets")
+
+
+class Settings(BaseSettings):
+    """Environment variables (and files of the same name under /run/secrets) for the API."""
+
+    model_config = SettingsConfigDict(
+        secrets_dir=str(SECRETS_DIR), case_sensitive=False, extra="ignore"
+    )
+
+    influx_url: str = Field(description="InfluxDB base URL, e.g. http://influxdb:8086")
+    influx_org: str = Field(description="InfluxDB organisation")
+    influx_bucket: str = Field(description="bucket holding one measurement per series")
+    influx_token: SecretStr = Field(description="InfluxDB token; read access is enough")
+    api_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="comma-separated bearer tokens; when set, every /v1 route requires one",
+    )
+    api_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all its interfaces
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+    api_query_timeout_seconds: float = Field(default=30.0, gt=0)
+    api_max_points: int = Field(default=100_000, ge=1)
+    api_catalog_ttl_seconds: float = Field(default=30.0, ge=0)
+
+    def bearer_tokens(self) -> tuple[str, ...]:
+        """The configured API tokens; empty when auth is off."""
+        raw = self.api_tokens.get_secret_value()
+        return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; mounted secrets are read only when the folder exists."""
+    secrets = str(SECRETS_DIR) if SECRETS_DIR.is_dir() else None
+    return Settings(_secrets_dir=secrets)

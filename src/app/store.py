@@ -1,0 +1,221 @@
+"""Runs query plans and the catalog on InfluxDB: the API's only I/O towards the database.
+
+Transport failures become the upstream branch of `errors`: refused or reset connections and 5xx
+answers are `InfluxUnavailable` (503), a query over its time budget is `QueryTimeout` (504), other
+refusals (bad token, missing bucket, a Flux error) are `InfluxRejected` (502).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+from influxdb_client.client.flux_table import FluxRecord, TableList
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.domain.dialect import Dialect
+from influxdb_client.rest import ApiException
+
+from app.errors import InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
+from app.metrics import Metrics
+from app.points import Points, fill_linear, parse_flux_csv
+from app.query import flux
+from app.query.plan import Agg, Fill, QueryPlan, format_time
+
+log = structlog.get_logger("app.store")
+T = TypeVar("T")
+
+_CSV = Dialect(  # type: ignore[no-untyped-call]
+    header=True, delimiter=",", annotations=[], date_time_format="RFC3339"
+)
+# Columns of a Flux row that are not tags.
+_NOT_TAGS = {"result", "table", "_time", "_measurement", "_field", "_start", "_stop", "_value"}
+# A miss forces a catalog reload at most this often, so unknown names cannot hammer InfluxDB.
+MIN_RELOAD_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """A series as the catalog knows it."""
+
+    name: str
+    unit: str | None
+    tags: dict[str, list[str]]
+    first: datetime
+    last: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "tags": self.tags,
+            "first": format_time(self.first),
+            "last": format_time(self.last),
+        }
+
+
+@dataclass
+class _Catalog:
+    series: dict[str, SeriesInfo] = field(default_factory=dict)
+    loaded_at: float = float("-inf")
+
+
+class Store:
+    """The API's view of InfluxDB: the catalog (cached) and the data of query plans."""
+
+    def __init__(
+        self,
+        client: InfluxDBClientAsync,
+        *,
+        org: str,
+        bucket: str,
+        timeout_seconds: float,
+        catalog_ttl_seconds: float,
+        metrics: Metrics,
+    ) -> None:
+        self._client = client
+        self._query_api = client.query_api()
+        self._org = org
+        self.bucket = bucket
+        self._timeout = timeout_seconds
+        self._ttl = catalog_ttl_seconds
+        self._metrics = metrics
+        self._catalog = _Catalog()
+        self._catalog_lock = asyncio.Lock()
+
+    async def ping(self, timeout_seconds: float = 2.0) -> bool:
+        """Whether InfluxDB answers its ping within the timeout."""
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return bool(await self._client.ping())
+        except TimeoutError:
+            return False
+
+    async def catalog(self, *, refresh: bool = False) -> dict[str, SeriesInfo]:
+        """All series, reloaded when older than the TTL (one reload at a time)."""
+        if not refresh and time.monotonic() - self._catalog.loaded_at < self._ttl:
+            return self._catalog.series
+        async with self._catalog_lock:
+            age = time.monotonic() - self._catalog.loaded_at
+            fresh_enough = MIN_RELOAD_SECONDS if refresh else self._ttl
+            if age < fresh_enough:
+                return self._catalog.series
+            query = flux.catalog_query(self.bucket)
+            tables = await self._run(
+                "catalog",
+                lambda: self._query_api.query(query.text, org=self._org, params=query.params),
+            )
+            self._catalog = _Catalog(_catalog_from(tables), time.monotonic())
+            log.info("catalog_loaded", series=len(self._catalog.series))
+            return self._catalog.series
+
+    async def series(self, name: str) -> SeriesInfo:
+        """One series' metadata; a miss reloads the catalog once before it is a 404."""
+        found = (await self.catalog()).get(name)
+        if found is None:
+            found = (await self.catalog(refresh=True)).get(name)
+        if found is None:
+            raise UnknownSeries(name)
+        return found
+
+    async def points(self, plan: QueryPlan, series: str) -> Points:
+        """The plan's points for one series, window labels at window starts."""
+        query = flux.series_query(plan, series)
+        text = await self._run(
+            "data",
+            lambda: self._query_api.query_raw(
+                query.text, org=self._org, dialect=_CSV, params=query.params
+            ),
+        )
+        counts = plan.agg is Agg.COUNT and plan.window is not None
+        points = parse_flux_csv(str(text), integer=counts)
+        if points.tables > 1:
+            log.warning("series_has_several_keys", series=series, tables=points.tables)
+        first_start = plan.first_window_start()
+        # Flux labels the window that `start` cuts with `start` itself; the API labels every
+        # window with its aligned start, so that labels line up across requests.
+        if (
+            points.times
+            and first_start is not None
+            and first_start != plan.start
+            and points.times[0] == format_time(plan.start)
+        ):
+            points.times[0] = format_time(first_start)
+        if plan.fill is Fill.LINEAR and plan.window is not None:
+            points = fill_linear(points)
+        self._metrics.points_returned.observe(len(points))
+        return points
+
+    async def _run(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call()
+        except TimeoutError:
+            outcome = "timeout"
+            raise QueryTimeout(
+                f"the query took longer than {self._timeout:g}s; narrow the range or coarsen "
+                "the resolution"
+            ) from None
+        except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+            outcome = "unavailable"
+            log.warning("influx_unreachable", query=kind, error=type(exc).__name__)
+            raise InfluxUnavailable("InfluxDB is not reachable; retry later") from None
+        except ApiException as exc:
+            status = int(getattr(exc, "status", 0) or 0)
+            log.warning("influx_error", query=kind, status=status)
+            if status >= 500 or status == 0:
+                outcome = "unavailable"
+                raise InfluxUnavailable("InfluxDB failed to answer; retry later") from None
+            outcome = "rejected"
+            raise InfluxRejected(f"InfluxDB refused the query (HTTP {status})") from None
+        finally:
+            self._metrics.flux_seconds.labels(query=kind, outcome=outcome).observe(
+                time.perf_counter() - started
+            )
+
+
+def _catalog_from(tables: TableList) -> dict[str, SeriesInfo]:
+    firsts: dict[str, datetime] = {}
+    lasts: dict[str, datetime] = {}
+    units: dict[str, set[str]] = {}
+    tags: dict[str, dict[str, set[str]]] = {}
+    for table in tables:
+        for record in table.records:
+            name, when, result = _record(record)
+            if result == "first":
+                firsts[name] = min(when, firsts.get(name, when))
+            else:
+                lasts[name] = max(when, lasts.get(name, when))
+            for key, value in record.values.items():
+                if key in _NOT_TAGS or value is None:
+                    continue
+                if key == "unit":
+                    units.setdefault(name, set()).add(str(value))
+                else:
+                    tags.setdefault(name, {}).setdefault(key, set()).add(str(value))
+    catalog: dict[str, SeriesInfo] = {}
+    for name in sorted(firsts):
+        unit_set = sorted(units.get(name, ()))
+        catalog[name] = SeriesInfo(
+            name=name,
+            unit=unit_set[0] if unit_set else None,
+            tags={k: sorted(v) for k, v in sorted(tags.get(name, {}).items())},
+            first=firsts[name],
+            last=lasts.get(name, firsts[name]),
+        )
+    return catalog
+
+
+def _record(record: FluxRecord) -> tuple[str, datetime, str]:
+    return (
+        str(record.values["_measurement"]),
+        record.values["_time"],
+        str(record.values.get("result")),
+    )
