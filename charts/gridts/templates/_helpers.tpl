@@ -77,7 +77,8 @@ imagePullSecrets:
 
 {{- define "gridts.influxdb.url" -}}
 {{- if .Values.influxdb.enabled -}}
-{{- printf "http://%s.%s.svc:8086" (include "gridts.influxdb.serviceName" .) .Release.Namespace -}}
+{{- /* Namespace-relative on purpose: the kustomize base is rendered from this chart. */ -}}
+{{- printf "http://%s:8086" (include "gridts.influxdb.serviceName" .) -}}
 {{- else -}}
 {{- required "externalInfluxdb.url is required when influxdb.enabled=false" .Values.externalInfluxdb.url -}}
 {{- end -}}
