@@ -1,0 +1,142 @@
+"""Unit tests of the Flux builder: the text's shape per plan, and user values only as params."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.query import flux
+from app.query.plan import Agg, DataParams, Fill, QueryPlan, build_plan
+
+CAP = 100_000
+
+
+def plan(series: tuple[str, ...] = ("f_soll_aktiv",), **kw: str) -> QueryPlan:
+    params = DataParams(**{"start": "2021-05-02T00:00:00Z", "end": "2021-05-03T00:00:00Z", **kw})
+    return build_plan(list(series), params, bucket="grid", max_points_cap=CAP)
+
+
+def test_aggregate_query_shape_and_params() -> None:
+    q = flux.series_query(plan(resolution="15m", agg="max"), "f_soll_aktiv")
+    assert q.text == (
+        "from(bucket: p_bucket)\n"
+        "    |> range(start: p_start, stop: p_stop)\n"
+        '    |> filter(fn: (r) => r._measurement == p_series and r._field == "value")\n'
+        "    |> aggregateWindow(every: p_every, offset: p_offset, fn: max, "
+        'timeSrc: "_start", createEmpty: false)\n'
+        '    |> keep(columns: ["_time", "_value"])'
+    )
+    assert q.params == {
+        "p_bucket": "grid",
+        "p_series": "f_soll_aktiv",
+        "p_start": datetime(2021, 5, 2, tzinfo=UTC),
+        "p_stop": datetime(2021, 5, 3, tzinfo=UTC),
+        "p_every": timedelta(minutes=15),
+        "p_offset": timedelta(0),
+    }
+
+
+@pytest.mark.parametrize(
+    ("agg", "fn"),
+    [
+        (Agg.MEAN, "fn: mean,"),
+        (Agg.MIN, "fn: min,"),
+        (Agg.MAX, "fn: max,"),
+        (Agg.SUM, "fn: sum,"),
+        (Agg.COUNT, "fn: count,"),
+        (Agg.FIRST, "fn: first,"),
+        (Agg.LAST, "fn: last,"),
+        (Agg.STDDEV, "fn: stddev,"),
+        (Agg.MEDIAN, 'median(column: column, method: "exact_mean")'),
+    ],
+)
+def test_every_agg_has_its_function(agg: Agg, fn: str) -> None:
+    q = flux.series_query(plan(resolution="1h", agg=agg.value), "f_soll_aktiv")
+    assert fn in q.text
+    assert 'timeSrc: "_start"' in q.text
+
+
+@pytest.mark.parametrize(
+    ("fill", "create_empty", "previous"),
+    [
+        (Fill.NONE, "false", False),
+        (Fill.NULL, "true", False),
+        (Fill.PREVIOUS, "true", True),
+        (Fill.LINEAR, "true", False),  # interpolated after the query
+    ],
+)
+def test_fill_modes(fill: Fill, create_empty: str, previous: bool) -> None:
+    q = flux.series_query(plan(resolution="1h", fill=fill.value), "f_soll_aktiv")
+    assert f"createEmpty: {create_empty}" in q.text
+    assert ("usePrevious: true" in q.text) is previous
+    assert "interpolate" not in q.text
+
+
+def test_days_with_tz_use_location_param() -> None:
+    q = flux.series_query(plan(resolution="1d", tz="Europe/Zurich"), "f_soll_aktiv")
+    assert q.text.startswith('import "timezone"\n')
+    assert "location: timezone.location(name: p_tz)" in q.text
+    assert q.params["p_tz"] == "Europe/Zurich"
+    assert q.params["p_every"] == timedelta(days=1)
+
+
+def test_sub_day_windows_ignore_tz() -> None:
+    q = flux.series_query(plan(resolution="1h", tz="Europe/Zurich"), "f_soll_aktiv")
+    assert "timezone" not in q.text
+    assert "p_tz" not in q.params
+
+
+def test_weeks_are_offset_to_monday() -> None:
+    q = flux.series_query(plan(resolution="1w", start="2021-01-01T00:00:00Z"), "f_soll_aktiv")
+    assert q.params["p_offset"] == timedelta(days=4)
+
+
+def test_raw_query_limits_to_cap_plus_one() -> None:
+    q = flux.series_query(plan(resolution="raw", max_points="500"), "f_soll_aktiv")
+    assert "aggregateWindow" not in q.text
+    assert q.text.endswith("|> limit(n: p_limit)")
+    assert q.params["p_limit"] == 501
+
+
+def test_series_must_belong_to_plan() -> None:
+    with pytest.raises(ValueError, match="not part of the plan"):
+        flux.series_query(plan(), "other")
+
+
+def test_catalog_query() -> None:
+    q = flux.catalog_query("grid")
+    assert 'yield(name: "first")' in q.text
+    assert 'yield(name: "last")' in q.text
+    assert q.params["p_bucket"] == "grid"
+    assert q.params["p_start"] < q.params["p_stop"]  # type: ignore[operator]
+
+
+_IDENTIFIER = re.compile(r"\bp_[a-z]+\b")
+_name = st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=_name,
+    resolution=st.sampled_from(["raw", "auto", "1s", "90s", "15m", "1h", "1d", "2w"]),
+    agg=st.sampled_from([a.value for a in Agg]),
+    fill=st.sampled_from([f.value for f in Fill]),
+    tz=st.sampled_from(["", "Europe/Zurich", "America/St_Johns"]),
+)
+def test_user_values_never_reach_the_text(
+    name: str, resolution: str, agg: str, fill: str, tz: str
+) -> None:
+    p = plan((name,), resolution=resolution, agg=agg, fill=fill, tz=tz)
+    q = flux.series_query(p, name)
+    # The text is the same whatever the series is called: only parameters change.
+    other = flux.series_query(plan(("zz",), resolution=resolution, agg=agg, fill=fill, tz=tz), "zz")
+    assert q.text == other.text
+    assert set(_IDENTIFIER.findall(q.text)) <= set(q.params)
+    assert q.params["p_series"] == name
+    assert "2021" not in q.text
+    if tz:
+        assert tz not in q.text

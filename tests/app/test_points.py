@@ -1,0 +1,107 @@
+"""Unit tests of Flux CSV parsing, linear fill and multi-series alignment."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from app.errors import InfluxRejected
+from app.points import Points, align, fill_linear, parse_flux_csv, to_instant
+
+CSV = (
+    ",result,table,_time,_value\r\n"
+    ",_result,0,2021-05-02T10:00:00Z,50\r\n"
+    ",_result,0,2021-05-02T10:15:00Z,\r\n"
+    ",_result,0,2021-05-02T10:30:00Z,49.99\r\n"
+    "\r\n"
+)
+
+
+def test_parse_flux_csv() -> None:
+    p = parse_flux_csv(CSV)
+    assert p.times == ["2021-05-02T10:00:00Z", "2021-05-02T10:15:00Z", "2021-05-02T10:30:00Z"]
+    assert p.values == [50.0, None, 49.99]
+    assert isinstance(p.values[0], float)
+    assert p.tables == 1
+
+
+def test_parse_flux_csv_columns_in_any_order_and_counts() -> None:
+    text = ",result,table,_value,_time\n,_result,0,3,2021-05-02T10:00:00Z\n"
+    p = parse_flux_csv(text, integer=True)
+    assert p.values == [3]
+    assert isinstance(p.values[0], int)
+    assert p.times == ["2021-05-02T10:00:00Z"]
+
+
+def test_parse_flux_csv_counts_tables_and_headers() -> None:
+    text = (
+        ",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,1\n"
+        ",_result,1,2021-05-02T10:00:00Z,2\n\n"
+        ",result,table,_time,_value\n,_result,2,2021-05-02T10:00:00Z,3\n"
+    )
+    p = parse_flux_csv(text)
+    assert p.tables == 3
+    assert p.values == [1.0, 2.0, 3.0]
+
+
+def test_parse_flux_csv_empty_and_nan() -> None:
+    assert len(parse_flux_csv("")) == 0
+    assert len(parse_flux_csv("\r\n")) == 0
+    p = parse_flux_csv(",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,NaN\n")
+    assert math.isnan(p.values[0])  # type: ignore[arg-type]
+
+
+def test_parse_flux_csv_error_table() -> None:
+    with pytest.raises(InfluxRejected):
+        parse_flux_csv("error,reference\nsomething failed,\n")
+    with pytest.raises(InfluxRejected, match="unexpected result columns"):
+        parse_flux_csv(",result,table,_start\n,_result,0,x\n")
+
+
+def test_to_instant_handles_nanoseconds() -> None:
+    assert to_instant("2021-05-02T10:00:00.123456789Z").microsecond == 123456
+    assert to_instant("2021-05-02T10:00:00Z").hour == 10
+
+
+def test_fill_linear_interpolates_in_time() -> None:
+    p = Points(
+        [
+            "2021-03-27T23:00:00Z",
+            "2021-03-28T22:00:00Z",  # 23 h later
+            "2021-03-29T22:00:00Z",  # 24 h later
+            "2021-03-30T22:00:00Z",
+            "2021-03-31T22:00:00Z",
+        ],
+        [None, 0.0, None, 48.0, None],
+    )
+    out = fill_linear(p)
+    assert out.values == [None, 0.0, 24.0, 48.0, None]
+    assert p.values[2] is None  # the input is left alone
+
+
+def test_fill_linear_uneven_gaps() -> None:
+    p = Points(
+        ["2021-01-01T00:00:00Z", "2021-01-01T01:00:00Z", "2021-01-01T03:00:00Z"],
+        [0.0, None, 30.0],
+    )
+    assert fill_linear(p).values == [0.0, 10.0, 30.0]
+
+
+def test_fill_linear_nothing_to_do() -> None:
+    p = Points(["2021-01-01T00:00:00Z"], [None])
+    assert fill_linear(p) is p
+
+
+def test_align_unions_labels() -> None:
+    a = Points(["2021-01-01T00:00:00Z", "2021-01-01T01:00:00Z"], [1.0, 2.0])
+    b = Points(["2021-01-01T01:00:00Z", "2021-01-01T02:00:00Z"], [20.0, 30.0])
+    axis, rows = align([a, b])
+    assert axis == ["2021-01-01T00:00:00Z", "2021-01-01T01:00:00Z", "2021-01-01T02:00:00Z"]
+    assert rows == [[1.0, None], [2.0, 20.0], [None, 30.0]]
+
+
+def test_align_sorts_fractional_labels_as_instants() -> None:
+    a = Points(["2021-01-01T00:00:00.5Z", "2021-01-01T00:00:01Z"], [1.0, 2.0])
+    axis, _ = align([a, Points()])
+    assert axis == ["2021-01-01T00:00:00.5Z", "2021-01-01T00:00:01Z"]
