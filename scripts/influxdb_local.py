@@ -172,7 +172,17 @@ def build_binary() -> Path:
             env["PKG_CONFIG"] = str(gobin / "pkg-config")
             log("3/4 building influxd and libflux (cargo); this is the long step")
             out = Path(work) / "influxd"
-            _run_logged(["go", "build", "-o", str(out), "./cmd/influxd"], env, src, logfile)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            ldflags = (
+                f"-X main.version={INFLUXDB_VERSION} -X main.commit=module-proxy "
+                f"-X main.date={stamp}"
+            )
+            _run_logged(
+                ["go", "build", "-ldflags", ldflags, "-o", str(out), "./cmd/influxd"],
+                env,
+                src,
+                logfile,
+            )
             log("4/4 checking the binary")
             if not _is_influxd_2x(str(out)):
                 raise SystemExit(f"the built binary does not report a 2.x version; see {logfile}")
@@ -245,8 +255,8 @@ def spawn(binary: Path, data_dir: Path, port: int, log_path: Path) -> subprocess
         "--reporting-disabled",
         "--log-level=warn",
     ]
-    out = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 60) -> None:

@@ -1,0 +1,147 @@
+"""Recognise an export's dialect from its first lines: separator, header rows, series names and
+units, timestamp layout and decimal mark.
+
+Formats: ``swissgrid`` (a time column and one value column, names and units in one or more
+header rows), ``wide`` (a time column and several value columns). Both share the parser.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ingest.timelayout import Layout, sniff_layout
+
+
+class DialectError(ValueError):
+    """The file is not in a dialect this ingest reads; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Column:
+    series: str
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class Dialect:
+    separator: str
+    decimal: str
+    header_rows: int
+    layout: Layout
+    columns: tuple[Column, ...]
+    format: str
+
+    @property
+    def value_columns(self) -> int:
+        return len(self.columns)
+
+
+SERIES_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+# "A:f_soll_aktiv [Hz]", "f_soll_aktiv [Hz]", "Power (MW)"
+_NAME_UNIT = re.compile(
+    r"^(?:[A-Z]{1,3}:)?\s*(?P<name>[^\[\]()]*?)\s*[\[(](?P<unit>[^\])]+)[\])]\s*$"
+)
+KNOWN_UNITS = {
+    "hz", "mhz", "w", "kw", "mw", "gw", "wh", "kwh", "mwh", "gwh", "var", "kvar", "mvar",
+    "v", "kv", "a", "ka", "%", "°c", "eur", "chf", "eur/mwh", "chf/mwh",
+}  # fmt: skip
+
+
+def slug(text: str) -> str:
+    """A measurement-safe name: lower case, runs of other characters as one underscore."""
+    return re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")[:128]
+
+
+def _split(line: str, sep: str) -> list[str]:
+    return [cell.strip().strip('"').strip() for cell in line.split(sep)]
+
+
+def _column_meta(cells: list[str]) -> tuple[str | None, str | None]:
+    """Series name and unit from one value column's header cells (top row first)."""
+    name: str | None = None
+    unit: str | None = None
+    for cell in cells:
+        if not cell:
+            continue
+        m = _NAME_UNIT.match(cell)
+        if m:
+            unit = m.group("unit").strip() or unit
+            if m.group("name"):
+                name = m.group("name")
+        elif cell.lower() in KNOWN_UNITS:
+            unit = cell
+        elif name is None:
+            name = cell
+    if name is not None:
+        name = name if SERIES_NAME.match(name) else slug(name)
+    return name or None, unit
+
+
+def sniff(
+    head: str,
+    *,
+    series: str | None = None,
+    fmt: str = "auto",
+) -> Dialect:
+    """The dialect of a file whose first lines (decoded) are ``head``."""
+    lines = head.splitlines()[:200]
+    if not any(ln.strip() for ln in lines):
+        raise DialectError("the file is empty")
+    data_start: int | None = None
+    sep: str | None = None
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        for cand in (";", "\t", ","):
+            first = line.split(cand, 1)[0].strip().strip('"')
+            if cand in line and sniff_layout(first) is not None:
+                sep, data_start = cand, i
+                break
+        if sep is not None:
+            break
+    if sep is None or data_start is None:
+        raise DialectError(
+            "no data row found: expected a timestamp (e.g. 'Sa. 01.05.21 00:00:30', "
+            "'01.01.2019 00:15' or ISO 8601) then ';', tab or ',' and a value"
+        )
+    first_cells = _split(lines[data_start], sep)
+    layout = sniff_layout(first_cells[0])
+    assert layout is not None
+    n_values = len(first_cells) - 1
+    if n_values < 1:
+        raise DialectError("data rows have a timestamp but no value column")
+    # With ';' or tab between fields a comma in a value can only be a decimal comma (thousands
+    # separators are not read), and a point stays a decimal point: both are accepted. The first
+    # lines may not show it (a frequency file can open with hours of plain "50").
+    decimal = "," if sep != "," else "."
+    headers = [_split(ln, sep) for ln in lines[:data_start] if ln.strip()]
+    columns: list[Column] = []
+    for j in range(1, n_values + 1):
+        name, unit = _column_meta([row[j] if j < len(row) else "" for row in headers])
+        columns.append(Column(series=name or "", unit=unit))
+    if series is not None:
+        if n_values != 1:
+            raise DialectError(f"--series names one series but the file has {n_values} columns")
+        if not SERIES_NAME.match(series):
+            raise DialectError(f"invalid series name {series!r}: use letters, digits, _ . -")
+        columns = [Column(series=series, unit=columns[0].unit)]
+    missing = [j for j, c in enumerate(columns, start=2) if not c.series]
+    if missing:
+        raise DialectError(
+            f"no series name in the header for column {missing[0]}: pass --series NAME"
+        )
+    names = [c.series for c in columns]
+    if len(set(names)) != len(names):
+        raise DialectError(f"the header names a series twice: {names}")
+    detected = "swissgrid" if n_values == 1 else "wide"
+    if fmt not in ("auto", detected):
+        raise DialectError(f"--format {fmt} given, but the file looks {detected}")
+    return Dialect(
+        separator=sep,
+        decimal=decimal,
+        header_rows=data_start,
+        layout=layout,
+        columns=tuple(columns),
+        format=detected,
+    )

@@ -1,0 +1,236 @@
+"""Data rows to typed columns, vectorised over a chunk of bytes, and rejected rows with reasons.
+
+A chunk is whole lines. Every line is either blank (skipped: not a row), accepted (a wall-clock
+timestamp and, per value column, the span of its value text in ``ParsedChunk.text``) or rejected
+with its line number and reason. Values keep their decimal text (decimal comma turned into a
+point) so that line protocol carries exactly the digits of the file: no float round trip.
+The fast path handles the rows that fit the file's layout; the few that do not are tried one by
+one with the same rules, which also produce the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ingest.dialect import Dialect
+from ingest.timelayout import decode, decode_one
+
+MAX_VALUE_WIDTH = 24  # longer value texts take the one-by-one path
+NL, CR, QUOTE, MINUS, POINT, COMMA = 10, 13, 34, 45, 46, 44
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int
+    reason: str
+    text: str
+
+
+@dataclass
+class ParsedChunk:
+    line: NDArray[np.int64]  # 1-based line number of each accepted row
+    offset: NDArray[np.int64]  # byte offset of each accepted row in the chunk
+    seconds: NDArray[np.int64]  # wall-clock label (UTC already when the layout is absolute)
+    text: NDArray[np.uint8]  # bytes the value spans point into
+    value_start: NDArray[np.int64]  # (rows, columns)
+    value_len: NDArray[np.int64]  # (rows, columns)
+    rejects: list[tuple[int, Reject]]  # (byte offset, reject)
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+    def take(self, keep: NDArray[np.bool_] | slice) -> ParsedChunk:
+        return ParsedChunk(
+            line=self.line[keep],
+            offset=self.offset[keep],
+            seconds=self.seconds[keep],
+            text=self.text,
+            value_start=self.value_start[keep],
+            value_len=self.value_len[keep],
+            rejects=self.rejects,
+        )
+
+
+def _line_text(a: NDArray[np.uint8], s: int, e: int) -> str:
+    return bytes(a[s : min(e, s + 200)]).decode("utf-8", "replace")
+
+
+def _simple_numbers(
+    a: NDArray[np.uint8], start: NDArray[np.int64], length: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    """True where the span is ``-?digits(.digits)?``: valid line protocol floats as they are."""
+    n = len(start)
+    ok = (length >= 1) & (length <= MAX_VALUE_WIDTH)
+    if n == 0:
+        return ok
+    width = int(min(MAX_VALUE_WIDTH, max(1, int(length.max()))))
+    cols = np.arange(width, dtype=np.int64)
+    idx = np.minimum(start[:, None] + cols, len(a) - 1)
+    g = a[idx]
+    inside = cols < length[:, None]
+    digit = (g >= 48) & (g <= 57) & inside
+    point = (g == POINT) & inside
+    minus = (g == MINUS) & inside
+    minus_ok = minus[:, 1:].sum(axis=1) == 0
+    lead = np.where(minus[:, 0], 1, 0)
+    first_digit = digit[np.arange(n), np.minimum(lead, width - 1)]
+    ok &= minus_ok & first_digit & (length > lead)
+    ok &= (digit | point | (minus & (cols == 0))).sum(axis=1) == length
+    npoint = point.sum(axis=1)
+    ok &= npoint <= 1
+    # a point must be followed by a digit ("5." and "5.e" are left to the careful path)
+    after_point = np.zeros_like(point)
+    after_point[:, :-1] = point[:, :-1] & ~digit[:, 1:]
+    after_point[:, -1] = point[:, -1]
+    ok &= ~after_point.any(axis=1)
+    return np.asarray(ok, dtype=np.bool_)
+
+
+def _careful_value(raw: str, decimal: str) -> str | tuple[str]:
+    """A value text that is not plainly ``-?d+(.d+)?``: its float repr, or (reason,)."""
+    text = raw.strip().strip('"').strip()
+    if not text:
+        return ("empty value",)
+    if decimal == ",":
+        text = text.replace(",", ".")
+    try:
+        number = float(text)
+    except ValueError:
+        return (f"not a number: {raw.strip()[:40]!r}",)
+    if not math.isfinite(number):
+        return (f"not a finite number: {raw.strip()[:40]!r}",)
+    return repr(number)
+
+
+def parse_chunk(chunk: bytes, dialect: Dialect, first_line: int) -> ParsedChunk:
+    """Parse whole lines; ``first_line`` is the 1-based number of the chunk's first line."""
+    a = np.frombuffer(chunk, dtype=np.uint8)
+    if len(a) and a[-1] != NL:
+        a = np.concatenate([a, np.array([NL], dtype=np.uint8)])
+    nl = np.flatnonzero(a == NL).astype(np.int64)
+    n_lines = len(nl)
+    starts = np.empty(n_lines, dtype=np.int64)
+    if n_lines:
+        starts[0] = 0
+        starts[1:] = nl[:-1] + 1
+    ends = nl.copy()
+    has_cr = (ends > starts) & (a[np.maximum(ends - 1, 0)] == CR)
+    ends[has_cr] -= 1
+    line_no = first_line + np.arange(n_lines, dtype=np.int64)
+    nonblank = ends > starts
+    k = dialect.value_columns
+    sep = ord(dialect.separator)
+
+    # Lines the fast path must not touch: quotes, non-ASCII bytes or control characters.
+    odd_bytes = np.flatnonzero(
+        (a >= 128) | (a == QUOTE) | ((a < 32) & (a != NL) & (a != CR) & (a != 9))
+    )
+    careful = np.zeros(n_lines, dtype=np.bool_)
+    if len(odd_bytes):
+        careful[np.searchsorted(nl, odd_bytes)] = True
+    sp = np.flatnonzero(a == sep).astype(np.int64)
+    first_sep = np.searchsorted(sp, starts)
+    n_seps = np.searchsorted(sp, ends) - first_sep
+    careful |= n_seps != k
+    fast = nonblank & ~careful
+
+    text = a
+    if dialect.decimal == ",":
+        text = a.copy()
+        text[text == COMMA] = POINT
+
+    seconds = np.zeros(n_lines, dtype=np.int64)
+    vstart = np.zeros((n_lines, k), dtype=np.int64)
+    vlen = np.zeros((n_lines, k), dtype=np.int64)
+    accepted = np.zeros(n_lines, dtype=np.bool_)
+    reasons: dict[int, str] = {}
+
+    fi = np.flatnonzero(fast)
+    if len(fi):
+        sidx = first_sep[fi]
+        t_end = sp[sidx]
+        width = dialect.layout.width
+        shaped = (t_end - starts[fi]) == width
+        si = fi[shaped]
+        g = a[starts[si][:, None] + np.arange(width, dtype=np.int64)]
+        dec = decode(g, dialect.layout)
+        seconds[si] = dec.seconds
+        for i, reason in dec.invalid.items():
+            reasons[int(si[i])] = reason
+        time_ok = np.zeros(n_lines, dtype=np.bool_)
+        time_ok[si[dec.ok]] = True
+        for j in range(k):
+            s = sp[first_sep[fi] + j] + 1
+            e = sp[first_sep[fi] + j + 1] if j + 1 < k else ends[fi]
+            vstart[fi, j] = s
+            vlen[fi, j] = e - s
+        values_ok = np.ones(len(fi), dtype=np.bool_)
+        for j in range(k):
+            values_ok &= _simple_numbers(text, vstart[fi, j], vlen[fi, j])
+        accepted[fi] = time_ok[fi] & values_ok
+        # rows whose reason is already known are not retried
+        careful |= nonblank & ~accepted
+        careful[list(reasons)] = False
+
+    extra = bytearray()
+    base = len(text)
+    for row in np.flatnonzero(careful):
+        i = int(row)
+        raw = bytes(a[int(starts[i]) : int(ends[i])])
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            reasons[int(i)] = "undecodable bytes (not UTF-8)"
+            continue
+        if any(ord(c) < 32 and c != "\t" for c in line):
+            reasons[int(i)] = "control characters in the row"
+            continue
+        cells = line.split(dialect.separator)
+        if len(cells) != k + 1:
+            reasons[int(i)] = f"expected {k + 1} columns, found {len(cells)}"
+            continue
+        when = decode_one(cells[0].strip().strip('"'))
+        if isinstance(when, str):
+            reasons[int(i)] = when
+            continue
+        if when[1].absolute != dialect.layout.absolute:
+            reasons[int(i)] = (
+                f"timestamp {cells[0].strip()[:40]!r} "
+                + ("has a UTC offset" if when[1].absolute else "has no UTC offset")
+                + " unlike the file's first row"
+            )
+            continue
+        spans: list[tuple[int, int]] = []
+        for cell in cells[1:]:
+            value = _careful_value(cell, dialect.decimal)
+            if isinstance(value, tuple):
+                reasons[int(i)] = value[0]
+                break
+            spans.append((base + len(extra), len(value)))
+            extra += value.encode("ascii")
+        else:
+            seconds[i] = when[0]
+            for j, (vs, vl) in enumerate(spans):
+                vstart[i, j], vlen[i, j] = vs, vl
+            accepted[i] = True
+
+    if extra:
+        text = np.concatenate([text, np.frombuffer(bytes(extra), dtype=np.uint8)])
+    rejects = [
+        (int(starts[i]), Reject(int(line_no[i]), reason, _line_text(a, starts[i], ends[i])))
+        for i, reason in sorted(reasons.items())
+    ]
+    keep = np.flatnonzero(accepted)
+    return ParsedChunk(
+        line=line_no[keep],
+        offset=starts[keep],
+        seconds=seconds[keep],
+        text=text,
+        value_start=vstart[keep],
+        value_len=vlen[keep],
+        rejects=rejects,
+    )
