@@ -10,11 +10,12 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from tests.conftest import InfluxServer
 
 
-def test_health_reports_a_2x_server(influx: InfluxServer) -> None:
+def test_server_is_a_live_2x(influx: InfluxServer) -> None:
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
-        health = client.health()
-    assert health.status == "pass"
-    assert health.version.startswith("v2.")
+        assert client.ping()
+        version = client.version()
+    print(f"influxd version {version}")
+    assert version.startswith("v2.")
 
 
 def test_write_then_aggregate_window_reads_back_means(influx: InfluxServer, bucket: str) -> None:
@@ -29,8 +30,9 @@ def test_write_then_aggregate_window_reads_back_means(influx: InfluxServer, buck
             bucket=bucket, record=lines, write_precision="s"
         )
         tables = client.query_api().query(
-            "from(bucket: params.bucket)"
-            " |> range(start: params.start, stop: params.stop)"
+            # OSS 2.x has no `params.x`: the client sends params as extern option statements
+            "from(bucket: bucket)"
+            " |> range(start: start, stop: stop)"
             ' |> filter(fn: (r) => r._measurement == "freq" and r._field == "value")'
             ' |> aggregateWindow(every: 30s, fn: mean, timeSrc: "_start", createEmpty: false)',
             params={"bucket": bucket, "start": t0, "stop": t0 + timedelta(minutes=1)},
