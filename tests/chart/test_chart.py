@@ -1,0 +1,501 @@
+"""The Helm chart: lint, render every ci value set, validate strictly, apply the project's rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart import k8scheck as k
+from tests.chart.k8scheck import CHART, CI_VALUES, External, Obj, one
+
+IDS = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
+
+
+@cache
+def rendered(values_name: str) -> list[Obj]:
+    return k.render_chart(values=[CHART / "ci" / f"{values_name}-values.yaml"])
+
+
+def external_for(values_name: str) -> External:
+    """What each ci value set says the operator supplies (existingSecret, existingClaim, ...)."""
+    values = yaml.safe_load((CHART / "ci" / f"{values_name}-values.yaml").read_text()) or {}
+    ext = External()
+
+    def get(path: str) -> str:
+        node = values
+        for key in path.split("."):
+            node = node.get(key) or {} if isinstance(node, dict) else {}
+        return node if isinstance(node, str) else ""
+
+    for path in (
+        "influxdb.admin.existingSecret",
+        "externalInfluxdb.adminTokenSecret.name",
+        "tokens.api.existingSecret",
+        "tokens.ingest.existingSecret",
+        "api.auth.existingSecret",
+    ):
+        if get(path):
+            ext.secrets.add(get(path))
+    ext.secrets.update(values.get("imagePullSecrets") or [])
+    for tls in (values.get("api", {}).get("ingress", {}) or {}).get("tls") or []:
+        ext.secrets.add(tls["secretName"])
+    if get("ingest.data.existingClaim"):
+        ext.claims.add(get("ingest.data.existingClaim"))
+    if get("influxdb.persistence.existingClaim"):
+        ext.claims.add(get("influxdb.persistence.existingClaim"))
+    return ext
+
+
+def test_ci_value_sets_cover_the_issue() -> None:
+    assert set(IDS) >= {
+        "default",
+        "external-influxdb",
+        "ingress-tls",
+        "autoscaling-off",
+        "production",
+    }
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=IDS)
+def test_helm_lint_strict(values: Path) -> None:
+    out = k.run([k.tool("helm"), "lint", "--strict", str(CHART), "--values", str(values)])
+    assert "0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize("kube_version", k.KUBE_VERSIONS)
+@pytest.mark.parametrize("values_name", IDS)
+def test_rendered_objects_validate_strictly(values_name: str, kube_version: str) -> None:
+    objects = rendered(values_name)
+    assert len(objects) >= 10
+    assert k.schema_errors(objects, kube_version) == []
+
+
+@pytest.mark.parametrize("values_name", IDS)
+def test_rendered_objects_follow_the_rules(values_name: str) -> None:
+    assert k.problems(rendered(values_name), external_for(values_name)) == []
+
+
+@pytest.mark.parametrize("values_name", IDS)
+def test_names_and_labels(values_name: str) -> None:
+    for obj in rendered(values_name):
+        labels = obj["metadata"].get("labels") or {}
+        what = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert obj["metadata"]["name"].startswith("grid-gridts-"), what
+        assert len(obj["metadata"]["name"]) <= 63, what
+        for key in ("name", "instance", "component", "part-of", "version", "managed-by"):
+            assert f"app.kubernetes.io/{key}" in labels, f"{what} lacks app.kubernetes.io/{key}"
+
+
+def test_release_name_containing_the_chart_name_is_not_repeated() -> None:
+    objects = k.render_chart(release="gridts")
+    assert one(objects, "CronJob", "-ingest")["metadata"]["name"] == "gridts-ingest"
+
+
+# ---- InfluxDB -------------------------------------------------------------------------------
+
+
+def test_influxdb_statefulset() -> None:
+    objects = rendered("default")
+    sts = one(objects, "StatefulSet", "-influxdb")
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    repo, tag = container["image"].split(":")
+    assert repo == "influxdb"
+    assert tag.startswith("2.")
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DOCKER_INFLUXDB_INIT_MODE"]["value"] == "setup"
+    admin = one(objects, "Secret", "-influxdb-admin")
+    for var, key in (
+        ("DOCKER_INFLUXDB_INIT_ADMIN_TOKEN", "admin-token"),
+        ("DOCKER_INFLUXDB_INIT_PASSWORD", "admin-password"),
+    ):
+        ref = env[var]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (admin["metadata"]["name"], key)
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] == "/health"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/lib/influxdb2"] == "data"
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+    # The image's influxdb user, not root.
+    assert pod["securityContext"]["runAsUser"] == 1000
+
+
+def test_admin_secret_is_kept_on_uninstall_and_stable() -> None:
+    admin = one(rendered("default"), "Secret", "-influxdb-admin")
+    assert admin["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    template = (CHART / "templates" / "influxdb-secret.yaml").read_text()
+    assert 'lookup "v1" "Secret"' in template
+    assert len(admin["data"]["admin-token"]) >= 64
+
+
+def test_existing_admin_secret_is_used_and_none_rendered() -> None:
+    objects = k.render_chart(sets=["influxdb.admin.existingSecret=ops-admin"])
+    assert not [o for o in objects if o["metadata"]["name"].endswith("-influxdb-admin")]
+    assert k.problems(objects, External(secrets={"ops-admin"})) == []
+    assert k.problems(objects) != [], "the reference to ops-admin must be reported as missing"
+
+
+def test_external_influxdb_deploys_no_influxdb() -> None:
+    objects = rendered("external-influxdb")
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert not [n for _, n in kinds if "influxdb" in n]
+    assert not [o for o in objects if o["kind"] == "Job"], "operator supplied both tokens"
+    env = {
+        e["name"]: e
+        for e in one(objects, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    assert env["INFLUX_URL"]["value"] == "https://influxdb.data.svc.cluster.local:8086"
+    assert env["INFLUX_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "gridts-api-read-token"
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["influxdb.enabled=false"], "externalInfluxdb"),
+        (
+            ["influxdb.enabled=false", "externalInfluxdb.url=http://x:8086"],
+            "tokens.api.existingSecret",
+        ),
+        (["tokens.job.enabled=false"], "tokens.api.existingSecret"),
+        (["api.ingress.enabled=true"], "api.ingress.hosts"),
+        (["api.replicas=-1"], "minimum"),
+        (["unknownKey=1"], "additional properties"),
+        (["influxdb.image.tag=1.8.10"], "pattern"),
+    ],
+)
+def test_impossible_values_fail_the_render(sets: list[str], message: str) -> None:
+    with pytest.raises(k.ToolError, match=re.escape(message)):
+        k.render_chart(sets=sets)
+
+
+# ---- tokens -----------------------------------------------------------------------------------
+
+
+def test_token_split_read_for_api_write_for_ingest() -> None:
+    objects = rendered("default")
+    job = one(objects, "Job", "-tokens-1")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    specs = {s["action"]: s for s in json.loads(env["TOKEN_SPECS"]["value"])}
+    assert set(specs) == {"read", "write"}
+
+    def token_secret(pod: dict[str, object]) -> str:
+        (c,) = pod["containers"]  # type: ignore[misc]
+        (ref,) = [e for e in c["env"] if e["name"] == "INFLUX_TOKEN"]
+        return str(ref["valueFrom"]["secretKeyRef"]["name"])
+
+    api = one(objects, "Deployment", "-api")["spec"]["template"]["spec"]
+    ingest = one(objects, "CronJob", "-ingest")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert token_secret(api) == specs["read"]["secret"]
+    assert token_secret(ingest) == specs["write"]["secret"]
+    assert specs["read"]["secret"] != specs["write"]["secret"]
+    # The admin token reaches only InfluxDB itself and the tokens Job.
+    admin = one(objects, "Secret", "-influxdb-admin")["metadata"]["name"]
+    users = {
+        pod.name
+        for pod in k.pod_templates(objects)
+        for c in pod.containers()
+        for e in c.get("env") or []
+        if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == admin
+    }
+    assert users == {"StatefulSet/grid-gridts-influxdb", "Job/grid-gridts-tokens-1"}
+
+
+def test_tokens_job_rbac_is_limited_to_the_token_secrets() -> None:
+    objects = rendered("default")
+    role = one(objects, "Role", "-tokens")
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert {v for r in role["rules"] for v in r["verbs"]} <= {"create", "get", "update"}
+    assert set(named[0]["resourceNames"]) == set(k.produced_by_jobs(objects))
+    pods = {p.name: p.spec for p in k.pod_templates(objects)}
+    mounting = {n for n, s in pods.items() if s.get("automountServiceAccountToken") is not False}
+    assert mounting == {"Job/grid-gridts-tokens-1"}
+
+
+def test_tokens_job_is_created_through_the_admin_token_of_an_external_influxdb() -> None:
+    objects = rendered("external-influxdb-admin")
+    env = {
+        e["name"]: e
+        for e in one(objects, "Job", "-tokens-1")["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    ref = env["INFLUX_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("shared-influxdb-operator", "token")
+    assert env["INFLUX_URL"]["value"] == "http://influxdb.shared.svc:8086"
+
+
+# ---- API --------------------------------------------------------------------------------------
+
+
+def test_api_deployment_probes_scrape_and_rollout() -> None:
+    objects = rendered("default")
+    deploy = one(objects, "Deployment", "-api")
+    template = deploy["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    assert container["args"] == ["app"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    port = container["ports"][0]["containerPort"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["API_PORT"] == str(port)
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert "replicas" not in deploy["spec"], "the HPA owns the replica count"
+    one(objects, "HorizontalPodAutoscaler", "-api")
+    one(objects, "PodDisruptionBudget", "-api")
+
+
+def test_autoscaling_off_has_fixed_replicas_and_no_pdb_for_one_replica() -> None:
+    objects = rendered("autoscaling-off")
+    assert one(objects, "Deployment", "-api")["spec"]["replicas"] == 1
+    assert not [
+        o for o in objects if o["kind"] in {"HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    ]
+
+
+def test_ingress_with_tls_and_auth() -> None:
+    objects = rendered("ingress-tls")
+    ingress = one(objects, "Ingress", "-api")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "grid-example-com-tls", "hosts": ["grid.example.com"]}
+    ]
+    assert ingress["spec"]["rules"][0]["host"] == "grid.example.com"
+    auth = one(objects, "Secret", "-api-auth")
+    env = {
+        e["name"]: e
+        for e in one(objects, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    assert env["API_TOKENS"]["valueFrom"]["secretKeyRef"]["name"] == auth["metadata"]["name"]
+
+
+def test_production_servicemonitor_selects_the_api_service() -> None:
+    objects = rendered("production")
+    monitor = one(objects, "ServiceMonitor", "-api")
+    service = one(objects, "Service", "-api")
+    assert k.matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    image = one(objects, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.endswith("@sha256:" + "0123456789abcdef" * 4)
+
+
+# ---- ingest -----------------------------------------------------------------------------------
+
+
+def ingest_job_spec(objects: list[Obj]) -> Obj:
+    cron = one(objects, "CronJob", "-ingest")
+    return dict(cron["spec"]["jobTemplate"]["spec"])
+
+
+def test_cronjob_is_a_suspended_template_without_schedule() -> None:
+    cron = one(rendered("default"), "CronJob", "-ingest")
+    assert cron["spec"]["suspend"] is True
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    cron = one(rendered("production"), "CronJob", "-ingest")
+    assert cron["spec"]["suspend"] is False
+    assert cron["spec"]["schedule"] == "30 2 * * *"
+
+
+def test_ingest_runs_the_cli_and_fails_fast_on_bad_input() -> None:
+    spec = ingest_job_spec(
+        k.render_chart(sets=["ingest.sources={https://example.com/a.csv}", "ingest.series=load"])
+    )
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["args"] == ["ingest", "load", "https://example.com/a.csv", "--series", "load"]
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob"
+    assert rules[0]["onExitCodes"]["values"] == [2]
+
+
+def test_ingest_sources_from_pvc_configmap_and_indexed() -> None:
+    objects = k.render_chart(
+        sets=[
+            "ingest.data.existingClaim=exports",
+            "ingest.inlineFiles.small\\.csv=a\\,b",
+            "ingest.indexed.enabled=true",
+            "ingest.indexed.completions=5",
+            "ingest.indexed.parallelism=2",
+            "ingest.sources={/srv/ingest/data/part-$(JOB_INDEX).csv}",
+        ]
+    )
+    assert k.problems(objects, External(claims={"exports"})) == []
+    spec = ingest_job_spec(objects)
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 5, 2)
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/srv/ingest/data"]["readOnly"] is True
+    assert mounts["/srv/ingest/files"]["readOnly"] is True
+    files = one(objects, "ConfigMap", "-ingest-files")
+    assert files["data"] == {"small.csv": "a,b"}
+    env = {e["name"]: e for e in container["env"]}
+    assert "job-completion-index" in env["JOB_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    # $(JOB_INDEX) is expanded by the kubelet because JOB_INDEX is in the container's env.
+    assert "/srv/ingest/data/part-$(JOB_INDEX).csv" in container["args"]
+
+
+# ---- NetworkPolicy ------------------------------------------------------------------------------
+
+
+def test_only_api_ingest_and_tokens_pods_reach_influxdb() -> None:
+    objects = rendered("default")
+    policy = one(objects, "NetworkPolicy", "-influxdb")
+    pods = k.pod_templates(objects)
+    selected = {p.name for p in pods if k.selector_matches(policy["spec"]["podSelector"], p.labels)}
+    assert selected == {"StatefulSet/grid-gridts-influxdb"}
+    (rule,) = policy["spec"]["ingress"]
+    allowed = {
+        p.name
+        for p in pods
+        for peer in rule["from"]
+        if k.selector_matches(peer["podSelector"], p.labels)
+    }
+    assert allowed == {
+        "Deployment/grid-gridts-api",
+        "CronJob/grid-gridts-ingest",
+        "Job/grid-gridts-tokens-1",
+    }
+    assert all(set(peer) == {"podSelector"} for peer in rule["from"]), "same namespace only"
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+
+
+def test_api_network_policy_is_configurable() -> None:
+    open_policy = one(rendered("default"), "NetworkPolicy", "-api")
+    assert "from" not in open_policy["spec"]["ingress"][0]
+    objects = rendered("ingress-tls")
+    policy = one(objects, "NetworkPolicy", "-api")
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert peers[0] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    }
+    test_pod = one(objects, "Pod", "-test")
+    assert k.selector_matches(peers[-1]["podSelector"], test_pod["metadata"]["labels"])
+
+
+# ---- helm test, NOTES, values documentation ---------------------------------------------------
+
+
+def test_helm_test_pod_checks_readyz_and_a_query() -> None:
+    pod = one(rendered("ingress-tls"), "Pod", "-test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["gridts_smoke"]
+    source = (CHART / "files" / "gridts_smoke.py").read_text()
+    assert '"/readyz"' in source
+    assert '"/v1/series"' in source
+    env = {e["name"]: e for e in container["env"]}
+    assert env["API_URL"]["value"] == "http://grid-gridts-api.gridts.svc:80"
+    assert "API_TOKEN" in env
+
+
+def render_notes(values_name: str, tmp_path: Path) -> str:
+    """NOTES.txt, rendered by wrapping it in a define in a copy of the chart (helm template
+    does not print NOTES and helm install --dry-run needs a cluster)."""
+    chart = tmp_path / "gridts"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "notes" -}}' + notes + "{{- end -}}"
+    )
+    (chart / "templates" / "notes.yaml").write_text(
+        "kind: Notes\napiVersion: v1\nmetadata: {name: notes}\n"
+        'text: {{ include "notes" . | toJson }}\n'
+    )
+    objects = k.render_chart(
+        chart, values=[CHART / "ci" / f"{values_name}-values.yaml"], release="prod"
+    )
+    return str(one(objects, "Notes", "notes")["text"])
+
+
+def test_notes_give_exact_commands(tmp_path: Path) -> None:
+    notes = render_notes("ingress-tls", tmp_path)
+    assert (
+        "kubectl -n gridts create job --from=cronjob/prod-gridts-ingest ingest-$(date +%s)" in notes
+    )
+    assert "helm test prod -n gridts" in notes
+    assert "https://grid.example.com/v1/series" in notes
+    assert "python -m ingest submit --namespace gridts --release prod" in notes
+
+
+def values_keys(node: object, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            keys.append(path)
+            if key not in {
+                "nodeSelector",
+                "annotations",
+                "labels",
+                "inlineFiles",
+                "affinity",
+                "resources",
+            }:
+                keys += values_keys(value, path + ".")
+    return keys
+
+
+def test_every_value_is_commented_and_in_the_schema() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^\s*[A-Za-z0-9_]+:", line):
+            assert lines[i - 1].lstrip().startswith("#"), (
+                f"values.yaml:{i + 1} {line.strip()!r} has no comment"
+            )
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for path in values_keys(values):
+        node = schema
+        for key in path.split("."):
+            node = node["properties"][key]
+        assert node.get("description"), f"{path} has no description in values.schema.json"
+
+
+def test_schema_rejects_unknown_keys_everywhere() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    free_form = {
+        "affinity",
+        "nodeSelector",
+        "annotations",
+        "labels",
+        "inlineFiles",
+        "requests",
+        "limits",
+    }
+
+    def walk(node: dict[str, object], path: str) -> None:
+        if node.get("type") == "object" and path.rsplit(".", 1)[-1] not in free_form:
+            assert node.get("additionalProperties") is False, (
+                f"{path or '<root>'} allows unknown keys"
+            )
+        for key, child in (node.get("properties") or {}).items():  # type: ignore[attr-defined]
+            walk(child, f"{path}.{key}".lstrip("."))
+
+    walk(schema, "")
+
+
+def test_chart_python_modules_pass_ruff() -> None:
+    ruff = k.ROOT / ".venv" / "bin" / "ruff"
+    files = [str(p) for p in sorted((CHART / "files").glob("*.py"))]
+    k.run([str(ruff), "check", "--no-cache", *files])
+    k.run([str(ruff), "format", "--check", "--no-cache", *files])
