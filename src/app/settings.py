@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SECRETS_DIR = Path("/run/secrets")
 
@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     api_max_points: int = Field(default=100_000, ge=1)
     api_catalog_ttl_seconds: float = Field(default=30.0, ge=0)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Outside Kubernetes there is no /run/secrets; reading it would only warn.
+        if SECRETS_DIR.is_dir():
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return init_settings, env_settings, dotenv_settings
+
     def bearer_tokens(self) -> tuple[str, ...]:
         """The configured API tokens; empty when auth is off."""
         raw = self.api_tokens.get_secret_value()
@@ -39,6 +53,5 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Settings from the environment; mounted secrets are read only when the folder exists."""
-    secrets = str(SECRETS_DIR) if SECRETS_DIR.is_dir() else None
-    return Settings(_secrets_dir=secrets)
+    """Settings from the environment and, when mounted, from files in /run/secrets."""
+    return Settings()

@@ -146,6 +146,11 @@ class Store:
             and points.times[0] == format_time(plan.start)
         ):
             points.times[0] = format_time(first_start)
+        if not points.times and plan.window is not None and plan.fill is not Fill.NONE:
+            # With no row in the range Flux has no table to fill; the windows are still there.
+            empty: float | int | None = 0 if counts else None
+            starts = plan.window_starts()
+            points = Points([format_time(t) for t in starts], [empty] * len(starts))
         if plan.fill is Fill.LINEAR and plan.window is not None:
             points = fill_linear(points)
         self._metrics.points_returned.observe(len(points))

@@ -26,6 +26,7 @@ from app.query.plan import (
     suggest_window,
     window_count,
     window_start,
+    window_starts,
 )
 
 CAP = 100_000
@@ -191,6 +192,20 @@ def test_window_count_matches_enumeration(tz: str | None, seconds: int) -> None:
     window = Window(seconds)
     zone = tz if window.whole_days else None
     assert window_count(start, end, window, zone) == _brute_count(start, end, window, zone)
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Zurich"])
+@pytest.mark.parametrize("seconds", [900, 86400, 7 * 86400])
+def test_window_starts_enumerate_the_windows(tz: str | None, seconds: int) -> None:
+    start, end = utc(2021, 3, 20, 5, 3), utc(2021, 4, 30, 17, 11)
+    window = Window(seconds)
+    zone = tz if window.whole_days else None
+    starts = window_starts(start, end, window, zone)
+    assert len(starts) == window_count(start, end, window, zone)
+    assert starts == sorted(set(starts))
+    assert all(window_start(t, window, zone) == t for t in starts)
+    assert starts[0] <= start < starts[1]
+    assert starts[-1] < end
 
 
 def test_window_count_half_open() -> None:

@@ -166,6 +166,12 @@ class QueryPlan:
             return None
         return window_start(self.start, self.window, self.tz)
 
+    def window_starts(self) -> list[datetime]:
+        """The start of every window of the range, in order (empty for raw)."""
+        if self.window is None:
+            return []
+        return window_starts(self.start, self.end, self.window, self.tz)
+
 
 @dataclass(frozen=True)
 class DataParams:
@@ -311,6 +317,20 @@ def window_start(instant: datetime, window: Window, tz: str | None) -> datetime:
     step = window.seconds * 1_000_000
     aligned = (micros // step) * step + window.offset_seconds * 1_000_000
     return EPOCH + timedelta(microseconds=aligned)
+
+
+def window_starts(start: datetime, end: datetime, window: Window, tz: str | None) -> list[datetime]:
+    """Starts of the windows that intersect [start, end)."""
+    first = window_start(start, window, tz)
+    if tz is not None and window.whole_days:
+        zone = ZoneInfo(tz)
+        day = first.astimezone(zone).date()
+        step = timedelta(days=window.seconds // DAY)
+        count = window_count(start, end, window, tz)
+        days = [day + step * i for i in range(count)]
+        return [datetime.combine(d, dtime(0), tzinfo=zone).astimezone(UTC) for d in days]
+    count = window_count(start, end, window, None)
+    return [first + window.duration * i for i in range(count)]
 
 
 def window_count(start: datetime, end: datetime, window: Window, tz: str | None) -> int:

@@ -1,0 +1,216 @@
+"""Fixtures of the API tests: one bucket of known series written once, the app in-process, and
+the API as a real uvicorn process.
+
+The rows are made here, deterministically, in the schema the ingest writes (one measurement per
+series, field `value`, tag `unit`, whole seconds, interval data at the interval start); the tests
+compute what the API must answer from these same rows with pandas.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import InfluxServer
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import influxdb_local as il  # noqa: E402
+
+
+@dataclass
+class Series:
+    name: str
+    unit: str | None
+    values: pd.Series  # float, indexed by UTC timestamps
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _frequency() -> Series:
+    """Two days of a 30 s series with a gap of 90 minutes and 5 % of rows missing at random."""
+    rng = np.random.default_rng(7)
+    index = pd.date_range(
+        "2021-05-01T00:00:00Z", "2021-05-03T00:00:00Z", freq="30s", inclusive="left"
+    )
+    values = 50.0 + np.round(rng.normal(0, 0.02, len(index)), 3)
+    s = pd.Series(values, index=index)
+    s = s[(s.index < "2021-05-01T06:00:00Z") | (s.index >= "2021-05-01T07:30:00Z")]
+    return Series("f_soll_aktiv", "Hz", s[rng.random(len(s)) > 0.05])
+
+
+def _losses() -> Series:
+    """15-minute energy around both 2021 DST changes, stored at interval starts."""
+    rng = np.random.default_rng(11)
+    parts = [
+        pd.date_range(
+            "2021-03-24T00:00:00Z", "2021-04-02T00:00:00Z", freq="15min", inclusive="left"
+        ),
+        pd.date_range(
+            "2021-10-27T00:00:00Z", "2021-11-04T00:00:00Z", freq="15min", inclusive="left"
+        ),
+    ]
+    index = parts[0].append(parts[1])
+    return Series(
+        "active_losses",
+        "kWh",
+        pd.Series(np.round(rng.uniform(5e3, 2e4, len(index)), 1), index=index),
+    )
+
+
+def _enduse() -> Series:
+    """15-minute energy on the frequency series' days, for multi-series alignment."""
+    rng = np.random.default_rng(13)
+    index = pd.date_range(
+        "2021-05-01T00:00:00Z", "2021-05-03T00:00:00Z", freq="15min", inclusive="left"
+    )
+    s = pd.Series(np.round(rng.uniform(1.5e6, 2.1e6, len(index)), 1), index=index)
+    return Series("enduse", "kWh", s[s.index.hour != 12])  # one empty hour a day
+
+
+def _tagged() -> Series:
+    index = pd.date_range("2021-05-01T00:00:00Z", periods=10, freq="1h")
+    return Series("site.load-1", "MW", pd.Series(np.arange(10.0), index=index), {"site": "north"})
+
+
+def _unitless() -> Series:
+    index = pd.date_range("2021-05-01T00:00:00Z", periods=3, freq="1D")
+    return Series("counter", None, pd.Series([1.0, 2.0, 4.0], index=index))
+
+
+@pytest.fixture(scope="session")
+def dataset() -> dict[str, Series]:
+    return {s.name: s for s in (_frequency(), _losses(), _enduse(), _tagged(), _unitless())}
+
+
+def line_protocol(series: Series) -> str:
+    tags = dict(series.tags)
+    if series.unit is not None:
+        tags["unit"] = series.unit
+    key = series.name + "".join(f",{k}={v}" for k, v in sorted(tags.items()))
+    seconds = series.values.index.as_unit("s").asi8.tolist()
+    return "\n".join(
+        f"{key} value={v!r} {t}" for t, v in zip(seconds, series.values.tolist(), strict=True)
+    )
+
+
+@pytest.fixture(scope="session")
+def api_bucket(influx: InfluxServer, dataset: dict[str, Series]) -> Iterator[str]:
+    """A bucket with the dataset, written once for every read test."""
+    name = f"api_{secrets.token_hex(4)}"
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
+        created = c.buckets_api().create_bucket(bucket_name=name, org=influx.org)
+        writer = c.write_api(write_options=SYNCHRONOUS)
+        for series in dataset.values():
+            writer.write(name, influx.org, line_protocol(series), write_precision="s")
+        yield name
+        if influx.proc is not None:
+            c.buckets_api().delete_bucket(created)
+
+
+def make_settings(influx: InfluxServer, bucket: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "influx_url": influx.url,
+        "influx_org": influx.org,
+        "influx_bucket": bucket,
+        "influx_token": influx.token,
+        "api_catalog_ttl_seconds": 60,
+        "api_query_timeout_seconds": 20,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+class AppClient:
+    """An app with its lifespan entered, and an httpx client talking to it in-process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://api", timeout=60
+        )
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        await self._lifespan.__aenter__()
+        return self.http
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+        await self._lifespan.__aexit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+async def api(influx: InfluxServer, api_bucket: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API over the dataset, auth off."""
+    async with AppClient(make_settings(influx, api_bucket)) as client:
+        yield client
+
+
+@dataclass
+class LiveApi:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_live_api(env: dict[str, str], log_path: Path) -> LiveApi:
+    """`python -m app` on a free loopback port, waited for on /healthz."""
+    port = il.free_port()
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "API_"))},
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "PYTHONPATH": str(ROOT / "src"),
+        **env,
+    }
+    out = open(log_path, "ab")  # noqa: SIM115 - the child writes to it until it exits
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"], env=full_env, stdout=out, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited with {proc.returncode}: {log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return LiveApi(url, proc, log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the API did not answer /healthz within 60 s")
+
+
+def stop_live_api(live: LiveApi) -> None:
+    il.stop_process(live.proc.pid)
+    live.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def live_api(
+    influx: InfluxServer, api_bucket: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveApi]:
+    """The API as a real uvicorn process over the dataset, auth off."""
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    live = start_live_api({**influx.env(), "INFLUX_BUCKET": api_bucket}, log)
+    yield live
+    stop_live_api(live)

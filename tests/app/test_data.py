@@ -1,0 +1,238 @@
+"""The data endpoints against the real influxd, compared with pandas over the same rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.app import expected
+from tests.app.conftest import Series
+
+# An unaligned start and an end on a data point: the first window is cut, the last point is out.
+START = "2021-05-01T05:07:00Z"
+END = "2021-05-02T03:52:30Z"
+AGGS = list(expected.AGGS)
+
+
+async def get_points(api: httpx.AsyncClient, name: str, **params: str) -> dict:  # type: ignore[type-arg]
+    r = await api.get(f"/v1/series/{name}/data", params=params)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["series"] == name
+    return body  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("resolution", ["1m", "15m", "1h", "1d"])
+@pytest.mark.parametrize("agg", AGGS)
+async def test_every_agg_matches_pandas(
+    api: httpx.AsyncClient, dataset: dict[str, Series], agg: str, resolution: str
+) -> None:
+    body = await get_points(
+        api, "f_soll_aktiv", start=START, end=END, resolution=resolution, agg=agg
+    )
+    assert body["resolution"] == resolution
+    assert body["agg"] == agg
+    assert body["unit"] == "Hz"
+    want = expected.windows(dataset["f_soll_aktiv"].values, START, END, resolution, agg)
+    assert want, "the comparison must not be vacuous"
+    expected.same(body["points"], want)
+
+
+@pytest.mark.parametrize("fill", ["none", "null", "previous", "linear"])
+@pytest.mark.parametrize("agg", ["mean", "count", "max"])
+async def test_fill_modes_match_pandas(
+    api: httpx.AsyncClient, dataset: dict[str, Series], fill: str, agg: str
+) -> None:
+    body = await get_points(
+        api, "f_soll_aktiv", start=START, end=END, resolution="15m", agg=agg, fill=fill
+    )
+    want = expected.windows(dataset["f_soll_aktiv"].values, START, END, "15m", agg, fill)
+    expected.same(body["points"], want)
+    times = [p["time"] for p in body["points"]]
+    # The data has no rows from 06:00 to 07:30: those six windows exist only when filled.
+    assert ("2021-05-01T06:30:00Z" in times) is (fill != "none")
+    if fill == "none":
+        assert len(times) == 92 - 6  # 05:00 to 03:45, less the gap
+
+
+async def test_first_window_is_labelled_with_its_aligned_start(api: httpx.AsyncClient) -> None:
+    body = await get_points(api, "f_soll_aktiv", start=START, end=END, resolution="1h")
+    assert body["points"][0]["time"] == "2021-05-01T05:00:00Z"
+    assert body["points"][-1]["time"] == "2021-05-02T03:00:00Z"
+    assert body["start"] == START
+    assert body["end"] == END
+
+
+async def test_raw_is_half_open(api: httpx.AsyncClient, dataset: dict[str, Series]) -> None:
+    start, end = "2021-05-02T00:00:00Z", "2021-05-02T00:05:00Z"
+    body = await get_points(api, "f_soll_aktiv", start=start, end=end, resolution="raw")
+    want = expected.raw(dataset["f_soll_aktiv"].values, start, end)
+    expected.same(body["points"], want)  # type: ignore[arg-type]
+    assert body["points"][-1]["time"] < end
+    assert body["agg"] is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "short_day", "hours"),
+    [
+        ("2021-03-26T00:00:00+01:00", "2021-04-01T00:00:00+02:00", "2021-03-27T23:00:00Z", 23),
+        ("2021-10-29T00:00:00+02:00", "2021-11-03T00:00:00+01:00", "2021-10-30T22:00:00Z", 25),
+    ],
+)
+@pytest.mark.parametrize("agg", ["count", "sum", "mean"])
+async def test_zurich_days_across_dst(
+    api: httpx.AsyncClient,
+    dataset: dict[str, Series],
+    start: str,
+    end: str,
+    short_day: str,
+    hours: int,
+    agg: str,
+) -> None:
+    body = await get_points(
+        api, "active_losses", start=start, end=end, resolution="1d", tz="Europe/Zurich", agg=agg
+    )
+    assert body["tz"] == "Europe/Zurich"
+    want = expected.windows(
+        dataset["active_losses"].values, start, end, "1d", agg, tz="Europe/Zurich"
+    )
+    expected.same(body["points"], want)
+    by_time = {p["time"]: p["value"] for p in body["points"]}
+    if agg == "count":
+        # 15-minute rows: a 23-hour day has 92, a 25-hour day 100, the others 96.
+        assert by_time[short_day] == hours * 4
+        assert sorted(set(by_time.values())) == sorted({96, hours * 4})
+
+
+async def test_days_without_tz_are_utc(api: httpx.AsyncClient) -> None:
+    body = await get_points(
+        api, "active_losses", start="2021-03-27T00:00:00Z", end="2021-03-30T00:00:00Z",
+        resolution="1d", agg="count",
+    )  # fmt: skip
+    assert [p["time"] for p in body["points"]] == [
+        "2021-03-27T00:00:00Z",
+        "2021-03-28T00:00:00Z",
+        "2021-03-29T00:00:00Z",
+    ]
+    assert [p["value"] for p in body["points"]] == [96, 96, 96]
+    assert body["tz"] is None
+
+
+async def test_weeks_start_on_monday(api: httpx.AsyncClient) -> None:
+    body = await get_points(
+        api, "active_losses", start="2021-03-24T00:00:00Z", end="2021-04-02T00:00:00Z",
+        resolution="1w", agg="count",
+    )  # fmt: skip
+    assert [p["time"] for p in body["points"]] == ["2021-03-22T00:00:00Z", "2021-03-29T00:00:00Z"]
+    assert [p["value"] for p in body["points"]] == [5 * 96, 4 * 96]
+
+
+@pytest.mark.parametrize("resolution", ["30s", "15m", "1h"])
+async def test_multi_series_alignment(
+    api: httpx.AsyncClient, dataset: dict[str, Series], resolution: str
+) -> None:
+    names = ["f_soll_aktiv", "enduse"]
+    r = await api.get(
+        "/v1/data",
+        params={"series": names, "start": START, "end": END, "resolution": resolution},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["series"] == [
+        {"name": "f_soll_aktiv", "unit": "Hz"},
+        {"name": "enduse", "unit": "kWh"},
+    ]
+    columns = {
+        n: dict(expected.windows(dataset[n].values, START, END, resolution, "mean")) for n in names
+    }
+    axis = sorted(set(columns["f_soll_aktiv"]) | set(columns["enduse"]))
+    assert [p["time"] for p in body["points"]] == axis
+    for point in body["points"]:
+        for j, n in enumerate(names):
+            want = columns[n].get(point["time"])
+            got = point["values"][j]
+            assert (got is None) is (want is None), (point, n)
+            if want is not None:
+                assert got == pytest.approx(want, rel=1e-9)
+    # 15-minute energy has no value at the 30 s windows in between: nulls, not missing rows.
+    if resolution == "30s":
+        assert any(p["values"][1] is None and p["values"][0] is not None for p in body["points"])
+
+
+async def test_formats_carry_the_same_points(api: httpx.AsyncClient) -> None:
+    params = {"start": START, "end": END, "resolution": "1h", "agg": "max"}
+    js = (await api.get("/v1/series/f_soll_aktiv/data", params=params)).json()["points"]
+    csv = await api.get("/v1/series/f_soll_aktiv/data", params={**params, "format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.splitlines()
+    assert lines[0] == "time,value"
+    assert [(t, float(v)) for t, v in (x.split(",") for x in lines[1:])] == [
+        (p["time"], p["value"]) for p in js
+    ]
+    nd = await api.get(
+        "/v1/series/f_soll_aktiv/data", params=params, headers={"Accept": "application/x-ndjson"}
+    )
+    assert nd.headers["content-type"] == "application/x-ndjson"
+    assert [orjson.loads(x) for x in nd.content.splitlines()] == js
+    by_accept = await api.get(
+        "/v1/series/f_soll_aktiv/data", params=params, headers={"Accept": "text/csv"}
+    )
+    assert by_accept.text == csv.text
+    multi = await api.get(
+        "/v1/data", params={**params, "series": ["f_soll_aktiv", "enduse"], "format": "csv"}
+    )
+    assert multi.text.splitlines()[0] == "time,f_soll_aktiv,enduse"
+
+
+async def test_catalog(api: httpx.AsyncClient, dataset: dict[str, Series]) -> None:
+    r = await api.get("/v1/series")
+    assert r.status_code == 200
+    listed = {s["name"]: s for s in r.json()["series"]}
+    assert set(listed) == set(dataset)
+    for name, series in dataset.items():
+        assert listed[name]["unit"] == series.unit
+        assert listed[name]["first"] == expected.label(series.values.index[0])
+        assert listed[name]["last"] == expected.label(series.values.index[-1])
+    assert listed["site.load-1"]["tags"] == {"site": ["north"]}
+    assert listed["f_soll_aktiv"]["tags"] == {}
+    one = await api.get("/v1/series/site.load-1")
+    assert one.json() == listed["site.load-1"]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    offset=st.integers(0, 2 * 86400),
+    span=st.integers(1, 3 * 86400),
+    max_points=st.integers(1, 3000),
+)
+async def test_auto_never_exceeds_max_points(
+    api: httpx.AsyncClient, offset: int, span: int, max_points: int
+) -> None:
+    t0 = datetime(2021, 4, 30, 12, tzinfo=UTC) + timedelta(seconds=offset)
+    t1 = t0 + timedelta(seconds=span)
+    r = await api.get(
+        "/v1/series/f_soll_aktiv/data",
+        params={
+            "start": t0.isoformat().replace("+00:00", "Z"),
+            "end": t1.isoformat().replace("+00:00", "Z"),
+            "resolution": "auto",
+            "max_points": str(max_points),
+            "fill": "null",
+        },
+    )
+    if r.status_code == 422:  # no standard resolution fits: said so, with nothing to suggest
+        assert r.json()["error"] == "too_many_points"
+        assert r.json()["suggested_resolution"] is None
+        return
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 1 <= len(body["points"]) <= max_points
