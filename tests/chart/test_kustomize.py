@@ -1,0 +1,90 @@
+"""k8s/: the kustomize base (rendered from the chart) and the dev and prod overlays."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from tests.chart import k8scheck as k
+from tests.chart.k8scheck import ROOT, External, Obj, one
+
+TARGETS = ["base", "overlays/dev", "overlays/prod"]
+# Supplied by the operator (see the comments in k8s/overlays/prod/kustomization.yaml).
+EXTERNAL = {
+    "base": External(secrets={"gridts-influxdb-admin"}),
+    "overlays/dev": External(),
+    "overlays/prod": External(secrets={"gridts-influxdb-admin", "grid-example-com-tls"}),
+}
+
+
+@cache
+def built(target: str) -> list[Obj]:
+    return k.kustomize_build(ROOT / "k8s" / target)
+
+
+def test_base_is_the_current_chart_render() -> None:
+    k.tool("helm")
+    k.run(["bash", str(ROOT / "k8s" / "generate"), "--check"])
+
+
+@pytest.mark.parametrize("kube_version", k.KUBE_VERSIONS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_build_validates_strictly(target: str, kube_version: str) -> None:
+    objects = built(target)
+    assert len(objects) >= 10
+    assert k.schema_errors(objects, kube_version) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_build_follows_the_rules(target: str) -> None:
+    assert k.problems(built(target), EXTERNAL[target]) == []
+
+
+@pytest.mark.parametrize(
+    ("target", "namespace"), [("overlays/dev", "gridts-dev"), ("overlays/prod", "gridts")]
+)
+def test_overlay_namespace_reaches_every_object_and_the_rolebinding(
+    target: str, namespace: str
+) -> None:
+    objects = built(target)
+    assert {o["metadata"].get("namespace") for o in objects} == {namespace}
+    binding = one(objects, "RoleBinding", "gridts-tokens")
+    assert {s["namespace"] for s in binding["subjects"]} == {namespace}
+
+
+def test_no_helm_leftovers() -> None:
+    for obj in built("overlays/prod"):
+        labels = obj["metadata"].get("labels") or {}
+        assert "helm.sh/chart" not in labels
+        assert labels.get("app.kubernetes.io/managed-by") == "kustomize"
+        assert "helm.sh/hook" not in (obj["metadata"].get("annotations") or {})
+
+
+def test_dev_overlay() -> None:
+    objects = built("overlays/dev")
+    assert one(objects, "Deployment", "gridts-api")["spec"]["replicas"] == 1
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    images = {c["image"] for p in k.pod_templates(objects) for c in p.containers()}
+    assert images == {"gridts:dev", "influxdb:2.7.12"}
+    # The generated admin Secret carries a content hash and every reference follows it.
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    assert secret["metadata"]["name"].startswith("gridts-influxdb-admin-")
+
+
+def test_prod_overlay() -> None:
+    objects = built("overlays/prod")
+    deploy = one(objects, "Deployment", "gridts-api")
+    assert "replicas" not in deploy["spec"], "the HPA owns the replica count"
+    hpa = one(objects, "HorizontalPodAutoscaler", "gridts-api")
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert one(objects, "PodDisruptionBudget", "gridts-api")["spec"]["minAvailable"] == 2
+    sts = one(objects, "StatefulSet", "gridts-influxdb")
+    assert (
+        sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        == "200Gi"
+    )
+    images = {c["image"] for p in k.pod_templates(objects) for c in p.containers()}
+    assert images == {"registry.example.com/grid/gridts:0.1.0", "influxdb:2.7.12"}
+    assert not [o for o in objects if o["kind"] == "Secret"], "no secret material in git for prod"
+    assert one(objects, "CronJob", "gridts-ingest")["spec"]["suspend"] is True
