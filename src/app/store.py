@@ -93,7 +93,8 @@ class Store:
         try:
             async with asyncio.timeout(timeout_seconds):
                 return bool(await self._client.ping())
-        except TimeoutError:
+        except (TimeoutError, aiohttp.ClientError, OSError, ApiException) as exc:
+            log.warning("influx_ping_failed", error=type(exc).__name__)
             return False
 
     async def catalog(self, *, refresh: bool = False) -> dict[str, SeriesInfo]:

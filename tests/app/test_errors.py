@@ -1,0 +1,317 @@
+"""Every error case with its status and message; auth on and off; random parameters never 500."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.deps import get_store
+from tests.app.conftest import AppClient, make_settings
+from tests.conftest import InfluxServer
+
+DAY = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z"}
+DATA = "/v1/series/f_soll_aktiv/data"
+
+
+async def error_of(r: httpx.Response, status: int, kind: str) -> dict:  # type: ignore[type-arg]
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["error"] == kind
+    assert "Traceback" not in r.text
+    return body  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({**DAY, "end": DAY["start"]}, "end: must be after start (the range is [start, end))"),
+        ({**DAY, "end": "2021-04-30T00:00:00Z"}, "end: must be after start"),
+        ({**DAY, "start": "2021-05-01"}, "start: not an RFC 3339 time with Z or an offset"),
+        ({**DAY, "start": "2021-05-01T00:00:00"}, "start: not an RFC 3339 time"),
+        ({"end": DAY["end"]}, "start: required"),
+        ({**DAY, "end": "2021-02-30T00:00:00Z"}, "end: not a valid date or time"),
+        ({**DAY, "resolution": "5 minutes"}, "resolution: '5 minutes' is not raw, auto or a"),
+        ({**DAY, "resolution": "1mo"}, "resolution: '1mo' is not raw, auto or a duration"),
+        ({**DAY, "agg": "avg"}, "agg: 'avg' is not one of mean, min, max, sum, count"),
+        ({**DAY, "fill": "zero"}, "fill: 'zero' is not one of none, null, previous, linear"),
+        ({**DAY, "tz": "Europe/Atlantis"}, "tz: unknown IANA time zone: 'Europe/Atlantis'"),
+        ({**DAY, "max_points": "0"}, "max_points: must be between 1 and 100000"),
+        ({**DAY, "max_points": "ten"}, "max_points: not a positive integer: 'ten'"),
+        ({**DAY, "format": "xml"}, "format: 'xml' is not one of json, csv, ndjson"),
+    ],
+)
+async def test_invalid_parameters_are_422_with_reason(
+    api: httpx.AsyncClient, params: dict[str, str], message: str
+) -> None:
+    body = await error_of(await api.get(DATA, params=params), 422, "invalid_parameter")
+    assert body["message"].startswith(message)
+
+
+async def test_point_cap_names_a_coarser_resolution(api: httpx.AsyncClient) -> None:
+    r = await api.get(DATA, params={**DAY, "resolution": "1s", "max_points": "1000"})
+    body = await error_of(r, 422, "too_many_points")
+    assert body["points"] == 86400
+    assert body["max_points"] == 1000
+    assert body["suggested_resolution"] == "2m"
+    assert "86400 points would exceed max_points=1000; resolution=2m fits" in body["message"]
+    # ... and the suggestion does fit
+    ok = await api.get(DATA, params={**DAY, "resolution": "2m", "max_points": "1000"})
+    assert ok.status_code == 200
+    assert len(ok.json()["points"]) <= 1000
+
+
+async def test_default_cap_is_the_configured_one(api: httpx.AsyncClient) -> None:
+    r = await api.get(
+        DATA,
+        params={"start": "2021-05-01T00:00:00Z", "end": "2021-05-03T00:00:00Z", "resolution": "1s"},
+    )
+    body = await error_of(r, 422, "too_many_points")
+    assert body["max_points"] == 100_000
+    assert body["suggested_resolution"] == "2s"
+
+
+async def test_raw_over_the_cap(api: httpx.AsyncClient) -> None:
+    r = await api.get(DATA, params={**DAY, "resolution": "raw", "max_points": "100"})
+    body = await error_of(r, 422, "too_many_points")
+    assert body["max_points"] == 100
+    assert body["suggested_resolution"] == "15m"
+    ok = await api.get(DATA, params={**DAY, "resolution": "raw", "max_points": "5000"})
+    assert ok.status_code == 200
+    assert 2000 < len(ok.json()["points"]) <= 2880
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/series/nope",
+        "/v1/series/nope/data",
+        "/v1/series/bad%20name/data",
+        "/v1/data",
+    ],
+)
+async def test_unknown_series_is_404(api: httpx.AsyncClient, url: str) -> None:
+    params = {**DAY, "series": ["f_soll_aktiv", "nope"]} if url == "/v1/data" else DAY
+    body = await error_of(await api.get(url, params=params), 404, "unknown_series")
+    assert body["message"].startswith("unknown series: '")
+    assert "nope" in body["message"] or "bad name" in body["message"]
+
+
+async def test_multi_series_needs_series(api: httpx.AsyncClient) -> None:
+    body = await error_of(await api.get("/v1/data", params=DAY), 422, "invalid_parameter")
+    assert body["message"] == "series: at least one series is required"
+    r = await api.get("/v1/data", params={**DAY, "series": ["enduse", "enduse"]})
+    assert (await error_of(r, 422, "invalid_parameter"))["message"] == (
+        "series: a series is listed twice"
+    )
+
+
+async def test_unsupported_accept_is_406(api: httpx.AsyncClient) -> None:
+    r = await api.get(DATA, params=DAY, headers={"Accept": "image/png"})
+    body = await error_of(r, 406, "not_acceptable")
+    assert "application/json, text/csv, application/x-ndjson" in body["message"]
+
+
+async def test_unknown_route_is_json_404(api: httpx.AsyncClient) -> None:
+    body = await error_of(await api.get("/v2/nothing"), 404, "not_found")
+    assert body["message"] == "Not Found"
+
+
+@pytest.fixture(scope="module")
+async def dead_api(influx: InfluxServer) -> AsyncIterator[httpx.AsyncClient]:
+    """The API configured with an InfluxDB URL where nothing listens."""
+    from influxdb_local import free_port
+
+    settings = make_settings(influx, "grid", influx_url=f"http://127.0.0.1:{free_port()}")
+    async with AppClient(settings) as client:
+        yield client
+
+
+@pytest.mark.parametrize("url", ["/v1/series", "/v1/series/f_soll_aktiv", DATA, "/v1/data"])
+async def test_influx_unreachable_is_503(dead_api: httpx.AsyncClient, url: str) -> None:
+    params = {**DAY, "series": "f_soll_aktiv"} if url == "/v1/data" else DAY
+    r = await dead_api.get(url, params=params)
+    body = await error_of(r, 503, "influx_unavailable")
+    assert r.headers["retry-after"] == "5"
+    assert body["message"] == "InfluxDB is not reachable; retry later"
+
+
+async def test_readiness_follows_influx(
+    dead_api: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    down = await dead_api.get("/readyz")
+    assert down.status_code == 503
+    assert down.headers["retry-after"] == "5"
+    assert down.json()["status"] == "unavailable"
+    assert (await dead_api.get("/healthz")).json() == {"status": "ok"}
+    up = await api.get("/readyz")
+    assert up.status_code == 200
+    assert up.json() == {"status": "ready"}
+
+
+async def test_wrong_influx_token_is_502(influx: InfluxServer, api_bucket: str) -> None:
+    settings = make_settings(influx, api_bucket, influx_token="not-a-token")
+    async with AppClient(settings) as client:
+        r = await client.get("/v1/series")
+    body = await error_of(r, 502, "influx_rejected")
+    assert body["message"] == "InfluxDB refused the query (HTTP 401)"
+    assert "not-a-token" not in r.text
+
+
+async def test_unexpected_failure_is_a_bare_500(influx: InfluxServer, api_bucket: str) -> None:
+    holder = AppClient(make_settings(influx, api_bucket))
+
+    def broken() -> None:
+        raise RuntimeError("secret detail")
+
+    holder.app.dependency_overrides[get_store] = broken
+    async with holder as client:
+        r = await client.get("/v1/series")
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal", "message": "internal error"}
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def auth_api(influx: InfluxServer, api_bucket: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(influx, api_bucket, api_tokens="tok-alpha, tok-beta")
+    async with AppClient(settings) as client:
+        yield client
+
+
+@pytest.mark.parametrize("url", ["/v1/series", "/v1/series/enduse", f"{DATA}", "/v1/data"])
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "missing bearer token: send Authorization: Bearer <token>"),
+        ("Bearer tok-gamma", "invalid bearer token"),
+        ("Bearer tok-alph", "invalid bearer token"),
+        ("Basic dG9rLWFscGhhOg==", "missing bearer token: send Authorization: Bearer <token>"),
+        ("tok-alpha", "missing bearer token: send Authorization: Bearer <token>"),
+    ],
+)
+async def test_auth_on_rejects(
+    auth_api: httpx.AsyncClient, url: str, header: str | None, message: str
+) -> None:
+    headers = {"Authorization": header} if header else {}
+    r = await auth_api.get(url, params={**DAY, "series": "enduse"}, headers=headers)
+    body = await error_of(r, 401, "unauthorized")
+    assert body["message"] == message
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("token", ["tok-alpha", "tok-beta"])
+async def test_auth_on_accepts_each_token(auth_api: httpx.AsyncClient, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    r = await auth_api.get("/v1/series/enduse/data", params=DAY, headers=headers)
+    assert r.status_code == 200
+    assert len(r.json()["points"]) > 0
+
+
+async def test_auth_on_probes_stay_open(auth_api: httpx.AsyncClient) -> None:
+    assert (await auth_api.get("/healthz")).status_code == 200
+    assert (await auth_api.get("/readyz")).status_code == 200
+    metrics = await auth_api.get("/metrics")
+    assert metrics.status_code == 200
+    assert "gridts_api_request_duration_seconds" in metrics.text
+    assert (await auth_api.get("/")).status_code == 200
+
+
+async def test_auth_off_needs_no_token(api: httpx.AsyncClient) -> None:
+    r = await api.get("/v1/series/enduse")
+    assert r.status_code == 200
+    assert r.json()["name"] == "enduse"
+
+
+def test_api_tokens_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.settings import load_settings
+
+    for key, value in {
+        "INFLUX_URL": "http://127.0.0.1:1",
+        "INFLUX_ORG": "o",
+        "INFLUX_BUCKET": "b",
+        "INFLUX_TOKEN": "t",
+        "API_TOKENS": " a1 ,b2,, ",
+        "API_MAX_POINTS": "500",
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.bearer_tokens() == ("a1", "b2")
+    assert settings.api_max_points == 500
+    assert "a1" not in repr(settings)
+    assert "t'" not in repr(settings.influx_token)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+async def test_metrics_by_route_template_and_error_kind(api: httpx.AsyncClient) -> None:
+    await api.get(DATA, params={**DAY, "resolution": "1h"})
+    await api.get("/v1/series/nope")
+    text = (await api.get("/metrics")).text
+    assert (
+        'gridts_api_request_duration_seconds_count{method="GET",'
+        'route="/v1/series/{name}/data",status="200"}'
+    ) in text
+    assert 'route="/v1/series/{name}",status="404"' in text
+    assert 'gridts_api_errors_total{kind="unknown_series"}' in text
+    assert 'gridts_api_flux_query_duration_seconds_count{outcome="ok",query="data"}' in text
+    assert "f_soll_aktiv" not in text  # no label per series name
+
+
+# --- properties --------------------------------------------------------------------------------
+
+_junk = st.one_of(st.none(), st.text(max_size=20))
+_value = {
+    "start": st.one_of(
+        _junk, st.sampled_from(["2021-05-01T00:00:00Z", "2021-05-01T06:00:00+02:00"])
+    ),
+    "end": st.one_of(_junk, st.sampled_from(["2021-05-02T00:00:00Z", "2021-05-01T03:00:00Z"])),
+    "resolution": st.one_of(
+        _junk, st.sampled_from(["raw", "auto", "1s", "30s", "15m", "1d", "1w"])
+    ),
+    "agg": st.one_of(_junk, st.sampled_from(["mean", "median", "stddev", "count"])),
+    "fill": st.one_of(_junk, st.sampled_from(["none", "null", "previous", "linear"])),
+    "tz": st.one_of(_junk, st.sampled_from(["Europe/Zurich", "UTC"])),
+    "max_points": st.one_of(_junk, st.integers(-1, 200_000).map(str)),
+    "format": st.one_of(_junk, st.sampled_from(["json", "csv", "ndjson"])),
+}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.fixed_dictionaries({}, optional=_value),
+    series=st.one_of(st.sampled_from(["f_soll_aktiv", "enduse", "counter"]), st.text(max_size=12)),
+    accept=st.one_of(st.none(), st.sampled_from(["text/csv", "*/*", "image/gif", "x;q=y"])),
+    multi=st.booleans(),
+)
+async def test_random_parameters_never_500(
+    api: httpx.AsyncClient,
+    params: dict[str, str | None],
+    series: str,
+    accept: str | None,
+    multi: bool,
+) -> None:
+    query = {k: v for k, v in params.items() if v is not None}
+    headers = {"Accept": accept} if accept else {}
+    if multi:
+        r = await api.get(
+            "/v1/data", params={**query, "series": [series, "enduse"]}, headers=headers
+        )
+    else:
+        path = quote(series, safe="")
+        r = await api.get(f"/v1/series/{path}/data", params=query, headers=headers)
+    assert r.status_code in {200, 404, 406, 422}, r.text
+    if r.status_code != 200:
+        body = r.json()
+        assert body["error"]
+        assert body["message"]
