@@ -181,10 +181,10 @@ def start_live_api(env: dict[str, str], log_path: Path) -> LiveApi:
         "PYTHONPATH": str(ROOT / "src"),
         **env,
     }
-    out = open(log_path, "ab")  # noqa: SIM115 - the child writes to it until it exits
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app"], env=full_env, stdout=out, stderr=subprocess.STDOUT
-    )
+    with open(log_path, "ab") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from fastapi.openapi.models import Example
 from starlette.responses import Response
 
 
@@ -14,3 +15,8 @@ def json_response(
     return Response(
         orjson.dumps(body), status_code=status_code, media_type="application/json", headers=headers
     )
+
+
+def example(value: Any) -> dict[str, Example]:
+    """One OpenAPI example for a parameter, shown and pre-filled by the docs page."""
+    return {"example": Example(value=value)}

@@ -14,6 +14,7 @@ from app.deps import SettingsDep, StoreDep, require_token
 from app.errors import ApiError
 from app.points import Points, align
 from app.query.plan import MEDIA_TYPES, DataParams, Format, QueryPlan, build_plan, raw_overflow
+from app.routes._json import example
 from app.routes.series import ERROR_401, ERROR_404, ERROR_503
 
 router = APIRouter(prefix="/v1", tags=["data"], dependencies=[Depends(require_token)])
@@ -24,14 +25,14 @@ def data_params(
         str | None,
         Query(
             description="inclusive start, RFC 3339 with `Z` or an offset",
-            examples=["2021-05-02T00:00:00Z"],
+            openapi_examples=example("2021-05-02T00:00:00Z"),
         ),
     ] = None,
     end: Annotated[
         str | None,
         Query(
             description="exclusive end, RFC 3339 with `Z` or an offset; after `start`",
-            examples=["2021-05-03T00:00:00+02:00"],
+            openapi_examples=example("2021-05-03T00:00:00+02:00"),
         ),
     ] = None,
     resolution: Annotated[
@@ -39,7 +40,7 @@ def data_params(
         Query(
             description="`raw`, `auto` (default: the finest standard window that returns at most "
             "`max_points` points) or a window `<n><s|m|h|d|w>` such as `30s`, `15m`, `1h`, `1d`",
-            examples=["15m"],
+            openapi_examples=example("15m"),
         ),
     ] = None,
     agg: Annotated[
@@ -47,14 +48,14 @@ def data_params(
         Query(
             description="aggregate per window: mean (default), min, max, sum, count, first, "
             "last, median, stddev",
-            examples=["mean"],
+            openapi_examples=example("mean"),
         ),
     ] = None,
     fill: Annotated[
         str | None,
         Query(
             description="empty windows: none (default, omitted), null, previous, linear",
-            examples=["none"],
+            openapi_examples=example("none"),
         ),
     ] = None,
     tz: Annotated[
@@ -62,7 +63,7 @@ def data_params(
         Query(
             description="IANA zone for windows of whole days (a Swiss day has 23 or 25 hours at "
             "DST changes); windows under a day are aligned in UTC",
-            examples=["Europe/Zurich"],
+            openapi_examples=example("Europe/Zurich"),
         ),
     ] = None,
     max_points: Annotated[
@@ -70,14 +71,14 @@ def data_params(
         Query(
             description="point cap per series (default and maximum: API_MAX_POINTS); a larger "
             "result is a 422 that names a coarser resolution that fits",
-            examples=["10000"],
+            openapi_examples=example("10000"),
         ),
     ] = None,
     format: Annotated[
         str | None,
         Query(
             description="json (default), csv or ndjson; otherwise negotiated from Accept",
-            examples=["json"],
+            openapi_examples=example("json"),
         ),
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -179,7 +180,7 @@ async def series_data(
     store: StoreDep,
     settings: SettingsDep,
     params: ParamsDep,
-    name: str = Path(description="series name", examples=["f_soll_aktiv"]),
+    name: str = Path(description="series name", openapi_examples=example("f_soll_aktiv")),
 ) -> Response:
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
     info = await store.series(name)
@@ -214,7 +215,10 @@ async def multi_data(
     params: ParamsDep,
     series: Annotated[
         list[str] | None,
-        Query(description="series names, repeated", examples=[["enduse", "active_losses"]]),
+        Query(
+            description="series names, repeated",
+            openapi_examples=example(["enduse", "active_losses"]),
+        ),
     ] = None,
 ) -> Response:
     plan = build_plan(

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from app.deps import StoreDep, require_token
 from app.errors import UnknownSeries
 from app.query.plan import SERIES_NAME
-from app.routes._json import json_response
+from app.routes._json import example, json_response
 
 router = APIRouter(prefix="/v1", tags=["series"], dependencies=[Depends(require_token)])
 
@@ -78,7 +78,7 @@ async def list_series(store: StoreDep) -> Response:
 )
 async def get_series(
     store: StoreDep,
-    name: str = Path(description="series name", examples=["f_soll_aktiv"]),
+    name: str = Path(description="series name", openapi_examples=example("f_soll_aktiv")),
 ) -> Response:
     if SERIES_NAME.fullmatch(name) is None:
         raise UnknownSeries(name)
