@@ -176,6 +176,7 @@ def parse_chunk(chunk: bytes, dialect: Dialect, first_line: int) -> ParsedChunk:
         careful |= nonblank & ~accepted
         careful[list(reasons)] = False
 
+    careful &= nonblank
     extra = bytearray()
     base = len(text)
     for row in np.flatnonzero(careful):

@@ -1,0 +1,198 @@
+"""Dialect sniffing, the vectorised parser and line protocol: exact results and exact reasons."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.dialect import DialectError, sniff
+from ingest.lineproto import encode, line_prefix
+from ingest.parse import parse_chunk
+from ingest.timelayout import WEEKDAYS_DE
+from tests.conftest import SHARED_DATA
+
+OPERATOR_HEAD = "Datum Zeit;A:f_soll_aktiv [Hz]\r\nSa. 01.05.21 00:00:30;50\r\n"
+
+
+def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> int:
+    return int(datetime(y, mo, d, h, mi, s, tzinfo=UTC).timestamp())
+
+
+def values(chunk, col: int = 0) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        bytes(chunk.text[s : s + n]).decode()
+        for s, n in zip(chunk.value_start[:, col], chunk.value_len[:, col], strict=True)
+    ]
+
+
+# -- dialect -----------------------------------------------------------------------------------
+
+
+def test_operator_dialect_is_recognised() -> None:
+    d = sniff(OPERATOR_HEAD)
+    assert (d.separator, d.decimal, d.header_rows, d.layout.name) == (";", ",", 1, "de-weekday")
+    assert [(c.series, c.unit) for c in d.columns] == [("f_soll_aktiv", "Hz")]
+
+
+def test_shared_files_are_recognised() -> None:
+    enduse = sniff(
+        (SHARED_DATA / "swissgrid-enduse-2019-15min.tsv").read_text()[:4000], series="enduse"
+    )
+    assert (enduse.separator, enduse.header_rows, enduse.layout.name) == ("\t", 1, "dmy4-hm")
+    assert enduse.columns[0].unit == "kWh"
+    losses = sniff(
+        (SHARED_DATA / "swissgrid-active-losses-2019-2021-15min.csv").read_text()[:4000],
+        series="losses",
+    )
+    assert (losses.separator, losses.decimal, losses.header_rows) == (",", ".", 2)
+    assert (losses.layout.name, losses.columns[0].unit) == ("iso-hms", "kWh")
+
+
+def test_series_name_from_a_header_without_units_is_slugged() -> None:
+    d = sniff(",Wirkverluste/Active Losses\nZeitstempel,kWh\n2019-01-01 00:15:00,1.5\n")
+    assert (d.columns[0].series, d.columns[0].unit) == ("wirkverluste_active_losses", "kWh")
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        ("", "empty"),
+        ("Datum Zeit;A:f [Hz]\n", "no data row"),
+        ("Zeit;Wert\nhello;1\n", "no data row"),
+        ("Zeitstempel\tkWh\n01.01.2019 00:15\t1\n", "pass --series"),
+        ("t;A:x [Hz];A:x [Hz]\n01.01.2019 00:15;1;2\n", "names a series twice"),
+    ],
+)
+def test_unusable_heads_say_why(head: str, message: str) -> None:
+    with pytest.raises(DialectError, match=message):
+        sniff(head)
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def test_operator_rows_parse_with_decimal_comma_and_crlf() -> None:
+    d = sniff(OPERATOR_HEAD)
+    body = (
+        b"Sa. 01.05.21 00:00:30;50\r\nSa. 01.05.21 00:01:00;49,99\r\n\r\n"
+        b"So. 02.05.21 00:00:00;50,01"
+    )
+    chunk = parse_chunk(body, d, first_line=2)
+    assert chunk.rejects == []
+    assert list(chunk.line) == [2, 3, 5]
+    assert list(chunk.seconds) == [
+        wall(2021, 5, 1, 0, 0, 30),
+        wall(2021, 5, 1, 0, 1),
+        wall(2021, 5, 2),
+    ]
+    assert values(chunk) == ["50", "49.99", "50.01"]
+
+
+BAD_ROWS = [
+    (b"Sa. 01.05.21 00:00:30;", "empty value"),
+    (b"Sa. 01.05.21 00:00:30;abc", "not a number"),
+    (b"Sa. 01.05.21 00:00:30;nan", "not a finite number"),
+    (b"Sa. 01.05.21 00:00:30;50;1", "expected 2 columns, found 3"),
+    (b"Sa. 01.05.21 00:00:30", "expected 2 columns, found 1"),
+    (b"Mo. 01.05.21 00:00:30;50", "weekday"),
+    (b"Mi. 31.02.21 00:00:30;50", "impossible date"),
+    (b"Sa. 01.05.21 25:00:00;50", "impossible date or time"),
+    (b"01/05/2021 00:00;50", "unrecognised timestamp"),
+    (b"Sa. 01.05.21 00:00:30;5\xe40", "undecodable bytes"),
+    (b"Sa. 01.05.21 00:00:30;5\x000", "control characters"),
+    (b"2021-05-01T00:00:30Z;50", "has a UTC offset"),
+]
+
+
+@pytest.mark.parametrize(("row", "reason"), BAD_ROWS)
+def test_bad_rows_are_rejected_with_line_and_reason(row: bytes, reason: str) -> None:
+    d = sniff(OPERATOR_HEAD)
+    good = b"Sa. 01.05.21 00:00:30;50\n"
+    chunk = parse_chunk(good + row + b"\n" + good, d, first_line=10)
+    assert list(chunk.line) == [10, 12]
+    assert [(r.line, reason in r.reason) for _, r in chunk.rejects] == [(11, True)], chunk.rejects
+
+
+def test_unusual_but_valid_values_take_the_careful_path() -> None:
+    d = sniff(OPERATOR_HEAD)
+    rows = b"Sa. 01.05.21 00:00:30; 50 \nSa. 01.05.21 00:01:00;+5\nSa. 01.05.21 00:01:30;1e3\n"
+    chunk = parse_chunk(rows, d, first_line=1)
+    assert chunk.rejects == []
+    assert values(chunk) == ["50.0", "5.0", "1000.0"]
+
+
+def test_wide_files_keep_each_column() -> None:
+    head = "Zeit;A:a [MW];A:b [MW]\n01.05.2021 00:15;1,5;-2\n"
+    d = sniff(head)
+    assert [c.series for c in d.columns] == ["a", "b"]
+    chunk = parse_chunk(head.split("\n", 1)[1].encode(), d, first_line=2)
+    assert values(chunk, 0) == ["1.5"]
+    assert values(chunk, 1) == ["-2"]
+
+
+# -- line protocol -----------------------------------------------------------------------------
+
+
+def test_line_prefix_escapes_measurement_and_tags() -> None:
+    assert line_prefix("a b,c", {"unit": "EUR/MWh", "site": "x=y z"}) == (
+        rb"a\ b\,c,site=x\=y\ z,unit=EUR/MWh value="
+    )
+
+
+def test_encode_builds_exact_lines_and_batches() -> None:
+    text = np.frombuffer(b"50 49.99 -1", dtype=np.uint8)
+    lines = encode(
+        b"f,unit=Hz value=",
+        text,
+        np.array([0, 3, 9]),
+        np.array([2, 5, 2]),
+        np.array([0, 999_999_999, 1_619_820_030]),
+    )
+    assert lines.body.tobytes() == (
+        b"f,unit=Hz value=50 0\nf,unit=Hz value=49.99 999999999\nf,unit=Hz value=-1 1619820030\n"
+    )
+    assert [n for _, n in lines.batches(2)] == [2, 1]
+    assert b"".join(b for b, _ in lines.batches(2)) == lines.body.tobytes()
+
+
+# -- properties --------------------------------------------------------------------------------
+
+local_times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31))
+decimals = st.decimals(min_value=-100000, max_value=100000, places=3, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(local_times, decimals), min_size=1, max_size=50))
+def test_valid_operator_rows_round_trip(rows: list) -> None:  # type: ignore[type-arg]
+    d = sniff(OPERATOR_HEAD)
+    body = "".join(
+        f"{WEEKDAYS_DE[t.weekday()]}. {t:%d.%m.%y %H:%M:%S};{str(v).replace('.', ',')}\r\n"
+        for t, v in rows
+    ).encode()
+    chunk = parse_chunk(body, d, first_line=2)
+    assert chunk.rejects == []
+    assert list(chunk.seconds) == [
+        int(t.replace(microsecond=0, tzinfo=UTC).timestamp()) for t, _ in rows
+    ]
+    assert [float(v) for v in values(chunk)] == [float(v) for _, v in rows]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_garbage_never_crashes_and_every_line_is_accounted_for(junk: bytes) -> None:
+    d = sniff(OPERATOR_HEAD)
+    chunk = parse_chunk(junk, d, first_line=1)
+    lines = junk.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    nonblank = [i + 1 for i, ln in enumerate(lines) if ln.rstrip(b"\r")]
+    seen = sorted(list(chunk.line) + [r.line for _, r in chunk.rejects])
+    assert seen == nonblank
+    for _, r in chunk.rejects:
+        assert r.reason
+        assert not re.search(r"Traceback|Error\(", r.reason)
