@@ -5,9 +5,12 @@ this file from a ConfigMap and puts it on PYTHONPATH). It
 
 1. waits until InfluxDB answers /health and the admin token works (onboarding may still run),
 2. for each wanted token (read-only for the API, write-only for the ingest) keeps the token in
-   its Secret if InfluxDB still knows it with exactly the wanted permissions, else creates a new
+   its Secret if it still works with exactly the wanted permission, else creates a new
    authorization through the InfluxDB API and writes it into the Secret (create or replace),
 3. deletes older authorizations it created for the same purpose.
+
+A stored token is kept when it still reads (API) or writes (ingest) the bucket and cannot do the
+other: InfluxDB lists authorizations without their tokens, so the token is checked by using it.
 
 Configuration (environment): INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_ADMIN_TOKEN,
 NAMESPACE, TOKEN_SPECS (JSON list of {"secret", "key", "action", "description"}), WAIT_SECONDS.
@@ -22,7 +25,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -54,6 +57,9 @@ class Influx:
             headers={"Authorization": f"Token {token}"},
             timeout=10.0,
         )
+
+    def close(self) -> None:
+        self.http.close()
 
     def wait_ready(self, deadline: float) -> None:
         """Until /health passes and the admin token is accepted (onboarding finished)."""
@@ -103,6 +109,21 @@ class Influx:
         created: dict[str, Any] = response.json()
         return created
 
+    def token_does_exactly(self, token: str, action: str, org_id: str, bucket_id: str) -> bool:
+        """Whether ``token`` may ``action`` the bucket and not the other way round.
+
+        InfluxDB 2.x lists authorizations without their tokens, so a stored token is checked by
+        using it: reading the bucket's metadata, and an empty write (which stores nothing).
+        """
+        headers = {"Authorization": f"Token {token}"}
+        with httpx.Client(base_url=self.http.base_url, headers=headers, timeout=10.0) as probe:
+            can_read = probe.get(f"/api/v2/buckets/{bucket_id}").status_code == 200
+            written = probe.post(
+                "/api/v2/write", params={"orgID": org_id, "bucket": bucket_id}, content=b""
+            )
+            can_write = written.status_code == 204
+        return (can_read, can_write) == (action == "read", action == "write")
+
     def delete(self, authorization_id: str) -> None:
         self.http.delete(f"/api/v2/authorizations/{authorization_id}").raise_for_status()
 
@@ -114,30 +135,17 @@ def wanted_permission(spec: TokenSpec, org_id: str, bucket_id: str) -> dict[str,
     }
 
 
-def matches(auth: dict[str, Any], spec: TokenSpec, org_id: str, bucket_id: str) -> bool:
-    """The authorization is active and grants exactly the one permission wanted."""
-    if auth.get("status") != "active" or len(auth.get("permissions", [])) != 1:
-        return False
-    perm = auth["permissions"][0]
-    resource = perm.get("resource", {})
-    return bool(
-        perm.get("action") == spec.action
-        and resource.get("type") == "buckets"
-        and resource.get("id") == bucket_id
-        and resource.get("orgID") == org_id
-    )
-
-
 class Secrets:
     """The namespace's Secrets, through the in-cluster Kubernetes API."""
 
     def __init__(self, namespace: str) -> None:
-        from kubernetes import client, config
+        import kubernetes
 
-        config.load_incluster_config()
-        self.api = client.CoreV1Api()
+        k8s: Any = kubernetes  # the client is untyped
+        k8s.config.load_incluster_config()
+        self.api = k8s.client.CoreV1Api()
         self.namespace = namespace
-        self.client = client
+        self.client = k8s.client
 
     def read(self, name: str, key: str) -> str | None:
         from kubernetes.client.exceptions import ApiException
@@ -167,26 +175,27 @@ class Secrets:
             self.api.replace_namespaced_secret(name, self.namespace, body)
 
 
-def ensure(influx: Influx, secrets: Secrets, spec: TokenSpec, org: str, bucket: str) -> None:
+class SecretStore(Protocol):
+    def read(self, name: str, key: str) -> str | None: ...
+
+    def write(self, name: str, key: str, token: str, labels: dict[str, str]) -> None: ...
+
+
+def ensure(influx: Influx, secrets: SecretStore, spec: TokenSpec, org: str, bucket: str) -> None:
     org_id, bucket_id = influx.org_and_bucket(org, bucket)
-    mine = [a for a in influx.authorizations(org_id) if a.get("description") == spec.description]
     current = secrets.read(spec.secret, spec.key)
-    keep = next(
-        (a for a in mine if a.get("token") == current and matches(a, spec, org_id, bucket_id)),
-        None,
-    )
-    if keep is None:
-        keep = influx.create(org_id, bucket_id, spec)
-        labels = {
-            "app.kubernetes.io/part-of": "gridts",
-            "app.kubernetes.io/managed-by": "gridts-influx-tokens",
-        }
-        secrets.write(spec.secret, spec.key, str(keep["token"]), labels)
-        log(f"{spec.secret}: created a {spec.action}-only token for bucket {bucket!r}")
-    else:
-        log(f"{spec.secret}: token still valid, kept")
-    for stale in mine:
-        if stale["id"] != keep["id"]:
+    if current and influx.token_does_exactly(current, spec.action, org_id, bucket_id):
+        log(f"{spec.secret}: token still valid and {spec.action}-only, kept")
+        return
+    created = influx.create(org_id, bucket_id, spec)
+    labels = {
+        "app.kubernetes.io/part-of": "gridts",
+        "app.kubernetes.io/managed-by": "gridts-influx-tokens",
+    }
+    secrets.write(spec.secret, spec.key, str(created["token"]), labels)
+    log(f"{spec.secret}: created a {spec.action}-only token for bucket {bucket!r}")
+    for stale in influx.authorizations(org_id):
+        if stale.get("description") == spec.description and stale["id"] != created["id"]:
             influx.delete(str(stale["id"]))
             log(f"{spec.secret}: deleted superseded authorization {stale['id']}")
 
@@ -212,6 +221,8 @@ def main() -> int:
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         return 1
+    finally:
+        influx.close()
     return 0
 
 
