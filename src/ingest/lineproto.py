@@ -49,20 +49,6 @@ class Lines:
         return out
 
 
-def _copy_spans(
-    out: NDArray[np.uint8],
-    dst: NDArray[np.int64],
-    src_buf: NDArray[np.uint8],
-    src: NDArray[np.int64],
-    lengths: NDArray[np.int64],
-) -> None:
-    total = int(lengths.sum())
-    if total == 0:
-        return
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[np.repeat(dst, lengths) + within] = src_buf[np.repeat(src, lengths) + within]
-
-
 def encode(
     prefix: bytes,
     text: NDArray[np.uint8],
@@ -70,27 +56,35 @@ def encode(
     value_len: NDArray[np.int64],
     seconds: NDArray[np.int64],
 ) -> Lines:
-    """One line per row: ``prefix`` + value text (spans into ``text``) + space + seconds."""
+    """One line per row: ``prefix`` + value text (spans into ``text``) + space + seconds.
+
+    Rows are laid out in a fixed-width matrix (value and timestamp fields as wide as the widest)
+    whose unused cells hold a zero byte, which no line contains; dropping the zeros in one pass
+    leaves the lines, in row order.
+    """
     n = len(seconds)
     if n == 0:
         return Lines(np.zeros(0, np.uint8), np.zeros(0, np.int64))
     if int(seconds.min()) < 0:
         raise ValueError("timestamps before 1970 are not supported")
-    ndig = 1 + (seconds[:, None] >= _POW10[1:]).sum(axis=1)
-    p = len(prefix)
-    lengths = p + value_len + 1 + ndig + 1
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    out = np.empty(int(ends[-1]), dtype=np.uint8)
-    out[starts[:, None] + np.arange(p)] = np.frombuffer(prefix, dtype=np.uint8)
-    _copy_spans(out, starts + p, text, value_start, value_len)
-    space = starts + p + value_len
-    out[space] = 32
+    ndig = np.searchsorted(_POW10, seconds, side="right").astype(np.int64)
+    ndig = np.maximum(ndig, 1)
+    p, vmax, dmax = len(prefix), int(value_len.max()), int(ndig.max())
+    width = p + vmax + 1 + dmax + 1
+    m = np.zeros((n, width), dtype=np.uint8)
+    m[:, :p] = np.frombuffer(prefix, dtype=np.uint8)
+    cols = np.arange(vmax, dtype=np.int64)
+    gathered = text[np.minimum(value_start[:, None] + cols, len(text) - 1)]
+    m[:, p : p + vmax] = np.where(cols < value_len[:, None], gathered, 0)
+    m[:, p + vmax] = 32
     rest = seconds.copy()
-    last_digit = space + ndig
-    for k in range(int(ndig.max())):
-        rows = ndig > k
-        out[(last_digit - k)[rows]] = (rest[rows] % 10 + 48).astype(np.uint8)
+    for k in range(dmax):
+        col = p + vmax + dmax - k  # k-th digit from the right
+        digit = (rest % 10 + 48).astype(np.uint8)
+        m[:, col] = digit if k == 0 else np.where(ndig > k, digit, 0)
         rest //= 10
-    out[ends - 1] = 10
-    return Lines(out, ends.astype(np.int64))
+    m[:, -1] = 10
+    flat = m.ravel()
+    body = flat[flat != 0]
+    ends = np.cumsum(p + value_len + 1 + ndig + 1)
+    return Lines(body, ends.astype(np.int64))

@@ -99,34 +99,36 @@ class Decoded:
     invalid: dict[int, str]
 
 
-def _number(g: NDArray[np.uint8], cols: tuple[int, ...]) -> NDArray[np.int64]:
-    out = np.zeros(g.shape[0], dtype=np.int64)
-    for c in cols:
-        out = out * 10 + (g[:, c].astype(np.int64) - 48)
-    return out
-
-
 def decode(g: NDArray[np.uint8], layout: Layout) -> Decoded:
     """Decode a ``(rows, layout.width)`` byte matrix. Rows not of the layout's shape get ok=False
     and no reason (the caller tries them one by one); impossible values get a reason."""
     n = g.shape[0]
-    shape_ok = np.ones(n, dtype=np.bool_)
-    for pos, byte in layout.literals:
-        shape_ok &= g[:, pos] == byte
-    for key in _DIGIT_FIELDS:
+    lit_cols = [pos for pos, _ in layout.literals]
+    lit_bytes = np.array([b for _, b in layout.literals], dtype=np.uint8)
+    shape_ok = (g[:, lit_cols] == lit_bytes).all(axis=1)
+    digit_cols = [c for key in _DIGIT_FIELDS for c in layout.fields.get(key, ())]
+    where = {c: j for j, c in enumerate(digit_cols)}
+    digits = g[:, digit_cols] - np.uint8(48)  # wraps non-digits to values above 9
+    shape_ok &= (digits <= 9).all(axis=1)
+    digits64 = digits.astype(np.int64)
+
+    def number(key: str) -> NDArray[np.int64]:
+        out = np.zeros(n, dtype=np.int64)
         for c in layout.fields.get(key, ()):
-            shape_ok &= (g[:, c] >= 48) & (g[:, c] <= 57)
+            out = out * 10 + digits64[:, where[c]]
+        return out
+
     if "±" in layout.fields:
         sign_col = g[:, layout.fields["±"][0]]
         shape_ok &= (sign_col == 43) | (sign_col == 45)
-    year = _number(g, layout.fields["Y"])
+    year = number("Y")
     if len(layout.fields["Y"]) == 2:
         year = year + 2000
-    month = _number(g, layout.fields["M"])
-    day = _number(g, layout.fields["D"])
-    hour = _number(g, layout.fields["h"])
-    minute = _number(g, layout.fields["m"])
-    second = _number(g, layout.fields["s"]) if "s" in layout.fields else np.zeros(n, np.int64)
+    month = number("M")
+    day = number("D")
+    hour = number("h")
+    minute = number("m")
+    second = number("s")
     valid = (
         (month >= 1)
         & (month <= 12)
@@ -141,8 +143,8 @@ def decode(g: NDArray[np.uint8], layout: Layout) -> Decoded:
     invalid: dict[int, str] = {}
     if "±" in layout.fields:
         sign = np.where(g[:, layout.fields["±"][0]] == 45, -1, 1)
-        off_h = _number(g, layout.fields["O"])
-        off_m = _number(g, layout.fields["P"])
+        off_h = number("O")
+        off_m = number("P")
         valid &= (off_h <= 18) & (off_m <= 59)
         seconds = seconds - sign * (off_h * 3600 + off_m * 60)
     weekday_bad = np.zeros(n, dtype=np.bool_)
