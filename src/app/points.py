@@ -6,10 +6,13 @@ which is already the response format, so the common path never builds a datetime
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import pandas as pd
 
 from app.errors import InfluxRejected
 
@@ -29,38 +32,64 @@ class Points:
 
 
 def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
-    """Rows of Flux's annotation-free CSV with `_time` and `_value` columns."""
-    out = Points()
-    times, values = out.times, out.values
-    i_time = i_value = i_table = -1
-    last_table: str | None = None
-    tables = 0
+    """Rows of Flux's annotation-free CSV with `_time` and `_value` columns.
+
+    Written as whole-list comprehensions, block by block (a block is a header and its rows):
+    this runs once per point of every response, so it is the API's hottest loop.
+    """
+    lines = text.splitlines()
+    if any(line.startswith(("error,", ",error,")) for line in lines[:1]) or "\nerror," in text:
+        raise InfluxRejected("InfluxDB reported an error while running the query")
+    headers = [i for i, line in enumerate(lines) if line.startswith(",result,")]
+    if len(headers) == 1 and headers[0] == 0 and len(text) > PANDAS_FROM_BYTES:
+        return _parse_with_pandas(text, lines[0].split(","), integer)
+    if not headers and any(lines):
+        raise InfluxRejected("unexpected result from InfluxDB")
     convert = int if integer else float
-    for line in text.splitlines():
-        if not line:
-            continue
-        cells = line.split(",")
-        if i_time < 0 or (len(cells) > 1 and cells[1] in ("result", "error")):
-            if "error" in cells:
-                raise InfluxRejected("InfluxDB reported an error while running the query")
-            try:
-                i_time, i_value, i_table = (
-                    cells.index("_time"),
-                    cells.index("_value"),
-                    cells.index("table"),
-                )
-            except ValueError:
-                raise InfluxRejected("unexpected result columns from InfluxDB") from None
-            continue
-        table = cells[i_table]
-        if table != last_table:
-            tables += 1
-            last_table = table
-        times.append(cells[i_time])
-        raw = cells[i_value]
-        values.append(convert(raw) if raw else None)
-    out.tables = tables
+    out = Points()
+    tables: set[str] = set()
+    for n, at in enumerate(headers):
+        names = lines[at].split(",")
+        try:
+            i_time, i_value, i_table = (
+                names.index("_time"),
+                names.index("_value"),
+                names.index("table"),
+            )
+        except ValueError:
+            raise InfluxRejected("unexpected result columns from InfluxDB") from None
+        stop = headers[n + 1] if n + 1 < len(headers) else len(lines)
+        rows = [line.split(",") for line in lines[at + 1 : stop] if line]
+        out.times.extend([r[i_time] for r in rows])
+        raw = [r[i_value] for r in rows]
+        if "" in raw:
+            out.values.extend([convert(v) if v else None for v in raw])
+        else:
+            out.values.extend(map(convert, raw))
+        tables.update(r[i_table] for r in rows)
+    out.tables = len(tables)
     return out
+
+
+# Below this size the comprehensions win; above it pandas' C reader is several times faster.
+PANDAS_FROM_BYTES = 64_000
+
+
+def _parse_with_pandas(text: str, names: list[str], integer: bool) -> Points:
+    """One block of rows through pandas' C CSV reader; empty values become NaN, i.e. null."""
+    if not {"_time", "_value", "table"} <= set(names):
+        raise InfluxRejected("unexpected result columns from InfluxDB")
+    frame = pd.read_csv(
+        io.StringIO(text),
+        usecols=["table", "_time", "_value"],
+        dtype={"table": str, "_time": str, "_value": "Int64" if integer else "float64"},
+        engine="c",
+    )
+    values = frame["_value"]
+    as_list: list[Value] = (
+        [None if pd.isna(v) else int(v) for v in values] if integer else values.tolist()
+    )
+    return Points(frame["_time"].tolist(), as_list, int(frame["table"].nunique()))
 
 
 def to_instant(text: str) -> datetime:

@@ -105,3 +105,31 @@ def test_align_sorts_fractional_labels_as_instants() -> None:
     a = Points(["2021-01-01T00:00:00.5Z", "2021-01-01T00:00:01Z"], [1.0, 2.0])
     axis, _ = align([a, Points()])
     assert axis == ["2021-01-01T00:00:00.5Z", "2021-01-01T00:00:01Z"]
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_large_results_parse_the_same_both_ways(integer: bool) -> None:
+    from app import points as module
+
+    rows = [
+        f",_result,0,2021-05-02T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z,"
+        + ("" if i % 7 == 0 else str(i if integer else i / 8))
+        for i in range(5000)
+    ]
+    text = ",result,table,_time,_value\r\n" + "\r\n".join(rows) + "\r\n\r\n"
+    assert len(text) > module.PANDAS_FROM_BYTES
+    fast = parse_flux_csv(text, integer=integer)
+    small = module.PANDAS_FROM_BYTES
+    try:
+        module.PANDAS_FROM_BYTES = 10**9
+        slow = parse_flux_csv(text, integer=integer)
+    finally:
+        module.PANDAS_FROM_BYTES = small
+    assert fast.times == slow.times
+    assert fast.tables == slow.tables == 1
+    assert [
+        None if isinstance(v, float) and math.isnan(v) else v for v in fast.values
+    ] == slow.values
+    assert slow.values[0] is None
+    assert slow.values[1] == (1 if integer else 0.125)
+    assert type(fast.values[1]) is type(slow.values[1])

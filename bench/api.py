@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Query API benchmark: the API against direct Flux HTTP queries for the same points, side by side.
+
+    .venv/bin/python bench/api.py                  # the default run (about 3 minutes here)
+    .venv/bin/python bench/api.py --days-1s 365    # the full year of a 1 s series (31.5 M points)
+
+It starts its own influxd and its own API process (`python -m app`), both on 127.0.0.1 only,
+writes its series, then measures, in one run:
+
+1. p50 latency of `GET /v1/series/{name}/data` for one day at 30 s (2,880 points) against a direct
+   `POST /api/v2/query` of the same Flux for the same points (target: ratio <= 1.3); the two are
+   interleaved, request by request, so drift affects both alike;
+2. the same for a 1 s series at 15 m over `--days-1s` days (a year is 35,040 points; the default
+   is shorter because writing 31.5 M points on a 2-core machine takes longer than this benchmark
+   should) and, to keep the output size comparable with the year, the same days at 1 m;
+3. 32 concurrent clients for `--load-seconds`: errors, requests per second, p50 and p99;
+4. serialising 100,000 points to JSON (`app.formats.series_json`, target <= 50 ms).
+
+The direct query reads the body without parsing it: the ratio charges the API with all of its
+work (parsing Flux's CSV, building and serialising JSON, HTTP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "src"))
+
+import influxdb_local as il  # noqa: E402
+from app import formats  # noqa: E402
+from app.points import Points  # noqa: E402
+from app.query.plan import DataParams, build_plan  # noqa: E402
+
+DAY0 = datetime(2021, 5, 1, tzinfo=UTC)
+ORG, BUCKET = "bench", "bench"
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_series(
+    url: str, token: str, name: str, unit: str, start: datetime, step: int, count: int
+) -> float:
+    """`count` points every `step` seconds from `start`, in batches; returns seconds taken."""
+    t0 = int(start.timestamp())
+    began = time.perf_counter()
+    batch = 100_000
+    with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=300) as c:
+        for lo in range(0, count, batch):
+            hi = min(count, lo + batch)
+            body = "\n".join(
+                f"{name},unit={unit} value={50 + ((i * 7919) % 1000 - 500) / 10000} {t0 + i * step}"
+                for i in range(lo, hi)
+            )
+            r = c.post(
+                "/api/v2/write",
+                params={"org": ORG, "bucket": BUCKET, "precision": "s"},
+                content=body.encode(),
+            )
+            r.raise_for_status()
+    return time.perf_counter() - began
+
+
+def flux_text(name: str, start: datetime, end: datetime, every: str) -> str:
+    """The query the API sends, with its parameters written in as literals."""
+    return (
+        f'from(bucket: "{BUCKET}")\n'
+        f"    |> range(start: {iso(start)}, stop: {iso(end)})\n"
+        f'    |> filter(fn: (r) => r._measurement == "{name}" and r._field == "value")\n'
+        f'    |> aggregateWindow(every: {every}, offset: 0s, fn: mean, timeSrc: "_start", '
+        "createEmpty: false)\n"
+        '    |> keep(columns: ["_time", "_value"])'
+    )
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def side_by_side(
+    api: httpx.Client,
+    influx: httpx.Client,
+    name: str,
+    start: datetime,
+    end: datetime,
+    every: str,
+    repeats: int,
+) -> dict[str, float]:
+    """Interleaved timings of the API and of the direct Flux query for the same windows."""
+    query = {"start": iso(start), "end": iso(end), "resolution": every, "agg": "mean"}
+    body = {
+        "query": flux_text(name, start, end, every),
+        "dialect": {"header": True, "annotations": [], "delimiter": ","},
+    }
+    api_times: list[float] = []
+    flux_times: list[float] = []
+    points = rows = 0
+
+    def call_api() -> None:
+        nonlocal points
+        r = api.get(f"/v1/series/{name}/data", params=query)
+        r.raise_for_status()
+        points = len(r.json()["points"]) if points == 0 else points
+
+    def call_flux() -> None:
+        nonlocal rows
+        r = influx.post("/api/v2/query", params={"org": ORG}, json=body)
+        r.raise_for_status()
+        rows = r.text.count("\n") - 1 if rows == 0 else rows
+
+    def timed(fn: Callable[[], None], into: list[float]) -> None:
+        t = time.perf_counter()
+        fn()
+        into.append(time.perf_counter() - t)
+
+    for _ in range(3):  # warm-up: caches, connections, the catalog
+        call_api()
+        call_flux()
+    for i in range(repeats):
+        if i % 2:
+            timed(call_api, api_times)
+            timed(call_flux, flux_times)
+        else:
+            timed(call_flux, flux_times)
+            timed(call_api, api_times)
+    api_p50, flux_p50 = statistics.median(api_times), statistics.median(flux_times)
+    return {
+        "points": points,
+        "flux_rows": rows,
+        "api_p50_ms": api_p50 * 1000,
+        "flux_p50_ms": flux_p50 * 1000,
+        "ratio": api_p50 / flux_p50,
+    }
+
+
+async def load(base: str, clients: int, seconds: float, name: str, days: int) -> dict[str, float]:
+    """`clients` loops issuing data requests (random day, 15 m or 30 s) for `seconds`."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < deadline:
+            day = DAY0 + timedelta(days=i % days)
+            params = {
+                "start": iso(day),
+                "end": iso(day + timedelta(days=1)),
+                "resolution": "15m" if i % 2 else "30s",
+            }
+            t = time.perf_counter()
+            try:
+                r = await http.get(f"/v1/series/{name}/data", params=params)
+                if r.status_code != 200 or not r.json()["points"]:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.perf_counter() - t)
+            i += clients
+
+    began = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+        await asyncio.gather(*(client(k, http) for k in range(clients)))
+    elapsed = time.perf_counter() - began
+    return {
+        "clients": clients,
+        "seconds": elapsed,
+        "requests": len(latencies),
+        "errors": errors,
+        "req_per_s": len(latencies) / elapsed,
+        "p50_ms": p(latencies, 0.50) * 1000,
+        "p99_ms": p(latencies, 0.99) * 1000,
+    }
+
+
+def serialise(n: int = 100_000, repeats: int = 15) -> dict[str, float]:
+    plan = build_plan(
+        ["s"],
+        DataParams(start="2021-01-01T00:00:00Z", end="2021-01-02T04:00:00Z", resolution="1s"),
+        bucket="b",
+        max_points_cap=n,
+    )
+    t0 = int(plan.start.timestamp())
+    times = [iso(datetime.fromtimestamp(t0 + i, UTC)) for i in range(n)]
+    points = Points(times, [50 + (i % 1000) / 1e4 for i in range(n)])
+    meta = formats.SeriesMeta("s", "Hz")
+    spent = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        body = formats.series_json(plan, meta, points)
+        spent.append(time.perf_counter() - t)
+    return {"points": n, "bytes": len(body), "p50_ms": statistics.median(spent) * 1000}
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    return f"{os.cpu_count()} x {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--days-1s", type=int, default=14, help="days of the 1 s series (365: a year)")
+    ap.add_argument("--repeats", type=int, default=40, help="timed requests per comparison")
+    ap.add_argument("--load-seconds", type=float, default=30.0)
+    ap.add_argument("--clients", type=int, default=32)
+    args = ap.parse_args()
+
+    binary = il.ensure_binary()
+    results: dict[str, object] = {"machine": machine(), "influxd": il.binary_version(binary)}
+    print(f"machine: {results['machine']}\ninfluxd: {results['influxd']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        work = Path(tmp)
+        port = il.free_port()
+        influx_url = f"http://127.0.0.1:{port}"
+        token = secrets.token_urlsafe(24)
+        influxd = il.spawn(binary, work / "influxd", port, work / "influxd.log")
+        api_proc: subprocess.Popen[bytes] | None = None
+        try:
+            il.wait_healthy(influx_url, influxd)
+            il.onboard(influx_url, token, ORG, BUCKET)
+            n30 = 3 * 2880
+            took = write_series(influx_url, token, "f30", "Hz", DAY0, 30, n30)
+            print(f"wrote f30: {n30:,} points at 30 s in {took:.1f} s", flush=True)
+            n1 = args.days_1s * 86400
+            took = write_series(influx_url, token, "f1", "Hz", DAY0, 1, n1)
+            print(
+                f"wrote f1: {n1:,} points at 1 s ({args.days_1s} days) in {took:.1f} s", flush=True
+            )
+
+            api_port = il.free_port()
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "API_"))},
+                "INFLUX_URL": influx_url,
+                "INFLUX_ORG": ORG,
+                "INFLUX_BUCKET": BUCKET,
+                "INFLUX_TOKEN": token,
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(api_port),
+                "API_QUERY_TIMEOUT_SECONDS": "120",
+                "PYTHONPATH": str(ROOT / "src"),
+            }
+            with open(work / "api.log", "wb") as log:
+                api_proc = subprocess.Popen(
+                    [sys.executable, "-m", "app"], env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+            api_url = f"http://127.0.0.1:{api_port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or api_proc.poll() is not None:
+                    raise RuntimeError("the API did not become ready")
+                time.sleep(0.2)
+
+            end1 = DAY0 + timedelta(days=args.days_1s)
+            with (
+                httpx.Client(base_url=api_url, timeout=300) as api,
+                httpx.Client(
+                    base_url=influx_url, headers={"Authorization": f"Token {token}"}, timeout=300
+                ) as influx,
+            ):
+                cases = {
+                    "one day at 30 s": side_by_side(
+                        api, influx, "f30", DAY0, DAY0 + timedelta(days=1), "30s", args.repeats
+                    ),
+                    f"1 s series, {args.days_1s} d at 15 m": side_by_side(
+                        api, influx, "f1", DAY0, end1, "15m", max(5, args.repeats // 4)
+                    ),
+                    f"1 s series, {args.days_1s} d at 1 m": side_by_side(
+                        api, influx, "f1", DAY0, end1, "1m", max(5, args.repeats // 4)
+                    ),
+                }
+            results["latency"] = cases
+            print("\nGET /v1/series/{name}/data vs direct Flux HTTP, p50 (target ratio <= 1.3)")
+            print(f"  {'case':32} {'points':>8} {'API ms':>9} {'Flux ms':>9} {'ratio':>7}")
+            for case, r in cases.items():
+                print(
+                    f"  {case:32} {r['points']:>8,.0f} {r['api_p50_ms']:>9.1f} "
+                    f"{r['flux_p50_ms']:>9.1f} {r['ratio']:>6.2f}x",
+                    flush=True,
+                )
+            concurrent = asyncio.run(load(api_url, args.clients, args.load_seconds, "f30", 3))
+            results["load"] = concurrent
+            print(
+                f"\n{concurrent['clients']} concurrent clients for {concurrent['seconds']:.0f} s: "
+                f"{concurrent['requests']:,} requests, {concurrent['errors']} errors, "
+                f"{concurrent['req_per_s']:.0f} req/s, p50 {concurrent['p50_ms']:.1f} ms, "
+                f"p99 {concurrent['p99_ms']:.1f} ms",
+                flush=True,
+            )
+        finally:
+            if api_proc is not None:
+                il.stop_process(api_proc.pid)
+                api_proc.wait()
+            il.stop_process(influxd.pid)
+            influxd.wait()
+
+    ser = serialise()
+    results["serialise"] = ser
+    verdict = "ok" if ser["p50_ms"] <= 50 else "OVER TARGET"
+    print(
+        f"\nserialising {ser['points']:,} points to JSON ({ser['bytes'] / 1e6:.1f} MB): "
+        f"p50 {ser['p50_ms']:.1f} ms (target <= 50 ms: {verdict})"
+    )
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "api.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
