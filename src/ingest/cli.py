@@ -15,6 +15,7 @@ from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingest.dialect import SERIES_NAME, DialectError
 from ingest.durations import parse_duration
@@ -65,6 +66,14 @@ def _series(text: str) -> str:
     return text
 
 
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"unknown time zone {text!r} (IANA name)") from exc
+    return text
+
+
 def _tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key or not value or key in ("unit", "_measurement", "_field"):
@@ -107,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="dialect (default: detected)",
     )
-    load.add_argument("--tz", default="Europe/Zurich", help="zone of local timestamps")
+    load.add_argument(
+        "--tz", type=_zone, default="Europe/Zurich", help="IANA zone of local timestamps"
+    )
     load.add_argument(
         "--label",
         choices=LABELS,

@@ -20,6 +20,7 @@ from ingest.dialect import Dialect
 from ingest.timelayout import decode, decode_one
 
 MAX_VALUE_WIDTH = 24  # longer value texts take the one-by-one path
+MAX_ROW = 4096  # bytes; a longer row is rejected without being decoded
 NL, CR, QUOTE, MINUS, POINT, COMMA = 10, 13, 34, 45, 46, 44
 
 
@@ -181,6 +182,9 @@ def parse_chunk(chunk: bytes, dialect: Dialect, first_line: int) -> ParsedChunk:
     base = len(text)
     for row in np.flatnonzero(careful):
         i = int(row)
+        if ends[i] - starts[i] > MAX_ROW:
+            reasons[i] = f"row of {int(ends[i] - starts[i]):,} bytes: longer than {MAX_ROW}"
+            continue
         raw = bytes(a[int(starts[i]) : int(ends[i])])
         try:
             line = raw.decode("utf-8")

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import httpx
 
 CHUNK = 4 << 20
+MAX_LINE = 1 << 20
 
 
 class SourceError(OSError):
@@ -37,14 +38,18 @@ def _file_chunks(fh: BinaryIO, stack: ExitStack, chunk: int) -> Iterator[bytes]:
             yield block
 
 
-def _lines(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """Re-cut blocks at their last newline."""
+def _lines(blocks: Iterator[bytes], name: str) -> Iterator[bytes]:
+    """Re-cut blocks at their last newline; a line longer than MAX_LINE is not an export."""
     rest = b""
     for block in blocks:
         data = rest + block if rest else block
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             rest = data
+            if len(rest) > MAX_LINE:
+                raise SourceError(
+                    f"{name}: a line longer than {MAX_LINE >> 20} MiB: not a CSV export"
+                )
             continue
         rest = data[cut:]
         yield data[:cut]
@@ -62,7 +67,7 @@ def open_source(spec: str, *, chunk: int = CHUNK, timeout: float = 60.0) -> Sour
                 counter[0] += len(block)
                 yield block
 
-        return Source("<stdin>", None, _lines(stdin_blocks()), lambda: counter[0])
+        return Source("<stdin>", None, _lines(stdin_blocks(), "<stdin>"), lambda: counter[0])
     if spec.startswith(("http://", "https://")):
         return _http_source(spec, chunk, timeout)
     if not os.path.exists(spec):
@@ -90,7 +95,7 @@ def open_source(spec: str, *, chunk: int = CHUNK, timeout: float = 60.0) -> Sour
         except (OSError, EOFError) as exc:  # a corrupt .gz shows up while reading
             raise SourceError(f"{spec}: {exc}") from exc
 
-    return Source(spec, size, _lines(blocks()), lambda: consumed[0])
+    return Source(spec, size, _lines(blocks(), spec), lambda: consumed[0])
 
 
 def _http_source(url: str, chunk: int, timeout: float) -> Source:
@@ -128,7 +133,7 @@ def _http_source(url: str, chunk: int, timeout: float) -> Source:
             client.close()
 
     size = int(size_header) if size_header and size_header.isdigit() else None
-    return Source(url, size, _lines(blocks()), lambda: counter[0])
+    return Source(url, size, _lines(blocks(), url), lambda: counter[0])
 
 
 def _gunzip() -> Callable[[bytes], bytes]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+# InfluxDB stores 1677-2262; line protocol in seconds here starts at 1970; beyond 2200 is a typo
+MIN_YEAR, MAX_YEAR = 1970, 2200
 WEEKDAYS_DE = ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So")  # Monday first, as date.weekday()
 
 _DIGIT_FIELDS = ("Y", "M", "D", "h", "m", "s", "O", "P")
@@ -138,6 +140,8 @@ def decode(g: NDArray[np.uint8], layout: Layout) -> Decoded:
         & (minute <= 59)
         & (second <= 59)
     )
+    in_range = (year >= MIN_YEAR) & (year <= MAX_YEAR)
+    valid &= in_range
     days = days_from_civil(year, np.clip(month, 1, 12), day)
     seconds = days * 86400 + hour * 3600 + minute * 60 + second
     invalid: dict[int, str] = {}
@@ -159,6 +163,8 @@ def decode(g: NDArray[np.uint8], layout: Layout) -> Decoded:
         if weekday_bad[i]:
             actual = WEEKDAYS_DE[int((days[i] + 3) % 7)]
             invalid[int(i)] = f"weekday in {text!r} does not match the date (a {actual}.)"
+        elif not in_range[i]:
+            invalid[int(i)] = f"year {int(year[i])} in {text!r} is outside {MIN_YEAR}-{MAX_YEAR}"
         else:
             invalid[int(i)] = f"impossible date or time {text!r}"
     return Decoded(seconds=np.asarray(seconds, np.int64), ok=shape_ok & ~bad, invalid=invalid)
