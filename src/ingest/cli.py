@@ -316,6 +316,7 @@ def load(args: argparse.Namespace) -> int:
         "sources": [r.source for r in results],
         "seconds": round(elapsed, 3),
         "rows_per_second": round(rows / elapsed, 1) if elapsed > 0 else None,
+        "write_retries": writer.retried if writer is not None else 0,
         "exit_status": status,
         "dry_run": bool(args.dry_run),
     }
