@@ -172,7 +172,8 @@ async def load(base: str, clients: int, seconds: float, name: str, days: int) ->
             t = time.perf_counter()
             try:
                 r = await http.get(f"/v1/series/{name}/data", params=params)
-                if r.status_code != 200 or not r.json()["points"]:
+                # A cheap check: parsing every body here would slow the clients, not the API.
+                if r.status_code != 200 or b'"points":[{"time"' not in r.content:
                     errors += 1
             except httpx.HTTPError:
                 errors += 1
@@ -197,7 +198,7 @@ async def load(base: str, clients: int, seconds: float, name: str, days: int) ->
 def serialise(n: int = 100_000, repeats: int = 15) -> dict[str, float]:
     plan = build_plan(
         ["s"],
-        DataParams(start="2021-01-01T00:00:00Z", end="2021-01-02T04:00:00Z", resolution="1s"),
+        DataParams(start="2021-01-01T00:00:00Z", end="2021-01-02T03:46:40Z", resolution="1s"),
         bucket="b",
         max_points_cap=n,
     )

@@ -315,3 +315,41 @@ async def test_random_parameters_never_500(
         body = r.json()
         assert body["error"]
         assert body["message"]
+
+
+async def test_a_read_only_token_is_enough(influx: InfluxServer, api_bucket: str) -> None:
+    """The API works with a token that may only read its bucket (created as docs/api.md says)."""
+    admin = {"Authorization": f"Token {influx.token}"}
+    async with httpx.AsyncClient(base_url=influx.url, headers=admin) as c:
+        org_id = (await c.get("/api/v2/orgs", params={"org": influx.org})).json()["orgs"][0]["id"]
+        buckets = (await c.get("/api/v2/buckets", params={"name": api_bucket})).json()
+        bucket_id = buckets["buckets"][0]["id"]
+        created = await c.post(
+            "/api/v2/authorizations",
+            json={
+                "orgID": org_id,
+                "description": "gridts API (read-only)",
+                "permissions": [
+                    {
+                        "action": "read",
+                        "resource": {"type": "buckets", "id": bucket_id, "orgID": org_id},
+                    }
+                ],
+            },
+        )
+        assert created.status_code == 201, created.text
+        read_token = created.json()["token"]
+        denied = await c.post(
+            "/api/v2/write",
+            params={"org": influx.org, "bucket": api_bucket},
+            content="x value=1",
+            headers={"Authorization": f"Token {read_token}"},
+        )
+        assert denied.status_code in (401, 403)
+    async with AppClient(make_settings(influx, api_bucket, influx_token=read_token)) as client:
+        catalog = await client.get("/v1/series")
+        assert catalog.status_code == 200
+        assert "enduse" in {s["name"] for s in catalog.json()["series"]}
+        data = await client.get("/v1/series/enduse/data", params={**DAY, "resolution": "1h"})
+        assert data.status_code == 200
+        assert len(data.json()["points"]) == 23  # the 12:00 hour is empty

@@ -112,9 +112,10 @@ def test_large_results_parse_the_same_both_ways(integer: bool) -> None:
     from app import points as module
 
     rows = [
-        f",_result,0,2021-05-02T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z,"
+        f",_result,0,2021-05-{2 + i // 86400:02d}T"
+        f"{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z,"
         + ("" if i % 7 == 0 else str(i if integer else i / 8))
-        for i in range(5000)
+        for i in range(20000)
     ]
     text = ",result,table,_time,_value\r\n" + "\r\n".join(rows) + "\r\n\r\n"
     assert len(text) > module.PANDAS_FROM_BYTES
