@@ -92,6 +92,18 @@ def _parse_with_pandas(text: str, names: list[str], integer: bool) -> Points:
     return Points(frame["_time"].tolist(), as_list, int(frame["table"].nunique()))
 
 
+def strictly_increasing(times: list[str]) -> bool:
+    """Whether the labels are in strictly increasing time order (one Flux table's rows are).
+
+    `keep()` drops the tags that told Flux's tables apart, so rows of several tag sets arrive as
+    one table; their labels then restart or repeat, which this detects.
+    """
+    if all(len(t) == 20 for t in times):  # whole seconds: compare the strings
+        return all(a < b for a, b in itertools.pairwise(times))
+    instants = [to_instant(t) for t in times]
+    return all(a < b for a, b in itertools.pairwise(instants))
+
+
 def to_instant(text: str) -> datetime:
     """An RFC 3339 UTC label as InfluxDB writes it, to a datetime."""
     if len(text) > 27:  # nanoseconds: Python keeps microseconds

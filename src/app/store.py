@@ -23,7 +23,7 @@ from influxdb_client.rest import ApiException
 
 from app.errors import InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
 from app.metrics import Metrics
-from app.points import Points, fill_linear, parse_flux_csv
+from app.points import Points, fill_linear, parse_flux_csv, strictly_increasing
 from app.query import flux
 from app.query.plan import Agg, Fill, QueryPlan, format_time
 
@@ -126,17 +126,12 @@ class Store:
 
     async def points(self, plan: QueryPlan, series: str) -> Points:
         """The plan's points for one series, window labels at window starts."""
-        query = flux.series_query(plan, series)
-        text = await self._run(
-            "data",
-            lambda: self._query_api.query_raw(
-                query.text, org=self._org, dialect=_CSV, params=query.params
-            ),
-        )
         counts = plan.agg is Agg.COUNT and plan.window is not None
-        points = parse_flux_csv(str(text), integer=counts)
-        if points.tables > 1:
-            log.warning("series_has_several_keys", series=series, tables=points.tables)
+        points = await self._fetch(flux.series_query(plan, series), counts)
+        if points.tables > 1 or not strictly_increasing(points.times):
+            # Several tag sets under one name: ask again with the tables merged.
+            log.info("series_has_several_keys", series=series, tables=points.tables)
+            points = await self._fetch(flux.series_query(plan, series, merge_keys=True), counts)
         first_start = plan.first_window_start()
         # Flux labels the window that `start` cuts with `start` itself; the API labels every
         # window with its aligned start, so that labels line up across requests.
@@ -156,6 +151,15 @@ class Store:
             points = fill_linear(points)
         self._metrics.points_returned.observe(len(points))
         return points
+
+    async def _fetch(self, query: flux.FluxQuery, counts: bool) -> Points:
+        text = await self._run(
+            "data",
+            lambda: self._query_api.query_raw(
+                query.text, org=self._org, dialect=_CSV, params=query.params
+            ),
+        )
+        return parse_flux_csv(str(text), integer=counts)
 
     async def _run(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()

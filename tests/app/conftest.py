@@ -92,6 +92,21 @@ def _unitless() -> Series:
     return Series("counter", None, pd.Series([1.0, 2.0, 4.0], index=index))
 
 
+def _two_sites() -> list[Series]:
+    """One name under two tag sets (site=a, site=b), partly at the same instants."""
+    a = pd.date_range("2021-05-01T00:00:00Z", periods=48, freq="30min")
+    b = pd.date_range("2021-05-01T00:10:00Z", periods=30, freq="50min")
+    return [
+        Series("two_sites", "MW", pd.Series(np.arange(48.0), index=a), {"site": "a"}),
+        Series("two_sites", "MW", pd.Series(100 + np.arange(30.0), index=b), {"site": "b"}),
+    ]
+
+
+@pytest.fixture(scope="session")
+def two_sites() -> list[Series]:
+    return _two_sites()
+
+
 @pytest.fixture(scope="session")
 def dataset() -> dict[str, Series]:
     return {s.name: s for s in (_frequency(), _losses(), _enduse(), _tagged(), _unitless())}
@@ -115,7 +130,7 @@ def api_bucket(influx: InfluxServer, dataset: dict[str, Series]) -> Iterator[str
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
         created = c.buckets_api().create_bucket(bucket_name=name, org=influx.org)
         writer = c.write_api(write_options=SYNCHRONOUS)
-        for series in dataset.values():
+        for series in [*dataset.values(), *_two_sites()]:
             writer.write(name, influx.org, line_protocol(series), write_precision="s")
         yield name
         if influx.proc is not None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -193,7 +194,8 @@ async def test_catalog(api: httpx.AsyncClient, dataset: dict[str, Series]) -> No
     r = await api.get("/v1/series")
     assert r.status_code == 200
     listed = {s["name"]: s for s in r.json()["series"]}
-    assert set(listed) == set(dataset)
+    assert set(listed) == {*dataset, "two_sites"}
+    assert listed["two_sites"]["tags"] == {"site": ["a", "b"]}
     for name, series in dataset.items():
         assert listed[name]["unit"] == series.unit
         assert listed[name]["first"] == expected.label(series.values.index[0])
@@ -236,3 +238,32 @@ async def test_auto_never_exceeds_max_points(
     assert r.status_code == 200, r.text
     body = r.json()
     assert 1 <= len(body["points"]) <= max_points
+
+
+@pytest.mark.parametrize(("agg", "resolution"), [("mean", "1h"), ("count", "2h"), ("max", "1d")])
+async def test_several_tag_sets_are_one_series(
+    api: httpx.AsyncClient, two_sites: list[Series], agg: str, resolution: str
+) -> None:
+    start, end = "2021-05-01T00:00:00Z", "2021-05-02T00:00:00Z"
+    body = await get_points(api, "two_sites", start=start, end=end, resolution=resolution, agg=agg)
+    rows = pd.concat([s.values for s in two_sites]).sort_index()
+    want = expected.windows(rows, start, end, resolution, agg)
+    expected.same(body["points"], want)
+    times = [p["time"] for p in body["points"]]
+    assert len(times) == len(set(times))  # one row per window, not one per tag set
+
+
+async def test_several_tag_sets_raw_in_time_order(api: httpx.AsyncClient) -> None:
+    body = await get_points(
+        api, "two_sites", start="2021-05-01T00:00:00Z", end="2021-05-01T02:00:00Z",
+        resolution="raw",
+    )  # fmt: skip
+    assert [(p["time"], p["value"]) for p in body["points"]] == [
+        ("2021-05-01T00:00:00Z", 0.0),
+        ("2021-05-01T00:10:00Z", 100.0),
+        ("2021-05-01T00:30:00Z", 1.0),
+        ("2021-05-01T01:00:00Z", 2.0),
+        ("2021-05-01T01:00:00Z", 101.0),
+        ("2021-05-01T01:30:00Z", 3.0),
+        ("2021-05-01T01:50:00Z", 102.0),
+    ]

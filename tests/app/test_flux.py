@@ -140,3 +140,17 @@ def test_user_values_never_reach_the_text(
     assert "2021" not in q.text
     if tz:
         assert tz not in q.text
+
+
+@pytest.mark.parametrize("resolution", ["raw", "15m"])
+def test_merged_tag_sets(resolution: str) -> None:
+    p = plan(resolution=resolution)
+    merged = flux.series_query(p, "f_soll_aktiv", merge_keys=True)
+    plain = flux.series_query(p, "f_soll_aktiv")
+    assert "group(" not in plain.text
+    head, tail = merged.text.split('group(columns: ["_measurement", "_field"])')
+    assert "filter(" in head  # merged after selecting the series, before windowing
+    assert tail.index('sort(columns: ["_time"])') < (
+        tail.index("aggregateWindow") if "aggregateWindow" in tail else len(tail)
+    )
+    assert merged.params == plain.params

@@ -7,7 +7,14 @@ import math
 import pytest
 
 from app.errors import InfluxRejected
-from app.points import Points, align, fill_linear, parse_flux_csv, to_instant
+from app.points import (
+    Points,
+    align,
+    fill_linear,
+    parse_flux_csv,
+    strictly_increasing,
+    to_instant,
+)
 
 CSV = (
     ",result,table,_time,_value\r\n"
@@ -134,3 +141,14 @@ def test_large_results_parse_the_same_both_ways(integer: bool) -> None:
     assert slow.values[0] is None
     assert slow.values[1] == (1 if integer else 0.125)
     assert type(fast.values[1]) is type(slow.values[1])
+
+
+def test_strictly_increasing() -> None:
+    assert strictly_increasing([])
+    assert strictly_increasing(["2021-05-02T10:00:00Z", "2021-05-02T10:15:00Z"])
+    assert not strictly_increasing(["2021-05-02T10:00:00Z", "2021-05-02T10:00:00Z"])
+    assert not strictly_increasing(
+        ["2021-05-02T10:00:00Z", "2021-05-02T11:00:00Z", "2021-05-02T10:00:00Z"]
+    )
+    assert strictly_increasing(["2021-05-02T10:00:00.5Z", "2021-05-02T10:00:01Z"])
+    assert not strictly_increasing(["2021-05-02T10:00:01Z", "2021-05-02T10:00:00.5Z"])

@@ -45,8 +45,19 @@ class FluxQuery:
     params: dict[str, object] = field(default_factory=dict)
 
 
-def series_query(plan: QueryPlan, series: str) -> FluxQuery:
-    """The Flux for one series of a plan: windows aggregated, or raw points up to the cap."""
+# A series stored under several tag sets (e.g. two `site` values) is several Flux tables; merged
+# into one, in time order, before windowing. Not the default: it costs the storage pushdown.
+_MERGE = """
+    |> group(columns: ["_measurement", "_field"])
+    |> sort(columns: ["_time"])"""
+
+
+def series_query(plan: QueryPlan, series: str, *, merge_keys: bool = False) -> FluxQuery:
+    """The Flux for one series of a plan: windows aggregated, or raw points up to the cap.
+
+    `merge_keys` treats every tag set of the series as one sequence of points.
+    """
+    source = _SOURCE + (_MERGE if merge_keys else "")
     if series not in plan.series:
         raise ValueError(f"{series!r} is not part of the plan")
     params: dict[str, object] = {
@@ -57,9 +68,7 @@ def series_query(plan: QueryPlan, series: str) -> FluxQuery:
     }
     if plan.window is None:
         params["p_limit"] = plan.raw_limit
-        text = (
-            _SOURCE + '\n    |> keep(columns: ["_time", "_value"])' + "\n    |> limit(n: p_limit)"
-        )
+        text = source + '\n    |> keep(columns: ["_time", "_value"])' + "\n    |> limit(n: p_limit)"
         return FluxQuery(text, params)
 
     params["p_every"] = plan.window.duration
@@ -73,7 +82,7 @@ def series_query(plan: QueryPlan, series: str) -> FluxQuery:
     create_empty = "false" if plan.fill is Fill.NONE else "true"
     text = (
         imports
-        + _SOURCE
+        + source
         + "\n    |> aggregateWindow("
         + f"every: p_every, offset: p_offset, fn: {_AGG_FN[plan.agg]}, "
         + f'timeSrc: "_start", createEmpty: {create_empty}{location})'
