@@ -1,9 +1,12 @@
 """Fixtures of the API tests: one bucket of known series written once, the app in-process, and
 the API as a real uvicorn process.
 
-The rows are made here, deterministically, in the schema the ingest writes (one measurement per
-series, field `value`, tag `unit`, whole seconds, interval data at the interval start); the tests
-compute what the API must answer from these same rows with pandas.
+The bucket is filled by the ingest (`python -m ingest load`), from the real Swissgrid losses file
+and from files this module writes in the operator's and Swissgrid's dialects (local time, labels
+at interval ends). The tests compute what the API must answer with pandas from the same rows,
+whose UTC interval starts are known here independently of the ingest. Three small series that
+exercise schema corners the ingest does not produce (no unit, an extra tag, one name under two
+tag sets) are written as line protocol.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import InfluxServer
+from tests.conftest import SHARED_DATA, InfluxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -53,23 +56,18 @@ def _frequency() -> Series:
     return Series("f_soll_aktiv", "Hz", s[rng.random(len(s)) > 0.05])
 
 
+LOSSES_FILE = SHARED_DATA / "swissgrid-active-losses-2019-2021-15min.csv"
+
+
 def _losses() -> Series:
-    """15-minute energy around both 2021 DST changes, stored at interval starts."""
-    rng = np.random.default_rng(11)
-    parts = [
-        pd.date_range(
-            "2021-03-24T00:00:00Z", "2021-04-02T00:00:00Z", freq="15min", inclusive="left"
-        ),
-        pd.date_range(
-            "2021-10-27T00:00:00Z", "2021-11-04T00:00:00Z", freq="15min", inclusive="left"
-        ),
-    ]
-    index = parts[0].append(parts[1])
-    return Series(
-        "active_losses",
-        "kWh",
-        pd.Series(np.round(rng.uniform(5e3, 2e4, len(index)), 1), index=index),
-    )
+    """Swissgrid's real active losses, 2019 to 2021, through both DST changes of each year.
+
+    The file has every 15-minute interval exactly once (105,216 rows for three years), so row i
+    is the interval starting at 2019-01-01T00:00 CET plus i quarter hours, whatever its label.
+    """
+    raw = pd.read_csv(LOSSES_FILE, skiprows=2, header=None, names=["label", "kWh"])
+    index = pd.date_range("2018-12-31T23:00:00Z", periods=len(raw), freq="15min")
+    return Series("active_losses", "kWh", pd.Series(raw["kWh"].to_numpy(float), index=index))
 
 
 def _enduse() -> Series:
@@ -112,6 +110,46 @@ def dataset() -> dict[str, Series]:
     return {s.name: s for s in (_frequency(), _losses(), _enduse(), _tagged(), _unitless())}
 
 
+_WEEKDAYS = ["Mo.", "Di.", "Mi.", "Do.", "Fr.", "Sa.", "So."]
+
+
+def _local_ends(series: Series, step: str) -> pd.DatetimeIndex:
+    return (series.values.index + pd.Timedelta(step)).tz_convert("Europe/Zurich")
+
+
+def operator_file(series: Series, path: Path, step: str) -> Path:
+    """The operator's dialect: `Sa. 01.05.21 00:00:30;49,99`, local end labels."""
+    lines = [f"Datum Zeit;A:{series.name} [{series.unit}]"]
+    for end, value in zip(_local_ends(series, step), series.values.tolist(), strict=True):
+        text = f"{value:.3f}".rstrip("0").rstrip(".").replace(".", ",")
+        lines.append(f"{_WEEKDAYS[end.weekday()]} {end:%d.%m.%y %H:%M:%S};{text}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def swissgrid_file(series: Series, path: Path, step: str) -> Path:
+    """Swissgrid's end-use dialect: `Zeitstempel<TAB>kWh`, `01.05.2021 00:15<TAB>1843210.5`."""
+    lines = [f"Zeitstempel\t{series.unit}"]
+    for end, value in zip(_local_ends(series, step), series.values.tolist(), strict=True):
+        lines.append(f"{end:%d.%m.%Y %H:%M}\t{value!r}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ingest(influx: InfluxServer, bucket: str, *args: str) -> None:
+    """`python -m ingest load ...` into the bucket, as an operator would run it."""
+    env = {**os.environ, **influx.env(), "INFLUX_BUCKET": bucket, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "load", *args, "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"ingest failed ({done.returncode}): {done.stderr[-2000:]}"
+
+
 def line_protocol(series: Series) -> str:
     tags = dict(series.tags)
     if series.unit is not None:
@@ -124,13 +162,23 @@ def line_protocol(series: Series) -> str:
 
 
 @pytest.fixture(scope="session")
-def api_bucket(influx: InfluxServer, dataset: dict[str, Series]) -> Iterator[str]:
+def api_bucket(
+    influx: InfluxServer, dataset: dict[str, Series], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A bucket with the dataset, written once for every read test."""
     name = f"api_{secrets.token_hex(4)}"
+    files = tmp_path_factory.mktemp("ingest")
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
         created = c.buckets_api().create_bucket(bucket_name=name, org=influx.org)
+        ingest(influx, name, str(LOSSES_FILE), "--series", "active_losses", "--label", "end",
+               "--step", "15m")  # fmt: skip
+        frequency = operator_file(dataset["f_soll_aktiv"], files / "Sollfrequenz.csv", "30s")
+        ingest(influx, name, str(frequency), "--label", "end", "--step", "30s")
+        enduse = swissgrid_file(dataset["enduse"], files / "enduse.tsv", "15min")
+        ingest(influx, name, str(enduse), "--series", "enduse", "--label", "end", "--step", "15m")
         writer = c.write_api(write_options=SYNCHRONOUS)
-        for series in [*dataset.values(), *_two_sites()]:
+        corners = [dataset["site.load-1"], dataset["counter"], *_two_sites()]
+        for series in corners:
             writer.write(name, influx.org, line_protocol(series), write_precision="s")
         yield name
         if influx.proc is not None:
