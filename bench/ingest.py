@@ -106,7 +106,16 @@ def machine() -> list[str]:
         f"{mem_kib / (1 << 20):.1f} GiB RAM, {disk.free / GIB:.0f} GiB free disk",
         f"system:  {platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"numpy {np.__version__}",
+        f"load:    {load_average()} (1, 5, 15 min) at the start: other work on the machine shares "
+        "its cores with the bench",
     ]
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def tool_version(argv: Sequence[str]) -> str:
@@ -336,7 +345,7 @@ class Points:
     pg_csv: Path
 
 
-def _lines(path: Path, block: int = 32 << 20) -> Iterator[tuple[bytes, NDArray[np.int64]]]:
+def _lines(path: Path, block: int = 8 << 20) -> Iterator[tuple[bytes, NDArray[np.int64]]]:
     """Blocks of whole lines with the offsets of their newlines."""
     carry = b""
     with open(path, "rb") as fh:
@@ -788,6 +797,7 @@ def report(
         "seconds",
         "rows/s",
         "x ceiling",
+        "client CPU s",
         "client RSS",
         "influxd RSS",
         "check",
@@ -797,7 +807,8 @@ def report(
         ratio = f"{r.rate / ceiling.rate:.2f}" if ceiling is not None and r.rows else "n/a"
         table.append([
             DESCRIPTIONS.get(r.method, r.method), f"{r.rows:,}", f"{r.seconds:,.1f}",
-            f"{r.rate:,.0f}", ratio, fmt_bytes(r.client_rss), fmt_bytes(r.server_rss),
+            f"{r.rate:,.0f}", ratio, f"{r.cpu_seconds:,.1f}", fmt_bytes(r.client_rss),
+            fmt_bytes(r.server_rss),
             r.status if r.status == "ok" else f"{r.status}: {r.note}",
         ])  # fmt: skip
     widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
@@ -807,7 +818,7 @@ def report(
     for row in table:
         lines.append(
             sep.join(
-                v.ljust(w) if i in (0, 7) else v.rjust(w)
+                v.ljust(w) if i in (0, len(cols) - 1) else v.rjust(w)
                 for i, (v, w) in enumerate(zip(row, widths, strict=True))
             )
         )
@@ -859,6 +870,8 @@ NOTES = [
     "CSV in local time, DST, serialising, writing); the ceiling and DataFrame rows start from "
     "gzipped batches / a DataFrame already in memory, influx write and COPY from files already "
     "in UTC: the peers' own conversion work is not counted",
+    "client CPU s: user + system seconds of the measured process (psql for COPY; for the ceiling "
+    "and the DataFrame path including their untimed preparation, as is their RSS); "
     "client RSS: the measured process's peak (its VmHWM, polled); for COPY that is psql, the "
     "PostgreSQL server's processes are not included; influxd RSS: its VmHWM (a fresh influxd "
     "per method)",
@@ -1008,7 +1021,10 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, parse, header, args)
     print()
     print(text)
-    print(f"\n(bench took {(time.perf_counter() - began) / 60:.1f} min)")
+    print(
+        f"\n(bench took {(time.perf_counter() - began) / 60:.1f} min; "
+        f"load average at the end {load_average()})"
+    )
     (OUT / "ingest-results.txt").write_text(text + "\n")
     (OUT / "ingest-results.json").write_text(
         json.dumps([asdict(r) for r in ([parse] if parse else []) + results], indent=2)
