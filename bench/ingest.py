@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -189,6 +190,7 @@ def run_child(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
+            cwd=ROOT,  # not bench/, where this file would shadow the ingest package
             start_new_session=True,
         )
         deadline = began + timeout
@@ -245,17 +247,30 @@ class Influx:
         return _vm_hwm(self.proc.pid)
 
 
+def _build_under_way() -> bool:
+    """Whether another process holds the build lock of scripts/influxdb_local.py."""
+    lock = il.cache_dir() / f"influxd-{il.INFLUXDB_VERSION}.lock"
+    if not lock.exists():
+        return False
+    with open(lock) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
 def wait_for_influxd(limit_s: float) -> Path:
-    """The cached influxd; while another process is still building it, wait (never build here)."""
+    """The cached influxd; while another process is building it, wait for that build."""
     deadline = time.monotonic() + limit_s
     announced = False
     while True:
         found = il.find_binary()
         if found is not None:
             return found
-        building = (il.cache_dir() / f"influxd-{il.INFLUXDB_VERSION}").exists()
-        if not building:
-            log("no influxd yet and no build under way: building it (scripts/influxdb-local build)")
+        if not _build_under_way():
+            log("no influxd yet and no build under way: building it (scripts/influxdb-local)")
             return il.ensure_binary()
         if time.monotonic() > deadline:
             raise SystemExit("influxd did not appear in time; run `make influxd` first")
