@@ -124,14 +124,35 @@ class Store:
             raise UnknownSeries(name)
         return found
 
-    async def points(self, plan: QueryPlan, series: str) -> Points:
-        """The plan's points for one series, window labels at window starts."""
+    async def flux_csv(self, plan: QueryPlan, series: str, *, merge_keys: bool = False) -> str:
+        """InfluxDB's annotation-free CSV answer to the plan's query for one series."""
+        query = flux.series_query(plan, series, merge_keys=merge_keys)
+        text = await self._run(
+            "data",
+            lambda: self._query_api.query_raw(
+                query.text, org=self._org, dialect=_CSV, params=query.params
+            ),
+        )
+        return str(text)
+
+    def observe_points(self, count: int) -> None:
+        self._metrics.points_returned.observe(count)
+
+    async def points(
+        self, plan: QueryPlan, series: str, *, first_answer: str | None = None
+    ) -> Points:
+        """The plan's points for one series, window labels at window starts.
+
+        `first_answer` is the CSV of an earlier `flux_csv` call for the same plan and series.
+        """
         counts = plan.agg is Agg.COUNT and plan.window is not None
-        points = await self._fetch(flux.series_query(plan, series), counts)
+        text = first_answer if first_answer is not None else await self.flux_csv(plan, series)
+        points = parse_flux_csv(text, integer=counts)
         if points.tables > 1 or not strictly_increasing(points.times):
             # Several tag sets under one name: ask again with the tables merged.
             log.info("series_has_several_keys", series=series, tables=points.tables)
-            points = await self._fetch(flux.series_query(plan, series, merge_keys=True), counts)
+            merged = await self.flux_csv(plan, series, merge_keys=True)
+            points = parse_flux_csv(merged, integer=counts)
         first_start = plan.first_window_start()
         # Flux labels the window that `start` cuts with `start` itself; the API labels every
         # window with its aligned start, so that labels line up across requests.
@@ -149,17 +170,8 @@ class Store:
             points = Points([format_time(t) for t in starts], [empty] * len(starts))
         if plan.fill is Fill.LINEAR and plan.window is not None:
             points = fill_linear(points)
-        self._metrics.points_returned.observe(len(points))
+        self.observe_points(len(points))
         return points
-
-    async def _fetch(self, query: flux.FluxQuery, counts: bool) -> Points:
-        text = await self._run(
-            "data",
-            lambda: self._query_api.query_raw(
-                query.text, org=self._org, dialect=_CSV, params=query.params
-            ),
-        )
-        return parse_flux_csv(str(text), integer=counts)
 
     async def _run(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()

@@ -166,7 +166,7 @@ async def test_wrong_influx_token_is_502(influx: InfluxServer, api_bucket: str) 
 async def test_unexpected_failure_is_a_bare_500(influx: InfluxServer, api_bucket: str) -> None:
     holder = AppClient(make_settings(influx, api_bucket))
 
-    def broken() -> None:
+    async def broken() -> None:
         raise RuntimeError("secret detail")
 
     holder.app.dependency_overrides[get_store] = broken
