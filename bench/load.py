@@ -1,0 +1,195 @@
+"""Load test: several API replicas (processes) called round-robin by 64 concurrent clients that mix
+series, ranges, resolutions and aggregates for 60 s while an ingest writes. Loopback only.
+
+    .venv/bin/python bench/load.py [--replicas 3] [--clients 64] [--seconds 60] [--json PATH]
+
+Prints requests/s, p50/p99 latency and the status classes; exits 1 on any 5xx or transport error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import influxdb_local as il  # noqa: E402
+
+PY = sys.executable
+RESOLUTIONS = ["raw", "30s", "1m", "5m", "15m", "1h", "6h", "1d", "auto"]
+AGGS = ["mean", "min", "max", "sum", "count", "first", "last", "median", "stddev"]
+
+
+def run(cmd: list[str], env: dict[str, str]) -> None:
+    subprocess.run(cmd, env={**os.environ, **env}, check=True, cwd=ROOT)
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"API at {url} not ready")
+
+
+async def client(
+    urls: list[str],
+    series: list[dict[str, str]],
+    stop_at: float,
+    latencies: list[float],
+    statuses: Counter[str],
+    seed: int,
+    by_kind: dict[str, list[float]],
+) -> None:
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(timeout=30) as http:
+        i = seed
+        while time.monotonic() < stop_at:
+            s = rng.choice(series)
+            first = int(time.mktime(time.strptime(s["first"], "%Y-%m-%dT%H:%M:%SZ")))
+            last = int(time.mktime(time.strptime(s["last"], "%Y-%m-%dT%H:%M:%SZ")))
+            span = rng.choice([3600, 86400, 7 * 86400, 30 * 86400])
+            start = rng.randint(first, max(first, last - span))
+            params = {
+                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + span)),
+                "resolution": rng.choice(RESOLUTIONS),
+                "agg": rng.choice(AGGS),
+            }
+            if params["resolution"] == "1d" and rng.random() < 0.5:
+                params["tz"] = "Europe/Zurich"
+            url = urls[i % len(urls)]
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                resp = await http.get(f"{url}/v1/series/{s['name']}/data", params=params)
+                statuses[f"{resp.status_code // 100}xx"] += 1
+                if resp.status_code >= 500:
+                    statuses[f"5xx body: {resp.text[:120]}"] += 1
+            except httpx.HTTPError as exc:
+                statuses[f"transport error: {type(exc).__name__}"] += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+            kind = f"{params['resolution']}/{params['agg']}/{span // 86400}d"
+            by_kind.setdefault(kind, []).append(latencies[-1])
+
+
+async def load(urls: list[str], series: list[dict[str, str]], clients: int, seconds: float) -> dict:  # type: ignore[type-arg]
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    by_kind: dict[str, list[float]] = {}
+    stop_at = time.monotonic() + seconds
+    t0 = time.monotonic()
+    await asyncio.gather(
+        *(
+            client(urls, series, stop_at, latencies, statuses, seed, by_kind)
+            for seed in range(clients)
+        )
+    )
+    slowest = sorted(by_kind.items(), key=lambda kv: -max(kv[1]))[:8]
+    elapsed = time.monotonic() - t0
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {
+        "requests": len(latencies),
+        "seconds": round(elapsed, 1),
+        "requests_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(q[49] * 1000, 1),
+        "p99_ms": round(q[98] * 1000, 1),
+        "statuses": dict(statuses),
+        "slowest": {k: round(max(v) * 1000) for k, v in slowest},
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--replicas", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--json", type=Path, default=ROOT / "bench/out/load.json")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="gridts-load-"))
+    binary = il.ensure_binary()
+    port = il.free_port()
+    url = f"http://127.0.0.1:{port}"
+    influxd = il.spawn(binary, work / "influxd", port, work / "influxd.log")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        il.wait_healthy(url, influxd)
+        token = "load-test-token"
+        il.onboard(url, token)
+        env = {"INFLUX_URL": url, "INFLUX_ORG": il.ORG, "INFLUX_BUCKET": il.BUCKET,
+               "INFLUX_TOKEN": token}  # fmt: skip
+        print("preparing data: 30 days at 1 s (2.6 M rows) and the Swissgrid losses", flush=True)
+        sample = work / "f.csv"
+        run([PY, "-m", "ingest", "generate", "--start", "2021-05-01", "--end", "2021-05-31",
+             "--step", "1s", "--out", str(sample), "--quiet"], env)  # fmt: skip
+        run([PY, "-m", "ingest", "load", str(sample), "--label", "end", "--quiet"], env)
+        losses = ROOT.parent / "shared/data/swissgrid-active-losses-2019-2021-15min.csv"
+        if losses.exists():
+            run([PY, "-m", "ingest", "load", str(losses), "--series", "active_losses",
+                 "--label", "end", "--step", "15m", "--quiet"], env)  # fmt: skip
+        # the concurrent ingest: a second series at 1 s, written during the whole load
+        during = work / "g.csv"
+        run([PY, "-m", "ingest", "generate", "--start", "2021-06-01", "--end", "2021-06-15",
+             "--step", "1s", "--kind", "measured", "--out", str(during), "--quiet"],
+            env)  # fmt: skip
+
+        urls = []
+        for _ in range(args.replicas):
+            api_port = il.free_port()
+            procs.append(subprocess.Popen(
+                [PY, "-m", "app"],
+                env={**os.environ, **env, "API_HOST": "127.0.0.1", "API_PORT": str(api_port),
+                     "LOG_LEVEL": "warning"},
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+            urls.append(f"http://127.0.0.1:{api_port}")
+        for u in urls:
+            wait_ready(u)
+        series = httpx.get(f"{urls[0]}/v1/series", timeout=30).json()["series"]
+        ingest = subprocess.Popen(
+            [PY, "-m", "ingest", "load", str(during), "--label", "end", "--quiet"],
+            env={**os.environ, **env}, cwd=ROOT,
+        )  # fmt: skip
+        print(f"load: {args.clients} clients, {args.replicas} replicas, {args.seconds:.0f} s, "
+              f"{len(series)} series, ingest running", flush=True)  # fmt: skip
+        result = asyncio.run(load(urls, series, args.clients, args.seconds))
+        result["ingest_exit"] = ingest.wait(timeout=600)
+        result.update(replicas=args.replicas, clients=args.clients)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+        il.stop_process(influxd.pid)
+    print(json.dumps(result, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    bad = {k: v for k, v in result["statuses"].items() if k.startswith(("5", "transport"))}
+    if bad or result["ingest_exit"] != 0:
+        print(f"FAIL: {bad or 'ingest failed'}")
+        return 1
+    print(f"OK: zero 5xx; {result['requests_per_second']} req/s, "
+          f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
