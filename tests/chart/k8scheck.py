@@ -68,8 +68,9 @@ def render_chart(
     namespace: str = "gridts",
     kube_version: str = "1.30.0",
     skip_tests: bool = False,
+    helm: str = "helm",
 ) -> list[Obj]:
-    args = [tool("helm"), "template", release, str(chart), "--namespace", namespace]
+    args = [tool(helm), "template", release, str(chart), "--namespace", namespace]
     args += ["--kube-version", kube_version]
     for path in values:
         args += ["--values", str(path)]
