@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from app.points import Points, Value, strictly_increasing
-from app.query.plan import Fill, QueryPlan, format_time
+from app.points import Points, Value
+from app.query.plan import QueryPlan, format_time
 
 CHUNK_ROWS = 5_000
 
@@ -40,56 +39,6 @@ def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:
     body = {"series": meta.name, "unit": meta.unit, **header(plan)}
     body["points"] = [{"time": t, "value": v} for t, v in zip(points.times, points.values)]  # noqa: B905 - same length by construction
     return orjson.dumps(body)
-
-
-# Flux's annotation-free CSV for `keep(columns: ["_time", "_value"])`: the two orders it writes.
-_TIME_FIRST = ",result,table,_time,_value"
-_VALUE_FIRST = ",result,table,_value,_time"
-_ROW = re.compile(r"^,[^,\r\n]*,[^,\r\n]*,([^,\r\n]*),([^,\r\n]*)\r?$", re.MULTILINE)
-_FIRST_CELL = re.compile(r"^,[^,\r\n]*,[^,\r\n]*,([^,\r\n]*),", re.MULTILINE)
-_SECOND_CELL = re.compile(r"^,[^,\r\n]*,[^,\r\n]*,[^,\r\n]*,([^,\r\n]*)\r?$", re.MULTILINE)
-_NOT_JSON = ('"value":}', '"value":NaN}', '"value":+Inf}', '"value":-Inf}', '"value":Inf}')
-
-
-def series_json_from_flux(plan: QueryPlan, meta: SeriesMeta, text: str) -> tuple[bytes, int] | None:
-    """The JSON body of one series straight from InfluxDB's CSV, and its number of points.
-
-    The rows become `{"time":..,"value":..}` in one regular-expression pass, without a Python
-    object per point: the common case, several times faster than parsing. None when the answer
-    needs the general path (`points.parse_flux_csv`): another shape or several blocks, labels
-    not strictly increasing (a series under several tag sets), no rows while empty windows are
-    wanted, or linear fill.
-    """
-    if plan.fill is Fill.LINEAR and plan.window is not None:
-        return None
-    newline = text.find("\n")
-    head = (text[:newline] if newline >= 0 else text).rstrip("\r")
-    body = text[newline + 1 :] if newline >= 0 else ""
-    if head == _TIME_FIRST:
-        times, template = _FIRST_CELL.findall(body), r'{"time":"\1","value":\2}'
-    elif head == _VALUE_FIRST:
-        times, template = _SECOND_CELL.findall(body), r'{"time":"\2","value":\1}'
-    elif head == "" and body.strip() == "":
-        times, template = [], ""
-    else:
-        return None
-    if ",result," in body or "error" in body or not strictly_increasing(times):
-        return None
-    if not times and plan.window is not None and plan.fill is not Fill.NONE:
-        return None
-    rows = _ROW.sub(template, body) if times else ""
-    for bad in _NOT_JSON:
-        if bad in rows:
-            rows = rows.replace(bad, '"value":null}')
-    array = ",".join(rows.split())
-    first_start = plan.first_window_start()
-    if times and first_start is not None and first_start != plan.start:
-        # The window cut by `start` is labelled with `start` by Flux: use its aligned start.
-        old = format_time(plan.start)
-        if times[0] == old:
-            array = array.replace(f'"time":"{old}"', f'"time":"{format_time(first_start)}"', 1)
-    prefix = orjson.dumps({"series": meta.name, "unit": meta.unit, **header(plan)})
-    return prefix[:-1] + b',"points":[' + array.encode() + b"]}", len(times)
 
 
 def series_ndjson(points: Points) -> Iterator[bytes]:

@@ -135,19 +135,10 @@ class Store:
         )
         return str(text)
 
-    def observe_points(self, count: int) -> None:
-        self._metrics.points_returned.observe(count)
-
-    async def points(
-        self, plan: QueryPlan, series: str, *, first_answer: str | None = None
-    ) -> Points:
-        """The plan's points for one series, window labels at window starts.
-
-        `first_answer` is the CSV of an earlier `flux_csv` call for the same plan and series.
-        """
+    async def points(self, plan: QueryPlan, series: str) -> Points:
+        """The plan's points for one series, window labels at window starts."""
         counts = plan.agg is Agg.COUNT and plan.window is not None
-        text = first_answer if first_answer is not None else await self.flux_csv(plan, series)
-        points = parse_flux_csv(text, integer=counts)
+        points = parse_flux_csv(await self.flux_csv(plan, series), integer=counts)
         if points.tables > 1 or not strictly_increasing(points.times):
             # Several tag sets under one name: ask again with the tables merged.
             log.info("series_has_several_keys", series=series, tables=points.tables)
@@ -170,7 +161,7 @@ class Store:
             points = Points([format_time(t) for t in starts], [empty] * len(starts))
         if plan.fill is Fill.LINEAR and plan.window is not None:
             points = fill_linear(points)
-        self.observe_points(len(points))
+        self._metrics.points_returned.observe(len(points))
         return points
 
     async def _run(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:

@@ -185,17 +185,7 @@ async def series_data(
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
     info = await store.series(name)
     meta = formats.SeriesMeta(info.name, info.unit)
-    first_answer: str | None = None
-    if plan.format is Format.JSON:
-        first_answer = await store.flux_csv(plan, name)
-        fast = formats.series_json_from_flux(plan, meta, first_answer)
-        if fast is not None:
-            body, count = fast
-            if plan.window is None and count > plan.max_points:
-                raise raw_overflow(plan)
-            store.observe_points(count)
-            return _bytes(body, plan)
-    points = await store.points(plan, name, first_answer=first_answer)
+    points = await store.points(plan, name)
     _check_raw_cap(plan, [points])
     if plan.format is Format.JSON:
         return _bytes(formats.series_json(plan, meta, points), plan)
