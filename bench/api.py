@@ -96,7 +96,14 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def side_by_side(
+    api_pid: int,
     api: httpx.Client,
     influx: httpx.Client,
     name: str,
@@ -114,10 +121,13 @@ def side_by_side(
     api_times: list[float] = []
     flux_times: list[float] = []
     points = rows = 0
+    api_cpu = 0.0
 
     def call_api() -> None:
-        nonlocal points
+        nonlocal points, api_cpu
+        cpu = cpu_seconds(api_pid)
         r = api.get(f"/v1/series/{name}/data", params=query)
+        api_cpu += cpu_seconds(api_pid) - cpu
         r.raise_for_status()
         points = len(r.json()["points"]) if points == 0 else points
 
@@ -135,6 +145,7 @@ def side_by_side(
     for _ in range(3):  # warm-up: caches, connections, the catalog
         call_api()
         call_flux()
+    api_cpu = 0.0
     for i in range(repeats):
         if i % 2:
             timed(call_api, api_times)
@@ -149,6 +160,7 @@ def side_by_side(
         "api_p50_ms": api_p50 * 1000,
         "flux_p50_ms": flux_p50 * 1000,
         "ratio": api_p50 / flux_p50,
+        "api_cpu_ms": api_cpu / len(api_times) * 1000,
     }
 
 
@@ -290,22 +302,42 @@ def main() -> int:
             ):
                 cases = {
                     "one day at 30 s": side_by_side(
-                        api, influx, "f30", DAY0, DAY0 + timedelta(days=1), "30s", args.repeats
+                        api_proc.pid,
+                        api,
+                        influx,
+                        "f30",
+                        DAY0,
+                        DAY0 + timedelta(days=1),
+                        "30s",
+                        args.repeats,
                     ),
                     f"1 s series, {args.days_1s} d at 15 m": side_by_side(
-                        api, influx, "f1", DAY0, end1, "15m", max(5, args.repeats // 4)
+                        api_proc.pid,
+                        api,
+                        influx,
+                        "f1",
+                        DAY0,
+                        end1,
+                        "15m",
+                        max(5, args.repeats // 4),
                     ),
                     f"1 s series, {args.days_1s} d at 1 m": side_by_side(
-                        api, influx, "f1", DAY0, end1, "1m", max(5, args.repeats // 4)
+                        api_proc.pid, api, influx, "f1", DAY0, end1, "1m", max(5, args.repeats // 4)
                     ),
                 }
             results["latency"] = cases
-            print("\nGET /v1/series/{name}/data vs direct Flux HTTP, p50 (target ratio <= 1.3)")
-            print(f"  {'case':32} {'points':>8} {'API ms':>9} {'Flux ms':>9} {'ratio':>7}")
+            print(
+                "\nGET /v1/series/{name}/data vs direct Flux HTTP, p50 (target ratio <= 1.3);"
+                "\nAPI CPU: the API process's CPU time per request"
+            )
+            print(
+                f"  {'case':32} {'points':>8} {'API ms':>9} {'Flux ms':>9} {'ratio':>7}"
+                f" {'API CPU ms':>11}"
+            )
             for case, r in cases.items():
                 print(
                     f"  {case:32} {r['points']:>8,.0f} {r['api_p50_ms']:>9.1f} "
-                    f"{r['flux_p50_ms']:>9.1f} {r['ratio']:>6.2f}x",
+                    f"{r['flux_p50_ms']:>9.1f} {r['ratio']:>6.2f}x {r['api_cpu_ms']:>11.1f}",
                     flush=True,
                 )
             concurrent = asyncio.run(load(api_url, args.clients, args.load_seconds, "f30", 3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -247,6 +248,28 @@ def test_api_tokens_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.api_max_points == 500
     assert "a1" not in repr(settings)
     assert "t'" not in repr(settings.influx_token)
+
+
+def test_settings_from_mounted_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Files named like the variables, as a Kubernetes Secret mounts them, configure the API."""
+    from app import settings as module
+
+    secrets_dir = tmp_path
+    for key, value in {
+        "INFLUX_URL": "http://influxdb:8086",
+        "INFLUX_ORG": "grid",
+        "INFLUX_BUCKET": "grid",
+        "INFLUX_TOKEN": "from-a-file",
+        "API_TOKENS": "s1,s2",
+    }.items():
+        (secrets_dir / key).write_text(value + "\n")
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(module, "SECRETS_DIR", secrets_dir)
+    loaded = module.Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    assert loaded.influx_token.get_secret_value() == "from-a-file"
+    assert loaded.bearer_tokens() == ("s1", "s2")
+    monkeypatch.setenv("API_TOKENS", "from-env")
+    assert module.Settings(_secrets_dir=secrets_dir).bearer_tokens() == ("from-env",)  # type: ignore[call-arg]
 
 
 # --- metrics -----------------------------------------------------------------------------------

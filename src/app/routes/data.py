@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
@@ -260,4 +260,13 @@ def _bytes(body: bytes, plan: QueryPlan) -> Response:
 
 
 def _stream(chunks: Iterator[bytes], plan: QueryPlan) -> StreamingResponse:
-    return StreamingResponse(chunks, media_type=MEDIA_TYPES[plan.format], headers=_headers(plan))
+    return StreamingResponse(
+        _on_the_loop(chunks), media_type=MEDIA_TYPES[plan.format], headers=_headers(plan)
+    )
+
+
+async def _on_the_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Chunks made on the event loop: Starlette would hop to a thread for each chunk of a plain
+    iterator, and a thread holding the GIL stalls the loop for its switch interval."""
+    for chunk in chunks:
+        yield chunk
