@@ -50,4 +50,11 @@ bench: setup ## benchmarks (ratios, measured side by side)
 	$(PY) bench/ingest.py
 	$(PY) bench/api.py
 
-.PHONY: help deps influxd tools setup lint test run stop bench
+load: setup ## load test: API replicas, 64 clients for 60 s while an ingest writes; fails on any 5xx
+	$(PY) bench/load.py
+
+fuzz: deps ## the parser and pipeline property tests with 100x the examples (about 20 minutes)
+	GRIDTS_FUZZ_EXAMPLES=15000 timeout 1800 $(VENV)/bin/pytest -q -p no:cacheprovider \
+	  tests/ingest/test_parse.py tests/ingest/test_pipeline_props.py -k "garbage or every_row or round_trip"
+
+.PHONY: help deps influxd tools setup lint test run stop bench load fuzz

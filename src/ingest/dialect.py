@@ -57,6 +57,16 @@ def _split(line: str, sep: str) -> list[str]:
     return [cell.strip().strip('"').strip() for cell in line.split(sep)]
 
 
+# what bytes.strip() removes: the parser's notion of a blank line, kept identical here
+BLANK = " \t\n\r\x0b\x0c"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
+
+
+def _header_like(line: str, sep: str) -> bool:
+    first = line.split(sep, 1)[0]
+    return not _CONTROL.search(line.rstrip("\r")) and sum(c.isdigit() for c in first) < 4
+
+
 def _column_meta(cells: list[str]) -> tuple[str | None, str | None]:
     """Series name and unit from one value column's header cells (top row first)."""
     name: str | None = None
@@ -85,13 +95,14 @@ def sniff(
     fmt: str = "auto",
 ) -> Dialect:
     """The dialect of a file whose first lines (decoded) are ``head``."""
-    lines = head.splitlines()[:200]
-    if not any(ln.strip() for ln in lines):
+    # split on LF only: str.splitlines() would also split on \v, \f, \x1c.. and miscount rows
+    lines = [ln.rstrip("\r") for ln in head.split("\n")][:200]
+    if not any(ln.strip(BLANK) for ln in lines):
         raise DialectError("the file is empty")
     data_start: int | None = None
     sep: str | None = None
     for i, line in enumerate(lines):
-        if not line.strip():
+        if not line.strip(BLANK):
             continue
         for cand in (";", "\t", ","):
             first = line.split(cand, 1)[0].strip().strip('"')
@@ -115,7 +126,14 @@ def sniff(
     # separators are not read), and a point stays a decimal point: both are accepted. The first
     # lines may not show it (a frequency file can open with hours of plain "50").
     decimal = "," if sep != "," else "."
-    headers = [_split(ln, sep) for ln in lines[:data_start] if ln.strip()]
+    # Lines above the first good row are header rows only if they read like headers: a line of
+    # garbage or a row with a date-like first cell is data, so that the parser rejects it with
+    # its line number instead of it vanishing as a "header".
+    for i, line in enumerate(lines[:data_start]):
+        if line.strip(BLANK) and not _header_like(line, sep):
+            data_start = i
+            break
+    headers = [_split(ln, sep) for ln in lines[:data_start] if ln.strip(BLANK)]
     columns: list[Column] = []
     for j in range(1, n_values + 1):
         name, unit = _column_meta([row[j] if j < len(row) else "" for row in headers])

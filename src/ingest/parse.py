@@ -186,6 +186,8 @@ def parse_chunk(chunk: bytes, dialect: Dialect, first_line: int) -> ParsedChunk:
             reasons[i] = f"row of {int(ends[i] - starts[i]):,} bytes: longer than {MAX_ROW}"
             continue
         raw = bytes(a[int(starts[i]) : int(ends[i])])
+        if not raw.strip():
+            continue  # whitespace only: a blank line, not a row
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:

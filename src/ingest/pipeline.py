@@ -117,7 +117,10 @@ def run_source(
     bad row is reported) once the rejects across all sources pass ``opts.max_errors``."""
     result = SourceResult(source.name)
     chunks = iter(source.chunks)
-    first = next(chunks, b"")
+    # the dialect is read from the first 64 KiB, however small the blocks a stream delivers
+    first = b""
+    while len(first) < 1 << 16 and (block := next(chunks, None)) is not None:
+        first += block
     if first.startswith(BOM):
         first = first[len(BOM) :]
     if not first.strip():

@@ -14,8 +14,8 @@ Rules (adr/0005-time-conversion.md):
   ``B`` the label is the start's wall time plus one step (labels 02:15..03:00 repeat).
   Both are tried on each zone; the one under which the instants strictly increase wins. If both
   do and disagree, the rows that differ are rejected: never guessed.
-* A row on the same instant as the row before it is rejected as a duplicate: one input row is
-  exactly one point.
+* A row on the same instant as an earlier row, or before it, is rejected ("same instant as line
+  N", "earlier than line N"): one input row is exactly one point, never a silent overwrite.
 """
 
 from __future__ import annotations
@@ -189,34 +189,36 @@ class TimeConverter:
                             rejects[i0 + j] = why
                         else:
                             utc[i0 + j] = u
-        self._duplicates(utc, line, rejects)
+        self._ordering(utc, line, rejects)
         return Converted(utc=np.asarray(utc, np.int64), rejects=rejects)
 
-    def _duplicates(
+    def _ordering(
         self, utc: NDArray[np.int64], line: NDArray[np.int64], rejects: dict[int, str]
     ) -> None:
+        """Reject rows not strictly after every row before them: a repeated instant would
+        overwrite a point, and a row back in time could (exports are in time order)."""
         keep = np.ones(len(utc), dtype=np.bool_)
         if rejects:
             keep[list(rejects)] = False
         idx = np.flatnonzero(keep)
         if not len(idx):
             return
-        u = utc[idx]
-        prev = np.empty(len(u), dtype=np.int64)
-        prev[1:] = u[:-1]
-        prev[0] = self.prev_utc if self.prev_utc is not None else u[0] - 1
-        prev_line = np.empty(len(u), dtype=np.int64)
-        prev_line[1:] = line[idx[:-1]]
-        prev_line[0] = self.prev_line or 0
-        for j in np.flatnonzero(u == prev):
-            # the first of a run of repeats stays; the others point at it
-            first = j
-            while first > 0 and u[first - 1] == u[j]:
-                first -= 1
-            ref = int(prev_line[first]) if first == j else int(line[idx[first]])
-            rejects[int(idx[j])] = f"same instant as line {ref} ({_wall(int(u[j]))} UTC)"
-        self.prev_utc = int(u[-1])
-        self.prev_line = int(line[idx[-1]])
+        floor = np.iinfo(np.int64).min
+        ext_u = np.concatenate([[self.prev_utc if self.prev_utc is not None else floor], utc[idx]])
+        ext_line = np.concatenate([[self.prev_line or 0], line[idx]])
+        top = np.maximum.accumulate(ext_u)
+        setter = np.ones(len(ext_u), dtype=np.bool_)
+        setter[1:] = ext_u[1:] > top[:-1]
+        who = np.maximum.accumulate(np.where(setter, np.arange(len(ext_u)), 0))
+        for k in np.flatnonzero(~setter):
+            ref, when = int(ext_line[who[k - 1]]), int(top[k - 1])
+            if ext_u[k] == when:
+                why = f"same instant as line {ref} ({_wall(when)} UTC)"
+            else:
+                why = f"earlier than line {ref} ({_wall(when)} UTC): rows must be in time order"
+            rejects[int(idx[k - 1])] = why
+        self.prev_utc = int(top[-1])
+        self.prev_line = int(ext_line[who[-1]])
 
     def _decide(
         self, tr: Transition, walls: list[int], before: int | None, after: int | None

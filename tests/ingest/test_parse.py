@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from ingest.parse import parse_chunk
 from ingest.timelayout import WEEKDAYS_DE
 from tests.conftest import SHARED_DATA
 
+FUZZ = int(os.environ.get("GRIDTS_FUZZ_EXAMPLES", "150"))  # `make fuzz` raises it
 OPERATOR_HEAD = "Datum Zeit;A:f_soll_aktiv [Hz]\r\nSa. 01.05.21 00:00:30;50\r\n"
 
 
@@ -56,6 +58,22 @@ def test_shared_files_are_recognised() -> None:
 def test_series_name_from_a_header_without_units_is_slugged() -> None:
     d = sniff(",Wirkverluste/Active Losses\nZeitstempel,kWh\n2019-01-01 00:15:00,1.5\n")
     assert (d.columns[0].series, d.columns[0].unit) == ("wirkverluste_active_losses", "kWh")
+
+
+def test_lines_above_the_first_good_row_are_headers_only_if_they_read_like_text() -> None:
+    head = (
+        "Export Sollfrequenz\n"  # text: a header row
+        "Datum Zeit;A:f_soll_aktiv [Hz]\n"  # text: a header row
+        "Mi. 31.02.21 00:00:00;50\n"  # a date-like first cell: data (rejected by the parser)
+        "\x00garbage\n"  # control characters: data
+        "Sa. 01.05.21 00:00:30;50\n"
+    )
+    d = sniff(head)
+    assert d.header_rows == 2
+    body = head.split("\n", 2)[2].encode()
+    chunk = parse_chunk(body, d, first_line=3)
+    assert [r.line for _, r in chunk.rejects] == [3, 4]
+    assert list(chunk.line) == [5]
 
 
 @pytest.mark.parametrize(
@@ -166,7 +184,7 @@ local_times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(20
 decimals = st.decimals(min_value=-100000, max_value=100000, places=3, allow_nan=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=FUZZ, deadline=None)
 @given(st.lists(st.tuples(local_times, decimals), min_size=1, max_size=50))
 def test_valid_operator_rows_round_trip(rows: list) -> None:  # type: ignore[type-arg]
     d = sniff(OPERATOR_HEAD)
@@ -182,7 +200,7 @@ def test_valid_operator_rows_round_trip(rows: list) -> None:  # type: ignore[typ
     assert [float(v) for v in values(chunk)] == [float(v) for _, v in rows]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=2 * FUZZ, deadline=None)
 @given(st.binary(max_size=400))
 def test_garbage_never_crashes_and_every_line_is_accounted_for(junk: bytes) -> None:
     d = sniff(OPERATOR_HEAD)
@@ -190,7 +208,7 @@ def test_garbage_never_crashes_and_every_line_is_accounted_for(junk: bytes) -> N
     lines = junk.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    nonblank = [i + 1 for i, ln in enumerate(lines) if ln.rstrip(b"\r")]
+    nonblank = [i + 1 for i, ln in enumerate(lines) if ln.strip()]
     seen = sorted(list(chunk.line) + [r.line for _, r in chunk.rejects])
     assert seen == nonblank
     for _, r in chunk.rejects:
