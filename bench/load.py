@@ -122,6 +122,11 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--json", type=Path, default=ROOT / "bench/out/load.json")
+    ap.add_argument(
+        "--sweep",
+        default="1,4,16,64",
+        help="after the main run, 10 s at each of these client counts (latency vs concurrency)",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gridts-load-"))
@@ -173,6 +178,14 @@ def main() -> int:
         result = asyncio.run(load(urls, series, args.clients, args.seconds))
         result["ingest_exit"] = ingest.wait(timeout=600)
         result.update(replicas=args.replicas, clients=args.clients)
+        sweep = []
+        for n in [int(x) for x in args.sweep.split(",") if x]:
+            step = asyncio.run(load(urls, series, n, 10))
+            step["clients"] = n
+            rps, p50, p99 = step["requests_per_second"], step["p50_ms"], step["p99_ms"]
+            print(f"  {n:3d} clients: {rps:7.1f} req/s, p50 {p50:7.1f} ms, p99 {p99:7.1f} ms")
+            sweep.append(step)
+        result["sweep"] = sweep
     finally:
         for p in procs:
             p.terminate()
@@ -182,7 +195,8 @@ def main() -> int:
     print(json.dumps(result, indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    bad = {k: v for k, v in result["statuses"].items() if k.startswith(("5", "transport"))}
+    statuses = [result["statuses"], *(s["statuses"] for s in result["sweep"])]
+    bad = {k: v for st in statuses for k, v in st.items() if k.startswith(("5", "transport"))}
     if bad or result["ingest_exit"] != 0:
         print(f"FAIL: {bad or 'ingest failed'}")
         return 1
