@@ -50,6 +50,12 @@ bench: setup ## benchmarks (ratios, measured side by side)
 	$(PY) bench/ingest.py
 	$(PY) bench/api.py
 
+results: setup ## run every benchmark and the load test, then write docs/results.md and its plots
+	$(PY) bench/ingest.py
+	$(PY) bench/api.py
+	-$(PY) bench/load.py
+	$(PY) bench/report.py
+
 load: setup ## load test: API replicas, 64 clients for 60 s while an ingest writes; fails on any 5xx
 	$(PY) bench/load.py
 
@@ -57,4 +63,4 @@ fuzz: deps ## the parser and pipeline property tests with 100x the examples (abo
 	GRIDTS_FUZZ_EXAMPLES=15000 timeout 1800 $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  tests/ingest/test_parse.py tests/ingest/test_pipeline_props.py -k "garbage or every_row or round_trip"
 
-.PHONY: help deps influxd tools setup lint test run stop bench load fuzz
+.PHONY: help deps influxd tools setup lint test run stop bench load fuzz results

@@ -1,0 +1,181 @@
+"""docs/results.md and its plots from the benchmarks' JSON in bench/out/.
+
+make results        # runs the benchmarks, then this
+.venv/bin/python bench/report.py   # only re-renders from the last runs
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+DOCS = ROOT / "docs"
+IMG = DOCS / "img"
+
+LABELS = {
+    "parse": "parse + serialise only (--dry-run)",
+    "cli": "gridts CLI (python -m ingest load)",
+    "ceiling": "ceiling: pre-gzipped line protocol POSTed",
+    "dataframe": "influxdb-client DataFrame write",
+    "influx-write": "influx write (Go CLI), annotated CSV",
+    "copy": "PostgreSQL COPY",
+}
+
+
+def load(name: str) -> Any:
+    path = OUT / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def ingest_section(lines: list[str]) -> None:
+    rows = load("ingest-results.json")
+    header = OUT / "ingest-results.txt"
+    lines += ["## Ingest", "", "Produced by `make bench` (`.venv/bin/python bench/ingest.py`).", ""]
+    if not rows:
+        lines += ["_No ingest results yet: run `make bench`._", ""]
+        return
+    if header.exists():
+        text = header.read_text()
+        lines += ["```", text.split("\n\n")[0].strip(), "```", ""]
+    ceiling = next((r for r in rows if r["method"] == "ceiling"), None)
+    lines += [
+        "| method | rows | seconds | rows/s | x ceiling | client CPU s | client peak RSS | check |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        rate = r["rows"] / r["seconds"] if r["seconds"] else 0.0
+        ratio = (
+            f"{rate / (ceiling['rows'] / ceiling['seconds']):.2f}"
+            if ceiling and r["method"] not in ("parse",)
+            else "n/a"
+        )
+        lines.append(
+            f"| {LABELS.get(r['method'], r['method'])} | {r['rows']:,} | {r['seconds']:.1f} | "
+            f"{rate:,.0f} | {ratio} | {r.get('cpu_seconds', 0):.1f} | "
+            f"{r.get('client_rss', 0) / 2**20:,.0f} MiB | {r['status']} |"
+        )
+    parse = next((r for r in rows if r["method"] == "parse"), None)
+    if parse and parse.get("cpu_seconds"):
+        lines += [
+            "",
+            f"Parse and serialise alone: **{parse['rows'] / parse['cpu_seconds']:,.0f} rows per "
+            "CPU-second** (one process, `--dry-run --output /dev/null`).",
+        ]
+    lines += ["", "![ingest rate against the ceiling and the peers](img/ingest-rates.png)", ""]
+    writes = [r for r in rows if r["method"] != "parse" and r["seconds"]]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    names = [LABELS.get(r["method"], r["method"]) for r in writes]
+    rates = [r["rows"] / r["seconds"] / 1e3 for r in writes]
+    colors = ["#1f77b4" if r["method"] == "cli" else "#999999" for r in writes]
+    ax.barh(names, rates, color=colors)
+    ax.set_xlabel("thousand rows per second (higher is better)")
+    ax.set_title(f"Ingest of {writes[0]['rows']:,} rows at 1 s" if writes else "Ingest")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(IMG / "ingest-rates.png", dpi=110)
+    plt.close(fig)
+
+
+def api_section(lines: list[str]) -> None:
+    api = load("api.json")
+    lines += [
+        "## Query API",
+        "",
+        "Produced by `.venv/bin/python bench/api.py` (in `make bench`).",
+        "",
+    ]
+    if not api:
+        lines += ["_No API results yet: run `make bench`._", ""]
+        return
+    lines += [f"Machine: {api.get('machine', '?')}; {api.get('influxd', '')}", ""]
+    lines += [
+        "| request | points | API p50 ms | direct Flux p50 ms | ratio |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in api.get("latency", {}).items():
+        lines.append(
+            f"| {name} | {r['points']:,} | {r['api_p50_ms']:.1f} | {r['flux_p50_ms']:.1f} | "
+            f"{r['ratio']:.2f} |"
+        )
+    if "load" in api:
+        ld = api["load"]
+        lines += [
+            "",
+            f"{ld['clients']} concurrent clients for {ld['seconds']:.0f} s: {ld['requests']:,} "
+            f"requests, {ld['errors']} errors, {ld['req_per_s']:.1f} req/s, p50 "
+            f"{ld['p50_ms']:.0f} ms, p99 {ld['p99_ms']:.0f} ms.",
+        ]
+    if "serialise" in api:
+        se = api["serialise"]
+        lines += [f"Serialising {se['points']:,} points to JSON: p50 {se['p50_ms']:.1f} ms.", ""]
+
+
+def load_section(lines: list[str]) -> None:
+    res = load("load.json")
+    lines += ["## Load test", "", "Produced by `make load` (`.venv/bin/python bench/load.py`).", ""]
+    if not res:
+        lines += ["_No load results yet: run `make load`._", ""]
+        return
+    lines += [
+        f"{res['replicas']} API replicas called round-robin, {res['clients']} clients mixing "
+        f"series, ranges, resolutions and aggregates for {res['seconds']:.0f} s while an ingest "
+        f"wrote (ingest exit status {res['ingest_exit']}): **{res['requests']:,} requests, "
+        f"{res['requests_per_second']:.1f} req/s, p50 {res['p50_ms']:.0f} ms, p99 "
+        f"{res['p99_ms']:.0f} ms**; statuses {res['statuses']}.",
+        "",
+    ]
+    sweep = res.get("sweep") or []
+    if sweep:
+        lines += [
+            "| clients | req/s | p50 ms | p99 ms |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for s in sweep:
+            lines.append(
+                f"| {s['clients']} | {s['requests_per_second']:.1f} | {s['p50_ms']:.0f} | "
+                f"{s['p99_ms']:.0f} |"
+            )
+        lines += ["", "![API latency against concurrency](img/api-latency.png)", ""]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        xs = [s["clients"] for s in sweep]
+        ax.plot(xs, [s["p50_ms"] for s in sweep], marker="o", label="p50")
+        ax.plot(xs, [s["p99_ms"] for s in sweep], marker="o", label="p99")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("latency, ms")
+        ax.set_title(f"API latency, {res['replicas']} replicas")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(IMG / "api-latency.png", dpi=110)
+        plt.close(fig)
+
+
+def main() -> int:
+    IMG.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Results",
+        "",
+        "Measured on this project's own machines (2 cores, shared with other work: compare "
+        "ratios measured side by side in one run, not absolute times). Regenerate everything "
+        "with `make results`; each section names the command behind its numbers.",
+        "",
+    ]
+    ingest_section(lines)
+    api_section(lines)
+    load_section(lines)
+    (DOCS / "results.md").write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {DOCS / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
