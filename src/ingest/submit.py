@@ -17,7 +17,7 @@ import copy
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 Manifest = dict[str, Any]
@@ -257,6 +257,38 @@ def _exit_code(pod: Any) -> int | None:
     return None
 
 
+# A container waiting for one of these will not start by itself: report it instead of waiting.
+STUCK_REASONS = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+    }
+)
+
+
+def stuck_reason(pod: Any) -> str | None:
+    for status in (pod.status.container_statuses or []) if pod.status else []:
+        waiting = status.state.waiting if status.state else None
+        if waiting is not None and waiting.reason in STUCK_REASONS:
+            return f"{waiting.reason}: {waiting.message or ''}".strip()
+    return None
+
+
+def prefixed_lines(prefix: str, chunks: Iterable[bytes]) -> Iterator[str]:
+    """Complete lines of a byte stream whose chunks may split lines (and UTF-8 characters)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield f"[{prefix}] {line.decode(errors='replace')}\n"
+    if buffer:
+        yield f"[{prefix}] {buffer.decode(errors='replace')}\n"
+
+
 def follow(
     batch: Any,
     core: Any,
@@ -274,7 +306,13 @@ def follow(
             namespace, label_selector=f"batch.kubernetes.io/job-name={name}"
         ).items
         for pod in sorted(pods, key=lambda p: p.metadata.name):
-            if pod.metadata.name in followed or pod.status.phase == "Pending":
+            if pod.metadata.name in followed:
+                continue
+            if pod.status.phase == "Pending":
+                reason = stuck_reason(pod)
+                if reason:
+                    print(f"ingest submit: pod {pod.metadata.name}: {reason}", file=sys.stderr)
+                    return EXIT_FAILED
                 continue
             followed.add(pod.metadata.name)
             stream = core.read_namespaced_pod_log(
@@ -284,9 +322,8 @@ def follow(
                 follow=True,
                 _preload_content=False,
             )
-            for chunk in stream.stream():
-                text = chunk.decode(errors="replace")
-                write("".join(f"[{pod.metadata.name}] {line}\n" for line in text.splitlines()))
+            for line in prefixed_lines(pod.metadata.name, stream.stream()):
+                write(line)
             latest = core.read_namespaced_pod(pod.metadata.name, namespace)
             code = _exit_code(latest)
             if code is not None:

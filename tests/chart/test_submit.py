@@ -178,3 +178,33 @@ def test_the_ingest_cli_dispatches_submit() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "python -m ingest submit" in proc.stdout
+
+
+def test_log_lines_are_whole_even_when_chunks_split_them() -> None:
+    chunks = [b"first li", b"ne\nsecond\nthi", "rd \u00e9".encode()[:-1], "rd \u00e9".encode()[-1:]]
+    assert list(submit.prefixed_lines("pod-0", chunks)) == [
+        "[pod-0] first line\n",
+        "[pod-0] second\n",
+        "[pod-0] third \u00e9\n",
+    ]
+
+
+def test_a_pod_that_cannot_start_is_reported() -> None:
+    from kubernetes import client
+
+    def pod(reason: str) -> object:
+        waiting = client.V1ContainerStateWaiting(reason=reason, message='secret "x" not found')
+        status = client.V1ContainerStatus(
+            name="ingest",
+            image="gridts",
+            image_id="",
+            ready=False,
+            restart_count=0,
+            state=client.V1ContainerState(waiting=waiting),
+        )
+        return client.V1Pod(status=client.V1PodStatus(phase="Pending", container_statuses=[status]))
+
+    assert submit.stuck_reason(pod("CreateContainerConfigError")) == (
+        'CreateContainerConfigError: secret "x" not found'
+    )
+    assert submit.stuck_reason(pod("ContainerCreating")) is None
