@@ -518,3 +518,13 @@ def test_chart_python_modules_pass_ruff_and_mypy() -> None:
     k.run([str(venv / "ruff"), "check", "--no-cache", *files], cwd=k.ROOT)
     k.run([str(venv / "ruff"), "format", "--check", "--no-cache", *files], cwd=k.ROOT)
     k.run([str(venv / "mypy"), "--strict", *files], cwd=k.ROOT)
+
+
+def test_existing_influxdb_claim_replaces_the_claim_template() -> None:
+    objects = k.render_chart(sets=["influxdb.persistence.existingClaim=influx-data"])
+    sts = one(objects, "StatefulSet", "-influxdb")
+    assert "volumeClaimTemplates" not in sts["spec"]
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "influx-data"
+    assert k.problems(objects, External(claims={"influx-data"})) == []
+    assert any("influx-data" in p for p in k.problems(objects))
