@@ -40,7 +40,10 @@ def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
     lines = text.splitlines()
     if any(line.startswith(("error,", ",error,")) for line in lines[:1]) or "\nerror," in text:
         raise InfluxRejected("InfluxDB reported an error while running the query")
-    headers = [i for i, line in enumerate(lines) if line.startswith(",result,")]
+    if lines and lines[0].startswith(",result,") and "\n,result," not in text:
+        headers = [0]  # the usual answer: one block
+    else:
+        headers = [i for i, line in enumerate(lines) if line.startswith(",result,")]
     if len(headers) == 1 and headers[0] == 0 and len(text) > PANDAS_FROM_BYTES:
         return _parse_with_pandas(text, lines[0].split(","), integer)
     if not headers and any(lines):
@@ -66,7 +69,8 @@ def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
             out.values.extend([convert(v) if v else None for v in raw])
         else:
             out.values.extend(map(convert, raw))
-        tables.update(r[i_table] for r in rows)
+        if rows:  # the table ids at the block's ends; labels out of order reveal the rest
+            tables.update((rows[0][i_table], rows[-1][i_table]))
     out.tables = len(tables)
     return out
 
@@ -98,8 +102,8 @@ def strictly_increasing(times: list[str]) -> bool:
     `keep()` drops the tags that told Flux's tables apart, so rows of several tag sets arrive as
     one table; their labels then restart or repeat, which this detects.
     """
-    if all(len(t) == 20 for t in times):  # whole seconds: compare the strings
-        return all(a < b for a, b in itertools.pairwise(times))
+    if sum(map(len, times)) == 20 * len(times):  # all whole seconds: compare the strings
+        return len(set(times)) == len(times) and times == sorted(times)
     instants = [to_instant(t) for t in times]
     return all(a < b for a, b in itertools.pairwise(instants))
 
