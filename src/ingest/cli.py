@@ -95,6 +95,16 @@ def _nonnegative(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; real defaults shown (not None, False or empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
@@ -106,15 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="ingest CSV files into InfluxDB",
         description="Ingest CSV exports (one measurement per series, field 'value', tag 'unit').",
         epilog=LOAD_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     load.add_argument("sources", nargs="+", metavar="SOURCE", help="file, file.gz, - or URL")
-    load.add_argument("--series", type=_series, help="series name (default: from the header)")
+    load.add_argument("--series", type=_series, help="series name; default: from the header")
     load.add_argument(
         "--format",
         choices=["auto", "swissgrid", "wide"],
         default="auto",
-        help="dialect (default: detected)",
+        help="dialect; auto: detected",
     )
     load.add_argument(
         "--tz", type=_zone, default="Europe/Zurich", help="IANA zone of local timestamps"
