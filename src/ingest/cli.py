@@ -122,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--series", type=_series, help="series name; default: from the header")
     load.add_argument(
         "--format",
-        choices=["auto", "swissgrid", "wide"],
+        choices=["auto", "swissgrid", "wide", "long"],
         default="auto",
-        help="dialect; auto: detected",
+        help="auto: detected; swissgrid: time and one value column, names and units in the "
+        "header; wide: time and one column per series; long: series, time, value",
     )
     load.add_argument(
         "--tz", type=_zone, default="Europe/Zurich", help="IANA zone of local timestamps"

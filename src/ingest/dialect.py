@@ -2,7 +2,8 @@
 units, timestamp layout and decimal mark.
 
 Formats: ``swissgrid`` (a time column and one value column, names and units in one or more
-header rows), ``wide`` (a time column and several value columns). Both share the parser.
+header rows), ``wide`` (a time column and several value columns), ``long`` (rows of series name,
+time, value; the rows of each series are grouped and then parsed like a swissgrid file).
 """
 
 from __future__ import annotations
@@ -101,16 +102,24 @@ def sniff(
         raise DialectError("the file is empty")
     data_start: int | None = None
     sep: str | None = None
+    long = False
     for i, line in enumerate(lines):
         if not line.strip(BLANK):
             continue
         for cand in (";", "\t", ","):
-            first = line.split(cand, 1)[0].strip().strip('"')
-            if cand in line and sniff_layout(first) is not None:
+            cells = [c.strip().strip('"') for c in line.split(cand)]
+            if len(cells) < 2:
+                continue
+            if sniff_layout(cells[0]) is not None:
                 sep, data_start = cand, i
+            elif len(cells) == 3 and SERIES_NAME.match(cells[0]) and sniff_layout(cells[1]):
+                sep, data_start, long = cand, i, True
+            if sep is not None:
                 break
         if sep is not None:
             break
+    if long or fmt == "long":
+        return _long_dialect(lines, sep, data_start, series, fmt)
     if sep is None or data_start is None:
         raise DialectError(
             "no data row found: expected a timestamp (e.g. 'Sa. 01.05.21 00:00:30', "
@@ -162,4 +171,33 @@ def sniff(
         layout=layout,
         columns=tuple(columns),
         format=detected,
+    )
+
+
+def _long_dialect(
+    lines: list[str], sep: str | None, data_start: int | None, series: str | None, fmt: str
+) -> Dialect:
+    """Rows of ``series, time, value``: the series is named in each row, no unit."""
+    if sep is None or data_start is None:
+        raise DialectError(
+            "no data row found: a long file has rows of series name, timestamp, value"
+        )
+    if fmt not in ("auto", "long"):
+        raise DialectError(f"--format {fmt} given, but the file looks long (series, time, value)")
+    if series is not None:
+        raise DialectError("--series does not go with a long file: its rows name their series")
+    layout = sniff_layout(lines[data_start].split(sep)[1].strip().strip('"'))
+    if layout is None:
+        raise DialectError("a long file's second column must be a timestamp")
+    for i, line in enumerate(lines[:data_start]):
+        if line.strip(BLANK) and sum(c.isdigit() for c in line) >= 4:
+            data_start = i  # a date-like line above the first good row is a (bad) row
+            break
+    return Dialect(
+        separator=sep,
+        decimal="," if sep != "," else ".",
+        header_rows=data_start,
+        layout=layout,
+        columns=(Column(series="", unit=None),),
+        format="long",
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ingest.dialect import Dialect
+from ingest.dialect import SERIES_NAME, Dialect
 from ingest.timelayout import decode, decode_one
 
 MAX_VALUE_WIDTH = 24  # longer value texts take the one-by-one path
@@ -107,21 +107,33 @@ def _careful_value(raw: str, decimal: str) -> str | tuple[str]:
     return repr(number)
 
 
-def parse_chunk(chunk: bytes, dialect: Dialect, first_line: int) -> ParsedChunk:
-    """Parse whole lines; ``first_line`` is the 1-based number of the chunk's first line."""
+def _bounds(
+    chunk: bytes,
+) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """The chunk as bytes (newline-terminated), its newlines, and each line's start and end
+    (end before any CR)."""
     a = np.frombuffer(chunk, dtype=np.uint8)
     if len(a) and a[-1] != NL:
         a = np.concatenate([a, np.array([NL], dtype=np.uint8)])
     nl = np.flatnonzero(a == NL).astype(np.int64)
-    n_lines = len(nl)
-    starts = np.empty(n_lines, dtype=np.int64)
-    if n_lines:
+    starts = np.empty(len(nl), dtype=np.int64)
+    if len(nl):
         starts[0] = 0
         starts[1:] = nl[:-1] + 1
     ends = nl.copy()
     has_cr = (ends > starts) & (a[np.maximum(ends - 1, 0)] == CR)
     ends[has_cr] -= 1
-    line_no = first_line + np.arange(n_lines, dtype=np.int64)
+    return a, nl, starts, ends
+
+
+def parse_chunk(
+    chunk: bytes, dialect: Dialect, first_line: int, lines: NDArray[np.int64] | None = None
+) -> ParsedChunk:
+    """Parse whole lines; ``first_line`` is the 1-based number of the chunk's first line, or
+    ``lines`` gives each line's number (a long file's rows of one series)."""
+    a, nl, starts, ends = _bounds(chunk)
+    n_lines = len(nl)
+    line_no = first_line + np.arange(n_lines, dtype=np.int64) if lines is None else lines
     nonblank = ends > starts
     k = dialect.value_columns
     sep = ord(dialect.separator)
@@ -241,3 +253,71 @@ def parse_chunk(chunk: bytes, dialect: Dialect, first_line: int) -> ParsedChunk:
         value_len=vlen[keep],
         rejects=rejects,
     )
+
+
+@dataclass
+class LongGroup:
+    """One series' rows of a long (series, time, value) chunk, as ``time<sep>value`` lines."""
+
+    series: str
+    chunk: bytes
+    lines: NDArray[np.int64]
+
+
+def split_long(chunk: bytes, sep: str, first_line: int) -> tuple[list[LongGroup], list[Reject]]:
+    """Group a long chunk's rows by their first column, vectorised; rows without a usable
+    series name are rejected here."""
+    a, nl, starts, ends = _bounds(chunk)
+    line_no = first_line + np.arange(len(nl), dtype=np.int64)
+    sp = np.flatnonzero(a == ord(sep)).astype(np.int64)
+    fs = np.searchsorted(sp, starts)
+    name_end = sp[np.minimum(fs, max(len(sp) - 1, 0))] if len(sp) else np.zeros_like(starts)
+    has_sep = (fs < len(sp)) & (name_end < ends)
+    name_len = name_end - starts
+    ok = has_sep & (name_len >= 1) & (name_len <= 128)
+    rejects: list[Reject] = []
+    for i in np.flatnonzero(~ok):
+        raw = bytes(a[starts[i] : ends[i]])
+        if not raw.strip():
+            continue
+        why = (
+            "expected 3 columns (series, time, value)"
+            if not has_sep[i]
+            else "series name empty or longer than 128 characters"
+        )
+        rejects.append(Reject(int(line_no[i]), why, _line_text(a, starts[i], ends[i])))
+    rows = np.flatnonzero(ok)
+    groups: list[LongGroup] = []
+    if not len(rows):
+        return groups, rejects
+    width = int(name_len[rows].max())
+    cols = np.arange(width, dtype=np.int64)
+    g = a[np.minimum(starts[rows, None] + cols, len(a) - 1)]
+    g = np.where(cols < name_len[rows, None], g, 0).astype(np.uint8)
+    names, first_seen, inverse = np.unique(
+        np.ascontiguousarray(g).view(f"S{width}").ravel(), return_index=True, return_inverse=True
+    )
+    for u in np.argsort(first_seen):  # series in order of first appearance
+        members = rows[inverse == u]
+        name = bytes(names[u]).decode("utf-8", "replace").strip().strip('"')
+        if not SERIES_NAME.match(name):
+            for i in members:
+                rejects.append(
+                    Reject(int(line_no[i]), f"invalid series name {name[:40]!r}",
+                           _line_text(a, starts[i], ends[i]))
+                )  # fmt: skip
+            continue
+        s, e = name_end[members] + 1, ends[members]
+        groups.append(LongGroup(name, _gather_lines(a, s, e), line_no[members]))
+    rejects.sort(key=lambda r: r.line)
+    return groups, rejects
+
+
+def _gather_lines(a: NDArray[np.uint8], s: NDArray[np.int64], e: NDArray[np.int64]) -> bytes:
+    """The spans [s, e) of ``a`` as newline-terminated lines, in one vectorised copy."""
+    body = e - s
+    dst = np.cumsum(body + 1) - (body + 1)
+    out = np.full(int((body + 1).sum()), NL, dtype=np.uint8)
+    within = np.arange(int(body.sum()), dtype=np.int64) - np.repeat(np.cumsum(body) - body, body)
+    out[np.repeat(dst, body) + within] = a[np.repeat(s, body) + within]
+    return out.tobytes()

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ingest.dialect import Dialect, DialectError, sniff
 from ingest.lineproto import encode, line_prefix
-from ingest.parse import Reject, parse_chunk
+from ingest.parse import ParsedChunk, Reject, parse_chunk, split_long
 from ingest.sources import Source
 from ingest.timeconv import TimeConverter
 
@@ -106,6 +106,41 @@ def _decode_head(block: bytes) -> str:
         return head.decode("latin-1")
 
 
+@dataclass
+class _Stream:
+    """One converter's worth of rows: a whole swissgrid/wide file, or one series of a long one."""
+
+    stats: list[SeriesStats]
+    prefixes: list[bytes]
+    converter: TimeConverter | None = None
+    pending_stats: list[tuple[int, NDArray[np.int64]]] = field(default_factory=list)
+
+
+def _converter(parsed: ParsedChunk, opts: Options, source: str) -> TimeConverter:
+    step = opts.step
+    if step is None and opts.label == "end":
+        try:
+            step = _infer_step(parsed.seconds)
+        except DialectError as exc:
+            raise DialectError(f"{source}: {exc}") from exc
+    return TimeConverter(opts.tz, opts.label, step)
+
+
+def _line_offset(buf: bytes, n: int) -> int:
+    """Byte offset of the n-th (0-based) line of ``buf``."""
+    if n == 0:
+        return 0
+    newlines = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
+    return int(newlines[n - 1]) + 1
+
+
+def _before(parsed: ParsedChunk, line: int) -> ParsedChunk:
+    """The rows and rejects of ``parsed`` on lines before ``line``."""
+    out = parsed.take(parsed.line < line)
+    out.rejects = [(off, r) for off, r in parsed.rejects if r.line < line]
+    return out
+
+
 def run_source(
     source: Source,
     opts: Options,
@@ -133,69 +168,94 @@ def run_source(
     skip = 0
     for _ in range(dialect.header_rows):
         skip = first.index(b"\n", skip) + 1
-    stats = [SeriesStats(c.series, c.unit) for c in dialect.columns]
-    result.series = stats
-    prefixes = [
-        line_prefix(c.series, {**({"unit": c.unit} if c.unit else {}), **opts.tags})
-        for c in dialect.columns
-    ]
-    converter: TimeConverter | None = None
+    long = dialect.format == "long"
+    streams: dict[str, _Stream] = {}
+    if not long:
+        streams[""] = _Stream(
+            [SeriesStats(c.series, c.unit) for c in dialect.columns],
+            [
+                line_prefix(c.series, {**({"unit": c.unit} if c.unit else {}), **opts.tags})
+                for c in dialect.columns
+            ],
+        )
+        result.series = streams[""].stats
     line_no = dialect.header_rows + 1
     carry = first[skip:]
     pending = next(chunks, None)
     while True:
         final = pending is None
-        buf = carry
-        carry = b""
+        buf, carry = carry, b""
         if not buf and final:
             break
-        parsed = parse_chunk(buf, dialect, line_no)
-        if converter is None:
-            step = opts.step
-            if step is None and opts.label == "end":
-                try:
-                    step = _infer_step(parsed.seconds)
-                except DialectError as exc:
-                    raise DialectError(f"{source.name}: {exc}") from exc
-            converter = TimeConverter(opts.tz, opts.label, step)
-        ready = (
-            len(parsed) if final or dialect.layout.absolute else converter.safe_rows(parsed.seconds)
-        )
+        if long:
+            groups, split_rejects = split_long(buf, dialect.separator, line_no)
+            parts = [(g.series, parse_chunk(g.chunk, dialect, line_no, g.lines)) for g in groups]
+        else:
+            split_rejects = []
+            parts = [("", parse_chunk(buf, dialect, line_no))]
+        # a DST zone at the end of the chunk waits for the next one, in every series alike
+        cut_line: int | None = None
+        for name, parsed in parts:
+            stream = streams.get(name)
+            if stream is None:
+                stream = streams[name] = _Stream(
+                    [SeriesStats(name, None)], [line_prefix(name, opts.tags)]
+                )
+                result.series.extend(stream.stats)
+            if stream.converter is None:
+                stream.converter = _converter(parsed, opts, source.name)
+            if not final and not dialect.layout.absolute:
+                ready = stream.converter.safe_rows(parsed.seconds)
+                if ready < len(parsed):
+                    held = int(parsed.line[ready])
+                    cut_line = held if cut_line is None else min(cut_line, held)
         next_line = line_no + buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
-        if ready < len(parsed):
-            cut = int(parsed.offset[ready])
-            next_line = int(parsed.line[ready])
-            parsed.rejects = [(off, r) for off, r in parsed.rejects if off < cut]
-            parsed = parsed.take(slice(0, ready))
-            carry = buf[cut:]
-            if ready == 0 and not final:
+        if cut_line is not None:
+            if cut_line == line_no:
                 # the whole buffer waits: read more before deciding
                 carry = buf + (pending or b"")
                 pending = next(chunks, None)
                 continue
-        conv = converter.convert(parsed.seconds, parsed.line, dialect.layout.absolute)
-        bad = [r for _off, r in parsed.rejects]
-        keep = np.ones(len(parsed), dtype=np.bool_)
-        for i, reason in conv.rejects.items():
-            keep[i] = False
-            bad.append(Reject(int(parsed.line[i]), reason, ""))
+            offset = _line_offset(buf, cut_line - line_no)
+            carry, next_line = buf[offset:], cut_line
+            parts = [(name, _before(parsed, cut_line)) for name, parsed in parts]
+            split_rejects = [r for r in split_rejects if r.line < cut_line]
+        bad = list(split_rejects)
+        rows = len(split_rejects)
+        batches: list[tuple[bytes, int]] = []
+        for name, parsed in parts:
+            stream = streams[name]
+            assert stream.converter is not None
+            conv = stream.converter.convert(parsed.seconds, parsed.line, dialect.layout.absolute)
+            bad += [r for _off, r in parsed.rejects]
+            keep = np.ones(len(parsed), dtype=np.bool_)
+            for i, reason in conv.rejects.items():
+                keep[i] = False
+                bad.append(Reject(int(parsed.line[i]), reason, ""))
+            rows += len(parsed) + len(parsed.rejects)
+            good = np.flatnonzero(keep)
+            utc = conv.utc[good]
+            for j, prefix in enumerate(stream.prefixes):
+                lines = encode(
+                    prefix, parsed.text, parsed.value_start[good, j], parsed.value_len[good, j], utc
+                )
+                batches += lines.batches(opts.batch_size)
+                stream.pending_stats.append((j, utc))
         for r in sorted(bad, key=lambda r: r.line):
             rejects.add(source.name, r)
-        result.rows_read += len(parsed) + len(parsed.rejects)
+        result.rows_read += rows
         result.rows_rejected += len(bad)
         if rejects.count > opts.max_errors:
             result.stopped = True
-        good = np.flatnonzero(keep)
-        utc = conv.utc[good]
-        for j, prefix in enumerate(prefixes):
-            lines = encode(
-                prefix, parsed.text, parsed.value_start[good, j], parsed.value_len[good, j], utc
-            )
+        for stream in streams.values():
             if sink is not None and not result.stopped:
-                for body, count in lines.batches(opts.batch_size):
-                    sink.submit(body, count)
-                stats[j].add(utc)
-        on_rows(len(parsed) + len(parsed.rejects))
+                for j, utc in stream.pending_stats:
+                    stream.stats[j].add(utc)
+            stream.pending_stats.clear()
+        if sink is not None and not result.stopped:
+            for body, count in batches:
+                sink.submit(body, count)
+        on_rows(rows)
         line_no = next_line
         if final and not carry:
             break

@@ -283,3 +283,27 @@ def test_influxd_killed_mid_ingest_then_rerun_completes_exactly(
         assert float(total[0]["_value"]) == pytest.approx(source[1].sum(), rel=1e-9)
     finally:
         server.stop()
+
+
+def test_long_file_with_interleaved_series_across_autumn_dst(
+    influx_env: dict[str, str], tmp_path: Path
+) -> None:
+    """series,time,value rows, two series interleaved, instant labels through the repeated hour."""
+    instants = pd.date_range("2021-10-30 22:00", "2021-10-31 04:00", freq="5min", tz="UTC")
+    local = instants.tz_convert("Europe/Zurich").tz_localize(None)
+    rows = [
+        f"{name},{t:%Y-%m-%d %H:%M:%S},{v}"
+        for i, t in enumerate(local)
+        for name, v in (("load", i), ("losses", -i / 2))
+    ]
+    path = tmp_path / "long.csv"
+    path.write_text("series,time,value\n" + "\n".join(rows) + "\n")
+    proc = ingest("load", path, "--format", "long", "--quiet", env=influx_env)
+    assert proc.returncode == 0, proc.stderr
+    for name, values in (
+        ("load", list(range(len(local)))),
+        ("losses", [-i / 2 for i in range(len(local))]),
+    ):
+        got = points(influx_env, name)
+        assert (got["time"].to_numpy() == instants.to_numpy()).all()
+        assert got["value"].tolist() == [float(v) for v in values]

@@ -214,3 +214,27 @@ def test_garbage_never_crashes_and_every_line_is_accounted_for(junk: bytes) -> N
     for _, r in chunk.rejects:
         assert r.reason
         assert not re.search(r"Traceback|Error\(", r.reason)
+
+
+def test_split_long_groups_rows_by_series_keeping_line_numbers() -> None:
+    from ingest.parse import split_long
+
+    chunk = (
+        b"load,2021-05-01 00:15:00,1.5\n"
+        b"freq,2021-05-01 00:15:00,50\n"
+        b"\n"
+        b"load,2021-05-01 00:30:00,2\r\n"
+        b"no separator here\n"
+        b"bad name!,2021-05-01 00:30:00,2\n"
+        b",2021-05-01 00:30:00,2\n"
+    )
+    groups, rejects = split_long(chunk, ",", first_line=2)
+    assert [(g.series, g.chunk, list(g.lines)) for g in groups] == [
+        ("load", b"2021-05-01 00:15:00,1.5\n2021-05-01 00:30:00,2\n", [2, 5]),
+        ("freq", b"2021-05-01 00:15:00,50\n", [3]),
+    ]
+    assert [(r.line, r.reason) for r in rejects] == [
+        (6, "expected 3 columns (series, time, value)"),
+        (7, "invalid series name 'bad name!'"),
+        (8, "series name empty or longer than 128 characters"),
+    ]

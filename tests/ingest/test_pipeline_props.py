@@ -85,3 +85,28 @@ def test_every_row_is_one_point_or_one_reject_whatever_the_chunking(
     # no instant twice
     stamps = [ln.rsplit(b" ", 1)[1] for ln in whole_sink.lines]
     assert len(stamps) == len(set(stamps))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b"]), good_row), min_size=1, max_size=120),
+    st.integers(16, 4096),
+)
+def test_long_files_split_by_series_whatever_the_chunking(
+    rows: list[tuple[str, bytes]], block: int
+) -> None:
+    data = b"series;time;value\n" + b"".join(s.encode() + b";" + r + b"\n" for s, r in rows)
+    opts = Options(label="end", step=30, max_errors=10**9)
+    outs = []
+    for size in (1 << 20, block):
+        sink, log = Collect(), RejectLog(None, keep=10**6)
+        result = run_source(source(data, size), opts, sink, log)
+        assert result.rows_read == len(rows)
+        assert len(sink.lines) + log.count == len(rows)
+        outs.append((sorted(sink.lines), [(r.line, r.reason) for _, r in log.kept]))
+    assert outs[0] == outs[1]
+    # each series is converted on its own: a's rows never clash with b's
+    for name in ("a", "b"):
+        mine = [ln for ln in outs[0][0] if ln.startswith(name.encode() + b" ")]
+        stamps = [ln.rsplit(b" ", 1)[1] for ln in mine]
+        assert len(stamps) == len(set(stamps))
