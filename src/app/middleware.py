@@ -11,6 +11,8 @@ from app.errors import internal_error_response
 from app.metrics import Metrics
 
 log = structlog.get_logger("app.request")
+# Probes and scrapes arrive every few seconds: logged only at debug level unless they fail.
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class ObserveRequests:
@@ -70,5 +72,7 @@ class ObserveRequests:
                 log.error("request_failed", exception=error_type, **fields)
             elif status >= 500:
                 log.warning("request", **fields)
+            elif template in _QUIET_ROUTES and status < 400:
+                log.debug("request", **fields)
             else:
                 log.info("request", **fields)
