@@ -87,6 +87,7 @@ async function plot(event) {
     end: fromInput($("end").value),
     resolution: $("resolution").value,
     agg: $("agg").value,
+    fill: "null", // empty windows come as nulls, which uPlot draws as gaps
     max_points: "5000",
   });
   if ($("tz").value.trim()) query.set("tz", $("tz").value.trim());
