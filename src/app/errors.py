@@ -2,7 +2,8 @@
 
     ApiError                      any failure the API reports on purpose
     ├── InvalidParameter          422: a parameter that does not parse or is out of range
-    │   └── TooManyPoints         422: the result would exceed the point cap
+    │   ├── TooManyPoints         422: the result would exceed the point cap
+    │   └── ScanTooLarge          422: median/stddev would read more stored points than allowed
     ├── UnknownSeries             404: no such series in the catalog
     ├── NotAuthenticated          401: missing or wrong bearer token
     ├── NotAcceptable             406: no supported media type in Accept
@@ -56,6 +57,27 @@ class InvalidParameter(ApiError):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "param": self.param}
+
+
+class ScanTooLarge(InvalidParameter):
+    """Aggregates InfluxDB cannot push into its storage engine read every stored point in Flux
+    (about 150,000 points a second): past a limit they would hold a core for minutes."""
+
+    kind = "scan_too_large"
+
+    def __init__(self, agg: str, points: int, limit: int, max_range: str) -> None:
+        InvalidParameter.__init__(
+            self,
+            "agg",
+            f"{agg} reads every stored point: about {points:,} in this range, more than the "
+            f"limit of {limit:,}; shorten the range to at most {max_range}, or use mean, min, "
+            "max, sum, count, first or last (computed inside the storage engine)",
+        )
+        self.points = points
+        self.limit = limit
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "points": self.points, "scan_limit": self.limit}
 
 
 class TooManyPoints(InvalidParameter):

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     api_query_timeout_seconds: float = Field(default=30.0, gt=0)
     api_max_points: int = Field(default=100_000, ge=1)
     api_catalog_ttl_seconds: float = Field(default=30.0, ge=0)
+    api_max_scan_points: int = Field(
+        default=500_000,
+        ge=1,
+        description="most stored points a median or stddev may read (Flux reads those in Python-"
+        "free but unindexed code at about 150,000 points/s per core)",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -87,6 +87,7 @@ class Store:
         self._metrics = metrics
         self._catalog = _Catalog()
         self._catalog_lock = asyncio.Lock()
+        self._steps: dict[str, float | None] = {}
 
     async def ping(self, timeout_seconds: float = 2.0) -> bool:
         """Whether InfluxDB answers its ping within the timeout."""
@@ -123,6 +124,28 @@ class Store:
         if found is None:
             raise UnknownSeries(name)
         return found
+
+    async def step_seconds(self, info: SeriesInfo) -> float | None:
+        """The series' spacing, from its first two points (cached for the process); None when it
+        has fewer than two in its first 60 days."""
+        if info.name in self._steps:
+            return self._steps[info.name]
+        step: float | None = None
+        for span in (timedelta(hours=1), timedelta(days=60)):
+            query = flux.step_query(self.bucket, info.name, info.first, info.first + span)
+            text = await self._run(
+                "step",
+                lambda q=query: self._query_api.query_raw(  # type: ignore[misc]
+                    q.text, org=self._org, dialect=_CSV, params=q.params
+                ),
+            )
+            times = [line.split(",")[-1] for line in str(text).splitlines()[1:] if line]
+            if len(times) >= 2:
+                a, b = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times[:2])
+                step = (b - a).total_seconds() or None
+                break
+        self._steps[info.name] = step
+        return step
 
     async def flux_csv(self, plan: QueryPlan, series: str, *, merge_keys: bool = False) -> str:
         """InfluxDB's annotation-free CSV answer to the plan's query for one series."""

@@ -376,3 +376,24 @@ async def test_a_read_only_token_is_enough(influx: InfluxServer, api_bucket: str
         data = await client.get("/v1/series/enduse/data", params={**DAY, "resolution": "1h"})
         assert data.status_code == 200
         assert len(data.json()["points"]) == 23  # the 12:00 hour is empty
+
+
+async def test_median_over_too_many_stored_points_is_422_before_querying(
+    influx: InfluxServer, api_bucket: str
+) -> None:
+    """active_losses is 15-minute data: a limit of 1,000 points is 10.4 days of it."""
+    async with AppClient(make_settings(influx, api_bucket, api_max_scan_points=1000)) as client:
+        url = "/v1/series/active_losses/data"
+        month = {"start": "2019-05-01T00:00:00Z", "end": "2019-06-01T00:00:00Z", "resolution": "1d"}
+        r = await client.get(url, params={**month, "agg": "median"})
+        assert r.status_code == 422
+        body = r.json()
+        assert body["error"] == "scan_too_large"
+        assert body["points"] == 2976
+        assert body["scan_limit"] == 1000
+        assert "at most 10.4 days" in body["message"]
+        ok = await client.get(url, params={**month, "agg": "mean"})
+        assert ok.status_code == 200
+        assert len(ok.json()["points"]) == 31
+        week = {**month, "end": "2019-05-08T00:00:00Z", "agg": "stddev"}
+        assert (await client.get(url, params=week)).status_code == 200

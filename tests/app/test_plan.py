@@ -466,3 +466,20 @@ def test_window_start_contains_instant(
     assert first <= s
     assert window_start(first, window, zone) == first  # a window start is its own window's start
     assert window_count(s, e, window, zone) >= 1
+
+
+def test_scan_limit_refuses_only_unpushed_aggregates_over_long_ranges() -> None:
+    from app.errors import ScanTooLarge
+    from app.query.plan import check_scan
+
+    week = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-08T00:00:00Z", "resolution": "1h"}
+    # one week at 1 s = 604,800 stored points
+    for agg in ("median", "stddev"):
+        with pytest.raises(ScanTooLarge) as caught:
+            check_scan(plan(agg=agg, **week), 1.0, 500_000)
+        assert caught.value.points == 604_800
+        assert "shorten the range to at most 5.8 days" in caught.value.message
+    check_scan(plan(agg="median", **week), 30.0, 500_000)  # 20,160 points at 30 s: fine
+    check_scan(plan(agg="mean", **week), 1.0, 500_000)  # pushed down: never limited
+    check_scan(plan(agg="median", **week), None, 500_000)  # spacing unknown: not checked
+    check_scan(plan(agg="median", **{**week, "resolution": "raw"}), 1.0, 10)  # raw points

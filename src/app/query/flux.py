@@ -104,3 +104,11 @@ def catalog_query(bucket: str) -> FluxQuery:
 data |> first() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "first")
 data |> last() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "last")"""
     return FluxQuery(text, {"p_bucket": bucket, "p_start": CATALOG_START, "p_stop": CATALOG_STOP})
+
+
+def step_query(bucket: str, series: str, start: datetime, stop: datetime) -> FluxQuery:
+    """The first two points of a series in [start, stop): their distance is its spacing."""
+    text = _SOURCE + "\n    |> limit(n: 2)" + '\n    |> keep(columns: ["_time"])'
+    return FluxQuery(
+        text, {"p_bucket": bucket, "p_series": series, "p_start": start, "p_stop": stop}
+    )

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from app.errors import InvalidParameter, NotAcceptable, TooManyPoints, UnknownSeries
+from app.errors import InvalidParameter, NotAcceptable, ScanTooLarge, TooManyPoints, UnknownSeries
 
 SERIES_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 MAX_SERIES_PER_REQUEST = 20
@@ -414,6 +414,30 @@ def build_plan(
         bucket=bucket,
         auto=auto,
     )
+
+
+# Flux computes these from every stored point; the others are pushed down into the engine.
+SCAN_AGGS = frozenset({Agg.MEDIAN, Agg.STDDEV})
+
+
+def check_scan(plan: QueryPlan, step_seconds: float | None, limit: int) -> None:
+    """Refuse a median or stddev that would read more than ``limit`` stored points, estimated
+    from the series' spacing (``step_seconds``; None: unknown, not checked)."""
+    if plan.window is None or plan.agg not in SCAN_AGGS or not step_seconds:
+        return
+    span = (plan.end - plan.start).total_seconds()
+    points = int(span / step_seconds)
+    if points > limit:
+        longest = timedelta(seconds=int(limit * step_seconds))
+        raise ScanTooLarge(plan.agg.value, points, limit, _human(longest))
+
+
+def _human(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds} seconds"
 
 
 def raw_overflow(plan: QueryPlan) -> TooManyPoints:

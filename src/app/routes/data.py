@@ -13,7 +13,16 @@ from app import formats
 from app.deps import SettingsDep, StoreDep, require_token
 from app.errors import ApiError
 from app.points import Points, align
-from app.query.plan import MEDIA_TYPES, DataParams, Format, QueryPlan, build_plan, raw_overflow
+from app.query.plan import (
+    MEDIA_TYPES,
+    SCAN_AGGS,
+    DataParams,
+    Format,
+    QueryPlan,
+    build_plan,
+    check_scan,
+    raw_overflow,
+)
 from app.routes._json import example
 from app.routes.series import ERROR_401, ERROR_404, ERROR_503
 
@@ -184,6 +193,8 @@ async def series_data(
 ) -> Response:
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
     info = await store.series(name)
+    if plan.agg in SCAN_AGGS:
+        check_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     meta = formats.SeriesMeta(info.name, info.unit)
     points = await store.points(plan, name)
     _check_raw_cap(plan, [points])
@@ -225,6 +236,9 @@ async def multi_data(
         list(series or []), params, bucket=store.bucket, max_points_cap=settings.api_max_points
     )
     infos = [await store.series(name) for name in plan.series]
+    if plan.agg in SCAN_AGGS:
+        for info in infos:
+            check_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     columns = await _gather([store.points(plan, name) for name in plan.series])
     _check_raw_cap(plan, columns)
     metas = [formats.SeriesMeta(i.name, i.unit) for i in infos]
