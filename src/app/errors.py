@@ -181,11 +181,19 @@ def install(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        reasons = [
-            f"{'.'.join(str(p) for p in err.get('loc', ())[1:])}: {err.get('msg', '')}"
-            for err in exc.errors()
-        ]
-        err = InvalidParameter("request", "; ".join(reasons) or "invalid request")
+        errors = list(exc.errors())
+
+        def where(e: Any) -> str:
+            return ".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
+
+        def why(e: Any) -> str:
+            return "required" if e.get("type") == "missing" else str(e.get("msg", "invalid"))
+
+        if len(errors) == 1:
+            err = InvalidParameter(where(errors[0]), why(errors[0]))
+        else:
+            reasons = "; ".join(f"{where(e)}: {why(e)}" for e in errors) or "invalid request"
+            err = InvalidParameter("request", reasons)
         request.state.error_kind = err.kind
         return error_response(err)
 

@@ -16,7 +16,9 @@ from app.points import Points, align
 from app.query.plan import (
     MEDIA_TYPES,
     SCAN_AGGS,
+    Agg,
     DataParams,
+    Fill,
     Format,
     QueryPlan,
     build_plan,
@@ -31,22 +33,25 @@ router = APIRouter(prefix="/v1", tags=["data"], dependencies=[Depends(require_to
 
 async def data_params(
     start: Annotated[
-        str | None,
+        str,
         Query(
+            json_schema_extra={"format": "date-time"},
             description="inclusive start, RFC 3339 with `Z` or an offset",
             openapi_examples=example("2021-05-02T00:00:00Z"),
         ),
-    ] = None,
+    ],
     end: Annotated[
-        str | None,
+        str,
         Query(
+            json_schema_extra={"format": "date-time"},
             description="exclusive end, RFC 3339 with `Z` or an offset; after `start`",
             openapi_examples=example("2021-05-03T00:00:00+02:00"),
         ),
-    ] = None,
+    ],
     resolution: Annotated[
         str | None,
         Query(
+            json_schema_extra={"pattern": r"^(raw|auto|[1-9][0-9]{0,5}[smhdw])$"},
             description="`raw`, `auto` (default: the finest standard window that returns at most "
             "`max_points` points) or a window `<n><s|m|h|d|w>` such as `30s`, `15m`, `1h`, `1d`",
             openapi_examples=example("15m"),
@@ -55,6 +60,7 @@ async def data_params(
     agg: Annotated[
         str | None,
         Query(
+            json_schema_extra={"enum": [a.value for a in Agg]},
             description="aggregate per window: mean (default), min, max, sum, count, first, "
             "last, median, stddev",
             openapi_examples=example("mean"),
@@ -63,6 +69,7 @@ async def data_params(
     fill: Annotated[
         str | None,
         Query(
+            json_schema_extra={"enum": [f.value for f in Fill]},
             description="empty windows: none (default, omitted), null, previous, linear",
             openapi_examples=example("none"),
         ),
@@ -78,6 +85,7 @@ async def data_params(
     max_points: Annotated[
         str | None,
         Query(
+            json_schema_extra={"pattern": "^[1-9][0-9]{0,8}$"},
             description="point cap per series (default and maximum: API_MAX_POINTS); a larger "
             "result is a 422 that names a coarser resolution that fits",
             openapi_examples=example("10000"),
@@ -86,6 +94,7 @@ async def data_params(
     format: Annotated[
         str | None,
         Query(
+            json_schema_extra={"enum": [f.value for f in Format]},
             description="json (default), csv or ndjson; otherwise negotiated from Accept",
             openapi_examples=example("json"),
         ),
