@@ -46,11 +46,13 @@ run: deps influxd ## run the platform locally: InfluxDB up, sample ingested, API
 stop: ## stop the local InfluxDB
 	@$(PYTHON) scripts/influxdb-local stop
 
-bench: setup ## benchmarks (ratios, measured side by side)
+bench: setup ## benchmarks (ratios, measured side by side; about 25 minutes)
+	bash bench/setup-peers
 	$(PY) bench/ingest.py
 	$(PY) bench/api.py
 
 results: setup ## run every benchmark and the load test, then write docs/results.md and its plots
+	bash bench/setup-peers
 	$(PY) bench/ingest.py
 	$(PY) bench/api.py
 	-$(PY) bench/load.py

@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ingest.durations import parse_duration
+
 Kind = Literal["target", "measured"]
 Label = Literal["end", "start"]
 
@@ -64,8 +66,6 @@ _VALUE_WIDTH = 6  # "49,987"
 _TS_WIDTH = 21  # "Sa. 01.05.21 00:00:30"
 _CHUNK_BYTES = 8 << 20
 
-_DURATION = re.compile(r"^\s*([1-9][0-9]{0,6})\s*(s|sec|m|min|h)\s*$")
-_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _M64 = (1 << 64) - 1
@@ -85,10 +85,7 @@ def parse_step(text: str | int | timedelta) -> int:
     elif isinstance(text, int):
         value = text
     else:
-        m = _DURATION.match(text)
-        if not m:
-            raise ValueError(f"invalid step {text!r}: expected e.g. 1s, 30s, 1m, 15m")
-        value = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        value = parse_duration(text)  # the same grammar as `ingest load --step`
     if not MIN_STEP_S <= value <= MAX_STEP_S:
         raise ValueError(f"step must be between 1s and 15m, got {value}s")
     return value

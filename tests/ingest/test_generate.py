@@ -278,11 +278,9 @@ def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_parse_step_grammar() -> None:
-    assert [generate.parse_step(s) for s in ("1s", "30s", "1m", "15m", "15min")] == [
-        1,
-        30,
-        60,
-        900,
-        900,
-    ]
+    assert [generate.parse_step(s) for s in ("1s", "30s", "1m", "15m")] == [1, 30, 60, 900]
+    with pytest.raises(ValueError, match="invalid duration"):
+        generate.parse_step("15min")
+    with pytest.raises(ValueError, match="between 1s and 15m"):
+        generate.parse_step("1h")
     assert generate.parse_step(timedelta(minutes=5)) == 300
