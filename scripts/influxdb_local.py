@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -24,7 +25,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 # v2.10.0 is newer, but its Flux dependency (v0.201.0) is not served by the module proxy here;
@@ -226,23 +226,6 @@ def healthy(url: str) -> bool:
     return isinstance(health, dict) and health.get("status") == "pass"
 
 
-@dataclass(frozen=True)
-class Instance:
-    url: str
-    org: str
-    bucket: str
-    token: str
-    pid: int
-
-    def env(self) -> dict[str, str]:
-        return {
-            "INFLUX_URL": self.url,
-            "INFLUX_ORG": self.org,
-            "INFLUX_BUCKET": self.bucket,
-            "INFLUX_TOKEN": self.token,
-        }
-
-
 def spawn(binary: Path, data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """Start influxd on loopback with every file under ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -304,3 +287,45 @@ def stop_process(pid: int, timeout: float = 30) -> None:
                     return
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
+
+
+class Server:
+    """An influxd on a free loopback port with its data in ``data_dir``, onboarded on first
+    start; it can be stopped, killed (SIGKILL, as a crashed pod) and started again on the same
+    data. Used by the test fixtures and the benchmarks."""
+
+    def __init__(self, binary: Path, data_dir: Path, log_path: Path) -> None:
+        self.binary = binary
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.org = ORG
+        self.bucket = BUCKET
+        self.token = secrets.token_urlsafe(32)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = spawn(self.binary, self.data_dir, self.port, self.log_path)
+        wait_healthy(self.url, self.proc)
+        onboard(self.url, self.token, self.org, self.bucket)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc.pid)
+            self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def env(self) -> dict[str, str]:
+        return {
+            "INFLUX_URL": self.url,
+            "INFLUX_ORG": self.org,
+            "INFLUX_BUCKET": self.bucket,
+            "INFLUX_TOKEN": self.token,
+        }

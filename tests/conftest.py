@@ -15,46 +15,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import influxdb_local as il  # noqa: E402
 
-
-class InfluxServer:
-    """A live influxd owned by the test run; tests may stop and restart it (fault tests)."""
-
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path) -> None:
-        self.binary = binary
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.port = il.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.org = il.ORG
-        self.bucket = il.BUCKET
-        self.token = secrets.token_urlsafe(32)
-        self.proc: il.subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = il.spawn(self.binary, self.data_dir, self.port, self.log_path)
-        il.wait_healthy(self.url, self.proc)
-        il.onboard(self.url, self.token, self.org, self.bucket)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            il.stop_process(self.proc.pid)
-            self.proc.wait()
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed pod would die."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def env(self) -> dict[str, str]:
-        return {
-            "INFLUX_URL": self.url,
-            "INFLUX_ORG": self.org,
-            "INFLUX_BUCKET": self.bucket,
-            "INFLUX_TOKEN": self.token,
-        }
+# A live influxd owned by the test run; tests may stop, kill and restart it (fault tests).
+InfluxServer = il.Server
 
 
 @pytest.fixture(scope="session")
