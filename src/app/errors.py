@@ -60,18 +60,19 @@ class InvalidParameter(ApiError):
 
 
 class ScanTooLarge(InvalidParameter):
-    """Aggregates InfluxDB cannot push into its storage engine read every stored point in Flux
-    (about 150,000 points a second): past a limit they would hold a core for minutes."""
+    """Plans InfluxDB cannot push into its storage engine (median, stddev, windows in a time
+    zone) read every stored point in Flux, about 150,000 points a second: past a limit they
+    would hold a core for minutes."""
 
     kind = "scan_too_large"
 
-    def __init__(self, agg: str, points: int, limit: int, max_range: str) -> None:
+    def __init__(self, reason: str, points: int, limit: int, max_range: str) -> None:
         InvalidParameter.__init__(
             self,
             "agg",
-            f"{agg} reads every stored point: about {points:,} in this range, more than the "
-            f"limit of {limit:,}; shorten the range to at most {max_range}, or use mean, min, "
-            "max, sum, count, first or last (computed inside the storage engine)",
+            f"{reason}: about {points:,} in this range, more than the limit of {limit:,}; "
+            f"shorten the range to at most {max_range}, or use mean, min, max, sum, count, "
+            "first or last without tz (computed inside the storage engine)",
         )
         self.points = points
         self.limit = limit

@@ -483,3 +483,16 @@ def test_scan_limit_refuses_only_unpushed_aggregates_over_long_ranges() -> None:
     check_scan(plan(agg="mean", **week), 1.0, 500_000)  # pushed down: never limited
     check_scan(plan(agg="median", **week), None, 500_000)  # spacing unknown: not checked
     check_scan(plan(agg="median", **{**week, "resolution": "raw"}), 1.0, 10)  # raw points
+
+
+def test_scan_limit_covers_windows_in_a_time_zone() -> None:
+    from app.errors import ScanTooLarge
+    from app.query.plan import check_scan, scan_reason
+
+    month = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-31T00:00:00Z", "resolution": "1d"}
+    assert scan_reason(plan(agg="max", **month)) is None
+    zoned = plan(agg="max", tz="Europe/Zurich", **month)
+    assert "tz=Europe/Zurich" in (scan_reason(zoned) or "")
+    with pytest.raises(ScanTooLarge, match="windows in tz=Europe/Zurich read every stored point"):
+        check_scan(zoned, 1.0, 500_000)  # 30 days at 1 s: 2.6 M points
+    check_scan(zoned, 900.0, 500_000)  # 30 days at 15 min: 2,880 points

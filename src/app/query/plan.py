@@ -420,16 +420,29 @@ def build_plan(
 SCAN_AGGS = frozenset({Agg.MEDIAN, Agg.STDDEV})
 
 
+def scan_reason(plan: QueryPlan) -> str | None:
+    """Why the plan's windows would be computed in Flux from every stored point (no storage
+    pushdown), or None when InfluxDB's engine aggregates them."""
+    if plan.window is None:
+        return None
+    if plan.agg in SCAN_AGGS:
+        return f"{plan.agg.value} reads every stored point"
+    if plan.tz is not None:
+        return f"windows in tz={plan.tz} read every stored point (no storage pushdown)"
+    return None
+
+
 def check_scan(plan: QueryPlan, step_seconds: float | None, limit: int) -> None:
-    """Refuse a median or stddev that would read more than ``limit`` stored points, estimated
-    from the series' spacing (``step_seconds``; None: unknown, not checked)."""
-    if plan.window is None or plan.agg not in SCAN_AGGS or not step_seconds:
+    """Refuse a plan without pushdown that would read more than ``limit`` stored points,
+    estimated from the series' spacing (``step_seconds``; None: unknown, not checked)."""
+    reason = scan_reason(plan)
+    if reason is None or not step_seconds:
         return
     span = (plan.end - plan.start).total_seconds()
     points = int(span / step_seconds)
     if points > limit:
         longest = timedelta(seconds=int(limit * step_seconds))
-        raise ScanTooLarge(plan.agg.value, points, limit, _human(longest))
+        raise ScanTooLarge(reason, points, limit, _human(longest))
 
 
 def _human(span: timedelta) -> str:

@@ -15,7 +15,6 @@ from app.errors import ApiError
 from app.points import Points, align
 from app.query.plan import (
     MEDIA_TYPES,
-    SCAN_AGGS,
     Agg,
     DataParams,
     Fill,
@@ -24,6 +23,7 @@ from app.query.plan import (
     build_plan,
     check_scan,
     raw_overflow,
+    scan_reason,
 )
 from app.routes._json import example
 from app.routes.series import ERROR_401, ERROR_404, ERROR_503
@@ -202,7 +202,7 @@ async def series_data(
 ) -> Response:
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
     info = await store.series(name)
-    if plan.agg in SCAN_AGGS:
+    if scan_reason(plan):
         check_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     meta = formats.SeriesMeta(info.name, info.unit)
     points = await store.points(plan, name)
@@ -245,7 +245,7 @@ async def multi_data(
         list(series or []), params, bucket=store.bucket, max_points_cap=settings.api_max_points
     )
     infos = [await store.series(name) for name in plan.series]
-    if plan.agg in SCAN_AGGS:
+    if scan_reason(plan):
         for info in infos:
             check_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     columns = await _gather([store.points(plan, name) for name in plan.series])
