@@ -59,6 +59,9 @@ class InvalidParameter(ApiError):
         return {**super().body(), "param": self.param}
 
 
+WINDOW_COST = 40  # see app.query.plan.WINDOW_COST
+
+
 class ScanTooLarge(InvalidParameter):
     """Plans InfluxDB cannot push into its storage engine (median, stddev, windows in a time
     zone) read every stored point in Flux, about 150,000 points a second: past a limit they
@@ -66,19 +69,26 @@ class ScanTooLarge(InvalidParameter):
 
     kind = "scan_too_large"
 
-    def __init__(self, reason: str, points: int, limit: int, max_range: str) -> None:
+    def __init__(self, reason: str, points: int, windows: int, limit: int, hint: str) -> None:
         InvalidParameter.__init__(
             self,
             "agg",
-            f"{reason}: about {points:,} in this range, more than the limit of {limit:,}; "
-            f"shorten the range to at most {max_range}, or use mean, min, max, sum, count, "
-            "first or last without tz (computed inside the storage engine)",
+            f"{reason}: about {points:,} points in {windows:,} windows here, more work than the "
+            f"limit allows ({limit:,} points, a window counting as {WINDOW_COST}); {hint}, or "
+            "use mean, min, max, sum, count, first or last without tz (computed inside the "
+            "storage engine)",
         )
         self.points = points
+        self.windows = windows
         self.limit = limit
 
     def body(self) -> dict[str, Any]:
-        return {**super().body(), "points": self.points, "scan_limit": self.limit}
+        return {
+            **super().body(),
+            "points": self.points,
+            "windows": self.windows,
+            "scan_limit": self.limit,
+        }
 
 
 class TooManyPoints(InvalidParameter):

@@ -470,29 +470,50 @@ def test_window_start_contains_instant(
 
 def test_scan_limit_refuses_only_unpushed_aggregates_over_long_ranges() -> None:
     from app.errors import ScanTooLarge
-    from app.query.plan import check_scan
+    from app.query.plan import fit_scan
 
     week = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-08T00:00:00Z", "resolution": "1h"}
     # one week at 1 s = 604,800 stored points
     for agg in ("median", "stddev"):
         with pytest.raises(ScanTooLarge) as caught:
-            check_scan(plan(agg=agg, **week), 1.0, 500_000)
-        assert caught.value.points == 604_800
+            fit_scan(plan(agg=agg, **week), 1.0, 500_000)
+        assert (caught.value.points, caught.value.windows) == (604_800, 168)
         assert "shorten the range to at most 5.8 days" in caught.value.message
-    check_scan(plan(agg="median", **week), 30.0, 500_000)  # 20,160 points at 30 s: fine
-    check_scan(plan(agg="mean", **week), 1.0, 500_000)  # pushed down: never limited
-    check_scan(plan(agg="median", **week), None, 500_000)  # spacing unknown: not checked
-    check_scan(plan(agg="median", **{**week, "resolution": "raw"}), 1.0, 10)  # raw points
+    fine = plan(agg="median", **week)
+    assert fit_scan(fine, 30.0, 500_000) is fine  # 20,160 points at 30 s
+    assert fit_scan(plan(agg="mean", **week), 1.0, 500_000).window == fine.window  # pushed down
+    assert fit_scan(fine, None, 500_000) is fine  # spacing unknown: not checked
+    raw = plan(agg="median", **{**week, "resolution": "raw"})
+    assert fit_scan(raw, 1.0, 10) is raw
+
+
+def test_scan_limit_counts_windows_and_auto_coarsens_to_fit() -> None:
+    from app.errors import ScanTooLarge
+    from app.query.plan import WINDOW_COST, fit_scan
+
+    day = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z"}
+    # 1 s windows over a day of 1 s data: 86,400 points but 86,400 windows too
+    with pytest.raises(ScanTooLarge) as caught:
+        fit_scan(plan(agg="median", resolution="1s", **day), 1.0, 500_000)
+    assert caught.value.windows == 86_400
+    assert "use resolution=10s or coarser" in caught.value.message
+    auto = plan(agg="median", resolution="auto", **day)
+    assert auto.window is not None
+    assert auto.window.seconds == 1
+    fitted = fit_scan(auto, 1.0, 500_000)
+    assert fitted.window is not None
+    assert fitted.window.seconds == 10
+    assert 86_400 + WINDOW_COST * 8_640 <= 500_000
 
 
 def test_scan_limit_covers_windows_in_a_time_zone() -> None:
     from app.errors import ScanTooLarge
-    from app.query.plan import check_scan, scan_reason
+    from app.query.plan import fit_scan, scan_reason
 
     month = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-31T00:00:00Z", "resolution": "1d"}
     assert scan_reason(plan(agg="max", **month)) is None
     zoned = plan(agg="max", tz="Europe/Zurich", **month)
     assert "tz=Europe/Zurich" in (scan_reason(zoned) or "")
     with pytest.raises(ScanTooLarge, match="windows in tz=Europe/Zurich read every stored point"):
-        check_scan(zoned, 1.0, 500_000)  # 30 days at 1 s: 2.6 M points
-    check_scan(zoned, 900.0, 500_000)  # 30 days at 15 min: 2,880 points
+        fit_scan(zoned, 1.0, 500_000)  # 30 days at 1 s: 2.6 M points
+    assert fit_scan(zoned, 900.0, 500_000) is zoned  # 30 days at 15 min: 2,880 points

@@ -21,7 +21,7 @@ from app.query.plan import (
     Format,
     QueryPlan,
     build_plan,
-    check_scan,
+    fit_scan,
     raw_overflow,
     scan_reason,
 )
@@ -203,7 +203,7 @@ async def series_data(
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
     info = await store.series(name)
     if scan_reason(plan):
-        check_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
+        plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     meta = formats.SeriesMeta(info.name, info.unit)
     points = await store.points(plan, name)
     _check_raw_cap(plan, [points])
@@ -247,7 +247,7 @@ async def multi_data(
     infos = [await store.series(name) for name in plan.series]
     if scan_reason(plan):
         for info in infos:
-            check_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
+            plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     columns = await _gather([store.points(plan, name) for name in plan.series])
     _check_raw_cap(plan, columns)
     metas = [formats.SeriesMeta(i.name, i.unit) for i in infos]
