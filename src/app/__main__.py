@@ -19,6 +19,9 @@ def main() -> None:
         access_log=False,
         server_header=False,
         proxy_headers=True,
+        # longer than the idle timeout of the load balancers and clients in front (60 s is
+        # common): otherwise a client may send on a connection uvicorn is just closing
+        timeout_keep_alive=65,
     )
 
 

@@ -7,6 +7,7 @@
     ├── UnknownSeries             404: no such series in the catalog
     ├── NotAuthenticated          401: missing or wrong bearer token
     ├── NotAcceptable             406: no supported media type in Accept
+    ├── Busy                      429 + Retry-After: the expensive-query slots stay full
     └── UpstreamError             InfluxDB did not answer usefully
         ├── InfluxUnavailable     503 + Retry-After: connection refused, reset, 5xx
         ├── QueryTimeout          504: the query ran over its time budget
@@ -74,9 +75,9 @@ class ScanTooLarge(InvalidParameter):
             self,
             "agg",
             f"{reason}: about {points:,} points in {windows:,} windows here, more work than the "
-            f"limit allows ({limit:,} points, a window counting as {WINDOW_COST}); {hint}, or "
-            "use mean, min, max, sum, count, first or last without tz (computed inside the "
-            "storage engine)",
+            f"limit allows ({limit:,} points, a window counting as {WINDOW_COST} points); "
+            f"{hint}, or use mean, min, max, sum, count, first or last without tz (computed "
+            "inside the storage engine)",
         )
         self.points = points
         self.windows = windows
@@ -142,6 +143,18 @@ class NotAcceptable(ApiError):
 class UpstreamError(ApiError):
     status = 502
     kind = "upstream_error"
+
+
+class Busy(ApiError):
+    """Every slot for queries without storage pushdown stayed taken: shed load with a 4xx that
+    says when to come back, rather than queue into a 504."""
+
+    status = 429
+    kind = "busy"
+    retry_after_seconds: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class InfluxUnavailable(UpstreamError):

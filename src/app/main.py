@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout_seconds=config.api_query_timeout_seconds,
             catalog_ttl_seconds=config.api_catalog_ttl_seconds,
             metrics=metrics,
+            heavy_queries=config.api_heavy_queries,
+            heavy_wait_seconds=config.api_heavy_wait_seconds,
         )
         log.info(
             "started",

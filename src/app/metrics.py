@@ -30,6 +30,11 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.heavy_refused = Counter(
+            "gridts_api_heavy_refused_total",
+            "Queries without storage pushdown refused with 429 because every slot stayed taken",
+            registry=self.registry,
+        )
         self.points_returned = Histogram(
             "gridts_api_points_per_series",
             "Points returned per series and request",

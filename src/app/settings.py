@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     api_query_timeout_seconds: float = Field(default=30.0, gt=0)
     api_max_points: int = Field(default=100_000, ge=1)
     api_catalog_ttl_seconds: float = Field(default=30.0, ge=0)
+    api_heavy_queries: int = Field(
+        default=2,
+        ge=1,
+        description="queries without storage pushdown (median, stddev, tz) run at once per process",
+    )
+    api_heavy_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long such a query waits for a slot before the API answers 429",
+    )
     api_max_scan_points: int = Field(
         default=500_000,
         ge=1,

@@ -8,8 +8,9 @@ refusals (bad token, missing bucket, a Flux error) are `InfluxRejected` (502).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.dialect import Dialect
 from influxdb_client.rest import ApiException
 
-from app.errors import InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
+from app.errors import Busy, InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
 from app.metrics import Metrics
 from app.points import Points, fill_linear, parse_flux_csv, strictly_increasing
 from app.query import flux
@@ -77,6 +78,8 @@ class Store:
         timeout_seconds: float,
         catalog_ttl_seconds: float,
         metrics: Metrics,
+        heavy_queries: int = 2,
+        heavy_wait_seconds: float = 5.0,
     ) -> None:
         self._client = client
         self._query_api = client.query_api()
@@ -88,6 +91,29 @@ class Store:
         self._catalog = _Catalog()
         self._catalog_lock = asyncio.Lock()
         self._steps: dict[str, float | None] = {}
+        self._heavy = asyncio.Semaphore(heavy_queries)
+        self._heavy_wait = heavy_wait_seconds
+
+    @contextlib.asynccontextmanager
+    async def admit(self, heavy: bool) -> AsyncIterator[None]:
+        """A slot for a query without storage pushdown (a few at once per process, so that
+        they cannot starve each other into timeouts); 429 Busy when none frees up in time."""
+        if not heavy:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._heavy_wait):
+                await self._heavy.acquire()
+        except TimeoutError:
+            self._metrics.heavy_refused.inc()
+            raise Busy(
+                "too many expensive queries (median, stddev or tz windows) running; retry "
+                "shortly, or use a pushed-down aggregate"
+            ) from None
+        try:
+            yield
+        finally:
+            self._heavy.release()
 
     async def ping(self, timeout_seconds: float = 2.0) -> bool:
         """Whether InfluxDB answers its ping within the timeout."""

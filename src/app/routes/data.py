@@ -179,6 +179,19 @@ def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int 
         404: ERROR_404,
         406: {"description": "Accept names no supported media type"},
         422: ERROR_422,
+        429: {
+            "description": "expensive queries (median, stddev, tz windows) are all taking their "
+            "slots; retry after `Retry-After` seconds",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "error": "busy",
+                        "message": "too many expensive queries (median, stddev or tz windows) "
+                        "running; retry shortly, or use a pushed-down aggregate",
+                    }
+                }
+            },
+        },
         503: ERROR_503,
         504: ERROR_504,
     }
@@ -205,7 +218,8 @@ async def series_data(
     if scan_reason(plan):
         plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     meta = formats.SeriesMeta(info.name, info.unit)
-    points = await store.points(plan, name)
+    async with store.admit(scan_reason(plan) is not None):
+        points = await store.points(plan, name)
     _check_raw_cap(plan, [points])
     if plan.format is Format.JSON:
         return _bytes(formats.series_json(plan, meta, points), plan)
@@ -248,7 +262,8 @@ async def multi_data(
     if scan_reason(plan):
         for info in infos:
             plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
-    columns = await _gather([store.points(plan, name) for name in plan.series])
+    async with store.admit(scan_reason(plan) is not None):
+        columns = await _gather([store.points(plan, name) for name in plan.series])
     _check_raw_cap(plan, columns)
     metas = [formats.SeriesMeta(i.name, i.unit) for i in infos]
     axis, rows = align(columns)
