@@ -58,7 +58,9 @@ async def client(
     by_kind: dict[str, list[float]],
 ) -> None:
     rng = random.Random(seed)
-    async with httpx.AsyncClient(timeout=30) as http:
+    # longer than the API's own query timeout (30 s) plus its slot wait: its answer, a 504
+    # included, is what counts, not a client giving up first
+    async with httpx.AsyncClient(timeout=60) as http:
         i = seed
         while time.monotonic() < stop_at:
             s = rng.choice(series)
