@@ -37,9 +37,12 @@ def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
     Written as whole-list comprehensions, block by block (a block is a header and its rows):
     this runs once per point of every response, so it is the API's hottest loop.
     """
-    lines = text.splitlines()
-    if any(line.startswith(("error,", ",error,")) for line in lines[:1]) or "\nerror," in text:
+    if text.startswith(("error,", ",error,")) or "\nerror," in text:
         raise InfluxRejected("InfluxDB reported an error while running the query")
+    single = _single_block(text, integer)
+    if single is not None:
+        return single
+    lines = text.splitlines()
     if lines and lines[0].startswith(",result,") and "\n,result," not in text:
         headers = [0]  # the usual answer: one block
     else:
@@ -73,6 +76,31 @@ def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
             tables.update((rows[0][i_table], rows[-1][i_table]))
     out.tables = len(tables)
     return out
+
+
+def _single_block(text: str, integer: bool) -> Points | None:
+    """The usual answer, one block of `,result,table,_time,_value` rows, cut with two C-level
+    string operations instead of a split per line; None when the text is anything else."""
+    if not text.startswith(",result,") or "\n,result," in text:
+        return None
+    head, sep, body = text.partition("\n")
+    names = head.rstrip("\r").split(",")
+    if not sep or not {"_time", "_value", "table"} <= set(names):
+        return None
+    if len(text) > PANDAS_FROM_BYTES:
+        return _parse_with_pandas(text, names, integer)
+    width = len(names)
+    body = body.strip()
+    flat = body.replace("\r\n", ",").replace("\n", ",").split(",") if body else []
+    if len(flat) % width:
+        return None
+    i_time, i_value, i_table = names.index("_time"), names.index("_value"), names.index("table")
+    convert = int if integer else float
+    raw = flat[i_value::width]
+    values: list[Value] = (
+        [convert(v) if v else None for v in raw] if "" in raw else list(map(convert, raw))
+    )
+    return Points(flat[i_time::width], values, len(set(flat[i_table::width])))
 
 
 # Below this size the comprehensions win; above it pandas' C reader is several times faster.
