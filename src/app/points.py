@@ -6,6 +6,7 @@ which is already the response format, so the common path never builds a datetime
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
 import math
@@ -179,3 +180,67 @@ def align(columns: list[Points]) -> tuple[list[str], list[list[Value]]]:
 
 def _nan(v: float | int) -> bool:
     return isinstance(v, float) and math.isnan(v)
+
+
+def compose_windows(
+    starts: list[datetime],
+    labels: list[str],
+    times: list[str],
+    values: list[Value],
+    agg: str,
+    counts: list[Value] | None = None,
+) -> Points:
+    """Windows starting at ``starts`` (labelled ``labels``) from per-bucket aggregates at
+    ``times``, buckets nesting inside the windows. For ``mean``, ``values`` are bucket sums and
+    ``counts`` bucket counts. Windows without a bucket are left out (fills come after)."""
+    edges = [s.timestamp() for s in starts]
+    acc: dict[int, list[float | int]] = {}
+    for n, (t, v) in enumerate(zip(times, values, strict=True)):
+        if v is None:
+            continue
+        w = bisect.bisect_right(edges, to_instant(t).timestamp()) - 1
+        if w < 0:
+            continue
+        got = acc.get(w)
+        if agg == "mean":
+            c = counts[n] if counts is not None else None
+            if not c:
+                continue
+            acc[w] = [got[0] + v, got[1] + c] if got else [v, c]
+        elif got is None:
+            acc[w] = [v]
+        elif agg in ("sum", "count"):
+            got[0] += v
+        elif agg == "min":
+            got[0] = min(got[0], v)
+        elif agg == "max":
+            got[0] = max(got[0], v)
+        elif agg == "last":
+            got[0] = v
+        # first: the earliest bucket already holds it
+    out = Points()
+    for w in sorted(acc):
+        out.times.append(labels[w])
+        parts = acc[w]
+        out.values.append(parts[0] / parts[1] if agg == "mean" else parts[0])
+    out.tables = 1
+    return out
+
+
+def fill_windows(points: Points, labels: list[str], fill: str, agg: str) -> Points:
+    """Every window in ``labels``: empty ones null (count: 0), or the previous value, or
+    interpolated, as Flux's createEmpty and fill would make them."""
+    if fill == "none":
+        return points
+    have = dict(zip(points.times, points.values, strict=True))
+    empty: Value = 0 if agg == "count" else None
+    values: list[Value] = [have.get(t, empty) for t in labels]
+    if fill == "previous":
+        last: Value = None
+        for i, v in enumerate(values):
+            if v is None:
+                values[i] = last
+            else:
+                last = v
+    filled = Points(list(labels), values, points.tables)
+    return fill_linear(filled) if fill == "linear" else filled

@@ -267,3 +267,33 @@ async def test_several_tag_sets_raw_in_time_order(api: httpx.AsyncClient) -> Non
         ("2021-05-01T01:30:00Z", 3.0),
         ("2021-05-01T01:50:00Z", 102.0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2019-10-20T00:00:00+02:00", "2019-11-03T00:00:00+01:00"),  # a 25-hour day
+        ("2019-03-24T00:00:00+01:00", "2019-04-07T00:00:00+02:00"),  # a 23-hour day
+        ("2018-12-27T00:00:00+01:00", "2019-01-04T00:00:00+01:00"),  # days before the data
+    ],
+)
+@pytest.mark.parametrize("fill", ["none", "null", "previous", "linear"])
+@pytest.mark.parametrize("agg", ["mean", "min", "max", "sum", "count", "first", "last"])
+async def test_zurich_days_composed_from_utc_hours_match_pandas(
+    api: httpx.AsyncClient,
+    dataset: dict[str, Series],
+    start: str,
+    end: str,
+    fill: str,
+    agg: str,
+) -> None:
+    """Local days of the pushed-down aggregates are composed from UTC hours (no `location`):
+    every value and every empty day as pandas makes them from the same rows."""
+    body = await get_points(
+        api, "active_losses", start=start, end=end, resolution="1d", tz="Europe/Zurich",
+        agg=agg, fill=fill,
+    )  # fmt: skip
+    want = expected.windows(
+        dataset["active_losses"].values, start, end, "1d", agg, fill, tz="Europe/Zurich"
+    )
+    expected.same(body["points"], want)

@@ -506,14 +506,19 @@ def test_scan_limit_counts_windows_and_auto_coarsens_to_fit() -> None:
     assert 86_400 + WINDOW_COST * 8_640 <= 500_000
 
 
-def test_scan_limit_covers_windows_in_a_time_zone() -> None:
+def test_local_days_compose_from_utc_buckets_so_only_median_and_stddev_scan() -> None:
     from app.errors import ScanTooLarge
-    from app.query.plan import fit_scan, scan_reason
+    from app.query.plan import bucket_seconds, fit_scan, scan_reason
 
     month = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-31T00:00:00Z", "resolution": "1d"}
-    assert scan_reason(plan(agg="max", **month)) is None
     zoned = plan(agg="max", tz="Europe/Zurich", **month)
-    assert "tz=Europe/Zurich" in (scan_reason(zoned) or "")
-    with pytest.raises(ScanTooLarge, match="windows in tz=Europe/Zurich read every stored point"):
-        fit_scan(zoned, 1.0, 500_000)  # 30 days at 1 s: 2.6 M points
-    assert fit_scan(zoned, 900.0, 500_000) is zoned  # 30 days at 15 min: 2,880 points
+    assert bucket_seconds(zoned) == 3600  # Zurich midnights fall on whole UTC hours
+    assert scan_reason(zoned) is None
+    assert fit_scan(zoned, 1.0, 500_000) is zoned  # 30 days at 1 s: pushed down, no limit
+    nepal = plan(agg="sum", tz="Asia/Kathmandu", **month)
+    assert bucket_seconds(nepal) == 900  # UTC+05:45: quarter hours tile its days
+    median = plan(agg="median", tz="Europe/Zurich", **month)
+    assert bucket_seconds(median) is None
+    with pytest.raises(ScanTooLarge, match="median reads every stored point"):
+        fit_scan(median, 1.0, 500_000)
+    assert bucket_seconds(plan(agg="max", **month)) is None  # UTC days: plain aggregateWindow

@@ -10,7 +10,7 @@ engine; anything after it runs on the already-reduced windows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from app.query.plan import Agg, Fill, QueryPlan
 
@@ -112,3 +112,27 @@ def step_query(bucket: str, series: str, start: datetime, stop: datetime) -> Flu
     return FluxQuery(
         text, {"p_bucket": bucket, "p_series": series, "p_start": start, "p_stop": stop}
     )
+
+
+# The fixed Flux functions a bucket query may aggregate with: never text from a request.
+_BUCKET_FN = {"sum": "sum", "count": "count", "min": "min", "max": "max", "first": "first",
+              "last": "last"}  # fmt: skip
+
+
+def bucket_query(plan: QueryPlan, series: str, seconds: int, fn: str) -> FluxQuery:
+    """Per-bucket aggregates on UTC buckets of ``seconds``, pushed down into the storage engine;
+    the store composes local windows from them."""
+    params: dict[str, object] = {
+        "p_bucket": plan.bucket,
+        "p_series": series,
+        "p_start": plan.start,
+        "p_stop": plan.end,
+        "p_every": timedelta(seconds=seconds),
+    }
+    text = (
+        _SOURCE
+        + f'\n    |> aggregateWindow(every: p_every, fn: {_BUCKET_FN[fn]}, timeSrc: "_start", '
+        + "createEmpty: false)"
+        + '\n    |> keep(columns: ["_time", "_value"])'
+    )
+    return FluxQuery(text, params)

@@ -420,6 +420,23 @@ def build_plan(
 SCAN_AGGS = frozenset({Agg.MEDIAN, Agg.STDDEV})
 
 
+# A window's value of these follows from its parts' values: local days are composed from UTC
+# hours that InfluxDB aggregates in its engine (`location` would disable that pushdown).
+COMPOSABLE_AGGS = frozenset({Agg.MEAN, Agg.MIN, Agg.MAX, Agg.SUM, Agg.COUNT, Agg.FIRST, Agg.LAST})
+
+
+def bucket_seconds(plan: QueryPlan) -> int | None:
+    """The UTC bucket (1 h, else 15 min) that tiles every local window of a plan with ``tz``,
+    when its aggregate composes; None when the windows must be made by Flux with a location."""
+    if plan.tz is None or plan.window is None or plan.agg not in COMPOSABLE_AGGS:
+        return None
+    starts = plan.window_starts()
+    for size in (3600, 900):
+        if all(int(s.timestamp()) % size == 0 for s in starts):
+            return size
+    return None
+
+
 def scan_reason(plan: QueryPlan) -> str | None:
     """Why the plan's windows would be computed in Flux from every stored point (no storage
     pushdown), or None when InfluxDB's engine aggregates them."""
@@ -427,7 +444,7 @@ def scan_reason(plan: QueryPlan) -> str | None:
         return None
     if plan.agg in SCAN_AGGS:
         return f"{plan.agg.value} reads every stored point"
-    if plan.tz is not None:
+    if plan.tz is not None and bucket_seconds(plan) is None:
         return f"windows in tz={plan.tz} read every stored point (no storage pushdown)"
     return None
 
