@@ -424,3 +424,30 @@ async def test_expensive_queries_beyond_their_slots_get_429_with_retry_after(
         assert after.status_code == 200
         metrics = (await client.get("/metrics")).text
         assert "gridts_api_heavy_refused_total 1.0" in metrics
+
+
+HOSTILE_NAMES = [
+    "x" * 5000,
+    "zürich_ünïcödé_🙂",
+    'f_soll_aktiv" or r._measurement != "',
+    'f_soll_aktiv) |> drop(columns: ["_value"]) |> yield(',
+    "../../etc/passwd",
+    "%00%0d%0a",
+    "Robert'); DROP TABLE series;--",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+async def test_hostile_series_names_are_a_clean_404(api: httpx.AsyncClient, name: str) -> None:
+    """Long, unicode and injection-looking names match no series: 404 with a JSON reason, the
+    same from every route, and the data of real series is untouched by them."""
+    for url in (f"/v1/series/{name}", f"/v1/series/{name}/data"):
+        r = await api.get(url, params=DAY)
+        assert r.status_code == 404, (url, r.text[:200])
+        # a name with slashes matches no route at all: still a JSON 404
+        assert r.json()["error"] == ("not_found" if "/" in name else "unknown_series")
+    multi = await api.get("/v1/data", params={**DAY, "series": ["f_soll_aktiv", name]})
+    assert multi.status_code == 404
+    real = await api.get("/v1/series/f_soll_aktiv/data", params={**DAY, "resolution": "1h"})
+    assert real.status_code == 200
+    assert len(real.json()["points"]) > 0
