@@ -43,12 +43,10 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import fcntl
 import io
 import json
 import os
 import platform
-import secrets
 import shutil
 import signal
 import subprocess
@@ -224,78 +222,28 @@ def run_child(
 # influxd, one fresh instance per measured write path
 
 
-@dataclass
-class Influx:
-    url: str
-    org: str
-    bucket: str
-    token: str
-    proc: subprocess.Popen[bytes]
+class Influx(il.Server):
+    """A fresh influxd per measured write path (scripts/influxdb_local.Server), with the
+    variable names the influx CLI reads too, and its peak memory."""
 
     def env(self) -> dict[str, str]:
-        return {
-            "INFLUX_URL": self.url,
-            "INFLUX_ORG": self.org,
-            "INFLUX_BUCKET": self.bucket,
-            "INFLUX_TOKEN": self.token,
-            # the same, under the names the influx CLI reads
-            "INFLUX_HOST": self.url,
-            "INFLUX_BUCKET_NAME": self.bucket,
-        }
+        return {**super().env(), "INFLUX_HOST": self.url, "INFLUX_BUCKET_NAME": self.bucket}
 
     def peak_rss(self) -> int:
+        assert self.proc is not None
         return _vm_hwm(self.proc.pid)
-
-
-def _build_under_way() -> bool:
-    """Whether another process holds the build lock of scripts/influxdb_local.py."""
-    lock = il.cache_dir() / f"influxd-{il.INFLUXDB_VERSION}.lock"
-    if not lock.exists():
-        return False
-    with open(lock) as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
-
-
-def wait_for_influxd(limit_s: float) -> Path:
-    """The cached influxd; while another process is building it, wait for that build."""
-    deadline = time.monotonic() + limit_s
-    announced = False
-    while True:
-        found = il.find_binary()
-        if found is not None:
-            return found
-        if not _build_under_way():
-            log("no influxd yet and no build under way: building it (scripts/influxdb-local)")
-            return il.ensure_binary()
-        if time.monotonic() > deadline:
-            raise SystemExit("influxd did not appear in time; run `make influxd` first")
-        if not announced:
-            log("waiting for the influxd build under way to finish ...")
-            announced = True
-        time.sleep(10)
 
 
 @contextlib.contextmanager
 def fresh_influxd(binary: Path, work: Path, name: str) -> Iterator[Influx]:
     data = work / f"influxd-{name}"
     shutil.rmtree(data, ignore_errors=True)
-    port = il.free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = il.spawn(binary, data, port, work / f"influxd-{name}.log")
+    server = Influx(binary, data, work / f"influxd-{name}.log")
     try:
-        il.wait_healthy(url, proc)
-        token = secrets.token_urlsafe(32)
-        il.onboard(url, token)
-        yield Influx(url, il.ORG, il.BUCKET, token, proc)
+        server.start()
+        yield server
     finally:
-        il.stop_process(proc.pid)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
+        server.stop()
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -941,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     header = machine()
     ensure_peers(args.no_setup or not ({"influx-write", "postgres-copy"} & set(methods)))
-    binary = wait_for_influxd(limit_s=3600)
+    binary = il.ensure_binary()  # waits on the build lock if another process is building
     pg_bin = pg_bindir() or Path("/nonexistent")
     header += [
         f"influxd: {il.binary_version(binary)}",

@@ -515,17 +515,25 @@ def main(argv: list[str]) -> int:
             [n.strip() for n in args.series.split(",")] if args.series else None,
         )
         out = Path(args.out)
-        written: list[tuple[Path, int]] = []
+        # (file, its series, index of the first one): one wide file, or one file per series
+        jobs: list[tuple[Path, list[str], int]]
         if len(names) == 1 or args.wide:
             path = out / _file_name(names[0], args.gzip) if out.is_dir() else out
-            compress = args.gzip or path.suffix == ".gz"
+            jobs = [(path, names, 0)]
+        else:
+            if out.exists() and not out.is_dir():
+                raise ValueError(f"--out {out} must be a directory for several series")
+            jobs = [(out / _file_name(n, args.gzip), [n], i) for i, n in enumerate(names)]
+        written: list[tuple[Path, int]] = []
+        for path, series, offset in jobs:
             rows = write_frequency_file(
                 path,
                 args.start,
                 args.end,
                 args.step,
-                series=names,
-                gzip=compress,
+                series=series,
+                gzip=args.gzip or path.suffix == ".gz",
+                series_offset=offset,
                 kind=args.kind,
                 seed=args.seed,
                 crlf=args.crlf,
@@ -533,26 +541,6 @@ def main(argv: list[str]) -> int:
                 label=args.label,
             )
             written.append((path, rows))
-        else:
-            if out.exists() and not out.is_dir():
-                raise ValueError(f"--out {out} must be a directory for several series")
-            for index, name in enumerate(names):
-                path = out / _file_name(name, args.gzip)
-                rows = write_frequency_file(
-                    path,
-                    args.start,
-                    args.end,
-                    args.step,
-                    series=[name],
-                    gzip=args.gzip,
-                    series_offset=index,
-                    kind=args.kind,
-                    seed=args.seed,
-                    crlf=args.crlf,
-                    tz=args.tz,
-                    label=args.label,
-                )
-                written.append((path, rows))
     except (ValueError, OSError) as exc:
         print(f"generate: error: {exc}", file=sys.stderr)
         return 2
