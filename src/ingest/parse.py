@@ -34,12 +34,11 @@ class Reject:
 @dataclass
 class ParsedChunk:
     line: NDArray[np.int64]  # 1-based line number of each accepted row
-    offset: NDArray[np.int64]  # byte offset of each accepted row in the chunk
     seconds: NDArray[np.int64]  # wall-clock label (UTC already when the layout is absolute)
     text: NDArray[np.uint8]  # bytes the value spans point into
     value_start: NDArray[np.int64]  # (rows, columns)
     value_len: NDArray[np.int64]  # (rows, columns)
-    rejects: list[tuple[int, Reject]]  # (byte offset, reject)
+    rejects: list[Reject]
 
     def __len__(self) -> int:
         return len(self.line)
@@ -47,7 +46,6 @@ class ParsedChunk:
     def take(self, keep: NDArray[np.bool_] | slice) -> ParsedChunk:
         return ParsedChunk(
             line=self.line[keep],
-            offset=self.offset[keep],
             seconds=self.seconds[keep],
             text=self.text,
             value_start=self.value_start[keep],
@@ -240,13 +238,12 @@ def parse_chunk(
     if extra:
         text = np.concatenate([text, np.frombuffer(bytes(extra), dtype=np.uint8)])
     rejects = [
-        (int(starts[i]), Reject(int(line_no[i]), reason, _line_text(a, starts[i], ends[i])))
+        Reject(int(line_no[i]), reason, _line_text(a, starts[i], ends[i]))
         for i, reason in sorted(reasons.items())
     ]
     keep = np.flatnonzero(accepted)
     return ParsedChunk(
         line=line_no[keep],
-        offset=starts[keep],
         seconds=seconds[keep],
         text=text,
         value_start=vstart[keep],

@@ -137,7 +137,7 @@ def _line_offset(buf: bytes, n: int) -> int:
 def _before(parsed: ParsedChunk, line: int) -> ParsedChunk:
     """The rows and rejects of ``parsed`` on lines before ``line``."""
     out = parsed.take(parsed.line < line)
-    out.rejects = [(off, r) for off, r in parsed.rejects if r.line < line]
+    out.rejects = [r for r in parsed.rejects if r.line < line]
     return out
 
 
@@ -227,7 +227,7 @@ def run_source(
             stream = streams[name]
             assert stream.converter is not None
             conv = stream.converter.convert(parsed.seconds, parsed.line, dialect.layout.absolute)
-            bad += [r for _off, r in parsed.rejects]
+            bad += parsed.rejects
             keep = np.ones(len(parsed), dtype=np.bool_)
             for i, reason in conv.rejects.items():
                 keep[i] = False

@@ -72,7 +72,7 @@ def test_lines_above_the_first_good_row_are_headers_only_if_they_read_like_text(
     assert d.header_rows == 2
     body = head.split("\n", 2)[2].encode()
     chunk = parse_chunk(body, d, first_line=3)
-    assert [r.line for _, r in chunk.rejects] == [3, 4]
+    assert [r.line for r in chunk.rejects] == [3, 4]
     assert list(chunk.line) == [5]
 
 
@@ -133,7 +133,7 @@ def test_bad_rows_are_rejected_with_line_and_reason(row: bytes, reason: str) -> 
     good = b"Sa. 01.05.21 00:00:30;50\n"
     chunk = parse_chunk(good + row + b"\n" + good, d, first_line=10)
     assert list(chunk.line) == [10, 12]
-    assert [(r.line, reason in r.reason) for _, r in chunk.rejects] == [(11, True)], chunk.rejects
+    assert [(r.line, reason in r.reason) for r in chunk.rejects] == [(11, True)], chunk.rejects
 
 
 def test_unusual_but_valid_values_take_the_careful_path() -> None:
@@ -209,9 +209,9 @@ def test_garbage_never_crashes_and_every_line_is_accounted_for(junk: bytes) -> N
     if lines and lines[-1] == b"":
         lines.pop()
     nonblank = [i + 1 for i, ln in enumerate(lines) if ln.strip()]
-    seen = sorted(list(chunk.line) + [r.line for _, r in chunk.rejects])
+    seen = sorted(list(chunk.line) + [r.line for r in chunk.rejects])
     assert seen == nonblank
-    for _, r in chunk.rejects:
+    for r in chunk.rejects:
         assert r.reason
         assert not re.search(r"Traceback|Error\(", r.reason)
 
