@@ -3,7 +3,9 @@
 Run by the chart's tokens Job as `python -m influx_tokens` in the gridts image (the chart mounts
 this file from a ConfigMap and puts it on PYTHONPATH). It
 
-1. waits until InfluxDB answers /health and the admin token works (onboarding may still run),
+1. waits until InfluxDB answers /health and the admin token works, with a new connection for
+   every attempt, telling "not ready" (nothing listening, 503) from "not InfluxDB" (a 404 or
+   another server's answer, e.g. a proxy answering for a Service address not programmed yet),
 2. for each wanted token (read-only for the API, write-only for the ingest) keeps the token in
    its Secret if it still works with exactly the wanted permission, else creates a new
    authorization through the InfluxDB API and writes it into the Secret (create or replace),
@@ -50,10 +52,69 @@ def parse_specs(raw: str) -> list[TokenSpec]:
     return specs
 
 
+@dataclass(frozen=True)
+class Attempt:
+    ready: bool
+    message: str
+
+
+def excerpt(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    return text[:120] + ("..." if len(text) > 120 else "")
+
+
+def classify_health(url: str, response: httpx.Response) -> Attempt:
+    """InfluxDB's /health is JSON naming "influxdb": 200 when it serves, 503 while it does
+    not. A 502/503/504 from anything else is a gateway without a backend yet: not ready. Every
+    other answer comes from something that is not InfluxDB (wrong URL, a proxy answering for an
+    address that does not lead to InfluxDB yet)."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    is_influxdb = isinstance(body, dict) and body.get("name") == "influxdb"
+    if is_influxdb and status == 200:
+        return Attempt(True, "healthy")
+    if is_influxdb:
+        return Attempt(False, f"not ready: {url} answered {status}, {body.get('message', '')}")
+    if status in (502, 503, 504):
+        return Attempt(False, f"not ready: {url} answered {status} ({excerpt(response)})")
+    kind = response.headers.get("content-type", "no content type")
+    return Attempt(
+        False,
+        f"not InfluxDB: {url} answered {status} ({kind}: {excerpt(response)!r}); "
+        "check the URL, and that no proxy answers for this address",
+    )
+
+
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    cause: BaseException = exc
+    for _ in range(10):  # the innermost cause says it best ("Connection refused")
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            break
+        cause = inner
+    detail = str(cause) or str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and "refused" in detail.lower():
+        return f"connection refused ({detail})"
+    return f"{type(exc).__name__}: {detail}"
+
+
+def proxy_hint() -> str:
+    """Proxy variables change where httpx connects; name them when the wait fails."""
+    names = [n for n in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY") if os.environ.get(n)]
+    names += [n for n in ("http_proxy", "https_proxy", "all_proxy") if os.environ.get(n)]
+    if not names:
+        return ""
+    return f" (requests go through the proxy in {', '.join(names)}; NO_PROXY may need the host)"
+
+
 class Influx:
     def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
         self.http = httpx.Client(
-            base_url=url.rstrip("/"),
+            base_url=self.url,
             headers={"Authorization": f"Token {token}"},
             timeout=10.0,
         )
@@ -61,24 +122,51 @@ class Influx:
     def close(self) -> None:
         self.http.close()
 
-    def wait_ready(self, deadline: float) -> None:
-        """Until /health passes and the admin token is accepted (onboarding finished)."""
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            try:
-                health = self.http.get("/health")
-                if health.status_code == 200:
-                    orgs = self.http.get("/api/v2/orgs", params={"limit": 1})
-                    if orgs.status_code == 200:
-                        return
-                    last = f"/api/v2/orgs answered {orgs.status_code}"
-                else:
-                    last = f"/health answered {health.status_code}"
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            log(f"waiting for InfluxDB: {last}")
-            time.sleep(3)
-        raise TimeoutError(f"InfluxDB not ready: {last}")
+    def wait_ready(self, deadline: float, interval: float = 3.0) -> None:
+        """Until /health says InfluxDB is up and the admin token is accepted.
+
+        Every attempt opens a new connection (a new client, ``Connection: close``): an answer
+        from something that is not InfluxDB, such as a proxy answering for a Service address
+        kube-proxy has not programmed yet, must not stick to a kept-alive socket. What each
+        attempt saw is logged when it changes, as "not ready" (nothing listening, 5xx, InfluxDB
+        not healthy yet) or "not InfluxDB" (a 404, HTML, JSON that is not InfluxDB's); both are
+        retried until the deadline, and the error then says which one it was.
+        """
+        last = Attempt(False, "no attempt made")
+        logged = ""
+        logged_at = 0.0
+        while True:
+            last = self.attempt()
+            if last.ready:
+                return
+            now = time.monotonic()
+            if last.message != logged or now - logged_at >= 30:
+                log(f"waiting for InfluxDB: {last.message}")
+                logged, logged_at = last.message, now
+            if now + interval >= deadline:
+                break
+            time.sleep(interval)
+        raise TimeoutError(f"gave up waiting for InfluxDB: {last.message}{proxy_hint()}")
+
+    def attempt(self) -> Attempt:
+        """One check of /health and of the admin token, each on a fresh connection."""
+        health_url = f"{self.url}/health"
+        try:
+            with httpx.Client(timeout=5.0, headers={"Connection": "close"}) as fresh:
+                health = fresh.get(health_url)
+                verdict = classify_health(health_url, health)
+                if not verdict.ready:
+                    return verdict
+                orgs = fresh.get(
+                    f"{self.url}/api/v2/orgs",
+                    params={"limit": "1"},
+                    headers={"Authorization": self.http.headers["Authorization"]},
+                )
+        except httpx.TransportError as exc:
+            return Attempt(False, f"not ready: {health_url}: {describe_transport_error(exc)}")
+        if orgs.status_code == 200:
+            return Attempt(True, "ready")
+        return Attempt(False, f"not ready: {self.url}/api/v2/orgs answered {orgs.status_code}")
 
     def get(self, path: str, **params: str) -> Any:
         response = self.http.get(path, params=params)
