@@ -514,12 +514,12 @@ def chart_modules() -> set[str]:
 
 
 def entrypoint_problems(objects: list[Obj], dockerfile: Dockerfile | None = None) -> list[str]:
-    """Containers of the gridts image use the Dockerfile's ENTRYPOINT (`python -m`) with a
-    module as args[0]: a package of src/ (with __main__), or a chart module mounted from the
-    scripts ConfigMap and put on PYTHONPATH."""
+    """Containers of the gridts image use the Dockerfile's ENTRYPOINT (an init, then
+    `python -m`) with a module as args[0]: a package of src/ (with __main__), or a chart module
+    mounted from the scripts ConfigMap and put on PYTHONPATH."""
     dockerfile = dockerfile or Dockerfile.parse()
     found = []
-    if dockerfile.entrypoint != ["python", "-m"]:
+    if dockerfile.entrypoint[-2:] != ["python", "-m"]:
         return [f"Dockerfile ENTRYPOINT is {dockerfile.entrypoint}, the checks expect python -m"]
     uid, _ = dockerfile.user
     config_maps = by_kind(objects, "ConfigMap")
