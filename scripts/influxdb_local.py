@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # v2.10.0 is newer, but its Flux dependency (v0.201.0) is not served by the module proxy here;
@@ -84,8 +84,15 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _run_logged(cmd: list[str], env: dict[str, str], cwd: Path, logfile: Path) -> None:
+def _run_logged(
+    cmd: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    logfile: Path,
+    say: Callable[[str], None] | None = None,
+) -> None:
     """Run a long build step, echoing a heartbeat so a first-time user sees it is alive."""
+    say = say or log
     start = time.monotonic()
     with open(logfile, "a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
@@ -97,7 +104,7 @@ def _run_logged(cmd: list[str], env: dict[str, str], cwd: Path, logfile: Path) -
             elapsed = time.monotonic() - start
             if elapsed - last >= 30:
                 last = elapsed
-                log(f"  ... still building ({elapsed / 60:.1f} min; log: {logfile})")
+                say(f"  ... still building ({elapsed / 60:.1f} min; log: {logfile})")
     if proc.returncode != 0:
         tail = logfile.read_text(errors="replace").splitlines()[-40:]
         raise SystemExit(
