@@ -125,17 +125,18 @@ def test_influxdb_statefulset() -> None:
     repo, tag = container["image"].split(":")
     assert repo == "influxdb"
     assert tag.startswith("2.")
+    # Plain influxd: no image-specific onboarding, and no credentials in the InfluxDB pod.
     env = {e["name"]: e for e in container["env"]}
-    assert env["DOCKER_INFLUXDB_INIT_MODE"]["value"] == "setup"
-    admin = one(objects, "Secret", "-influxdb-admin")
-    for var, key in (
-        ("DOCKER_INFLUXDB_INIT_ADMIN_TOKEN", "admin-token"),
-        ("DOCKER_INFLUXDB_INIT_PASSWORD", "admin-password"),
-    ):
-        ref = env[var]["valueFrom"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == (admin["metadata"]["name"], key)
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+    assert not [name for name in env if name.startswith("DOCKER_INFLUXDB_INIT_")]
+    assert not [e for e in env.values() if "valueFrom" in e]
+    assert "command" not in container
+    assert "args" not in container
+    for probe in ("livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["path"] == "/health"
+    # Ready means onboarded (tests/chart/test_tokens_live.py runs this probe against influxd).
+    command = container["readinessProbe"]["exec"]["command"]
+    assert command[:2] == ["bash", "-c"]
+    assert "/api/v2/setup" in command[2]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts["/var/lib/influxdb2"] == "data"
     (claim,) = sts["spec"]["volumeClaimTemplates"]
@@ -186,7 +187,18 @@ def test_external_influxdb_deploys_no_influxdb() -> None:
             ["influxdb.enabled=false", "externalInfluxdb.url=http://x:8086"],
             "tokens.api.existingSecret",
         ),
-        (["tokens.job.enabled=false"], "tokens.api.existingSecret"),
+        (["tokens.job.enabled=false"], "nothing would onboard"),
+        (
+            [
+                "influxdb.enabled=false",
+                "externalInfluxdb.url=http://x:8086",
+                "tokens.api.existingSecret=a",
+                "tokens.ingest.existingSecret=b",
+                "externalInfluxdb.onboard=true",
+            ],
+            "externalInfluxdb.adminTokenSecret.name",
+        ),
+        (["influxdb.retention=1 year"], "pattern"),
         (["api.ingress.enabled=true"], "api.ingress.hosts"),
         (["api.replicas=-1"], "minimum"),
         (["unknownKey=1"], "additional properties"),
@@ -228,7 +240,73 @@ def test_token_split_read_for_api_write_for_ingest() -> None:
         for e in c.get("env") or []
         if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == admin
     }
-    assert users == {"StatefulSet/grid-gridts-influxdb", "Job/grid-gridts-tokens-1"}
+    assert users == {"Job/grid-gridts-tokens-1"}
+
+
+def test_tokens_job_onboards_the_release_influxdb_through_the_headless_service() -> None:
+    """The Job reaches the InfluxDB pod before it is ready (ready = onboarded, and onboarding
+    is the Job's work): through the headless Service, which publishes not-ready addresses,
+    not through the Service the API and ingest use."""
+    objects = rendered("default")
+    job = one(objects, "Job", "-tokens-1")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    sts = one(objects, "StatefulSet", "-influxdb")
+    headless = k.by_kind(objects, "Service")[sts["spec"]["serviceName"]]
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    pod_address = f"{sts['metadata']['name']}-0.{headless['metadata']['name']}"
+    assert env["INFLUX_URL"]["value"] == f"http://{pod_address}:8086"
+    assert env["INFLUX_ONBOARD"]["value"] == "true"
+    password = env["INFLUX_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    admin = one(objects, "Secret", "-influxdb-admin")["metadata"]["name"]
+    assert (password["name"], password["key"]) == (admin, "admin-password")
+    assert env["INFLUX_ADMIN_USERNAME"]["value"] == "admin"
+    # The retention reaches the Job, and the ConfigError exit code 2 fails it at once.
+    retention = {
+        e["name"]: e.get("value")
+        for e in one(k.render_chart(sets=["influxdb.retention=52w"]), "Job", "-tokens-1")["spec"][
+            "template"
+        ]["spec"]["containers"][0]["env"]
+    }
+    assert retention["INFLUX_RETENTION"] == "52w"
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2]
+
+
+def test_external_influxdb_is_onboarded_only_when_asked() -> None:
+    def job_env(objects: list[Obj]) -> dict[str, str | None]:
+        job = one(objects, "Job", "-tokens-1")
+        return {
+            e["name"]: e.get("value")
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    assert job_env(rendered("external-influxdb-admin"))["INFLUX_ONBOARD"] == "false"
+    assert "INFLUX_ADMIN_PASSWORD" not in job_env(rendered("external-influxdb-admin"))
+    asked = k.render_chart(
+        values=[CHART / "ci" / "external-influxdb-admin-values.yaml"],
+        sets=["externalInfluxdb.onboard=true"],
+    )
+    assert job_env(asked)["INFLUX_ONBOARD"] == "true"
+    assert k.problems(asked, External(secrets={"shared-influxdb-operator"})) == []
+
+
+def test_supplied_tokens_still_get_the_release_influxdb_onboarded() -> None:
+    """Both token Secrets supplied: the Job still runs to onboard, without Role or API token."""
+    objects = k.render_chart(
+        sets=["tokens.api.existingSecret=api-read", "tokens.ingest.existingSecret=ingest-write"]
+    )
+    job = one(objects, "Job", "-tokens-1")
+    pod = job["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert json.loads(str(env["TOKEN_SPECS"])) == []
+    assert env["INFLUX_ONBOARD"] == "true"
+    assert pod["automountServiceAccountToken"] is False
+    assert not [o for o in objects if o["kind"] in {"Role", "RoleBinding"}]
+    assert k.problems(objects, External(secrets={"api-read", "ingest-write"})) == []
+    # One supplied: the Role names only the Secret the Job makes.
+    objects = k.render_chart(sets=["tokens.api.existingSecret=api-read"])
+    role = one(objects, "Role", "-tokens")
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named[0]["resourceNames"] == ["grid-gridts-ingest-influx-token"]
 
 
 def test_tokens_job_rbac_is_limited_to_the_token_secrets() -> None:

@@ -105,7 +105,10 @@ def test_missing_secret_reference_is_reported(tmp_path: Path) -> None:
 
 def test_wrong_secret_key_is_reported(tmp_path: Path) -> None:
     chart = broken_chart(
-        tmp_path, "influxdb-statefulset.yaml", "key: admin-password", "key: password"
+        tmp_path,
+        "tokens-job.yaml",
+        'key: {{ include "gridts.influxdb.adminSecretKey" . }}',
+        "key: password",
     )
     findings = all_findings(chart)
     assert any("has no key 'password'" in f for f in findings), findings

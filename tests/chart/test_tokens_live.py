@@ -3,23 +3,29 @@
 The Kubernetes half (Secrets) is replaced by a dict-backed store, since there is no cluster;
 the InfluxDB half is real: the read-only token reads and cannot write, the write-only token
 writes and cannot read, and a second run keeps valid tokens instead of piling up new ones.
+The Job also onboards a fresh influxd (started here without onboarding, as any influxd image
+starts), and the InfluxDB readiness probe of the chart is run against it before and after.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.chart import k8scheck as k
 from tests.chart.k8scheck import CHART
-from tests.conftest import InfluxServer
+from tests.conftest import InfluxServer, il
 
 
 def load_module() -> ModuleType:
@@ -143,3 +149,131 @@ def test_second_run_keeps_valid_tokens_and_replaces_broken_ones(
 def test_bad_configuration_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INFLUX_URL", raising=False)
     assert tokens.main() == 2
+
+
+# ---- onboarding -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_influx(influxd_binary: Path, tmp_path: Path) -> Iterator[str]:
+    """An influxd that nobody has onboarded, as any influxd image starts without help."""
+    port = il.free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = il.spawn(influxd_binary, tmp_path / "data", port, tmp_path / "influxd.log")
+    try:
+        il.wait_healthy(url, proc)
+        assert httpx.get(f"{url}/api/v2/setup").json()["allowed"] is True
+        yield url
+    finally:
+        il.stop_process(proc.pid)
+        proc.wait()
+
+
+def job_env(url: str, token: str, **extra: str) -> dict[str, str]:
+    """The tokens Job's environment as the chart sets it (no token Secrets to make here)."""
+    return {
+        "INFLUX_URL": url,
+        "INFLUX_ORG": "grid",
+        "INFLUX_BUCKET": "grid",
+        "INFLUX_ADMIN_TOKEN": token,
+        "NAMESPACE": "gridts",
+        "TOKEN_SPECS": "[]",
+        "WAIT_SECONDS": "20",
+        **extra,
+    }
+
+
+def readiness_command(port: int) -> list[str]:
+    """The chart's InfluxDB readiness probe, pointed at a test influxd's port."""
+    sts = k.one(k.render_chart(), "StatefulSet", "-influxdb")
+    probe = sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    command = [str(part) for part in probe["exec"]["command"]]
+    assert any("8086" in part for part in command)
+    return [part.replace("8086", str(port)) for part in command]
+
+
+def ready(port: int) -> bool:
+    proc = subprocess.run(readiness_command(port), capture_output=True, timeout=10, check=False)
+    return proc.returncode == 0
+
+
+def test_the_job_onboards_a_fresh_influxdb_and_readiness_follows(
+    fresh_influx: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = int(fresh_influx.rsplit(":", 1)[1])
+    assert not ready(port), "not ready before onboarding, although /health passes"
+    admin_token = secrets.token_urlsafe(32)
+    env = job_env(
+        fresh_influx,
+        admin_token,
+        INFLUX_ONBOARD="true",
+        INFLUX_ADMIN_USERNAME="admin",
+        INFLUX_ADMIN_PASSWORD=secrets.token_urlsafe(16),
+        INFLUX_RETENTION="52w",
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert tokens.main() == 0
+    assert httpx.get(f"{fresh_influx}/api/v2/setup").json()["allowed"] is False
+    assert ready(port)
+    headers = {"Authorization": f"Token {admin_token}"}
+    buckets = httpx.get(
+        f"{fresh_influx}/api/v2/buckets", params={"name": "grid"}, headers=headers
+    ).json()["buckets"]
+    assert [b["orgID"] for b in buckets], "the bucket exists in the org the token sees"
+    assert buckets[0]["retentionRules"][0]["everySeconds"] == 52 * 7 * 86400
+    # Idempotent: a second run (the next revision's Job) finds it onboarded and does nothing.
+    assert tokens.main() == 0
+
+
+def test_an_influxdb_the_job_may_not_onboard_fails_at_once_with_exit_2(
+    fresh_influx: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An external InfluxDB nobody onboarded: exit 2 (the Job fails without retries) and a
+    message that says so, instead of waiting for a token that can never work."""
+    for key, value in job_env(fresh_influx, "operator-token", INFLUX_ONBOARD="false").items():
+        monkeypatch.setenv(key, value)
+    assert tokens.main() == 2
+    assert "not onboarded" in capsys.readouterr().err
+    assert httpx.get(f"{fresh_influx}/api/v2/setup").json()["allowed"] is True, "left alone"
+
+
+def test_a_wrong_admin_token_fails_at_once_with_exit_2(
+    influx: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in job_env(influx.url, "not-the-admin-token", INFLUX_ONBOARD="true").items():
+        monkeypatch.setenv(key, value)
+    assert tokens.main() == 2
+    assert "admin token" in capsys.readouterr().err
+
+
+def test_onboarding_refused_by_influxdb_is_exit_2_with_its_reason(
+    fresh_influx: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """InfluxDB wants passwords of 8 characters or more: its refusal is a configuration error."""
+    env = job_env(
+        fresh_influx,
+        secrets.token_urlsafe(32),
+        INFLUX_ONBOARD="true",
+        INFLUX_ADMIN_PASSWORD="short",
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert tokens.main() == 2
+    log = capsys.readouterr().err
+    assert "refused onboarding" in log
+    assert "password" in log
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("", 0), ("0", 0), ("0s", 0), ("1h", 3600), ("52w", 52 * 604800), ("1d12h", 129600)],
+)
+def test_retention_durations(text: str, seconds: int) -> None:
+    assert tokens.retention_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30m", "1 year", "52", "w"])
+def test_retention_that_influxdb_would_refuse_is_bad_configuration(text: str) -> None:
+    with pytest.raises(ValueError, match="retention"):
+        tokens.retention_seconds(text)

@@ -1,22 +1,31 @@
-"""Create the least-privilege InfluxDB tokens of a gridts release and store them in Secrets.
+"""Onboard InfluxDB if needed, then create the least-privilege InfluxDB tokens of a gridts
+release and store them in Secrets.
 
 Run by the chart's tokens Job as `python -m influx_tokens` in the gridts image (the chart mounts
 this file from a ConfigMap and puts it on PYTHONPATH). It
 
-1. waits until InfluxDB answers /health and the admin token works, with a new connection for
-   every attempt, telling "not ready" (nothing listening, 503) from "not InfluxDB" (a 404 or
-   another server's answer, e.g. a proxy answering for a Service address not programmed yet),
-2. for each wanted token (read-only for the API, write-only for the ingest) keeps the token in
+1. waits until InfluxDB answers /health, with a new connection for every attempt, telling "not
+   ready" (nothing listening, 503) from "not InfluxDB" (a 404 or another server's answer, e.g. a
+   proxy answering for a Service address not programmed yet),
+2. onboards InfluxDB through its setup API when GET /api/v2/setup says it is not yet (first
+   start): admin user and password, organization, bucket and retention, and the admin token
+   from the admin Secret; only where it may (INFLUX_ONBOARD, the release's own InfluxDB), else
+   it stops with exit 2 at once,
+3. checks that the admin token is accepted (exit 2 if InfluxDB refuses it),
+4. for each wanted token (read-only for the API, write-only for the ingest) keeps the token in
    its Secret if it still works with exactly the wanted permission, else creates a new
    authorization through the InfluxDB API and writes it into the Secret (create or replace),
-3. deletes older authorizations it created for the same purpose.
+5. deletes older authorizations it created for the same purpose.
 
 A stored token is kept when it still reads (API) or writes (ingest) the bucket and cannot do the
 other: InfluxDB lists authorizations without their tokens, so the token is checked by using it.
 
 Configuration (environment): INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_ADMIN_TOKEN,
-NAMESPACE, TOKEN_SPECS (JSON list of {"secret", "key", "action", "description"}), WAIT_SECONDS.
-Exit codes: 0 done, 1 InfluxDB or the Kubernetes API failed, 2 bad configuration.
+NAMESPACE, TOKEN_SPECS (JSON list of {"secret", "key", "action", "description"}), WAIT_SECONDS;
+for onboarding INFLUX_ONBOARD=true, INFLUX_ADMIN_USERNAME, INFLUX_ADMIN_PASSWORD and
+INFLUX_RETENTION (an InfluxDB duration such as 52w; empty or 0 keeps data forever).
+Exit codes: 0 done, 1 InfluxDB or the Kubernetes API failed (the Job retries), 2 a configuration
+that cannot work (the Job fails at once).
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +53,72 @@ class TokenSpec:
 
 def log(message: str) -> None:
     print(f"[influx-tokens] {message}", file=sys.stderr, flush=True)
+
+
+class ConfigError(Exception):
+    """A setting that cannot work; retrying does not help (exit 2)."""
+
+
+DURATION_PART = re.compile(r"(\d+)(ns|us|µs|ms|s|m|h|d|w)")
+UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 604800,
+}
+
+
+def retention_seconds(text: str) -> int:
+    """An InfluxDB duration ("52w", "30d", "1h30m"; empty or 0 for forever) in seconds."""
+    text = text.strip()
+    if text in ("", "0"):
+        return 0
+    parts = DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"retention {text!r} is not a duration such as 52w, 30d or 1h30m")
+    seconds = int(sum(int(n) * UNIT_SECONDS[u] for n, u in parts))
+    if 0 < seconds < 3600:
+        raise ValueError(f"retention {text!r} is shorter than InfluxDB's minimum of 1h")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Config:
+    url: str
+    org: str
+    bucket: str
+    admin_token: str
+    namespace: str
+    specs: list[TokenSpec]
+    wait_seconds: float
+    onboard: bool
+    username: str
+    password: str
+    retention: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        onboard = env.get("INFLUX_ONBOARD", "false").lower()
+        if onboard not in ("true", "false"):
+            raise ValueError(f"INFLUX_ONBOARD must be true or false, not {onboard!r}")
+        return cls(
+            url=env["INFLUX_URL"],
+            org=env["INFLUX_ORG"],
+            bucket=env["INFLUX_BUCKET"],
+            admin_token=env["INFLUX_ADMIN_TOKEN"],
+            namespace=env["NAMESPACE"],
+            specs=parse_specs(env["TOKEN_SPECS"]),
+            wait_seconds=float(env.get("WAIT_SECONDS", "600")),
+            onboard=onboard == "true",
+            username=env.get("INFLUX_ADMIN_USERNAME", "admin"),
+            password=env.get("INFLUX_ADMIN_PASSWORD", ""),
+            retention=retention_seconds(env.get("INFLUX_RETENTION", "")),
+        )
 
 
 def parse_specs(raw: str) -> list[TokenSpec]:
@@ -123,7 +200,7 @@ class Influx:
         self.http.close()
 
     def wait_ready(self, deadline: float, interval: float = 3.0) -> None:
-        """Until /health says InfluxDB is up and the admin token is accepted.
+        """Until /health says InfluxDB is up (onboarded or not).
 
         Every attempt opens a new connection (a new client, ``Connection: close``): an answer
         from something that is not InfluxDB, such as a proxy answering for a Service address
@@ -149,24 +226,54 @@ class Influx:
         raise TimeoutError(f"gave up waiting for InfluxDB: {last.message}{proxy_hint()}")
 
     def attempt(self) -> Attempt:
-        """One check of /health and of the admin token, each on a fresh connection."""
+        """One GET /health on a connection of its own."""
         health_url = f"{self.url}/health"
         try:
             with httpx.Client(timeout=5.0, headers={"Connection": "close"}) as fresh:
-                health = fresh.get(health_url)
-                verdict = classify_health(health_url, health)
-                if not verdict.ready:
-                    return verdict
-                orgs = fresh.get(
-                    f"{self.url}/api/v2/orgs",
-                    params={"limit": "1"},
-                    headers={"Authorization": self.http.headers["Authorization"]},
-                )
+                return classify_health(health_url, fresh.get(health_url))
         except httpx.TransportError as exc:
             return Attempt(False, f"not ready: {health_url}: {describe_transport_error(exc)}")
-        if orgs.status_code == 200:
-            return Attempt(True, "ready")
-        return Attempt(False, f"not ready: {self.url}/api/v2/orgs answered {orgs.status_code}")
+
+    def setup_allowed(self) -> bool:
+        """GET /api/v2/setup: true while InfluxDB has not been onboarded."""
+        response = httpx.get(f"{self.url}/api/v2/setup", timeout=10.0)
+        response.raise_for_status()
+        allowed = response.json().get("allowed")
+        if not isinstance(allowed, bool):
+            raise ValueError(f"{self.url}/api/v2/setup answered {response.text[:120]!r}")
+        return allowed
+
+    def onboard(self, config: Config) -> bool:
+        """POST /api/v2/setup; false when someone else onboarded it in the meantime."""
+        body = {
+            "username": config.username,
+            "password": config.password,
+            "org": config.org,
+            "bucket": config.bucket,
+            "retentionPeriodSeconds": config.retention,
+            "token": config.admin_token,
+        }
+        response = httpx.post(f"{self.url}/api/v2/setup", json=body, timeout=30.0)
+        if response.status_code in (200, 201):
+            return True
+        if response.status_code == 422 and not self.setup_allowed():
+            return False
+        if 400 <= response.status_code < 500:
+            raise ConfigError(
+                f"InfluxDB refused onboarding: {response.status_code} {response.text[:200]}"
+            )
+        response.raise_for_status()
+        raise RuntimeError(f"onboarding answered {response.status_code}")
+
+    def check_admin_token(self) -> None:
+        response = self.http.get("/api/v2/orgs", params={"limit": "1"})
+        if response.status_code in (401, 403):
+            raise ConfigError(
+                f"InfluxDB at {self.url} refuses the admin token ({response.status_code}): it was "
+                "onboarded with another token (the admin Secret was replaced while the data "
+                "volume was kept?), or the Secret holds no all-access token"
+            )
+        response.raise_for_status()
 
     def get(self, path: str, **params: str) -> Any:
         response = self.http.get(path, params=params)
@@ -174,13 +281,21 @@ class Influx:
         return response.json()
 
     def org_and_bucket(self, org: str, bucket: str) -> tuple[str, str]:
-        orgs = self.get("/api/v2/orgs", org=org)["orgs"]
+        response = self.http.get("/api/v2/orgs", params={"org": org})
+        if response.status_code == 404:
+            raise ConfigError(f"organization {org!r} not found in InfluxDB at {self.url}")
+        response.raise_for_status()
+        orgs = response.json()["orgs"]
         if not orgs:
-            raise LookupError(f"organization {org!r} not found")
+            raise ConfigError(f"organization {org!r} not found in InfluxDB at {self.url}")
         org_id = str(orgs[0]["id"])
-        buckets = self.get("/api/v2/buckets", orgID=org_id, name=bucket)["buckets"]
+        response = self.http.get("/api/v2/buckets", params={"orgID": org_id, "name": bucket})
+        if response.status_code == 404:
+            raise ConfigError(f"bucket {bucket!r} not found in organization {org!r}")
+        response.raise_for_status()
+        buckets = response.json()["buckets"]
         if not buckets:
-            raise LookupError(f"bucket {bucket!r} not found in {org!r}")
+            raise ConfigError(f"bucket {bucket!r} not found in organization {org!r}")
         return org_id, str(buckets[0]["id"])
 
     def authorizations(self, org_id: str) -> list[dict[str, Any]]:
@@ -288,30 +403,57 @@ def ensure(influx: Influx, secrets: SecretStore, spec: TokenSpec, org: str, buck
             log(f"{spec.secret}: deleted superseded authorization {stale['id']}")
 
 
-def main() -> int:
+def ensure_onboarded(influx: Influx, config: Config) -> None:
+    if not influx.setup_allowed():
+        log("InfluxDB is onboarded")
+        return
+    if not config.onboard:
+        raise ConfigError(
+            f"InfluxDB at {config.url} is not onboarded (GET /api/v2/setup allows setup) and "
+            "this Job does not onboard an InfluxDB outside the release: onboard it (influx "
+            "setup) or let the Job do it (externalInfluxdb.onboard=true)"
+        )
+    if not config.password:
+        raise ConfigError("onboarding needs the admin password (key admin-password of the Secret)")
+    if influx.onboard(config):
+        forever = "no retention limit"
+        retention = f"{config.retention} s retention" if config.retention else forever
+        log(
+            f"onboarded InfluxDB: user {config.username!r}, organization {config.org!r}, "
+            f"bucket {config.bucket!r} ({retention}), the admin token of the Secret"
+        )
+    else:
+        log("InfluxDB was onboarded by someone else meanwhile")
+
+
+def run(config: Config, secret_store: Callable[[str], SecretStore]) -> int:
+    influx = Influx(config.url, config.admin_token)
     try:
-        url = os.environ["INFLUX_URL"]
-        org = os.environ["INFLUX_ORG"]
-        bucket = os.environ["INFLUX_BUCKET"]
-        admin_token = os.environ["INFLUX_ADMIN_TOKEN"]
-        namespace = os.environ["NAMESPACE"]
-        specs = parse_specs(os.environ["TOKEN_SPECS"])
-        wait_seconds = float(os.environ.get("WAIT_SECONDS", "600"))
-    except (KeyError, ValueError, TypeError) as exc:
-        log(f"bad configuration: {exc!r}")
+        influx.wait_ready(time.monotonic() + config.wait_seconds)
+        ensure_onboarded(influx, config)
+        influx.check_admin_token()
+        if config.specs:
+            secrets = secret_store(config.namespace)
+            for spec in config.specs:
+                ensure(influx, secrets, spec, config.org, config.bucket)
+    except ConfigError as exc:
+        log(f"cannot work this way, giving up (exit 2): {exc}")
         return 2
-    influx = Influx(url, admin_token)
-    try:
-        influx.wait_ready(time.monotonic() + wait_seconds)
-        secrets = Secrets(namespace)
-        for spec in specs:
-            ensure(influx, secrets, spec, org, bucket)
     except Exception as exc:
         log(f"failed: {type(exc).__name__}: {exc}")
         return 1
     finally:
         influx.close()
     return 0
+
+
+def main() -> int:
+    try:
+        config = Config.from_env(os.environ)
+    except (KeyError, ValueError, TypeError) as exc:
+        log(f"bad configuration: {exc!r}")
+        return 2
+    return run(config, Secrets)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,23 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
+{{/* Where the tokens Job reaches InfluxDB: the release's own pod through the headless Service,
+     which publishes it before it is ready (it becomes ready only once the Job has onboarded it,
+     and the Service routes only to ready pods), or the external URL. */}}
+{{- define "gridts.influxdb.setupUrl" -}}
+{{- if .Values.influxdb.enabled -}}
+{{- printf "http://%s-0.%s:8086" (include "gridts.componentName" (list . "influxdb")) (include "gridts.componentName" (list . "influxdb-headless")) -}}
+{{- else -}}
+{{- include "gridts.influxdb.url" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the tokens Job onboards an un-onboarded InfluxDB: always the release's own, an
+     external one only when asked to. */}}
+{{- define "gridts.influxdb.onboard" -}}
+{{- if or .Values.influxdb.enabled .Values.externalInfluxdb.onboard -}}true{{- else -}}false{{- end -}}
+{{- end -}}
+
 {{/* The Secret with the admin token: ours, the operator's, or the external one. */}}
 {{- define "gridts.influxdb.adminSecretName" -}}
 {{- if .Values.influxdb.enabled -}}
@@ -105,9 +122,14 @@ imagePullSecrets:
 {{- default (include "gridts.componentName" (list . "ingest-influx-token")) .Values.tokens.ingest.existingSecret -}}
 {{- end -}}
 
-{{/* True (non-empty) when the tokens Job has something to do. */}}
-{{- define "gridts.tokensJob.needed" -}}
+{{/* True (non-empty) when the tokens Job makes at least one token (and so needs its Role). */}}
+{{- define "gridts.tokensJob.makesTokens" -}}
 {{- if and .Values.tokens.job.enabled (or (not .Values.tokens.api.existingSecret) (not .Values.tokens.ingest.existingSecret)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* True (non-empty) when the tokens Job has something to do: tokens, or onboarding. */}}
+{{- define "gridts.tokensJob.needed" -}}
+{{- if or (include "gridts.tokensJob.makesTokens" .) (and .Values.tokens.job.enabled (eq (include "gridts.influxdb.onboard" .) "true")) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "gridts.apiAuthSecretName" -}}
@@ -124,10 +146,11 @@ imagePullSecrets:
 {{- if and (not $supplied) (not (and .Values.tokens.job.enabled .Values.externalInfluxdb.adminTokenSecret.name)) -}}
 {{- fail "with an external InfluxDB, set tokens.api.existingSecret and tokens.ingest.existingSecret, or externalInfluxdb.adminTokenSecret.name (and tokens.job.enabled) so the chart creates them" -}}
 {{- end -}}
-{{- else if not .Values.tokens.job.enabled -}}
-{{- if not (and .Values.tokens.api.existingSecret .Values.tokens.ingest.existingSecret) -}}
-{{- fail "tokens.job.enabled=false needs tokens.api.existingSecret and tokens.ingest.existingSecret" -}}
+{{- if and .Values.externalInfluxdb.onboard (not (and .Values.tokens.job.enabled .Values.externalInfluxdb.adminTokenSecret.name)) -}}
+{{- fail "externalInfluxdb.onboard=true needs the tokens Job (tokens.job.enabled) and externalInfluxdb.adminTokenSecret.name (its admin-token and admin-password)" -}}
 {{- end -}}
+{{- else if not .Values.tokens.job.enabled -}}
+{{- fail "tokens.job.enabled=false: nothing would onboard the release's InfluxDB. The tokens Job onboards it on first start, and makes no token when tokens.api.existingSecret and tokens.ingest.existingSecret are both set" -}}
 {{- end -}}
 {{- if and .Values.ingest.indexed.enabled (lt (int .Values.ingest.indexed.completions) 1) -}}
 {{- fail "ingest.indexed.completions must be at least 1" -}}
