@@ -47,7 +47,7 @@ def test_build_follows_the_rules(target: str) -> None:
 def test_overlay_namespace_reaches_every_object_and_the_rolebinding(
     target: str, namespace: str
 ) -> None:
-    objects = built(target)
+    objects = [o for o in built(target) if o["kind"] != "Namespace"]
     assert {o["metadata"].get("namespace") for o in objects} == {namespace}
     binding = one(objects, "RoleBinding", "gridts-tokens")
     assert {s["namespace"] for s in binding["subjects"]} == {namespace}
@@ -88,3 +88,28 @@ def test_prod_overlay() -> None:
     assert images == {"registry.example.com/grid/gridts:0.1.0", "influxdb:2.7.12"}
     assert not [o for o in objects if o["kind"] == "Secret"], "no secret material in git for prod"
     assert one(objects, "CronJob", "gridts-ingest")["spec"]["suspend"] is True
+
+
+def test_dev_overlay_creates_its_namespace_first() -> None:
+    """`kubectl apply -k k8s/overlays/dev` on a fresh cluster: the Namespace is part of the
+    build and comes first (kubectl applies in this order), so nothing hits 'namespace not
+    found'."""
+    objects = built("overlays/dev")
+    assert objects[0]["kind"] == "Namespace"
+    assert objects[0]["metadata"]["name"] == "gridts-dev"
+    assert [o for o in objects if o["kind"] == "Namespace"] == objects[:1]
+
+
+def test_documented_apply_commands_are_the_ones_that_work() -> None:
+    """The README and the overlay comments give the same commands: the dev overlay needs
+    nothing before it; prod needs its namespace and the admin Secret first."""
+    readme = (ROOT / "README.md").read_text()
+    dev = (ROOT / "k8s" / "overlays" / "dev" / "kustomization.yaml").read_text()
+    prod = (ROOT / "k8s" / "overlays" / "prod" / "kustomization.yaml").read_text()
+    assert "#   kubectl apply -k k8s/overlays/dev\n" in dev
+    assert "create namespace" not in dev
+    assert "kubectl apply -k k8s/overlays/dev" in readme
+    assert "#   kubectl create namespace gridts\n" in prod
+    assert prod.index("create namespace gridts") < prod.index("create secret generic")
+    assert prod.index("create secret generic") < prod.index("kubectl apply -k k8s/overlays/prod")
+    assert "kubectl create namespace gridts" in readme
