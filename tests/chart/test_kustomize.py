@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -67,9 +71,9 @@ def test_dev_overlay() -> None:
     assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     images = {c["image"] for p in k.pod_templates(objects) for c in p.containers()}
     assert images == {"gridts:dev", "influxdb:2.7.12"}
-    # The generated admin Secret carries a content hash and every reference follows it.
+    # The generated admin Secret keeps its name (see test_job_name_follows_every_reference...).
     (secret,) = [o for o in objects if o["kind"] == "Secret"]
-    assert secret["metadata"]["name"].startswith("gridts-influxdb-admin-")
+    assert secret["metadata"]["name"] == "gridts-influxdb-admin"
 
 
 def test_prod_overlay() -> None:
@@ -113,3 +117,61 @@ def test_documented_apply_commands_are_the_ones_that_work() -> None:
     assert prod.index("create namespace gridts") < prod.index("create secret generic")
     assert prod.index("create secret generic") < prod.index("kubectl apply -k k8s/overlays/prod")
     assert "kubectl create namespace gridts" in readme
+
+
+def build_with_tag(overlay: str, tag: str, tmp_path: Path) -> list[Obj]:
+    """`kubectl apply -k` of an overlay with another image tag, as the e2e and operators do."""
+    work = tmp_path / tag
+    work.mkdir(parents=True)
+    (work / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {os.path.relpath(ROOT / 'k8s' / overlay, work)}\n"
+        f"images:\n  - name: gridts\n    newTag: {tag}\n"
+        "  - name: registry.example.com/grid/gridts\n"
+        f"    newTag: {tag}\n"
+    )
+    return k.kustomize_build(work)
+
+
+@pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/prod"])
+def test_reapplying_with_a_new_tag_creates_a_new_job(overlay: str, tmp_path: Path) -> None:
+    """A Job's pod template is immutable: `kubectl apply` of a changed template fails on it
+    (after the Deployment and CronJob already moved). The kustomize Job's name carries a hash
+    of its final spec, so a new tag is a new Job and the old name is left alone; the same
+    build gives the same name, so re-applying unchanged is a no-op. Finished Jobs go away
+    after ttlSecondsAfterFinished."""
+    first, again, second = (
+        build_with_tag(overlay, "1.0.0", tmp_path / "a"),
+        build_with_tag(overlay, "1.0.0", tmp_path / "b"),
+        build_with_tag(overlay, "1.0.1", tmp_path / "c"),
+    )
+    names = {tag: {(o["kind"], o["metadata"]["name"]) for o in objs} for tag, objs in
+             (("first", first), ("again", again), ("second", second))}  # fmt: skip
+    assert names["first"] == names["again"]
+    changed = names["first"] ^ names["second"]
+    assert {kind for kind, _ in changed} == {"Job"}, changed
+    for objects in (first, second):
+        (job,) = [o for o in objects if o["kind"] == "Job"]
+        assert job["metadata"]["name"].startswith("gridts-tokens-")
+        assert 0 < job["spec"]["ttlSecondsAfterFinished"] <= 7 * 86400
+        annotations = job["metadata"].get("annotations") or {}
+        assert not annotations, "no build annotations left"
+        images = {c["image"] for c in job["spec"]["template"]["spec"]["containers"]}
+        assert {i.rsplit(":", 1)[1] for i in images} <= {"1.0.0", "1.0.1"}
+
+
+def test_job_name_follows_every_reference_it_has() -> None:
+    """kustomize hashes the Job's name before it rewrites references to hashed names, so the
+    Job must refer to no generated (hash-suffixed) object: a changed admin Secret would keep
+    the Job's name and change its immutable template."""
+    for target in ("overlays/dev", "overlays/prod"):
+        objects = built(target)
+        (job,) = [o for o in objects if o["kind"] == "Job"]
+        text = json.dumps(job["spec"])
+        generated = [
+            o["metadata"]["name"]
+            for o in objects
+            if o["kind"] in {"Secret", "ConfigMap"}
+            and re.search(r"-[a-z0-9]{10}$", o["metadata"]["name"])
+        ]
+        assert not [name for name in generated if name in text], generated
