@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
@@ -51,6 +52,32 @@ class _Stderr:
     @staticmethod
     def error(msg: str) -> None:
         print(f"ingest: error: {msg}", file=sys.stderr, flush=True)
+
+
+class _RetryLog:
+    """Write retries as warnings on stderr, at most one line per ``every`` seconds (several
+    batches are in flight and each retries on its own), shown even with --quiet: a run that
+    waits for InfluxDB says so instead of looking slow for no reason."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._last = -every
+        self._since = 0
+
+    def __call__(self, problem: str, delay: float, attempt: int) -> None:
+        with self._lock:
+            self._since += 1
+            now = time.monotonic()
+            if now - self._last < self.every:
+                return
+            count, self._since, self._last = self._since, 0, now
+        print(
+            f"ingest: warning: {problem}; retrying in {delay:.1f} s "
+            f"(attempt {attempt}; {count} batch retries since the last warning)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _duration(text: str) -> int:
@@ -262,7 +289,12 @@ def load(args: argparse.Namespace) -> int:
                 )
                 sink = _DryRunSink(out)
             else:
-                writer = Writer(_target(args), concurrency=args.concurrency, retries=args.retries)
+                writer = Writer(
+                    _target(args),
+                    concurrency=args.concurrency,
+                    retries=args.retries,
+                    on_retry=_RetryLog(),
+                )
                 sink = writer
             for spec in args.sources:
                 source = open_source(spec)
@@ -335,9 +367,10 @@ def load(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps(summary, indent=2) + "\n")
     verb = "parsed" if args.dry_run else "written"
     rate = rows / max(elapsed, 1e-9)
+    retried = f", {summary['write_retries']:,} write retries" if summary["write_retries"] else ""
     ui.say(
         f"ingest: {rows:,} rows read, {written:,} points {verb}, {rejects.count:,} rejected, "
-        f"{len(summary['series'])} series, {elapsed:.1f} s ({rate:,.0f} rows/s)"
+        f"{len(summary['series'])} series, {elapsed:.1f} s ({rate:,.0f} rows/s){retried}"
     )
     return status
 

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -69,8 +70,12 @@ class Writer:
         backoff: float = 0.5,
         max_backoff: float = 10.0,
         timeout: float = 30.0,
+        on_retry: Callable[[str, float, int], None] | None = None,
     ) -> None:
+        """``on_retry(problem, delay_seconds, attempt)`` is called, from a writer thread, before
+        each wait for a retry: an operator watching the logs sees why the ingest is slow."""
         self.target = target
+        self._on_retry = on_retry
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -145,7 +150,10 @@ class Writer:
                 self._fail(f"{problem} (gave up after {attempt + 1} attempts)")
                 return
             delay = random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))  # noqa: S311
-            time.sleep(max(delay, min(wait, 60.0)) if wait is not None else delay)
+            delay = max(delay, min(wait, 60.0)) if wait is not None else delay
+            if self._on_retry is not None:
+                self._on_retry(problem, delay, attempt + 1)
+            time.sleep(delay)
             attempt += 1
             with self._lock:
                 self.retried += 1

@@ -115,3 +115,6 @@ def test_ingest_backs_off_and_completes_through_throttling(
     assert summary["write_retries"] == throttle.refused
     assert summary["points_written"] == 86400
     assert count(influx_env, "f_soll_aktiv") == 86400
+    # Even with --quiet the log says why the run waited (an operator reads `kubectl logs`).
+    assert f"ingest: warning: InfluxDB answered {throttle.status}" in proc.stderr, proc.stderr
+    assert "retrying in" in proc.stderr
