@@ -175,3 +175,14 @@ def test_job_name_follows_every_reference_it_has() -> None:
             and re.search(r"-[a-z0-9]{10}$", o["metadata"]["name"])
         ]
         assert not [name for name in generated if name in text], generated
+
+
+def test_token_descriptions_name_the_namespace_the_job_runs_in() -> None:
+    """The base is rendered once for namespace gridts and applied to any namespace: the Job
+    describes its tokens with the namespace of its pod, not the render's."""
+    (job,) = [o for o in built("overlays/dev") if o["kind"] == "Job"]
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    specs = json.loads(env["TOKEN_SPECS"]["value"])
+    assert all("description" not in spec for spec in specs)
+    assert "gridts/" not in env["TOKEN_SPECS"]["value"]

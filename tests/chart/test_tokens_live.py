@@ -51,33 +51,43 @@ def client(influx: InfluxServer) -> Iterator[Any]:
 
 
 class MemorySecrets:
+    """Secrets of one namespace: token values in ``data``, the recorded authorization IDs (the
+    Secret's annotation) in ``authorizations``."""
+
     def __init__(self) -> None:
         self.data: dict[tuple[str, str], str] = {}
+        self.authorizations: dict[str, str] = {}
         self.writes = 0
 
-    def read(self, name: str, key: str) -> str | None:
-        return self.data.get((name, key))
+    def read(self, name: str, key: str) -> Any:
+        if (name, key) not in self.data and name not in self.authorizations:
+            return None
+        return tokens.StoredToken(self.data.get((name, key)), self.authorizations.get(name))
 
-    def write(self, name: str, key: str, token: str, labels: dict[str, str]) -> None:
+    def write(
+        self, name: str, key: str, token: str, labels: dict[str, str], authorization_id: str
+    ) -> None:
         assert labels["app.kubernetes.io/part-of"] == "gridts"
         self.data[(name, key)] = token
+        self.authorizations[name] = authorization_id
         self.writes += 1
 
 
 @pytest.fixture
-def specs(bucket: str) -> list[object]:
+def specs() -> list[object]:
     raw = json.dumps(
         [
-            {"secret": "api", "key": "token", "action": "read", "description": f"{bucket} api"},
-            {
-                "secret": "ingest",
-                "key": "token",
-                "action": "write",
-                "description": f"{bucket} ingest",
-            },
+            {"secret": "api", "key": "token", "action": "read", "purpose": "api"},
+            {"secret": "ingest", "key": "token", "action": "write", "purpose": "ingest"},
         ]
     )
     return list(tokens.parse_specs(raw))
+
+
+def ensure(
+    client: Any, secrets: MemorySecrets, spec: Any, influx: InfluxServer, bucket: str
+) -> None:
+    tokens.ensure(client, secrets, spec, influx.org, bucket, spec.description("gridts", bucket))
 
 
 def write(influx: InfluxServer, bucket: str, token: str) -> int:
@@ -106,7 +116,7 @@ def test_least_privilege_tokens(
     client.wait_ready(time.monotonic() + 30)
     secrets = MemorySecrets()
     for spec in specs:
-        tokens.ensure(client, secrets, spec, influx.org, bucket)
+        ensure(client, secrets, spec, influx, bucket)
     read_token = secrets.data[("api", "token")]
     write_token = secrets.data[("ingest", "token")]
 
@@ -124,26 +134,31 @@ def test_second_run_keeps_valid_tokens_and_replaces_broken_ones(
 ) -> None:
     secrets = MemorySecrets()
     for spec in specs:
-        tokens.ensure(client, secrets, spec, influx.org, bucket)
+        ensure(client, secrets, spec, influx, bucket)
     first = dict(secrets.data)
     for spec in specs:
-        tokens.ensure(client, secrets, spec, influx.org, bucket)
+        ensure(client, secrets, spec, influx, bucket)
     assert secrets.data == first
     assert secrets.writes == 2
 
     secrets.data[("api", "token")] = "lost-or-edited"
-    tokens.ensure(client, secrets, specs[0], influx.org, bucket)
+    ensure(client, secrets, specs[0], influx, bucket)
     assert secrets.data[("api", "token")] not in (first[("api", "token")], "lost-or-edited")
     org_id, _ = client.org_and_bucket(influx.org, bucket)
-    described = [a for a in client.authorizations(org_id) if a["description"] == f"{bucket} api"]
+    described = [
+        a
+        for a in client.authorizations(org_id)
+        if a["description"] == f"gridts gridts/{bucket} api"
+    ]
     assert len(described) == 1, "the superseded authorization is deleted"
     assert query(influx, bucket, first[("api", "token")]) == 401
 
     # A token with more rights than wanted (here the operator's all-access one) is replaced too.
     secrets.data[("ingest", "token")] = influx.token
-    tokens.ensure(client, secrets, specs[1], influx.org, bucket)
+    ensure(client, secrets, specs[1], influx, bucket)
     assert secrets.data[("ingest", "token")] != influx.token
     assert write(influx, bucket, secrets.data[("ingest", "token")]) == 204
+    assert query(influx, bucket, influx.token) == 200, "only the Job's own token is deleted"
 
 
 def test_bad_configuration_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,3 +292,59 @@ def test_retention_durations(text: str, seconds: int) -> None:
 def test_retention_that_influxdb_would_refuse_is_bad_configuration(text: str) -> None:
     with pytest.raises(ValueError, match="retention"):
         tokens.retention_seconds(text)
+
+
+# ---- two installs sharing one InfluxDB ---------------------------------------------------------
+
+
+def kustomize_job_env() -> dict[str, str]:
+    """The tokens Job's literal environment in the kustomize base (what every `kubectl apply
+    -k` install runs, whatever its namespace)."""
+    objects = k.kustomize_build(k.ROOT / "k8s" / "overlays" / "dev")
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {e["name"]: e["value"] for e in env if "value" in e}
+
+
+def test_two_installs_on_one_influxdb_keep_each_others_tokens(
+    influx: InfluxServer, bucket: str
+) -> None:
+    """Two kustomize installs (namespaces team-a and team-b) share an external InfluxDB. When
+    one replaces its token (here its Secret was edited), the other's tokens keep working."""
+    rendered = kustomize_job_env()
+    installs = {}
+    for namespace in ("team-a", "team-b"):
+        env = {
+            **rendered,
+            "INFLUX_URL": influx.url,
+            "INFLUX_ORG": influx.org,
+            "INFLUX_BUCKET": bucket,
+            "INFLUX_ADMIN_TOKEN": influx.token,
+            "INFLUX_ONBOARD": "false",
+            "NAMESPACE": namespace,
+            "WAIT_SECONDS": "20",
+        }
+        store = MemorySecrets()
+        assert tokens.run(tokens.Config.from_env(env), lambda _, s=store: s) == 0
+        installs[namespace] = (tokens.Config.from_env(env), store)
+    a_config, a_secrets = installs["team-a"]
+    b_config, b_secrets = installs["team-b"]
+    a_api, b_api = (s.data[(c.specs[0].secret, c.specs[0].key)] for c, s in installs.values())
+    b_ingest = b_secrets.data[(b_config.specs[1].secret, b_config.specs[1].key)]
+    assert a_api != b_api
+
+    a_secrets.data[(a_config.specs[0].secret, a_config.specs[0].key)] = "edited"
+    assert tokens.run(a_config, lambda _: a_secrets) == 0
+    assert query(influx, bucket, b_api) == 200, "install team-a revoked team-b's API token"
+    assert write(influx, bucket, b_ingest) == 204
+    assert query(influx, bucket, a_secrets.data[(a_config.specs[0].secret, "token")]) == 200
+    assert query(influx, bucket, a_api) == 401, "team-a's replaced token is revoked"
+    client = tokens.Influx(influx.url, influx.token)
+    try:
+        org_id, _ = client.org_and_bucket(influx.org, bucket)
+        descriptions = {a["description"] for a in client.authorizations(org_id)}
+    finally:
+        client.close()
+    assert {"gridts team-a/gridts api (read-only)", "gridts team-b/gridts api (read-only)"} <= (
+        descriptions
+    )

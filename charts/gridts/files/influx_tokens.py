@@ -15,13 +15,20 @@ this file from a ConfigMap and puts it on PYTHONPATH). It
 4. for each wanted token (read-only for the API, write-only for the ingest) keeps the token in
    its Secret if it still works with exactly the wanted permission, else creates a new
    authorization through the InfluxDB API and writes it into the Secret (create or replace),
-5. deletes older authorizations it created for the same purpose.
+   with the authorization's ID in an annotation of the Secret,
+5. deletes the authorization it replaced: the one whose ID its own Secret recorded, never one
+   found by description, since other installs may share the InfluxDB (and, through a kustomize
+   base rendered once, the same release name).
 
 A stored token is kept when it still reads (API) or writes (ingest) the bucket and cannot do the
 other: InfluxDB lists authorizations without their tokens, so the token is checked by using it.
+Authorizations are described "gridts <namespace>/<release> <purpose>", with the namespace the
+pod runs in (NAMESPACE, from the downward API), so each install's tokens can be told apart in
+InfluxDB.
 
 Configuration (environment): INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_ADMIN_TOKEN,
-NAMESPACE, TOKEN_SPECS (JSON list of {"secret", "key", "action", "description"}), WAIT_SECONDS;
+NAMESPACE, RELEASE, TOKEN_SPECS (JSON list of {"secret", "key", "action", "purpose"}),
+WAIT_SECONDS;
 for onboarding INFLUX_ONBOARD=true, INFLUX_ADMIN_USERNAME, INFLUX_ADMIN_PASSWORD and
 INFLUX_RETENTION (an InfluxDB duration such as 52w; empty or 0 keeps data forever).
 Exit codes: 0 done, 1 InfluxDB or the Kubernetes API failed (the Job retries), 2 a configuration
@@ -48,7 +55,20 @@ class TokenSpec:
     secret: str
     key: str
     action: str  # "read" or "write"
-    description: str
+    purpose: str  # e.g. "api (read-only)"
+
+    def description(self, namespace: str, release: str) -> str:
+        return f"gridts {namespace}/{release} {self.purpose}"
+
+
+# The Secret annotation that records which InfluxDB authorization its token belongs to.
+AUTHORIZATION_ANNOTATION = "gridts.example.com/influx-authorization-id"
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    token: str | None
+    authorization_id: str | None
 
 
 def log(message: str) -> None:
@@ -94,6 +114,7 @@ class Config:
     bucket: str
     admin_token: str
     namespace: str
+    release: str
     specs: list[TokenSpec]
     wait_seconds: float
     onboard: bool
@@ -112,6 +133,7 @@ class Config:
             bucket=env["INFLUX_BUCKET"],
             admin_token=env["INFLUX_ADMIN_TOKEN"],
             namespace=env["NAMESPACE"],
+            release=env.get("RELEASE", "gridts"),
             specs=parse_specs(env["TOKEN_SPECS"]),
             wait_seconds=float(env.get("WAIT_SECONDS", "600")),
             onboard=onboard == "true",
@@ -301,10 +323,20 @@ class Influx:
     def authorizations(self, org_id: str) -> list[dict[str, Any]]:
         return list(self.get("/api/v2/authorizations", orgID=org_id)["authorizations"])
 
-    def create(self, org_id: str, bucket_id: str, spec: TokenSpec) -> dict[str, Any]:
+    def authorization(self, authorization_id: str) -> dict[str, Any] | None:
+        response = self.http.get(f"/api/v2/authorizations/{authorization_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found
+
+    def create(
+        self, org_id: str, bucket_id: str, spec: TokenSpec, description: str
+    ) -> dict[str, Any]:
         body = {
             "orgID": org_id,
-            "description": spec.description,
+            "description": description,
             "permissions": [wanted_permission(spec, org_id, bucket_id)],
         }
         response = self.http.post("/api/v2/authorizations", json=body)
@@ -350,7 +382,7 @@ class Secrets:
         self.namespace = namespace
         self.client = k8s.client
 
-    def read(self, name: str, key: str) -> str | None:
+    def read(self, name: str, key: str) -> StoredToken | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -360,13 +392,23 @@ class Secrets:
                 return None
             raise
         value = (secret.data or {}).get(key)
-        return base64.b64decode(value).decode() if value else None
+        annotations = secret.metadata.annotations or {}
+        return StoredToken(
+            base64.b64decode(value).decode() if value else None,
+            annotations.get(AUTHORIZATION_ANNOTATION),
+        )
 
-    def write(self, name: str, key: str, token: str, labels: dict[str, str]) -> None:
+    def write(
+        self, name: str, key: str, token: str, labels: dict[str, str], authorization_id: str
+    ) -> None:
         from kubernetes.client.exceptions import ApiException
 
         body = self.client.V1Secret(
-            metadata=self.client.V1ObjectMeta(name=name, labels=labels),
+            metadata=self.client.V1ObjectMeta(
+                name=name,
+                labels=labels,
+                annotations={AUTHORIZATION_ANNOTATION: authorization_id},
+            ),
             type="Opaque",
             string_data={key: token},
         )
@@ -379,28 +421,60 @@ class Secrets:
 
 
 class SecretStore(Protocol):
-    def read(self, name: str, key: str) -> str | None: ...
+    def read(self, name: str, key: str) -> StoredToken | None: ...
 
-    def write(self, name: str, key: str, token: str, labels: dict[str, str]) -> None: ...
+    def write(
+        self, name: str, key: str, token: str, labels: dict[str, str], authorization_id: str
+    ) -> None: ...
 
 
-def ensure(influx: Influx, secrets: SecretStore, spec: TokenSpec, org: str, bucket: str) -> None:
+def ensure(
+    influx: Influx,
+    secrets: SecretStore,
+    spec: TokenSpec,
+    org: str,
+    bucket: str,
+    description: str,
+) -> None:
     org_id, bucket_id = influx.org_and_bucket(org, bucket)
-    current = secrets.read(spec.secret, spec.key)
-    if current and influx.token_does_exactly(current, spec.action, org_id, bucket_id):
+    stored = secrets.read(spec.secret, spec.key)
+    if (
+        stored
+        and stored.token
+        and influx.token_does_exactly(stored.token, spec.action, org_id, bucket_id)
+    ):
         log(f"{spec.secret}: token still valid and {spec.action}-only, kept")
         return
-    created = influx.create(org_id, bucket_id, spec)
+    created = influx.create(org_id, bucket_id, spec, description)
     labels = {
         "app.kubernetes.io/part-of": "gridts",
         "app.kubernetes.io/managed-by": "gridts-influx-tokens",
     }
-    secrets.write(spec.secret, spec.key, str(created["token"]), labels)
-    log(f"{spec.secret}: created a {spec.action}-only token for bucket {bucket!r}")
-    for stale in influx.authorizations(org_id):
-        if stale.get("description") == spec.description and stale["id"] != created["id"]:
-            influx.delete(str(stale["id"]))
-            log(f"{spec.secret}: deleted superseded authorization {stale['id']}")
+    try:
+        secrets.write(spec.secret, spec.key, str(created["token"]), labels, str(created["id"]))
+    except Exception:
+        influx.delete(str(created["id"]))  # not stored anywhere: do not leave it valid
+        raise
+    log(f"{spec.secret}: created a {spec.action}-only token for bucket {bucket!r} ({description})")
+    replaced = stored.authorization_id if stored else None
+    if not replaced:
+        if stored and stored.token:
+            log(
+                f"{spec.secret}: the replaced token's authorization is not recorded (a Secret "
+                "written by an older version): find it in InfluxDB by its description"
+            )
+        return
+    old = influx.authorization(replaced)
+    if old is None:
+        log(f"{spec.secret}: the replaced authorization {replaced} is gone already")
+    elif old.get("description") != description or old.get("orgID") != org_id:
+        log(
+            f"{spec.secret}: the replaced authorization {replaced} is not this install's "
+            f"({old.get('description')!r}), left alone"
+        )
+    else:
+        influx.delete(replaced)
+        log(f"{spec.secret}: deleted the replaced authorization {replaced}")
 
 
 def ensure_onboarded(influx: Influx, config: Config) -> None:
@@ -435,7 +509,8 @@ def run(config: Config, secret_store: Callable[[str], SecretStore]) -> int:
         if config.specs:
             secrets = secret_store(config.namespace)
             for spec in config.specs:
-                ensure(influx, secrets, spec, config.org, config.bucket)
+                description = spec.description(config.namespace, config.release)
+                ensure(influx, secrets, spec, config.org, config.bucket, description)
     except ConfigError as exc:
         log(f"cannot work this way, giving up (exit 2): {exc}")
         return 2
