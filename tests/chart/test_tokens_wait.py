@@ -176,3 +176,37 @@ def test_influxdb_itself_is_recognised(influx: InfluxServer) -> None:
         client.wait_ready(time.monotonic() + 30, interval=0.2)
     finally:
         client.close()
+
+
+def test_a_stored_token_is_kept_when_influxdb_cannot_say(influx: InfluxServer, bucket: str) -> None:
+    """Checking a stored token uses it; a 503 then says nothing about the token. Replacing it
+    anyway would revoke the token the running API pods hold: the run fails instead (exit 1, the
+    Job retries) and the Secret keeps its token."""
+    from tests.chart.test_tokens_live import MemorySecrets
+
+    spec = tokens.parse_specs(
+        '[{"secret": "api", "key": "token", "action": "read", "purpose": "api"}]'
+    )[0]
+    secrets = MemorySecrets()
+    description = spec.description("gridts", bucket)
+    direct = tokens.Influx(influx.url, influx.token)
+    try:
+        tokens.ensure(direct, secrets, spec, influx.org, bucket, description)
+    finally:
+        direct.close()
+    stored = dict(secrets.data)
+
+    def answer(_: int, request: http.server.BaseHTTPRequestHandler) -> Answer:
+        if request.headers.get("Authorization") != f"Token {influx.token}":
+            return NO_UPSTREAM  # every use of the stored token meets an overloaded proxy
+        return forward(influx, request)
+
+    with serve(answer) as url:
+        flaky = tokens.Influx(url, influx.token)
+        try:
+            with pytest.raises(httpx.HTTPStatusError):
+                tokens.ensure(flaky, secrets, spec, influx.org, bucket, description)
+        finally:
+            flaky.close()
+    assert secrets.data == stored
+    assert secrets.writes == 1

@@ -352,15 +352,34 @@ class Influx:
         """
         headers = {"Authorization": f"Token {token}"}
         with httpx.Client(base_url=self.http.base_url, headers=headers, timeout=10.0) as probe:
-            can_read = probe.get(f"/api/v2/buckets/{bucket_id}").status_code == 200
-            written = probe.post(
-                "/api/v2/write", params={"orgID": org_id, "bucket": bucket_id}, content=b""
+            can_read = allowed(probe.get(f"/api/v2/buckets/{bucket_id}"), 200)
+            can_write = allowed(
+                probe.post(
+                    "/api/v2/write", params={"orgID": org_id, "bucket": bucket_id}, content=b""
+                ),
+                204,
             )
-            can_write = written.status_code == 204
         return (can_read, can_write) == (action == "read", action == "write")
 
     def delete(self, authorization_id: str) -> None:
         self.http.delete(f"/api/v2/authorizations/{authorization_id}").raise_for_status()
+
+
+def allowed(response: httpx.Response, success: int) -> bool:
+    """Whether a request made with a stored token was allowed. Only InfluxDB's own yes
+    (``success``) or no (401, 403, 404) decide; any other answer (5xx, a proxy's error) says
+    nothing about the token and raises, so that a working token is never replaced (and the
+    one the running pods hold revoked) because InfluxDB could not answer for a moment."""
+    if response.status_code == success:
+        return True
+    if response.status_code in (401, 403, 404):
+        return False
+    response.raise_for_status()
+    raise httpx.HTTPStatusError(
+        f"unexpected {response.status_code} while checking a stored token",
+        request=response.request,
+        response=response,
+    )
 
 
 def wanted_permission(spec: TokenSpec, org_id: str, bucket_id: str) -> dict[str, Any]:
