@@ -152,6 +152,13 @@ imagePullSecrets:
 {{- else if not .Values.tokens.job.enabled -}}
 {{- fail "tokens.job.enabled=false: nothing would onboard the release's InfluxDB. The tokens Job onboards it on first start, and makes no token when tokens.api.existingSecret and tokens.ingest.existingSecret are both set" -}}
 {{- end -}}
+{{- $inline := 0 -}}
+{{- range $name, $content := .Values.ingest.inlineFiles -}}
+{{- $inline = add $inline (len $content) -}}
+{{- end -}}
+{{- if gt (int $inline) 262144 -}}
+{{- fail (printf "ingest.inlineFiles holds %d bytes; at most 262144 (256 KiB) in all fit: Helm keeps the values and the rendered ConfigMap in its release Secret (gzip, base64, at most 1 MiB), and an upgrade would fail with 'data: Too long'. Put bigger files on a PersistentVolumeClaim (ingest.data.existingClaim, mounted at /srv/ingest/data) or behind a URL" (int $inline)) -}}
+{{- end -}}
 {{- if and .Values.ingest.indexed.enabled (lt (int .Values.ingest.indexed.completions) 1) -}}
 {{- fail "ingest.indexed.completions must be at least 1" -}}
 {{- end -}}
