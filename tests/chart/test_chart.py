@@ -357,6 +357,20 @@ def test_api_deployment_probes_scrape_and_rollout() -> None:
     one(objects, "PodDisruptionBudget", "-api")
 
 
+def test_api_keeps_serving_until_its_endpoint_is_gone() -> None:
+    """A terminating API pod sleeps in preStop before SIGTERM: kube-proxy and load balancers
+    learn of the endpoint's removal asynchronously (the e2e saw refused connections during
+    `helm upgrade` without it), and the grace period covers the delay plus the drain."""
+    deploy = one(rendered("default"), "Deployment", "-api")
+    spec = deploy["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert spec["terminationGracePeriodSeconds"] >= 5 + 30
+    off = k.render_chart(sets=["api.shutdownDelaySeconds=0"])
+    (container,) = one(off, "Deployment", "-api")["spec"]["template"]["spec"]["containers"]
+    assert "lifecycle" not in container
+
+
 def test_autoscaling_off_has_fixed_replicas_and_no_pdb_for_one_replica() -> None:
     objects = rendered("autoscaling-off")
     assert one(objects, "Deployment", "-api")["spec"]["replicas"] == 1
@@ -606,3 +620,53 @@ def test_existing_influxdb_claim_replaces_the_claim_template() -> None:
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "influx-data"
     assert k.problems(objects, External(claims={"influx-data"})) == []
     assert any("influx-data" in p for p in k.problems(objects))
+
+
+# ---- PodDisruptionBudget -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sets", "rendered_pdb"),
+    [
+        ([], True),  # HPA 2..6, minAvailable 1
+        (["api.autoscaling.minReplicas=1"], False),  # the HPA may sit at one replica
+        (["api.autoscaling.enabled=false", "api.replicas=1"], False),
+        (["api.autoscaling.enabled=false", "api.replicas=2"], True),
+        (["api.autoscaling.enabled=false", "api.replicas=2", "api.pdb.minAvailable=2"], False),
+        (["api.autoscaling.minReplicas=3", "api.pdb.minAvailable=2"], True),
+    ],
+)
+def test_pdb_only_where_it_lets_a_drain_evict_an_api_pod(
+    sets: list[str], rendered_pdb: bool
+) -> None:
+    """A PDB whose minAvailable the fewest replicas cannot exceed allows no eviction at all:
+    every node drain would hang on it. Then there is none (a drain briefly stops the API)."""
+    objects = k.render_chart(sets=sets)
+    pdbs = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert bool(pdbs) == rendered_pdb
+    for pdb in pdbs:
+        deploy = one(objects, "Deployment", "-api")
+        hpa = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+        fewest = hpa[0]["spec"]["minReplicas"] if hpa else deploy["spec"]["replicas"]
+        assert fewest > pdb["spec"]["minAvailable"]
+        # Unready pods (every API pod while InfluxDB is down) never block a drain.
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_readme_delete_everything_tolerates_what_was_never_created() -> None:
+    """The token Secrets exist only once the Job made them (not with existingSecret, not when
+    it failed): deleting "everything" must not stop at the first one missing."""
+    readme = (k.ROOT / "README.md").read_text()
+    section = readme[readme.index("To delete everything") :]
+    block = section[section.index("```") : section.index("```", section.index("```") + 3)]
+    deletes = [line for line in block.splitlines() if " delete " in line]
+    assert len(deletes) >= 2
+    assert all("--ignore-not-found" in line for line in deletes), deletes
+
+
+def test_readme_says_the_hpa_needs_metrics_server() -> None:
+    readme = (k.ROOT / "README.md").read_text()
+    section = readme[readme.index("### Scale the API") :]
+    section = section[: section.index("\n### ", 5)]
+    assert "metrics-server" in section
+    assert "<unknown>" in section, "what an operator sees without it"
