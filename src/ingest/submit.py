@@ -43,7 +43,7 @@ def cronjob_name(release: str) -> str:
 def load_args(
     sources: Sequence[str], series: str | None = None, extra: Sequence[str] = ()
 ) -> list[str]:
-    """The container arguments: the image's ENTRYPOINT is ``python -m``."""
+    """The container arguments: the image's ENTRYPOINT ends in ``python -m``."""
     if not sources:
         raise ValueError("at least one SOURCE is needed")
     args = ["ingest", "load", *sources]
