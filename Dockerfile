@@ -23,7 +23,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
-    UV_PROJECT_ENVIRONMENT=/opt/gridts/venv
+    UV_PROJECT_ENVIRONMENT=/opt/gridts/venv \
+    UV_SYSTEM_CERTS=1
+# UV_SYSTEM_CERTS: uv trusts the base image's CA store (/etc/ssl/certs), like pip and apt do,
+# instead of its bundled roots, so a build behind a TLS-inspecting proxy works once that CA is
+# in the store (the e2e mounts this machine's bundle into the RUN steps; nothing is committed).
 # uv in a venv of its own: works where the system pip is "externally managed" (PEP 668), and
 # keeps uv out of the interpreter the project venv is made from.
 RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install "uv==${UV_VERSION}"

@@ -40,6 +40,13 @@ lint: deps ## ruff (lint and format) and mypy --strict on src/
 test: setup lint ## the whole test suite (README's test command; .ci/run runs it)
 	PATH="$$HOME/.cache/gridts/bin:$$PATH" $(VENV)/bin/pytest
 
+e2e: setup ## the platform on a real one-node Kubernetes built here (scripts/cluster; see adr/0011)
+	PATH="$$HOME/.cache/gridts/bin:$$PATH" GRIDTS_E2E=1 $(VENV)/bin/pytest tests/e2e \
+	  --maxfail=1 --timeout=3600 -p no:cacheprovider
+
+cluster-down: ## stop the e2e cluster and remove everything it put on the machine
+	@$(PYTHON) scripts/cluster down
+
 run: deps influxd ## run the platform locally: InfluxDB up, sample ingested, API on :8000
 	@bash scripts/run-local
 
@@ -65,4 +72,4 @@ fuzz: deps ## the parser and pipeline property tests with 100x the examples (abo
 	GRIDTS_FUZZ_EXAMPLES=15000 timeout 1800 $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  tests/ingest/test_parse.py tests/ingest/test_pipeline_props.py -k "garbage or every_row or round_trip"
 
-.PHONY: help deps influxd tools setup lint test run stop bench load fuzz results
+.PHONY: help deps influxd tools setup lint test e2e cluster-down run stop bench load fuzz results

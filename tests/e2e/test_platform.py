@@ -1,0 +1,497 @@
+"""The platform on a real Kubernetes, as an operator runs it from the README.
+
+One story, in order: images from the Dockerfile; `helm install --wait`; ingest Jobs from the
+CronJob, from `python -m ingest submit` and as an Indexed Job, each checked through the API's
+Service against the source file (exact count, sum); `helm test`; the InfluxDB pod deleted in the
+middle of an ingest; an API pod deleted and a `helm upgrade` under a steady client (zero failed
+requests); uninstall and reinstall (data kept); the kustomize overlay applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import NAMESPACE
+from tests.e2e.kube import (
+    ROOT,
+    SteadyClient,
+    helm_binaries,
+    job_finished,
+    kjson,
+    kubectl,
+    service_url,
+    sh,
+    wait_job,
+    wait_until,
+)
+
+RELEASE = "gridts"
+VALUES = ROOT / "tests" / "e2e" / "values.yaml"
+SHARED = ROOT.parent / "shared" / "data"
+DATA_DIR = "/srv/ingest/data"  # where the chart mounts ingest.data.existingClaim
+WORK = ROOT / ".local" / "e2e"
+PY = sys.executable
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file of the scenario and what the API must return for it."""
+
+    name: str  # file name on the exports volume
+    series: str
+    count: int
+    total: float
+    start: str  # an RFC 3339 range that holds every point
+    end: str
+
+
+def swissgrid(path: Path, series: str, header_rows: int, sep: str) -> Source:
+    frame = pd.read_csv(path, sep=sep, skiprows=header_rows, header=None, names=["t", "v"])
+    return Source(
+        path.name, series, len(frame), float(frame["v"].sum()), "2018-12-31T00:00:00Z",
+        "2022-01-02T00:00:00Z",
+    )  # fmt: skip
+
+
+def generated(name: str, series: str, start: str, end: str, seed: int) -> tuple[Path, Source]:
+    """The operator's dialect from `ingest generate`; expected values read back from the file."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / name
+    if not path.exists():
+        sh([PY, "-m", "ingest", "generate", "--start", start, "--end", end, "--step", "1s",
+            "--seed", str(seed), "--series", series, "--quiet", "--out", str(path)])  # fmt: skip
+    frame = pd.read_csv(path, sep=";", decimal=",", skiprows=1, header=None, names=["t", "v"])
+    return path, Source(
+        name, series, len(frame), float(frame["v"].sum()), f"{start}T00:00:00+02:00",
+        f"{end}T00:00:00+02:00",
+    )  # fmt: skip
+
+
+@dataclass
+class State:
+    api: str = ""
+    files: dict[str, Source] | None = None
+
+
+state = State()
+
+
+def api_totals(source: Source, timeout: float = 30) -> tuple[int, float] | None:
+    """Count and sum of a series through the API, from daily windows added up; None while the
+    API does not know the series."""
+    totals = []
+    for agg in ("count", "sum"):
+        resp = httpx.get(
+            f"{state.api}/v1/series/{source.series}/data",
+            params={"start": source.start, "end": source.end, "resolution": "1d", "agg": agg},
+            timeout=timeout,
+        )
+        if resp.status_code == 404 and resp.json().get("error") == "unknown_series":
+            return None
+        assert resp.status_code == 200, resp.text
+        totals.append(sum(p["value"] for p in resp.json()["points"] if p["value"] is not None))
+    return int(totals[0]), float(totals[1])
+
+
+def assert_exact(source: Source) -> None:
+    # A series the API has not seen yet appears with its catalog's next refresh (30 s).
+    count, total = wait_until(f"{source.series} in the catalog", lambda: api_totals(source), 60)
+    assert count == source.count, f"{source.series}: {count} points, the file has {source.count}"
+    assert math.isclose(total, source.total, rel_tol=1e-12), (
+        f"{source.series}: sum {total!r}, the file's {source.total!r}"
+    )
+
+
+def helm(*args: str, binary: str = "helm", timeout: float = 900) -> str:
+    return sh([binary, *args], timeout=timeout).stdout
+
+
+def install(binary: str = "helm") -> None:
+    helm("install", RELEASE, "charts/gridts", "-n", NAMESPACE, "-f", str(VALUES),
+         "--wait", "--timeout", "10m", binary=binary)  # fmt: skip
+    wait_until("the setup Job", setup_job_done, 300, 2)
+    state.api = service_url(NAMESPACE, f"{RELEASE}-api")
+
+
+def setup_job_done() -> bool:
+    jobs = kjson("-n", NAMESPACE, "get", "jobs", "-l", "app.kubernetes.io/component=tokens")
+    names = sorted(
+        (j for j in jobs["items"]),
+        key=lambda j: j["metadata"]["creationTimestamp"],
+    )
+    if not names:
+        return False
+    latest = names[-1]["metadata"]["name"]
+    result = job_finished(NAMESPACE, latest)
+    assert result != "Failed", kubectl("-n", NAMESPACE, "logs", f"job/{latest}", check=False)
+    return result == "Complete"
+
+
+def pods_ready(selector: str = "") -> bool:
+    pods = kjson("-n", NAMESPACE, "get", "pods", *(["-l", selector] if selector else []))["items"]
+    running = [p for p in pods if p["status"].get("phase") not in ("Succeeded", "Failed")]
+    return bool(running) and all(
+        all(s.get("ready") for s in p["status"].get("containerStatuses", [])) for p in running
+    )
+
+
+def copy_to_exports(path: Path) -> None:
+    kubectl("-n", NAMESPACE, "cp", str(path), f"exports-loader:/data/{path.name}", timeout=600)
+
+
+def loader_manifest() -> str:
+    """A PVC of export files and a pod to copy files into it, as an operator would fill one."""
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "exports"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "exports-loader"},
+        "spec": {
+            "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+            "containers": [
+                {
+                    "name": "loader",
+                    "image": "gridts.local/gridts:e2e",
+                    "imagePullPolicy": "Never",
+                    "command": ["sleep", "infinity"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "exports"}}],
+        },
+    }
+    return json.dumps(pvc) + "\n---\n" + json.dumps(pod)
+
+
+def clean_slate() -> None:
+    for ns in (NAMESPACE, "gridts-dev"):
+        kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=300)
+    sh([PY, "scripts/cluster", "recycle-volumes"])
+
+
+# ---- the story ---------------------------------------------------------------------------------
+
+
+def test_images() -> None:
+    """images: Dockerfile (buildah) and influxd, imported into containerd"""
+    sh([PY, "scripts/cluster", "images", "e2e", "e2e-2"], timeout=1800)
+    listed = sh(["ctr", "--address", str(Path(_cluster_dir(), "containerd", "containerd.sock")),
+                 "-n", "k8s.io", "images", "ls", "-q"]).stdout  # fmt: skip
+    for image in (
+        "gridts.local/gridts:e2e",
+        "gridts.local/gridts:e2e-2",
+        "gridts.local/influxdb:2.9.1",
+    ):
+        assert image in listed
+
+
+def _cluster_dir() -> str:
+    import cluster_local
+
+    return str(cluster_local.STATE)
+
+
+def test_install() -> None:
+    """helm install --wait: setup Job complete, every pod Ready"""
+    clean_slate()
+    kubectl("create", "namespace", NAMESPACE)
+    kubectl("-n", NAMESPACE, "apply", "-f", "-", input=loader_manifest())
+    start = time.monotonic()
+    install()
+    print(f"helm install --wait took {time.monotonic() - start:.0f}s")
+    assert pods_ready(), kubectl("-n", NAMESPACE, "get", "pods")
+    deploy = kjson("-n", NAMESPACE, "get", "deployment", f"{RELEASE}-api")
+    assert deploy["status"].get("readyReplicas", 0) >= 2
+    resp = httpx.get(f"{state.api}/readyz", timeout=10)
+    assert resp.status_code == 200, resp.text
+
+
+def test_containers_as_claimed() -> None:
+    """every container runs as non-root on a read-only root filesystem"""
+    wait_until("the exports loader", lambda: pods_ready("!job-name"), 120)
+    pods = kjson("-n", NAMESPACE, "get", "pods", "--field-selector=status.phase=Running")["items"]
+    checked = 0
+    for pod in pods:
+        if pod["metadata"]["name"] == "exports-loader":
+            continue
+        for container in pod["spec"]["containers"]:
+            out = kubectl(
+                "-n", NAMESPACE, "exec", pod["metadata"]["name"], "-c", container["name"], "--",
+                "sh", "-c", "id -u; touch /probe 2>&1 || true",
+            )  # fmt: skip
+            uid, _, touch = out.partition("\n")
+            assert uid.strip() != "0", f"{pod['metadata']['name']}/{container['name']} runs as root"
+            assert "Read-only file system" in touch, (
+                f"{pod['metadata']['name']}/{container['name']} can write /: {touch!r}"
+            )
+            checked += 1
+    assert checked >= 3  # influxdb and two API replicas at least
+
+
+def test_ingest_job_from_cronjob() -> None:
+    """kubectl create job --from=cronjob: Swissgrid end-use file exact through the Service"""
+    enduse = swissgrid(SHARED / "swissgrid-enduse-2019-15min.tsv", "enduse", 1, "\t")
+    losses = swissgrid(
+        SHARED / "swissgrid-active-losses-2019-2021-15min.csv", "active_losses", 2, ","
+    )
+    state.files = {"enduse": enduse, "losses": losses}
+    for path in (SHARED / enduse.name, SHARED / losses.name):
+        copy_to_exports(path)
+    helm("upgrade", RELEASE, "charts/gridts", "-n", NAMESPACE, "--reuse-values",
+         "--set", f"ingest.sources={{{DATA_DIR}/{enduse.name}}}", "--set", "ingest.series=enduse",
+         "--set", "ingest.extraArgs={--label,end,--step,15m}", "--wait")  # fmt: skip
+    kubectl(
+        "-n", NAMESPACE, "create", "job", "--from", f"cronjob/{RELEASE}-ingest", "ingest-enduse"
+    )
+    wait_job(NAMESPACE, "ingest-enduse")
+    logs = kubectl("-n", NAMESPACE, "logs", "job/ingest-enduse")
+    assert f"{enduse.count:,}" in logs or str(enduse.count) in logs, logs
+    assert_exact(enduse)
+
+
+def test_ingest_submit() -> None:
+    """python -m ingest submit: Swissgrid losses file, logs followed, exact"""
+    assert state.files
+    losses = state.files["losses"]
+    out = sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE,
+              "--name", "ingest-losses", f"{DATA_DIR}/{losses.name}", "--series", losses.series,
+              "--", "--label", "end", "--step", "15m"], timeout=900).stdout  # fmt: skip
+    assert "ingest-losses" in out
+    assert re.search(r"\b(105,216|105216)\b", out), out[-3000:]
+    assert_exact(losses)
+
+
+def test_indexed_job() -> None:
+    """Indexed Job: 3 completions, parallelism 2, one generated 1 s day each"""
+    days = []
+    for i in range(3):
+        path, src = generated(
+            f"day-{i}.csv", "freq_days", f"2021-06-0{i + 1}", f"2021-06-0{i + 2}", i
+        )
+        copy_to_exports(path)
+        days.append(src)
+    sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE,
+        "--name", "ingest-days", f"{DATA_DIR}/day-$(JOB_INDEX).csv", "--series", "freq_days",
+        "--completions", "3", "--parallelism", "2", "--", "--label", "end"],
+       timeout=900)  # fmt: skip
+    job = kjson("-n", NAMESPACE, "get", "job", "ingest-days")
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["parallelism"] == 2
+    assert job["status"].get("succeeded") == 3
+    whole = Source("", "freq_days", sum(d.count for d in days), sum(d.total for d in days),
+                   days[0].start, days[-1].end)  # fmt: skip
+    assert whole.count == 3 * 86400
+    assert_exact(whole)
+
+
+def test_helm_test() -> None:
+    """helm test passes"""
+    out = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "5m")
+    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
+
+
+def test_influxdb_pod_deleted_mid_ingest() -> None:
+    """InfluxDB pod deleted mid-ingest: same PVC, Job completes, counts exact"""
+    assert state.files
+    path, big = generated("big.csv", "freq_big", "2021-07-01", "2021-08-30", 7)
+    copy_to_exports(path)
+    claim_before = kjson("-n", NAMESPACE, "get", "pvc", f"data-{RELEASE}-influxdb-0")["spec"][
+        "volumeName"
+    ]
+    sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE, "--no-wait",
+        "--name", "ingest-big", f"{DATA_DIR}/big.csv", "--series", big.series,
+        "--", "--label", "end"])  # fmt: skip
+
+    def ingest_running() -> bool:
+        pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "job-name=ingest-big")["items"]
+        return any(
+            "running" in c.get("state", {})
+            for p in pods
+            for c in p["status"].get("containerStatuses", [])
+        )
+
+    # 5 million rows take the ingest about 15 s here: 1 s into its run it is reading and writing.
+    wait_until("the ingest pod to run", ingest_running, 300, 0.2)
+    time.sleep(1)
+    kubectl("-n", NAMESPACE, "delete", "pod", f"{RELEASE}-influxdb-0", "--wait=false")
+    old_uid = kjson("-n", NAMESPACE, "get", "pod", f"{RELEASE}-influxdb-0")["metadata"]["uid"]
+    wait_until(
+        "a new InfluxDB pod, Ready",
+        lambda: (
+            kjson("-n", NAMESPACE, "get", "pod", f"{RELEASE}-influxdb-0")["metadata"]["uid"]
+            != old_uid
+            and pods_ready("app.kubernetes.io/component=influxdb")
+        ),
+        300,
+    )
+    wait_job(NAMESPACE, "ingest-big", timeout=900)
+    claim_after = kjson("-n", NAMESPACE, "get", "pvc", f"data-{RELEASE}-influxdb-0")["spec"][
+        "volumeName"
+    ]
+    assert claim_after == claim_before
+    logs = kubectl("-n", NAMESPACE, "logs", "job/ingest-big", check=False)
+    job = kjson("-n", NAMESPACE, "get", "job", "ingest-big")
+    hit = job["status"].get("failed", 0) > 0 or re.search(r"retr|unreachable|refused", logs, re.I)
+    assert hit, f"the ingest never saw InfluxDB go away; the fault did not happen:\n{logs[-2000:]}"
+    wait_until(
+        "the API to be Ready again", lambda: pods_ready("app.kubernetes.io/component=api"), 120
+    )
+    assert_exact(big)
+    assert_exact(state.files["enduse"])  # written before the pod was deleted: still there
+
+
+def steady_url() -> str:
+    return (
+        f"{state.api}/v1/series/enduse/data?start=2019-03-01T00:00:00Z"
+        "&end=2019-03-02T00:00:00Z&resolution=1h&agg=sum"
+    )
+
+
+def day_of_hours(resp: httpx.Response) -> bool:
+    return len(resp.json()["points"]) == 24
+
+
+def test_api_pod_deleted_under_steady_client() -> None:
+    """an API pod deleted under a steady client: zero failed requests"""
+    pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=api")["items"]
+    with SteadyClient(steady_url(), day_of_hours) as client:
+        time.sleep(3)
+        kubectl("-n", NAMESPACE, "delete", "pod", pods[0]["metadata"]["name"], "--wait=true")
+        wait_until(
+            "the API back at full strength",
+            lambda: pods_ready("app.kubernetes.io/component=api"),
+            180,
+        )
+        time.sleep(5)
+    print(f"{client.ok} requests succeeded, {len(client.failures)} failed")
+    assert client.ok > 50
+    assert client.failures == [], client.failures[:10]
+
+
+def token_of(secret: str) -> str:
+    data = kjson("-n", NAMESPACE, "get", "secret", secret)["data"]
+    return next(iter(data.values()))
+
+
+def test_upgrade_under_steady_client() -> None:
+    """helm upgrade to a new API image tag under a steady client: zero failed requests"""
+    tokens_before = {
+        s: token_of(s) for s in (f"{RELEASE}-api-influx-token", f"{RELEASE}-ingest-influx-token")
+    }
+    with SteadyClient(steady_url(), day_of_hours) as client:
+        time.sleep(3)
+        helm("upgrade", RELEASE, "charts/gridts", "-n", NAMESPACE, "--reuse-values",
+             "--set", "image.tag=e2e-2", "--wait", "--timeout", "10m")  # fmt: skip
+        wait_until("the new setup Job", setup_job_done, 300, 2)
+        time.sleep(3)
+    print(f"{client.ok} requests succeeded, {len(client.failures)} failed")
+    assert client.ok > 50
+    assert client.failures == [], client.failures[:10]
+    assert {s: token_of(s) for s in tokens_before} == tokens_before, "the upgrade replaced tokens"
+    images = {
+        c["image"]
+        for p in kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=api")[
+            "items"
+        ]
+        for c in p["spec"]["containers"]
+        if "deletionTimestamp" not in p["metadata"]  # old pods still in their preStop delay
+    }
+    assert images == {"gridts.local/gridts:e2e-2"}
+    assert state.files
+    assert_exact(state.files["enduse"])
+
+
+def test_uninstall_keeps_data_and_reinstall_serves_it() -> None:
+    """helm uninstall keeps PVC and Secrets; reinstalling serves the old data"""
+    assert state.files
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    pvc = kjson("-n", NAMESPACE, "get", "pvc", f"data-{RELEASE}-influxdb-0")
+    assert pvc["status"]["phase"] == "Bound"
+    for secret in (
+        f"{RELEASE}-influxdb-admin",
+        f"{RELEASE}-api-influx-token",
+        f"{RELEASE}-ingest-influx-token",
+    ):
+        kjson("-n", NAMESPACE, "get", "secret", secret)
+    gone = kubectl("-n", NAMESPACE, "get", "deploy,sts,cronjob,svc", "-o", "name")
+    assert gone.strip() == "", gone
+    install()
+    for source in state.files.values():
+        assert_exact(source)
+
+
+def test_helm4_install_and_test() -> None:
+    """Helm 4: upgrade and helm test of the same release"""
+    if "helm4" not in helm_binaries():
+        pytest.skip("helm4 is not built (make setup builds it)")
+    helm("upgrade", RELEASE, "charts/gridts", "-n", NAMESPACE, "--reuse-values", "--wait",
+         "--timeout", "10m", binary="helm4")  # fmt: skip
+    wait_until("the setup Job", setup_job_done, 300, 2)
+    out = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "5m", binary="helm4")
+    assert "Succeeded" in out, out
+
+
+def test_kustomize_dev_overlay_twice() -> None:
+    """kubectl apply -k of the dev overlay, then again with a new image tag"""
+    # Frees the node for the overlay's own InfluxDB and API (the release's PVC stays).
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m", "--ignore-not-found")
+    overlay = WORK / "overlay"
+    for tag in ("e2e", "e2e-2"):
+        overlay.mkdir(parents=True, exist_ok=True)
+        # The README's overlay as it is, with only the image names of this cluster.
+        (overlay / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources:\n  - {os.path.relpath(ROOT / 'k8s' / 'overlays' / 'dev', overlay)}\n"
+            "images:\n"
+            f"  - name: gridts\n    newName: gridts.local/gridts\n    newTag: {tag}\n"
+            "  - name: influxdb\n    newName: gridts.local/influxdb\n    newTag: '2.9.1'\n"
+        )
+        kubectl("apply", "-k", str(overlay), timeout=300)
+        wait_until(
+            f"the dev overlay ({tag}) rolled out",
+            lambda tag=tag: dev_rolled_out(tag),  # type: ignore[misc]
+            600,
+            3,
+        )
+
+
+def dev_rolled_out(tag: str) -> bool:
+    deploy = kjson("-n", "gridts-dev", "get", "deployment", "gridts-api")
+    image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+    status = deploy.get("status", {})
+    return (
+        image.endswith(f":{tag}")
+        and status.get("updatedReplicas") == status.get("replicas") == status.get("readyReplicas")
+        and status.get("observedGeneration") == deploy["metadata"]["generation"]
+        and httpx.get(f"{service_url('gridts-dev', 'gridts-api')}/readyz", timeout=5).status_code
+        == 200
+    )
+
+
+def test_cleanup() -> None:
+    """clean up: namespaces deleted, volumes recycled"""
+    clean_slate()
+    left = subprocess.run(
+        ["kubectl", "get", "pv", "-o", "jsonpath={.items[*].status.phase}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert left, "no PersistentVolumes"
+    assert set(left) == {"Available"}, left
