@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -495,3 +496,19 @@ def test_cleanup() -> None:
     ).stdout.split()  # fmt: skip
     assert left, "no PersistentVolumes"
     assert set(left) == {"Available"}, left
+
+
+def test_killed_cluster_comes_back_up() -> None:
+    """every cluster process SIGKILLed: scripts/cluster up cleans up and recovers"""
+    import cluster_local as cl
+
+    pids = [pid for name in cl.COMPONENTS if (pid := cl.pid_of(name)) is not None]
+    assert len(pids) == len(cl.COMPONENTS)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    # What a killed run leaves: containers, mounts, the bridge, iptables chains, PID files.
+    assert cl.leftovers(), "nothing left behind: the kill did not happen"
+    out = sh([PY, "scripts/cluster", "up"], timeout=900).stdout
+    assert "cleaning up what an earlier run left behind" in out, out
+    assert cl.healthy()
+    assert kubectl("get", "pods", "-A", "--no-headers").count("Running") >= 1
