@@ -169,34 +169,45 @@ def build_kubernetes() -> Path:
         return target
 
 
-def coredns_binary() -> Path:
-    return cache_dir() / f"coredns-{COREDNS_VERSION}" / "coredns"
+METRICS_SERVER_VERSION = os.environ.get("GRIDTS_METRICS_SERVER_VERSION", "v0.8.0")
+# name -> (module path of the command, version)
+GO_PROGRAMS = {
+    "coredns": ("github.com/coredns/coredns", COREDNS_VERSION),
+    "metrics-server": ("sigs.k8s.io/metrics-server/cmd/metrics-server", METRICS_SERVER_VERSION),
+}
 
 
-def build_coredns() -> Path:
-    target = coredns_binary()
+def program_binary(name: str) -> Path:
+    return cache_dir() / f"{name}-{GO_PROGRAMS[name][1]}" / name
+
+
+def build_program(name: str) -> Path:
+    """A cluster add-on's static binary, by `go install` of its module at the pinned version."""
+    package, version = GO_PROGRAMS[name]
+    target = program_binary(name)
     if target.exists():
         return target
-    with _lock(cache_dir() / f"coredns-{COREDNS_VERSION}.lock"):
+    with _lock(cache_dir() / f"{name}-{version}.lock"):
         if target.exists():
             return target
-        log(f"building CoreDNS {COREDNS_VERSION} from its Go module (one time, about 3 minutes)")
+        log(f"building {name} {version} from its Go module (one time, about 3 minutes)")
         target.parent.mkdir(parents=True, exist_ok=True)
         env = _go_env()
         with tempfile.TemporaryDirectory(prefix="gobin-", dir=target.parent) as gobin:
             env["GOBIN"] = gobin
             _run_logged(
-                [
-                    "go",
-                    "install",
-                    "-ldflags=-s -w",
-                    f"github.com/coredns/coredns@{COREDNS_VERSION}",
-                ],
+                ["go", "install", "-ldflags=-s -w", f"{package}@{version}"],
                 env,
                 target.parent,
                 target.parent / "build.log",
                 log,
             )
-            os.replace(Path(gobin) / "coredns", target)
-        log(f"CoreDNS {COREDNS_VERSION} built: {target}")
+            os.replace(Path(gobin) / name, target)
+        log(f"{name} {version} built: {target}")
         return target
+
+
+def build_all() -> None:
+    build_kubernetes()
+    for name in GO_PROGRAMS:
+        build_program(name)

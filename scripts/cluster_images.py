@@ -160,7 +160,9 @@ def build_influxdb() -> str:
     try:
         buildah("copy", "--chmod", "0755", ctr, str(binary), "/usr/local/bin/influxd")
         buildah(
-            "run", ctr, "--", "sh", "-c",
+            # Host network: buildah's default CNI network would add a bridge and iptables chains
+            # (cni-podman0, 10.88.0.0/16) to the machine.
+            "run", "--network=host", ctr, "--", "sh", "-c",
             "groupadd --system --gid 1000 influxdb && useradd --system --uid 1000 --gid 1000 "
             "--home-dir /var/lib/influxdb2 --no-create-home --shell /usr/sbin/nologin influxdb "
             "&& mkdir -p /var/lib/influxdb2 /etc/influxdb2 "

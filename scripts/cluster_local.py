@@ -7,7 +7,7 @@ and data under one state folder (default /var/lib/gridts-cluster):
   then in the cluster: CoreDNS (a pod, from an image made of its static binary), a local
   StorageClass with pre-created PersistentVolumes.
 
-The node's address is the bridge's own (10.88.0.1 on `gridts0`), so nothing depends on the host's
+The node's address is the bridge's own (10.244.0.1 on `gridts0`), so nothing depends on the host's
 network. `down` stops every process by PID (and what runs in the pods' cgroups), unmounts, deletes
 the bridge, the iptables chains and the state folder, and restores the sysctls it changed; `up`
 first does the same for whatever an earlier, killed run left behind.
@@ -40,8 +40,9 @@ from cluster_build import log
 STATE = Path(os.environ.get("GRIDTS_CLUSTER_DIR", "/var/lib/gridts-cluster"))
 NODE = "gridts-node"
 BRIDGE = "gridts0"
-NODE_IP = "10.88.0.1"
-POD_CIDR = "10.88.0.0/16"
+NODE_IP = "10.244.0.1"
+# Not 10.88.0.0/16: podman's and buildah's default CNI network takes that one.
+POD_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
 API_SERVICE_IP = "10.96.0.1"
 DNS_IP = "10.96.0.10"
@@ -52,6 +53,7 @@ API_PORT = 6443
 PORTS = (*ETCD_PORTS, API_PORT, 10248, 10250, 10257, 10259, 10249, 10256)
 PAUSE_IMAGE = "registry.k8s.io/pause:3.6"  # containerd 1.6's sandbox image
 COREDNS_IMAGE = f"gridts.local/coredns:{build.COREDNS_VERSION}"
+METRICS_SERVER_IMAGE = f"gridts.local/metrics-server:{build.METRICS_SERVER_VERSION}"
 PV_COUNT = 12
 PV_SIZE = "20Gi"
 DEBIAN_PACKAGES = {
@@ -241,6 +243,9 @@ def make_pki() -> None:
         "scheduler": ("/CN=system:kube-scheduler", None, "clientAuth"),
         "kubelet": (f"/O=system:nodes/CN=system:node:{NODE}", None, "clientAuth"),
         "kube-proxy": ("/CN=system:kube-proxy", None, "clientAuth"),
+        # The aggregation layer (metrics-server): the apiserver's client certificate towards
+        # extension apiservers, signed by the same CA for simplicity.
+        "front-proxy-client": ("/CN=front-proxy-client", None, "clientAuth"),
     }  # fmt: skip
     for name, (subject, alt, usage) in certs.items():
         ext = pki / f"{name}.ext"
@@ -449,6 +454,21 @@ def restore_sysctls() -> None:
                 Path("/proc/sys", key).write_text(value)
 
 
+def check_routes() -> None:
+    """Refuse to start when another interface already routes the pod range (the bridge would
+    get it too, and traffic would go to whichever route the kernel picks)."""
+    prefix = POD_CIDR.split("/")[0].rsplit(".", 2)[0] + "."
+    for line in run(["ip", "-4", "route", "show"]).stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith(prefix) and "dev" in parts:
+            dev = parts[parts.index("dev") + 1]
+            if dev != BRIDGE:
+                raise SystemExit(
+                    f"{dev} already routes {parts[0]}, which overlaps the cluster's pod range "
+                    f"{POD_CIDR}: remove it (ip link delete {dev}) or set another range"
+                )
+
+
 def make_bridge() -> None:
     run(["ip", "link", "add", BRIDGE, "type", "bridge"])
     run(["ip", "addr", "add", f"{NODE_IP}/16", "dev", BRIDGE])
@@ -477,6 +497,33 @@ def add_iptables() -> None:
     run(["iptables", "-w", "-I", "FORWARD", "3", "-d", POD_CIDR, "-j", "ACCEPT"])
 
 
+def _remove_chains(binary: str, prefixes: tuple[str, ...]) -> None:
+    """Delete every chain whose name starts with one of ``prefixes`` from each table, with the
+    rules elsewhere that jump to them. kube-proxy --cleanup removes its own chains, but not the
+    kubelet's (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT) nor those of a killed
+    kube-proxy of another mode."""
+    if not shutil.which(binary):
+        return
+    for table in ("filter", "nat", "mangle", "raw"):
+        listing = run([binary, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
+        chains = [line.split()[1] for line in listing if line.startswith("-N ")]
+        ours = [c for c in chains if c.startswith(prefixes)]
+        if not ours:
+            continue
+        for line in listing:
+            parts = line.split()
+            if (
+                parts[0] == "-A"
+                and not parts[1].startswith(prefixes)
+                and ("-j" in parts and parts[parts.index("-j") + 1].startswith(prefixes))
+            ):
+                run([binary, "-w", "-t", table, "-D", *parts[1:]], check=False)
+        for chain in ours:
+            run([binary, "-w", "-t", table, "-F", chain], check=False)
+        for chain in ours:
+            run([binary, "-w", "-t", table, "-X", chain], check=False)
+
+
 def remove_iptables() -> None:
     for hook, rule in (
         ("FORWARD", ["-j", CHAIN]),
@@ -492,6 +539,8 @@ def remove_iptables() -> None:
     if proxy.exists():
         # Removes every KUBE-* chain and rule kube-proxy made (iptables and nftables modes).
         run([str(proxy), "--cleanup"], check=False)
+    for binary in ("iptables", "ip6tables"):
+        _remove_chains(binary, ("KUBE-", CHAIN))
 
 
 # ---- processes --------------------------------------------------------------------------------
@@ -534,6 +583,14 @@ def start_control_plane() -> None:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=Node,RBAC",
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            "--enable-aggregator-routing=true",
             "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true",
             "--profiling=false",
@@ -652,15 +709,23 @@ def import_pause_image() -> None:
     import_image(archive)
 
 
-def import_coredns_image() -> None:
-    archive = STATE / "images" / "coredns.tar"
+def import_addon_images() -> None:
+    images = STATE / "images"
+    images.mkdir(parents=True, exist_ok=True)
     oci_image_from_binary(
-        build.coredns_binary(),
+        build.program_binary("coredns"),
         COREDNS_IMAGE,
         ["/coredns", "-conf", "/etc/coredns/Corefile"],
-        archive,
+        images / "coredns.tar",
     )
-    import_image(archive)
+    import_image(images / "coredns.tar")
+    oci_image_from_binary(
+        build.program_binary("metrics-server"),
+        METRICS_SERVER_IMAGE,
+        ["/metrics-server"],
+        images / "metrics-server.tar",
+    )
+    import_image(images / "metrics-server.tar")
 
 
 # ---- in-cluster add-ons -----------------------------------------------------------------------
@@ -781,6 +846,156 @@ def addons_manifest() -> str:
     return "\n---\n".join(json.dumps(d) for d in docs)
 
 
+def metrics_server_manifest() -> str:
+    """metrics-server: the resource metrics API the API's HorizontalPodAutoscaler reads."""
+    ns = "kube-system"
+    labels = {"k8s-app": "metrics-server"}
+    sa = {"kind": "ServiceAccount", "name": "metrics-server", "namespace": ns}
+    docs: list[dict[str, object]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "metrics-server", "namespace": ns},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {
+                "name": "system:aggregated-metrics-reader",
+                "labels": {
+                    "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+                    "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                    "rbac.authorization.k8s.io/aggregate-to-view": "true",
+                },
+            },
+            "rules": [
+                {
+                    "apiGroups": ["metrics.k8s.io"],
+                    "resources": ["pods", "nodes"],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:metrics-server"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "nodes"],
+                    "verbs": ["get", "list", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "system:metrics-server"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:metrics-server",
+            },
+            "subjects": [sa],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "metrics-server:system:auth-delegator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:auth-delegator",
+            },
+            "subjects": [sa],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "metrics-server-auth-reader", "namespace": ns},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "extension-apiserver-authentication-reader",
+            },
+            "subjects": [sa],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "metrics-server", "namespace": ns, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "metrics-server",
+                        "containers": [
+                            {
+                                "name": "metrics-server",
+                                "image": METRICS_SERVER_IMAGE,
+                                "imagePullPolicy": "Never",
+                                "args": [
+                                    "--cert-dir=/tmp",
+                                    "--secure-port=10250",
+                                    "--kubelet-preferred-address-types=InternalIP",
+                                    "--kubelet-use-node-status-port",
+                                    # The kubelet's serving certificate is self-signed here.
+                                    "--kubelet-insecure-tls",
+                                    "--metric-resolution=15s",
+                                ],
+                                "ports": [{"containerPort": 10250, "name": "https"}],
+                                "readinessProbe": {
+                                    "httpGet": {
+                                        "path": "/readyz",
+                                        "port": "https",
+                                        "scheme": "HTTPS",
+                                    },
+                                    "periodSeconds": 5,
+                                },
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "runAsNonRoot": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+                            }
+                        ],
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "metrics-server", "namespace": ns, "labels": labels},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "https", "port": 443, "targetPort": "https"}],
+            },
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": "v1beta1.metrics.k8s.io"},
+            "spec": {
+                "group": "metrics.k8s.io",
+                "version": "v1beta1",
+                "service": {"name": "metrics-server", "namespace": ns},
+                "insecureSkipTLSVerify": True,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        },
+    ]
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
 def pv_manifest(index: int) -> dict[str, object]:
     path = STATE / "volumes" / f"pv{index:02d}"
     return {
@@ -832,6 +1047,7 @@ def recycle_volumes() -> int:
 
 def install_addons() -> None:
     kubectl("apply", "-f", "-", stdin=addons_manifest())
+    kubectl("apply", "-f", "-", stdin=metrics_server_manifest())
     for i in range(PV_COUNT):
         (STATE / "volumes" / f"pv{i:02d}").mkdir(parents=True, exist_ok=True)
         kubectl("apply", "-f", "-", stdin=json.dumps(pv_manifest(i)))
@@ -965,14 +1181,17 @@ def leftovers() -> list[str]:
     found += [f"mount {m}" for m in our_mounts()]
     if link_exists(BRIDGE):
         found.append(f"bridge {BRIDGE}")
-    for table in ("filter", "nat", "mangle"):
-        rules = run(["iptables", "-w", "-t", table, "-S"], check=False).stdout
-        chains = {
-            line.split()[1]
-            for line in rules.splitlines()
-            if line.startswith("-N ") and (line.split()[1].startswith(("KUBE-", CHAIN)))
-        }
-        found += [f"iptables {table} chain {c}" for c in sorted(chains)]
+    for binary in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle", "raw"):
+            if not shutil.which(binary):
+                continue
+            rules = run([binary, "-w", "-t", table, "-S"], check=False).stdout
+            chains = {
+                line.split()[1]
+                for line in rules.splitlines()
+                if line.startswith("-N ") and (line.split()[1].startswith(("KUBE-", CHAIN)))
+            }
+            found += [f"{binary} {table} chain {c}" for c in sorted(chains)]
     found += [f"cgroup {d}" for d in _cgroup_dirs()]
     needle = str(containerd_socket()).encode()
     for proc in Path("/proc").iterdir():
@@ -1030,8 +1249,7 @@ def up() -> None:
         return
     start = time.monotonic()
     ensure_packages()
-    build.build_kubernetes()
-    build.build_coredns()
+    build.build_all()
     if STATE.exists() or leftovers():
         log("cleaning up what an earlier run left behind")
         down()
@@ -1043,6 +1261,7 @@ def up() -> None:
     log("certificates and configuration")
     make_pki()
     write_configs()
+    check_routes()
     set_sysctls()
     make_bridge()
     add_iptables()
@@ -1052,7 +1271,7 @@ def up() -> None:
     start_node()
     wait_for(f"node {NODE} Ready", node_ready, 120, "kubelet")
     log("add-ons: CoreDNS, local StorageClass and volumes")
-    import_coredns_image()
+    import_addon_images()
     install_addons()
     wait_for(
         "CoreDNS to answer kubernetes.default",
@@ -1104,8 +1323,7 @@ def main(argv: list[str]) -> int:
     elif cmd == "env":
         env()
     elif cmd == "build":
-        build.build_kubernetes()
-        build.build_coredns()
+        build.build_all()
     elif cmd == "images":
         import cluster_images
 
