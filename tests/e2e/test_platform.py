@@ -420,6 +420,52 @@ def test_upgrade_under_steady_client() -> None:
     assert_exact(state.files["enduse"])
 
 
+def test_hpa_scales_the_api_under_load() -> None:
+    """HPA with metrics-server: the API scales out under load"""
+    hpa_name = f"{RELEASE}-api"
+
+    def utilisation() -> int | None:
+        status = kjson("-n", NAMESPACE, "get", "hpa", hpa_name).get("status", {})
+        for metric in status.get("currentMetrics") or []:
+            value = metric.get("resource", {}).get("current", {}).get("averageUtilization")
+            if value is not None:
+                return int(value) + 1  # 0 % is a reading too
+        return None
+
+    wait_until("the HPA to read CPU from metrics-server", utilisation, 180, 3)
+    before = kjson("-n", NAMESPACE, "get", "hpa", hpa_name)["status"]["currentReplicas"]
+    # One day at 1 s, every point: JSON for 86,400 points costs the API real CPU per request.
+    heavy = (
+        f"{state.api}/v1/series/freq_big/data?start=2021-07-02T00:00:00Z"
+        "&end=2021-07-03T00:00:00Z&resolution=raw"
+    )
+    clients = [SteadyClient(heavy, lambda r: len(r.json()["points"]) == 86400, 0) for _ in range(4)]
+    for client in clients:
+        client.__enter__()
+    try:
+        wait_until(
+            "the HPA to add API replicas",
+            lambda: (
+                kjson("-n", NAMESPACE, "get", "hpa", hpa_name)["status"].get("desiredReplicas", 0)
+                > before
+            ),
+            300,
+            5,
+        )
+        wait_until(
+            "the new replicas Ready", lambda: pods_ready("app.kubernetes.io/component=api"), 180
+        )
+    finally:
+        for client in clients:
+            client.__exit__()
+    replicas = kjson("-n", NAMESPACE, "get", "deployment", f"{RELEASE}-api")["status"]
+    print(f"API replicas {before} -> {replicas.get('readyReplicas')} under load")
+    assert replicas.get("readyReplicas", 0) > before
+    failures = [f for c in clients for f in c.failures]
+    assert sum(c.ok for c in clients) > 0
+    assert [f for f in failures if not f.startswith("429")] == [], failures[:5]
+
+
 def test_uninstall_keeps_data_and_reinstall_serves_it() -> None:
     """helm uninstall keeps PVC and Secrets; reinstalling serves the old data"""
     assert state.files
