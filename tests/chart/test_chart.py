@@ -670,3 +670,12 @@ def test_readme_says_the_hpa_needs_metrics_server() -> None:
     section = section[: section.index("\n### ", 5)]
     assert "metrics-server" in section
     assert "<unknown>" in section, "what an operator sees without it"
+
+
+def test_default_influxdb_image_is_the_version_the_tests_run() -> None:
+    """The chart deploys the InfluxDB release that `make test` and `make e2e` run (ADR 0011)."""
+    import influxdb_local
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["influxdb"]["image"]["repository"] == "influxdb"
+    assert values["influxdb"]["image"]["tag"] == influxdb_local.INFLUXDB_VERSION.removeprefix("v")

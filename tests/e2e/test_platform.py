@@ -509,7 +509,7 @@ def test_kustomize_dev_overlay_twice() -> None:
             f"resources:\n  - {os.path.relpath(ROOT / 'k8s' / 'overlays' / 'dev', overlay)}\n"
             "images:\n"
             f"  - name: gridts\n    newName: gridts.local/gridts\n    newTag: {tag}\n"
-            "  - name: influxdb\n    newName: gridts.local/influxdb\n    newTag: '2.9.1'\n"
+            "  - name: influxdb\n    newName: gridts.local/influxdb\n"
         )
         kubectl("apply", "-k", str(overlay), timeout=300)
         wait_until(
