@@ -41,6 +41,8 @@ test: setup lint ## the whole test suite (README's test command; .ci/run runs it
 	PATH="$$HOME/.cache/gridts/bin:$$PATH" $(VENV)/bin/pytest
 
 e2e: setup ## the platform on a real one-node Kubernetes built here (scripts/cluster; see adr/0011)
+	@# Up first, outside pytest, so that a first run's build progress is visible.
+	$(PYTHON) scripts/cluster up
 	PATH="$$HOME/.cache/gridts/bin:$$PATH" GRIDTS_E2E=1 $(VENV)/bin/pytest tests/e2e \
 	  --maxfail=1 --timeout=3600 -p no:cacheprovider
 
