@@ -170,10 +170,17 @@ def build_kubernetes() -> Path:
 
 
 METRICS_SERVER_VERSION = os.environ.get("GRIDTS_METRICS_SERVER_VERSION", "v0.8.0")
+# The NetworkPolicy engine (its firewall only: pod networking stays the bridge CNI's, services
+# kube-proxy's). A test-cluster tool, never shipped: v2.1.0 is what the module proxy serves.
+KUBE_ROUTER_VERSION = os.environ.get("GRIDTS_KUBE_ROUTER_VERSION", "v2.1.0")
 # name -> (module path of the command, version)
 GO_PROGRAMS = {
     "coredns": ("github.com/coredns/coredns", COREDNS_VERSION),
     "metrics-server": ("sigs.k8s.io/metrics-server/cmd/metrics-server", METRICS_SERVER_VERSION),
+    "kube-router": (
+        "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
+        KUBE_ROUTER_VERSION,
+    ),
 }
 
 

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -50,7 +51,9 @@ CHAIN = "GRIDTS-CLUSTER"
 ETCD_PORTS = (12379, 12380)
 API_PORT = 6443
 # Ports the components listen on (apiserver, kubelet, controller-manager, scheduler, kube-proxy).
-PORTS = (*ETCD_PORTS, API_PORT, 10248, 10250, 10257, 10259, 10249, 10256)
+# Ports the components listen on (apiserver, kubelet, controller-manager, scheduler, kube-proxy,
+# kube-router's health port).
+PORTS = (*ETCD_PORTS, API_PORT, 10248, 10250, 10257, 10259, 10249, 10256, 20244)
 PAUSE_IMAGE = "registry.k8s.io/pause:3.6"  # containerd 1.6's sandbox image
 COREDNS_IMAGE = f"gridts.local/coredns:{build.COREDNS_VERSION}"
 METRICS_SERVER_IMAGE = f"gridts.local/metrics-server:{build.METRICS_SERVER_VERSION}"
@@ -71,6 +74,7 @@ DEBIAN_PACKAGES = {
     "skopeo": "skopeo",
     "buildah": "buildah",
     "busybox": "busybox-static",
+    "ipset": "ipset",
 }
 SYSCTLS = {
     "net/ipv4/ip_forward": "1",
@@ -85,6 +89,7 @@ COMPONENTS = (
     "containerd",
     "kubelet",
     "kube-proxy",
+    "kube-router",
 )
 
 
@@ -511,7 +516,7 @@ def _remove_chains(binary: str, prefixes: tuple[str, ...]) -> None:
         if not ours:
             continue
         for line in listing:
-            parts = line.split()
+            parts = shlex.split(line)  # comments are quoted and hold spaces
             if (
                 parts[0] == "-A"
                 and not parts[1].startswith(prefixes)
@@ -612,6 +617,9 @@ def start_control_plane() -> None:
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--leader-elect=false",
+            "--allocate-node-cidrs=true",
+            f"--cluster-cidr={POD_CIDR}",
+            "--node-cidr-mask-size=16",
             "--controllers=*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
         ],
     )
@@ -648,6 +656,19 @@ def start_node() -> None:
     spawn(
         "kube-proxy",
         [str(bin_dir() / "kube-proxy"), f"--config={STATE / 'kube-proxy.json'}"],
+    )
+    # NetworkPolicy enforcement (iptables and ipsets on the pods' traffic through the bridge).
+    spawn(
+        "kube-router",
+        [
+            str(build.program_binary("kube-router")),
+            f"--kubeconfig={STATE / 'admin.kubeconfig'}",
+            f"--hostname-override={NODE}",
+            "--run-firewall=true",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            "--run-loadbalancer=false",
+        ],
     )
 
 
@@ -1193,6 +1214,7 @@ def leftovers() -> list[str]:
             }
             found += [f"{binary} {table} chain {c}" for c in sorted(chains)]
     found += [f"cgroup {d}" for d in _cgroup_dirs()]
+    found += [f"ipset {n}" for n in our_ipsets()]
     needle = str(containerd_socket()).encode()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -1204,8 +1226,15 @@ def leftovers() -> list[str]:
     return found
 
 
+def our_ipsets() -> list[str]:
+    if not shutil.which("ipset"):
+        return []
+    names = run(["ipset", "list", "-n"], check=False).stdout.split()
+    return [n for n in names if n.startswith(("KUBE-", "kube-router"))]
+
+
 def down() -> None:
-    for name in ("kube-proxy", "kubelet"):
+    for name in ("kube-router", "kube-proxy", "kubelet"):
         stop_pid(name)
     kill_pods()
     kill_shims()
@@ -1219,6 +1248,8 @@ def down() -> None:
     if link_exists(BRIDGE):
         run(["ip", "link", "delete", BRIDGE])
     remove_iptables()
+    for name in our_ipsets():  # after the rules that used them
+        run(["ipset", "destroy", name], check=False)
     kill_pods()
     restore_sysctls()
     shutil.rmtree(STATE, ignore_errors=True)

@@ -80,3 +80,27 @@ def test_cluster_help_lists_every_command() -> None:
         check=False,
     )
     assert bad.returncode == 2
+
+
+def test_down_removes_chains_whose_jumps_carry_quoted_comments() -> None:
+    """kube-router's jumps carry comments with spaces (`--comment "kube-router netpol - X"`);
+    `down` once left its chains behind because it split those rules on whitespace."""
+    parent, chain = "gridts-test-parent", "GRIDTSTEST-NETPOL"
+    ipt = ["iptables", "-w"]
+    subprocess.run([*ipt, "-N", parent], check=True)
+    try:
+        subprocess.run([*ipt, "-N", chain], check=True)
+        subprocess.run([*ipt, "-A", chain, "-j", "RETURN"], check=True)
+        subprocess.run(
+            [*ipt, "-A", parent, "-m", "comment", "--comment", "kube-router netpol - ABC",
+             "-j", chain],
+            check=True,
+        )  # fmt: skip
+        cluster_local._remove_chains("iptables", ("GRIDTSTEST-",))
+        listing = subprocess.run([*ipt, "-S"], capture_output=True, text=True, check=True).stdout
+        assert chain not in listing
+    finally:
+        subprocess.run([*ipt, "-F", parent], check=False)
+        subprocess.run([*ipt, "-X", parent], check=False)
+        subprocess.run([*ipt, "-F", chain], check=False)
+        subprocess.run([*ipt, "-X", chain], check=False)

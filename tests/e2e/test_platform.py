@@ -309,6 +309,68 @@ def test_helm_test() -> None:
     assert "Phase:          Succeeded" in out or "Succeeded" in out, out
 
 
+def probe_pod(name: str, component: str | None) -> str:
+    """Run a pod that connects to InfluxDB's Service; its log says connected or blocked."""
+    labels = {"gridts.local/probe": "networkpolicy"}
+    if component:
+        labels |= {
+            "app.kubernetes.io/name": "gridts",
+            "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": component,
+        }
+    # A policy engine admits a new pod's address a moment after the pod starts (kube-router
+    # here, within seconds), so both probes try for 30 s: the allowed one gets through once
+    # admitted, the other never does.
+    code = (
+        "import socket, time\n"
+        "deadline, last = time.monotonic() + 30, None\n"
+        "while time.monotonic() < deadline:\n"
+        "    try:\n"
+        f"        socket.create_connection(('{RELEASE}-influxdb', 8086), timeout=3).close()\n"
+        "        print('connected'); break\n"
+        "    except OSError as exc:\n"
+        "        last = exc; time.sleep(1)\n"
+        "else:\n"
+        "    print('blocked:', last)\n"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": "gridts.local/gridts:e2e",
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", code],
+                }
+            ],
+        },
+    }
+    kubectl("-n", NAMESPACE, "delete", "pod", name, "--ignore-not-found", "--wait=true")
+    kubectl("-n", NAMESPACE, "apply", "-f", "-", input=json.dumps(pod))
+    wait_until(
+        f"pod {name} to finish",
+        lambda: kjson("-n", NAMESPACE, "get", "pod", name)["status"]["phase"] == "Succeeded",
+        180,
+    )
+    out = kubectl("-n", NAMESPACE, "logs", name).strip()
+    kubectl("-n", NAMESPACE, "delete", "pod", name, "--wait=false")
+    return out
+
+
+def test_networkpolicy_is_enforced() -> None:
+    """NetworkPolicy enforced: only the API, ingest and setup pods reach InfluxDB"""
+    # The same image and port, only the labels differ: what blocks is the chart's policy.
+    allowed = probe_pod("probe-ingest", "ingest")
+    assert allowed == "connected", allowed
+    denied = probe_pod("probe-stranger", None)
+    assert denied.startswith("blocked:"), denied
+
+
 def test_influxdb_pod_deleted_mid_ingest() -> None:
     """InfluxDB pod deleted mid-ingest: same PVC, Job completes, counts exact"""
     assert state.files
