@@ -451,3 +451,28 @@ async def test_hostile_series_names_are_a_clean_404(api: httpx.AsyncClient, name
     real = await api.get("/v1/series/f_soll_aktiv/data", params={**DAY, "resolution": "1h"})
     assert real.status_code == 200
     assert len(real.json()["points"]) > 0
+
+
+def _tz_database_folders() -> list[str]:
+    import zoneinfo
+
+    folders: set[str] = set()
+    for root in map(Path, zoneinfo.TZPATH):
+        if root.is_dir():
+            folders |= {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()}
+    return sorted(folders)
+
+
+NOT_ZONES = [
+    *_tz_database_folders(),  # Europe, America, Asia, Etc, ... (IsADirectoryError: a 500)
+    "localtime", "posixrules", "Factory",  # files of the database that are not zones
+    "A" * 256, "Europe/" + "Z" * 300,  # over the file-name limit (OSError: a 500)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("tz", NOT_ZONES, ids=lambda t: t[:40])
+async def test_every_tz_that_is_not_an_iana_zone_is_422(api: httpx.AsyncClient, tz: str) -> None:
+    """Issue 11: `tz=Europe` and a 256-character `tz` were 500s; every non-zone is a 422."""
+    r = await api.get(DATA, params={**DAY, "resolution": "1d", "tz": tz})
+    body = await error_of(r, 422, "invalid_parameter")
+    assert body["message"].startswith("tz: "), body

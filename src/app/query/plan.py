@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from enum import StrEnum
+from functools import cache
 from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from app.errors import InvalidParameter, NotAcceptable, ScanTooLarge, TooManyPoints, UnknownSeries
 
@@ -226,14 +227,25 @@ def parse_window(text: str) -> Window:
     return Window(seconds)
 
 
+@cache
+def iana_zones() -> frozenset[str]:
+    """The zone names a user may give: the tz database's zones, not its folders (`Europe`),
+    its helper files (`localtime`, `posixrules`) or the `Factory` placeholder. Checking against
+    this list means no user string is opened as a path (a folder gave IsADirectoryError, a name
+    over 255 characters OSError: both were 500s)."""
+    return frozenset(available_timezones() - {"Factory", "localtime", "posixrules"})
+
+
 def parse_tz(text: str | None) -> str | None:
     if text is None or text == "":
         return None
     if not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+){0,2}", text):
         raise InvalidParameter("tz", f"not an IANA time zone name: {_quote(text)}")
+    if text not in iana_zones():
+        raise InvalidParameter("tz", f"unknown IANA time zone: {_quote(text)}")
     try:
         ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise InvalidParameter("tz", f"unknown IANA time zone: {_quote(text)}") from exc
     return text
 
