@@ -657,7 +657,11 @@ def start_node() -> None:
         "kube-proxy",
         [str(bin_dir() / "kube-proxy"), f"--config={STATE / 'kube-proxy.json'}"],
     )
-    # NetworkPolicy enforcement (iptables and ipsets on the pods' traffic through the bridge).
+
+
+def start_policy_engine() -> None:
+    """NetworkPolicy enforcement (iptables and ipsets on the pods' traffic through the bridge).
+    Only once the node is registered: kube-router exits when it cannot find its Node."""
     spawn(
         "kube-router",
         [
@@ -1301,6 +1305,7 @@ def up() -> None:
     log("node: containerd, kubelet, kube-proxy")
     start_node()
     wait_for(f"node {NODE} Ready", node_ready, 120, "kubelet")
+    start_policy_engine()
     log("add-ons: CoreDNS, local StorageClass and volumes")
     import_addon_images()
     install_addons()
