@@ -73,7 +73,6 @@ DEBIAN_PACKAGES = {
     "umoci": "umoci",
     "skopeo": "skopeo",
     "buildah": "buildah",
-    "busybox": "busybox-static",
     "ipset": "ipset",
 }
 SYSCTLS = {
