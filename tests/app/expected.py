@@ -26,6 +26,12 @@ def rule(resolution: str) -> str:
     return resolution[:-1] + _RULES[resolution[-1]]
 
 
+def seconds(resolution: str) -> int:
+    """A response's `resolution` (`30s`, `15m`, `1h`, `1d`, `1w`) in seconds."""
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[resolution[-1]]
+    return int(resolution[:-1]) * unit
+
+
 def label(ts: pd.Timestamp) -> str:
     return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -297,3 +297,38 @@ async def test_zurich_days_composed_from_utc_hours_match_pandas(
         dataset["active_losses"].values, start, end, "1d", agg, fill, tz="Europe/Zurich"
     )
     expected.same(body["points"], want)
+
+
+@pytest.mark.parametrize(
+    ("series", "finest"), [("enduse", 900), ("active_losses", 900), ("f_soll_aktiv", 30)]
+)
+@pytest.mark.parametrize("days", [1, 2, 30])
+async def test_auto_is_never_finer_than_the_series_spacing(
+    api: httpx.AsyncClient, dataset: dict[str, Series], series: str, finest: int, days: int
+) -> None:
+    """A 15-minute series at `auto` over two days got 1 m windows: 14 of 15 empty, no line."""
+    start = "2021-05-01T00:00:00Z"
+    end = (datetime(2021, 5, 1, tzinfo=UTC) + timedelta(days=days)).isoformat()
+    body = await get_points(
+        api, series, start=start, end=end.replace("+00:00", "Z"), resolution="auto", fill="null"
+    )
+    assert expected.seconds(body["resolution"]) >= finest
+    want = expected.windows(dataset[series].values, start, end, body["resolution"], "mean", "null")
+    expected.same(body["points"], want)
+    # Windows of at least the spacing: within the data, only the series' own gaps are empty.
+    values = dataset[series].values
+    inside = [
+        p
+        for p in body["points"]
+        if expected.label(values.index[0]) <= p["time"] <= expected.label(values.index[-1])
+    ]
+    assert inside
+    assert sum(p["value"] is None for p in inside) <= len(inside) // 10 + 180
+    # Several series: windows no finer than the coarsest spacing among them.
+    other = "enduse" if series == "f_soll_aktiv" else "f_soll_aktiv"
+    multi = await api.get(
+        "/v1/data",
+        params={"series": [series, other], "start": start, "end": end, "resolution": "auto"},
+    )
+    assert multi.status_code == 200, multi.text
+    assert expected.seconds(multi.json()["resolution"]) >= 900

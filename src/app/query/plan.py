@@ -382,6 +382,19 @@ def suggest_window(
     return None
 
 
+def no_finer_than(plan: QueryPlan, step_seconds: float | None) -> QueryPlan:
+    """An ``auto`` plan whose window is at least the series' spacing: windows finer than the
+    points are mostly empty (a 15-minute series at 1 m is one value in 15 windows, which
+    draws no line). Explicit resolutions are the user's choice and stay."""
+    if not plan.auto or plan.window is None or not step_seconds:
+        return plan
+    if plan.window.seconds >= step_seconds:
+        return plan
+    coarser = [w for w in STANDARD_WINDOWS if w.seconds >= step_seconds]
+    window = coarser[0] if coarser else STANDARD_WINDOWS[-1]
+    return replace(plan, window=window)
+
+
 def build_plan(
     series: list[str], params: DataParams, *, bucket: str, max_points_cap: int
 ) -> QueryPlan:

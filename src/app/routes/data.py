@@ -22,6 +22,7 @@ from app.query.plan import (
     QueryPlan,
     build_plan,
     fit_scan,
+    no_finer_than,
     raw_overflow,
     scan_reason,
 )
@@ -215,6 +216,8 @@ async def series_data(
 ) -> Response:
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
     info = await store.series(name)
+    if plan.auto:
+        plan = no_finer_than(plan, await store.step_seconds(info))
     if scan_reason(plan):
         plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
     meta = formats.SeriesMeta(info.name, info.unit)
@@ -259,6 +262,9 @@ async def multi_data(
         list(series or []), params, bucket=store.bucket, max_points_cap=settings.api_max_points
     )
     infos = [await store.series(name) for name in plan.series]
+    if plan.auto:
+        steps = [await store.step_seconds(info) for info in infos]
+        plan = no_finer_than(plan, max((s for s in steps if s), default=None))
     if scan_reason(plan):
         for info in infos:
             plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
