@@ -35,60 +35,94 @@ def header(plan: QueryPlan) -> dict[str, Any]:
 
 
 def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:
-    """`{"series", "unit", ..., "points": [{"time", "value"}, ...]}`; NaN becomes null."""
+    """`{"series", "unit", ..., "points": [{"time", "value", "partial"}, ...]}`; NaN becomes
+    null; `partial` (windows only) marks a window the range cuts."""
     body = {"series": meta.name, "unit": meta.unit, **header(plan)}
-    body["points"] = [{"time": t, "value": v} for t, v in zip(points.times, points.values)]  # noqa: B905 - same length by construction
+    pairs = zip(points.times, points.values)  # noqa: B905 - same length by construction
+    if plan.window is None:
+        body["points"] = [{"time": t, "value": v} for t, v in pairs]
+    else:
+        clipped = plan.clipped()
+        body["points"] = [{"time": t, "value": v, "partial": t in clipped} for t, v in pairs]
     return orjson.dumps(body)
 
 
-def series_ndjson(points: Points) -> Iterator[bytes]:
+def series_ndjson(plan: QueryPlan, points: Points) -> Iterator[bytes]:
     dumps = orjson.dumps
     times, values = points.times, points.values
+    windowed, clipped = plan.window is not None, plan.clipped()
     for lo in range(0, len(times), CHUNK_ROWS):
-        yield b"".join(
-            dumps({"time": t, "value": v}) + b"\n"
-            for t, v in zip(times[lo : lo + CHUNK_ROWS], values[lo : lo + CHUNK_ROWS])  # noqa: B905
-        )
+        rows = zip(times[lo : lo + CHUNK_ROWS], values[lo : lo + CHUNK_ROWS])  # noqa: B905
+        if windowed:
+            yield b"".join(
+                dumps({"time": t, "value": v, "partial": t in clipped}) + b"\n" for t, v in rows
+            )
+        else:
+            yield b"".join(dumps({"time": t, "value": v}) + b"\n" for t, v in rows)
 
 
-def series_csv(points: Points) -> Iterator[bytes]:
-    yield b"time,value\n"
+def series_csv(plan: QueryPlan, points: Points) -> Iterator[bytes]:
+    windowed, clipped = plan.window is not None, plan.clipped()
+    yield b"time,value,partial\n" if windowed else b"time,value\n"
     times, values = points.times, points.values
     for lo in range(0, len(times), CHUNK_ROWS):
-        yield "".join(
-            f"{t},{_cell(v)}\n"
-            for t, v in zip(times[lo : lo + CHUNK_ROWS], values[lo : lo + CHUNK_ROWS])  # noqa: B905
-        ).encode()
+        rows = zip(times[lo : lo + CHUNK_ROWS], values[lo : lo + CHUNK_ROWS])  # noqa: B905
+        if windowed:
+            text = "".join(f"{t},{_cell(v)},{_flag(t in clipped)}\n" for t, v in rows)
+        else:
+            text = "".join(f"{t},{_cell(v)}\n" for t, v in rows)
+        yield text.encode()
 
 
 def table_json(
     plan: QueryPlan, metas: list[SeriesMeta], axis: list[str], rows: list[list[Value]]
 ) -> bytes:
-    """Several series on one axis: `"points": [{"time", "values": [a, b, ...]}]`."""
+    """Several series on one axis: `"points": [{"time", "values": [a, b, ...], "partial"}]`."""
     body: dict[str, Any] = {
         "series": [{"name": m.name, "unit": m.unit} for m in metas],
         **header(plan),
     }
-    body["points"] = [{"time": t, "values": r} for t, r in zip(axis, rows)]  # noqa: B905
+    pairs = zip(axis, rows)  # noqa: B905
+    if plan.window is None:
+        body["points"] = [{"time": t, "values": r} for t, r in pairs]
+    else:
+        clipped = plan.clipped()
+        body["points"] = [{"time": t, "values": r, "partial": t in clipped} for t, r in pairs]
     return orjson.dumps(body)
 
 
-def table_ndjson(axis: list[str], rows: list[list[Value]]) -> Iterator[bytes]:
+def table_ndjson(plan: QueryPlan, axis: list[str], rows: list[list[Value]]) -> Iterator[bytes]:
     dumps = orjson.dumps
+    windowed, clipped = plan.window is not None, plan.clipped()
     for lo in range(0, len(axis), CHUNK_ROWS):
-        yield b"".join(
-            dumps({"time": t, "values": r}) + b"\n"
-            for t, r in zip(axis[lo : lo + CHUNK_ROWS], rows[lo : lo + CHUNK_ROWS])  # noqa: B905
-        )
+        pairs = zip(axis[lo : lo + CHUNK_ROWS], rows[lo : lo + CHUNK_ROWS])  # noqa: B905
+        if windowed:
+            yield b"".join(
+                dumps({"time": t, "values": r, "partial": t in clipped}) + b"\n" for t, r in pairs
+            )
+        else:
+            yield b"".join(dumps({"time": t, "values": r}) + b"\n" for t, r in pairs)
 
 
-def table_csv(metas: list[SeriesMeta], axis: list[str], rows: list[list[Value]]) -> Iterator[bytes]:
-    yield ("time," + ",".join(m.name for m in metas) + "\n").encode()
+def table_csv(
+    plan: QueryPlan, metas: list[SeriesMeta], axis: list[str], rows: list[list[Value]]
+) -> Iterator[bytes]:
+    windowed, clipped = plan.window is not None, plan.clipped()
+    names = ",".join(m.name for m in metas)
+    yield (f"time,{names},partial\n" if windowed else f"time,{names}\n").encode()
     for lo in range(0, len(axis), CHUNK_ROWS):
-        yield "".join(
-            t + "," + ",".join(_cell(v) for v in r) + "\n"
-            for t, r in zip(axis[lo : lo + CHUNK_ROWS], rows[lo : lo + CHUNK_ROWS])  # noqa: B905
-        ).encode()
+        pairs = zip(axis[lo : lo + CHUNK_ROWS], rows[lo : lo + CHUNK_ROWS])  # noqa: B905
+        if windowed:
+            text = "".join(
+                f"{t},{','.join(_cell(v) for v in r)},{_flag(t in clipped)}\n" for t, r in pairs
+            )
+        else:
+            text = "".join(t + "," + ",".join(_cell(v) for v in r) + "\n" for t, r in pairs)
+        yield text.encode()
+
+
+def _flag(partial: bool) -> str:
+    return "true" if partial else "false"
 
 
 def _cell(v: Value) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.app import expected
-from tests.app.conftest import Series
+from tests.app.conftest import ROOT, Series
 
 # An unaligned start and an end on a data point: the first window is cut, the last point is out.
 START = "2021-05-01T05:07:00Z"
@@ -171,10 +172,12 @@ async def test_formats_carry_the_same_points(api: httpx.AsyncClient) -> None:
     csv = await api.get("/v1/series/f_soll_aktiv/data", params={**params, "format": "csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.splitlines()
-    assert lines[0] == "time,value"
-    assert [(t, float(v)) for t, v in (x.split(",") for x in lines[1:])] == [
-        (p["time"], p["value"]) for p in js
+    assert lines[0] == "time,value,partial"
+    assert [(t, float(v), f == "true") for t, v, f in (x.split(",") for x in lines[1:])] == [
+        (p["time"], p["value"], p["partial"]) for p in js
     ]
+    # START (05:07) and END (03:52:30) cut the first and the last hour; the others are whole.
+    assert [p["partial"] for p in js] == [True] + [False] * (len(js) - 2) + [True]
     nd = await api.get(
         "/v1/series/f_soll_aktiv/data", params=params, headers={"Accept": "application/x-ndjson"}
     )
@@ -187,7 +190,10 @@ async def test_formats_carry_the_same_points(api: httpx.AsyncClient) -> None:
     multi = await api.get(
         "/v1/data", params={**params, "series": ["f_soll_aktiv", "enduse"], "format": "csv"}
     )
-    assert multi.text.splitlines()[0] == "time,f_soll_aktiv,enduse"
+    assert multi.text.splitlines()[0] == "time,f_soll_aktiv,enduse,partial"
+    table = await api.get("/v1/data", params={**params, "series": ["f_soll_aktiv", "enduse"]})
+    marked = [p["time"] for p in table.json()["points"] if p["partial"]]
+    assert marked == ["2021-05-01T05:00:00Z", "2021-05-02T03:00:00Z"]
 
 
 async def test_catalog(api: httpx.AsyncClient, dataset: dict[str, Series]) -> None:
@@ -332,3 +338,42 @@ async def test_auto_is_never_finer_than_the_series_spacing(
     )
     assert multi.status_code == 200, multi.text
     assert expected.seconds(multi.json()["resolution"]) >= 900
+
+
+def documented_examples() -> list[str]:
+    """Every data URL the README and docs/api.md show to a user."""
+    found: list[str] = []
+    for doc in (ROOT / "README.md", ROOT / "docs" / "api.md"):
+        found += re.findall(
+            r"http://127\.0\.0\.1:8000(/v1/[^'\" ]*data\?[^'\" ]+)", doc.read_text()
+        )
+    return found
+
+
+@pytest.mark.parametrize("url", documented_examples())
+async def test_documented_examples_ask_for_whole_windows(api: httpx.AsyncClient, url: str) -> None:
+    """The README's daily sums started at 00:00Z: a first "day" of 88 quarter hours, unmarked."""
+    r = await api.get(url.replace("%2B", "+").replace("+", "%2B"))
+    assert r.status_code == 200, r.text
+    if r.headers["content-type"].startswith("text/csv"):
+        rows = r.text.splitlines()
+        assert rows[0].endswith(",partial")
+        assert len(rows) > 1
+        assert all(row.endswith(",false") for row in rows[1:]), rows
+    else:
+        points = r.json()["points"]
+        assert points
+        assert not any(p["partial"] for p in points)
+
+
+async def test_local_days_cut_by_the_range_are_partial(api: httpx.AsyncClient) -> None:
+    params = {"resolution": "1d", "agg": "count", "tz": "Europe/Zurich", "format": "csv"}
+    cut = await api.get(
+        "/v1/series/active_losses/data",
+        params={**params, "start": "2019-10-01T00:00:00Z", "end": "2019-11-01T00:00:00Z"},
+    )
+    rows = [row.split(",") for row in cut.text.splitlines()[1:]]
+    assert (rows[0][1], rows[0][2]) == ("88", "true")  # 22 of 24 hours (CEST)
+    assert (rows[-1][1], rows[-1][2]) == ("4", "true")  # 1 of 24 hours (CET)
+    assert {r[2] for r in rows[1:-1]} == {"false"}
+    assert [r[1] for r in rows if r[0] == "2019-10-26T22:00:00Z"] == ["100"]  # 25 hours, whole

@@ -167,6 +167,20 @@ class QueryPlan:
             return None
         return window_start(self.start, self.window, self.tz)
 
+    def clipped(self) -> frozenset[str]:
+        """Labels of the windows the range cuts (at most the first and the last): they hold
+        only part of their span, which a user summing or comparing windows must know."""
+        if self.window is None:
+            return frozenset()
+        labels = set()
+        first = window_start(self.start, self.window, self.tz)
+        if first != self.start:
+            labels.add(format_time(first))
+        if window_start(self.end, self.window, self.tz) != self.end:
+            last = window_start(self.end - timedelta(microseconds=1), self.window, self.tz)
+            labels.add(format_time(last))
+        return frozenset(labels)
+
     def window_starts(self) -> list[datetime]:
         """The start of every window of the range, in order (empty for raw)."""
         if self.window is None:

@@ -227,8 +227,8 @@ async def series_data(
     if plan.format is Format.JSON:
         return _bytes(formats.series_json(plan, meta, points), plan)
     if plan.format is Format.CSV:
-        return _stream(formats.series_csv(points), plan)
-    return _stream(formats.series_ndjson(points), plan)
+        return _stream(formats.series_csv(plan, points), plan)
+    return _stream(formats.series_ndjson(plan, points), plan)
 
 
 @router.get(
@@ -276,8 +276,8 @@ async def multi_data(
     if plan.format is Format.JSON:
         return _bytes(formats.table_json(plan, metas, axis, rows), plan)
     if plan.format is Format.CSV:
-        return _stream(formats.table_csv(metas, axis, rows), plan)
-    return _stream(formats.table_ndjson(axis, rows), plan)
+        return _stream(formats.table_csv(plan, metas, axis, rows), plan)
+    return _stream(formats.table_ndjson(plan, axis, rows), plan)
 
 
 async def _gather(calls: list[Any]) -> list[Points]:
