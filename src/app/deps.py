@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Union, get_args, get_origin
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import NotAuthenticated
 from app.metrics import Metrics
+from app.query.plan import check_query
 from app.settings import Settings
 from app.store import Store
 
@@ -57,3 +61,37 @@ async def require_token(
         raise NotAuthenticated("missing bearer token: send Authorization: Bearer <token>")
     if not token_matches(credentials.credentials, tokens):
         raise NotAuthenticated("invalid bearer token")
+
+
+def _is_list(annotation: object) -> bool:
+    if get_origin(annotation) is list:
+        return True
+    return get_origin(annotation) in (Union, UnionType) and any(
+        _is_list(a) for a in get_args(annotation)
+    )
+
+
+def _query_names(dependant: Dependant) -> tuple[set[str], set[str]]:
+    """The query parameters a route declares (its own and its dependencies'), and which of
+    them are lists (repeatable)."""
+    names: set[str] = set()
+    lists: set[str] = set()
+    for param in dependant.query_params:
+        names.add(param.alias)
+        if _is_list(param.field_info.annotation):
+            lists.add(param.alias)
+    for sub in dependant.dependencies:
+        more, more_lists = _query_names(sub)
+        names |= more
+        lists |= more_lists
+    return names, lists
+
+
+async def strict_query(request: Request) -> None:
+    """Refuse query parameters the route does not declare, empty ones and repeated ones
+    (422 naming the parameter), with the route's own declaration as the one list."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    names, lists = _query_names(route.dependant)
+    check_query(request.query_params.multi_items(), names, lists)

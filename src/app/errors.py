@@ -195,6 +195,11 @@ def internal_error_response() -> Response:
     )
 
 
+# Refusals that Starlette makes before a route runs (no route, wrong method); any other status
+# it raises is `http_error`.
+HTTP_KINDS = {404: "not_found", 405: "method_not_allowed"}
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that render every error as `{"error", "message", ...}`."""
 
@@ -223,7 +228,7 @@ def install(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        kind = "not_found" if exc.status_code == 404 else "http_error"
+        kind = HTTP_KINDS.get(exc.status_code, "http_error")
         request.state.error_kind = kind
         return Response(
             orjson.dumps({"error": kind, "message": str(exc.detail)}),

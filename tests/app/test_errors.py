@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.deps import get_store
+from app.query.plan import iana_zones
 from tests.app.conftest import AppClient, make_settings
 from tests.conftest import InfluxServer
 
@@ -98,6 +99,7 @@ async def test_raw_over_the_cap(api: httpx.AsyncClient) -> None:
 )
 async def test_unknown_series_is_404(api: httpx.AsyncClient, url: str) -> None:
     params = {**DAY, "series": ["f_soll_aktiv", "nope"]} if url == "/v1/data" else DAY
+    params = {} if url == "/v1/series/nope" else params
     body = await error_of(await api.get(url, params=params), 404, "unknown_series")
     assert body["message"].startswith("unknown series: '")
     assert "nope" in body["message"] or "bad name" in body["message"]
@@ -135,8 +137,7 @@ async def dead_api(influx: InfluxServer) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.mark.parametrize("url", ["/v1/series", "/v1/series/f_soll_aktiv", DATA, "/v1/data"])
 async def test_influx_unreachable_is_503(dead_api: httpx.AsyncClient, url: str) -> None:
-    params = {**DAY, "series": "f_soll_aktiv"} if url == "/v1/data" else DAY
-    r = await dead_api.get(url, params=params)
+    r = await dead_api.get(url, params=ROUTES[url])
     body = await error_of(r, 503, "influx_unavailable")
     assert r.headers["retry-after"] == "5"
     assert body["message"] == "InfluxDB is not reachable; retry later"
@@ -302,7 +303,12 @@ _value = {
     ),
     "agg": st.one_of(_junk, st.sampled_from(["mean", "median", "stddev", "count"])),
     "fill": st.one_of(_junk, st.sampled_from(["none", "null", "previous", "linear"])),
-    "tz": st.one_of(_junk, st.sampled_from(["Europe/Zurich", "UTC"])),
+    "tz": st.one_of(
+        _junk,
+        st.sampled_from(["Europe/Zurich", "UTC", "Asia/Kathmandu", "America/St_Johns"]),
+        st.sampled_from(sorted(iana_zones())),
+        st.sampled_from(["Europe", "Etc", "localtime", "posixrules", "Factory", "../etc/passwd"]),
+    ),
     "max_points": st.one_of(_junk, st.integers(-1, 200_000).map(str)),
     "format": st.one_of(_junk, st.sampled_from(["json", "csv", "ndjson"])),
 }
@@ -313,6 +319,7 @@ _value = {
 )
 @given(
     params=st.fixed_dictionaries({}, optional=_value),
+    unknown=st.dictionaries(st.sampled_from(["aggregate", "Agg", "foo", "tz ", ""]), _junk),
     series=st.one_of(st.sampled_from(["f_soll_aktiv", "enduse", "counter"]), st.text(max_size=12)),
     accept=st.one_of(st.none(), st.sampled_from(["text/csv", "*/*", "image/gif", "x;q=y"])),
     multi=st.booleans(),
@@ -320,11 +327,12 @@ _value = {
 async def test_random_parameters_never_500(
     api: httpx.AsyncClient,
     params: dict[str, str | None],
+    unknown: dict[str, str | None],
     series: str,
     accept: str | None,
     multi: bool,
 ) -> None:
-    query = {k: v for k, v in params.items() if v is not None}
+    query = {k: v for k, v in {**unknown, **params}.items() if v is not None}
     headers = {"Accept": accept} if accept else {}
     if multi:
         r = await api.get(
@@ -338,6 +346,8 @@ async def test_random_parameters_never_500(
         body = r.json()
         assert body["error"]
         assert body["message"]
+    if any(v is not None for v in unknown.values()) or "" in query.values():
+        assert r.status_code in {404, 422}, r.text  # never answered as if it were not there
 
 
 async def test_a_read_only_token_is_enough(influx: InfluxServer, api_bucket: str) -> None:
@@ -441,8 +451,8 @@ HOSTILE_NAMES = [
 async def test_hostile_series_names_are_a_clean_404(api: httpx.AsyncClient, name: str) -> None:
     """Long, unicode and injection-looking names match no series: 404 with a JSON reason, the
     same from every route, and the data of real series is untouched by them."""
-    for url in (f"/v1/series/{name}", f"/v1/series/{name}/data"):
-        r = await api.get(url, params=DAY)
+    for url, params in ((f"/v1/series/{name}", {}), (f"/v1/series/{name}/data", DAY)):
+        r = await api.get(url, params=params)
         assert r.status_code == 404, (url, r.text[:200])
         # a name with slashes matches no route at all: still a JSON 404
         assert r.json()["error"] == ("not_found" if "/" in name else "unknown_series")
@@ -476,3 +486,102 @@ async def test_every_tz_that_is_not_an_iana_zone_is_422(api: httpx.AsyncClient, 
     r = await api.get(DATA, params={**DAY, "resolution": "1d", "tz": tz})
     body = await error_of(r, 422, "invalid_parameter")
     assert body["message"].startswith("tz: "), body
+
+
+# Every query parameter each /v1 route takes (what its OpenAPI operation declares).
+ROUTES = {
+    DATA: {**DAY, "resolution": "1h"},
+    "/v1/data": {**DAY, "series": "f_soll_aktiv"},
+    "/v1/series": {},
+    "/v1/series/f_soll_aktiv": {},
+}
+
+
+@pytest.mark.parametrize("url", list(ROUTES))
+@pytest.mark.parametrize("unknown", ["aggregate", "agg ", "Resolution", "series", "x" * 300])
+async def test_unknown_parameters_are_422_naming_them(
+    api: httpx.AsyncClient, url: str, unknown: str
+) -> None:
+    """`aggregate=sum` answered the mean: a parameter ignored without a word."""
+    if unknown == "series" and url == "/v1/data":
+        return  # a real parameter there
+    r = await api.get(url, params={**ROUTES[url], unknown: "sum"})
+    body = await error_of(r, 422, "invalid_parameter")
+    assert body["param"] == unknown[:60]
+    assert "unknown parameter" in body["message"]
+
+
+def _declared(app_schema: dict, url: str) -> list[str]:  # type: ignore[type-arg]
+    template = "/v1/series/{name}/data" if url == DATA else url
+    template = "/v1/series/{name}" if url == "/v1/series/f_soll_aktiv" else template
+    operation = app_schema["paths"][template]["get"]
+    return [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+
+
+async def test_every_declared_parameter_empty_is_422(api: httpx.AsyncClient) -> None:
+    """`agg=` meant the default: every parameter, empty, is refused with its name."""
+    schema = (await api.get("/openapi.json")).json()
+    checked = 0
+    for url, base in ROUTES.items():
+        for name in _declared(schema, url):
+            r = await api.get(url, params={**base, name: ""})
+            body = await error_of(r, 422, "invalid_parameter")
+            assert body["param"] == name, (url, body)
+            assert "empty" in body["message"], body
+            checked += 1
+    assert checked >= 2 * 8 + 1
+
+
+async def test_a_parameter_given_twice_is_422_except_series(api: httpx.AsyncClient) -> None:
+    r = await api.get(DATA, params=[*DAY.items(), ("agg", "sum"), ("agg", "max")])
+    body = await error_of(r, 422, "invalid_parameter")
+    assert body["param"] == "agg"
+    assert "more than once" in body["message"]
+    ok = await api.get(
+        "/v1/data", params=[*DAY.items(), ("series", "f_soll_aktiv"), ("series", "enduse")]
+    )
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("url", [DATA, "/v1/series", "/healthz"])
+async def test_wrong_method_is_405_with_a_listed_kind(
+    api: httpx.AsyncClient, method: str, url: str
+) -> None:
+    r = await api.request(method, url, params=ROUTES.get(url, {}))
+    body = await error_of(r, 405, "method_not_allowed")
+    assert "GET" in r.headers["allow"]
+    assert body["message"] == "Method Not Allowed"
+
+
+def _error_table() -> dict[str, set[int]]:
+    """`error` kinds and their statuses in docs/api.md's error table."""
+    import re
+
+    table: dict[str, set[int]] = {}
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    for status, kinds in re.findall(r"^\| (\d{3}) \| ([^|]+) \|", section, flags=re.M):
+        for kind in re.findall(r"`([a-z_]+)`", kinds):
+            table.setdefault(kind, set()).add(int(status))
+    return table
+
+
+def test_every_error_the_api_can_emit_is_in_the_table() -> None:
+    """A 405 answered `http_error`, which the table did not list."""
+    from app import errors
+
+    def leaves(cls: type[errors.ApiError]) -> list[type[errors.ApiError]]:
+        subs = cls.__subclasses__()
+        return [cls] + [leaf for sub in subs for leaf in leaves(sub)]
+
+    emitted = {
+        (c.kind, c.status)
+        for c in leaves(errors.ApiError)
+        if c not in (errors.ApiError, errors.UpstreamError)  # bases, never raised themselves
+    }
+    emitted |= {(kind, status) for status, kind in errors.HTTP_KINDS.items()}
+    emitted |= {("internal", 500)}
+    table = _error_table()
+    missing = {(k, s) for k, s in emitted if s not in table.get(k, set())}
+    assert not missing, f"not in docs/api.md's error table: {sorted(missing)}"

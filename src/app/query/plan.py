@@ -10,6 +10,7 @@ clipped by `start` all agree with what Flux computes.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -201,6 +202,26 @@ class DataParams:
     max_points: str | None = None
     format: str | None = None
     accept: str | None = None
+
+
+def check_query(
+    items: list[tuple[str, str]], allowed: Collection[str], repeatable: Collection[str] = ()
+) -> None:
+    """Every query parameter is one the route takes, has a value, and (unless repeatable) is
+    given once: `aggregate=sum` returning the mean, or `agg=` meaning the default, would be a
+    parameter silently ignored."""
+    seen: set[str] = set()
+    for name, value in items:
+        if name not in allowed:
+            takes = ", ".join(sorted(allowed)) if allowed else "no parameters"
+            raise InvalidParameter(
+                name[:60], f"unknown parameter {_quote(name)}; this route takes {takes}"
+            )
+        if not value.strip():
+            raise InvalidParameter(name, "empty: give a value, or leave it out for the default")
+        if name in seen and name not in repeatable:
+            raise InvalidParameter(name, "given more than once")
+        seen.add(name)
 
 
 def parse_time(param: str, text: str | None) -> datetime:

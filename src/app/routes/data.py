@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from starlette.responses import Response, StreamingResponse
 
 from app import formats
-from app.deps import SettingsDep, StoreDep, require_token
+from app.deps import SettingsDep, StoreDep, require_token, strict_query
 from app.errors import ApiError
 from app.points import Points, align
 from app.query.plan import (
@@ -29,7 +29,9 @@ from app.query.plan import (
 from app.routes._json import example
 from app.routes.series import ERROR_401, ERROR_404, ERROR_503
 
-router = APIRouter(prefix="/v1", tags=["data"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/v1", tags=["data"], dependencies=[Depends(require_token), Depends(strict_query)]
+)
 
 
 async def data_params(
@@ -118,8 +120,8 @@ async def data_params(
 ParamsDep = Annotated[DataParams, Depends(data_params)]
 
 _POINTS = [
-    {"time": "2021-05-02T10:00:00Z", "value": 50.0},
-    {"time": "2021-05-02T10:15:00Z", "value": 49.99},
+    {"time": "2021-05-02T10:00:00Z", "value": 50.0, "partial": False},
+    {"time": "2021-05-02T10:15:00Z", "value": 49.99, "partial": False},
 ]
 _HEADER = {
     "resolution": "15m",
@@ -203,9 +205,9 @@ def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int 
     summary="One series at a resolution",
     responses=_responses(
         {"series": "f_soll_aktiv", "unit": "Hz", **_HEADER, "points": _POINTS},
-        "time,value\n2021-05-02T10:00:00Z,50.0\n2021-05-02T10:15:00Z,49.99\n",
-        '{"time":"2021-05-02T10:00:00Z","value":50.0}\n'
-        '{"time":"2021-05-02T10:15:00Z","value":49.99}\n',
+        "time,value,partial\n2021-05-02T10:00:00Z,50.0,false\n2021-05-02T10:15:00Z,49.99,false\n",
+        '{"time":"2021-05-02T10:00:00Z","value":50.0,"partial":false}\n'
+        '{"time":"2021-05-02T10:15:00Z","value":49.99,"partial":false}\n',
     ),
 )
 async def series_data(
@@ -240,10 +242,12 @@ async def series_data(
         {
             "series": [{"name": "enduse", "unit": "kWh"}, {"name": "active_losses", "unit": "kWh"}],
             **_HEADER,
-            "points": [{"time": "2021-05-02T10:00:00Z", "values": [1843210.5, 10210.0]}],
+            "points": [
+                {"time": "2021-05-02T10:00:00Z", "values": [1843210.5, 10210.0], "partial": False}
+            ],
         },
-        "time,enduse,active_losses\n2021-05-02T10:00:00Z,1843210.5,10210.0\n",
-        '{"time":"2021-05-02T10:00:00Z","values":[1843210.5,10210.0]}\n',
+        "time,enduse,active_losses,partial\n2021-05-02T10:00:00Z,1843210.5,10210.0,false\n",
+        '{"time":"2021-05-02T10:00:00Z","values":[1843210.5,10210.0],"partial":false}\n',
     ),
 )
 async def multi_data(

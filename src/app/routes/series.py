@@ -7,12 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path
 from starlette.responses import Response
 
-from app.deps import StoreDep, require_token
+from app.deps import StoreDep, require_token, strict_query
 from app.errors import UnknownSeries
 from app.query.plan import SERIES_NAME
 from app.routes._json import example, json_response
 
-router = APIRouter(prefix="/v1", tags=["series"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/v1", tags=["series"], dependencies=[Depends(require_token), Depends(strict_query)]
+)
 
 SERIES_EXAMPLE: dict[str, Any] = {
     "name": "f_soll_aktiv",
