@@ -377,3 +377,62 @@ async def test_local_days_cut_by_the_range_are_partial(api: httpx.AsyncClient) -
     assert (rows[-1][1], rows[-1][2]) == ("4", "true")  # 1 of 24 hours (CET)
     assert {r[2] for r in rows[1:-1]} == {"false"}
     assert [r[1] for r in rows if r[0] == "2019-10-26T22:00:00Z"] == ["100"]  # 25 hours, whole
+
+
+COUNT_CASES = [
+    # (series, start, end, resolution, tz): gaps inside, ranges past the data, no data at all
+    (["f_soll_aktiv", "enduse"], "2021-05-01T05:00:00Z", "2021-05-01T09:00:00Z", "15m", None),
+    (["enduse", "counter"], "2021-04-30T00:00:00Z", "2021-05-04T00:00:00Z", "1h", None),
+    (
+        ["enduse", "two_sites"],
+        "2021-04-29T22:00:00Z",
+        "2021-05-04T22:00:00Z",
+        "1d",
+        "Europe/Zurich",
+    ),
+    (["active_losses", "enduse"], "2019-03-30T00:00:00Z", "2019-04-01T00:00:00Z", "6h", None),
+    (["counter", "site.load-1"], "2030-01-01T00:00:00Z", "2030-01-02T00:00:00Z", "1h", None),
+    (["f_soll_aktiv", "site.load-1"], "2021-05-02T00:00:00Z", "2021-05-03T00:00:00Z", "1h", None),
+    (
+        ["f_soll_aktiv", "site.load-1"],
+        "2021-05-01T22:00:00Z",
+        "2021-05-03T22:00:00Z",
+        "1d",
+        "Europe/Zurich",
+    ),
+    (
+        ["f_soll_aktiv", "site.load-1"],
+        "2021-05-01T22:00:00Z",
+        "2021-05-03T22:00:00Z",
+        "1d",
+        "Asia/Kathmandu",
+    ),
+]
+
+
+@pytest.mark.parametrize(("names", "start", "end", "resolution", "tz"), COUNT_CASES)
+@pytest.mark.parametrize("fill", ["null", "previous", "linear"])
+async def test_count_of_an_empty_window_is_zero_on_every_endpoint(
+    api: httpx.AsyncClient,
+    names: list[str],
+    start: str,
+    end: str,
+    resolution: str,
+    tz: str | None,
+    fill: str,
+) -> None:
+    """One rule: a window without points has count 0 whatever `fill` says (fill is for
+    aggregates that have no value on an empty window); it was 0 on one endpoint, null on the
+    other."""
+    params = {"start": start, "end": end, "resolution": resolution, "agg": "count", "fill": fill}
+    if tz:
+        params["tz"] = tz
+    multi = await api.get("/v1/data", params={**params, "series": names})
+    assert multi.status_code == 200, multi.text
+    rows = multi.json()["points"]
+    assert rows
+    for j, name in enumerate(names):
+        one = await get_points(api, name, **params)
+        assert [p["time"] for p in one["points"]] == [r["time"] for r in rows]
+        assert [p["value"] for p in one["points"]] == [r["values"][j] for r in rows], name
+        assert all(isinstance(p["value"], int) for p in one["points"]), one["points"][:3]
