@@ -70,17 +70,20 @@ class ScanTooLarge(InvalidParameter):
 
     kind = "scan_too_large"
 
-    def __init__(self, reason: str, points: int, windows: int, limit: int, hint: str) -> None:
+    def __init__(
+        self, reason: str, points: int, windows: int, cost: int, limit: int, hint: str
+    ) -> None:
         InvalidParameter.__init__(
             self,
             "agg",
-            f"{reason}: about {points:,} points in {windows:,} windows here, more work than the "
-            f"limit allows ({limit:,} points, a window counting as {WINDOW_COST} points); "
-            f"{hint}, or use mean, min, max, sum, count, first or last without tz (computed "
-            "inside the storage engine)",
+            f"{reason}: about {points:,} stored points and {windows:,} windows cost {cost:,}, "
+            f"over the scan limit of {limit:,} (a window costs as much as reading "
+            f"{WINDOW_COST} points); {hint}; or use mean, min, max, sum, count, first or last "
+            "(computed inside the storage engine, no limit)",
         )
         self.points = points
         self.windows = windows
+        self.cost = cost
         self.limit = limit
 
     def body(self) -> dict[str, Any]:
@@ -88,6 +91,7 @@ class ScanTooLarge(InvalidParameter):
             **super().body(),
             "points": self.points,
             "windows": self.windows,
+            "cost": self.cost,
             "scan_limit": self.limit,
         }
 

@@ -391,7 +391,8 @@ async def test_a_read_only_token_is_enough(influx: InfluxServer, api_bucket: str
 async def test_median_over_too_many_stored_points_is_422_before_querying(
     influx: InfluxServer, api_bucket: str
 ) -> None:
-    """active_losses is 15-minute data: a limit of 1,000 points, less one window, is 10 days."""
+    """active_losses is 15-minute data: with a limit of 1,000, a range of days fits while its
+    points plus 40 per day stay under it: 7 days and 8 quarter hours (680 + 8 x 40 = 1,000)."""
     async with AppClient(make_settings(influx, api_bucket, api_max_scan_points=1000)) as client:
         url = "/v1/series/active_losses/data"
         month = {"start": "2019-05-01T00:00:00Z", "end": "2019-06-01T00:00:00Z", "resolution": "1d"}
@@ -401,8 +402,10 @@ async def test_median_over_too_many_stored_points_is_422_before_querying(
         assert body["error"] == "scan_too_large"
         assert body["points"] == 2976
         assert body["windows"] == 31
+        assert body["cost"] == 2976 + 40 * 31
         assert body["scan_limit"] == 1000
-        assert "at most 10.0 days" in body["message"]
+        assert "at resolution=1d the longest range that fits is 7.1 days" in body["message"]
+        assert "for this range use" not in body["message"]  # 1w windows do not fit either
         ok = await client.get(url, params={**month, "agg": "mean"})
         assert ok.status_code == 200
         assert len(ok.json()["points"]) == 31

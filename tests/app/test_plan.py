@@ -478,7 +478,10 @@ def test_scan_limit_refuses_only_unpushed_aggregates_over_long_ranges() -> None:
         with pytest.raises(ScanTooLarge) as caught:
             fit_scan(plan(agg=agg, **week), 1.0, 500_000)
         assert (caught.value.points, caught.value.windows) == (604_800, 168)
-        assert "shorten the range to at most 5.8 days" in caught.value.message
+        assert caught.value.cost == 604_800 + 40 * 168
+        # 1 + 40/3600 points a second: 494,505 s fit; no coarser window helps (points dominate)
+        assert "at resolution=1h the longest range that fits is 5.7 days" in caught.value.message
+        assert "for this range" not in caught.value.message
     fine = plan(agg="median", **week)
     assert fit_scan(fine, 30.0, 500_000) is fine  # 20,160 points at 30 s
     assert fit_scan(plan(agg="mean", **week), 1.0, 500_000).window == fine.window  # pushed down
@@ -496,7 +499,9 @@ def test_scan_limit_counts_windows_and_auto_coarsens_to_fit() -> None:
     with pytest.raises(ScanTooLarge) as caught:
         fit_scan(plan(agg="median", resolution="1s", **day), 1.0, 500_000)
     assert caught.value.windows == 86_400
-    assert "use resolution=10s or coarser" in caught.value.message
+    message = caught.value.message
+    assert "at resolution=1s the longest range that fits is 3.4 hours" in message  # 41 a second
+    assert "for this range use resolution=10s or coarser" in message
     auto = plan(agg="median", resolution="auto", **day)
     assert auto.window is not None
     assert auto.window.seconds == 1
@@ -504,6 +509,27 @@ def test_scan_limit_counts_windows_and_auto_coarsens_to_fit() -> None:
     assert fitted.window is not None
     assert fitted.window.seconds == 10
     assert 86_400 + WINDOW_COST * 8_640 <= 500_000
+
+
+def test_scan_cost_counts_only_windows_flux_builds() -> None:
+    """Issue 11: a median of a 15-minute series over 4 weeks at 1 m (2,688 stored points) was
+    refused as 40,320 windows; without fill Flux builds only the windows that hold points."""
+    from app.errors import ScanTooLarge
+    from app.query.plan import fit_scan, longest_fitting_span, scan_cost
+
+    weeks = {"start": "2021-05-03T00:00:00Z", "end": "2021-05-31T00:00:00Z", "resolution": "1m"}
+    sparse = plan(agg="median", **weeks)
+    assert scan_cost(sparse, Window(60), 900.0, sparse.end - sparse.start).windows == 2_688
+    assert fit_scan(sparse, 900.0, 500_000) is sparse
+    filled = plan(agg="median", fill="null", **weeks)
+    with pytest.raises(ScanTooLarge) as caught:
+        fit_scan(filled, 900.0, 500_000)
+    assert caught.value.windows == 40_320  # every window is made to be filled
+    longest = longest_fitting_span(filled, Window(60), 900.0, 500_000)
+    assert scan_cost(filled, Window(60), 900.0, longest).cost <= 500_000
+    assert scan_cost(filled, Window(60), 900.0, longest + timedelta(minutes=1)).cost > 500_000
+    assert "longest range that fits is 8.7 days" in caught.value.message
+    assert "for this range use resolution=5m or coarser" in caught.value.message
 
 
 def test_local_days_compose_from_utc_buckets_so_only_median_and_stddev_scan() -> None:

@@ -509,45 +509,81 @@ def scan_reason(plan: QueryPlan) -> str | None:
     return None
 
 
-# Without pushdown Flux also pays per window: about as long as reading this many points
+# Without pushdown Flux also pays per window it builds: about as long as reading this many points
 # (measured: 3,600 one-second windows of a median cost 0.5 s, 86,400 points in 1 h windows 0.35 s).
 WINDOW_COST = 40
 
 
-def _scan(plan: QueryPlan, window: Window, step_seconds: float) -> tuple[int, int]:
-    """Stored points read and windows made by ``plan`` with ``window``."""
-    points = int((plan.end - plan.start).total_seconds() / step_seconds)
-    zone = plan.tz if window.whole_days else None
-    return points, window_count(plan.start, plan.end, window, zone)
+@dataclass(frozen=True)
+class ScanCost:
+    """The work of a plan without storage pushdown, in points read: ``points`` stored points
+    (from the series' spacing) plus ``WINDOW_COST`` per window Flux builds. Without fill it
+    builds only windows that hold points (at most one per point); with a fill, every window."""
+
+    points: int
+    windows: int
+
+    @property
+    def cost(self) -> int:
+        return self.points + WINDOW_COST * self.windows
+
+
+def scan_cost(plan: QueryPlan, window: Window, step_seconds: float, span: timedelta) -> ScanCost:
+    points = int(span.total_seconds() / step_seconds)
+    end = plan.start + span
+    windows = window_count(plan.start, end, window, plan.tz if window.whole_days else None)
+    built = windows if plan.fill is not Fill.NONE else min(windows, points)
+    return ScanCost(points, built)
+
+
+def longest_fitting_span(
+    plan: QueryPlan, window: Window, step_seconds: float, limit: int
+) -> timedelta:
+    """The longest range from ``plan.start`` whose scan cost at ``window`` stays in ``limit``
+    (a bisection over whole seconds: the cost grows with the range)."""
+    lo, hi = 0, int((plan.end - plan.start).total_seconds())
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if scan_cost(plan, window, step_seconds, timedelta(seconds=mid)).cost <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return timedelta(seconds=lo)
 
 
 def fit_scan(plan: QueryPlan, step_seconds: float | None, limit: int) -> QueryPlan:
-    """The plan, if its work without storage pushdown (stored points read plus a cost per
-    window, ``WINDOW_COST``) stays within ``limit``; with ``auto`` the finest coarser standard
-    window that does. Otherwise ScanTooLarge says what would fit. ``step_seconds`` is the
-    series' spacing (None: unknown, not checked)."""
+    """The plan, if its work without storage pushdown (``scan_cost``) stays within ``limit``;
+    with ``auto`` the finest coarser standard window that does. Otherwise ScanTooLarge says
+    the longest range that fits at the requested resolution and the finest resolution that fits
+    the requested range. ``step_seconds`` is the series' spacing (None: unknown, not checked)."""
     reason = scan_reason(plan)
     if reason is None or not step_seconds or plan.window is None:
         return plan
-    points, windows = _scan(plan, plan.window, step_seconds)
-    if points + WINDOW_COST * windows <= limit:
+    span = plan.end - plan.start
+    asked = scan_cost(plan, plan.window, step_seconds, span)
+    if asked.cost <= limit:
         return plan
-    if points + WINDOW_COST > limit:
-        longest = timedelta(seconds=int((limit - WINDOW_COST) * step_seconds))
-        raise ScanTooLarge(
-            reason, points, windows, limit, f"shorten the range to at most {_human(longest)}"
+    coarser = next(
+        (
+            w
+            for w in STANDARD_WINDOWS
+            if w.seconds > plan.window.seconds
+            and scan_cost(plan, w, step_seconds, span).cost <= limit
+        ),
+        None,
+    )
+    if plan.auto and coarser is not None:
+        return replace(plan, window=coarser)
+    longest = longest_fitting_span(plan, plan.window, step_seconds, limit)
+    hints = []
+    if longest.total_seconds() >= plan.window.seconds:
+        hints.append(
+            f"at resolution={plan.window.text} the longest range that fits is {_human(longest)}"
         )
-    for window in STANDARD_WINDOWS:
-        if window.seconds <= plan.window.seconds:
-            continue
-        coarse_points, coarse_windows = _scan(plan, window, step_seconds)
-        if coarse_points + WINDOW_COST * coarse_windows <= limit:
-            if plan.auto:
-                return replace(plan, window=window, tz=plan.tz if window.whole_days else None)
-            raise ScanTooLarge(
-                reason, points, windows, limit, f"use resolution={window.text} or coarser"
-            )
-    raise ScanTooLarge(reason, points, windows, limit, "shorten the range")
+    if coarser is not None:
+        hints.append(f"for this range use resolution={coarser.text} or coarser")
+    hint = "; ".join(hints) or "shorten the range"
+    raise ScanTooLarge(reason, asked.points, asked.windows, asked.cost, limit, hint)
 
 
 def _human(span: timedelta) -> str:
