@@ -12,9 +12,11 @@ from tests.chart import k8scheck as k
 
 
 def broken_chart(tmp_path: Path, template: str, old: str, new: str) -> Path:
+    """A copy of the chart with the first `old` in `template` (a file under templates/, or
+    values.yaml) replaced by `new`."""
     chart = tmp_path / "gridts"
     shutil.copytree(k.CHART, chart)
-    path = chart / "templates" / template
+    path = chart / template if template == "values.yaml" else chart / "templates" / template
     text = path.read_text()
     assert old in text, f"mutation target {old!r} not in {template}: update this test"
     path.write_text(text.replace(old, new, 1))
@@ -39,7 +41,9 @@ def test_the_unbroken_copy_is_clean(tmp_path: Path) -> None:
 
 
 def test_template_syntax_error_fails_render_and_lint(tmp_path: Path) -> None:
-    chart = broken_chart(tmp_path, "api-deployment.yaml", "{{- if $v.auth.enabled }}", "{{- if }}")
+    chart = broken_chart(
+        tmp_path, "api-deployment.yaml", "{{- if $v.shutdownDelaySeconds }}", "{{- if }}"
+    )
     findings = all_findings(chart)
     assert findings
     assert findings[0].startswith("render failed")
@@ -93,7 +97,7 @@ def test_network_policy_selecting_nothing_is_reported(tmp_path: Path) -> None:
 def test_missing_secret_reference_is_reported(tmp_path: Path) -> None:
     chart = broken_chart(
         tmp_path,
-        "api-deployment.yaml",
+        "_helpers.tpl",
         'name: {{ include "gridts.apiTokenSecretName" . }}',
         "name: grid-gridts-api-token",
     )
@@ -135,7 +139,7 @@ def test_privileged_container_is_reported(tmp_path: Path) -> None:
     chart = broken_chart(
         tmp_path,
         "influxdb-statefulset.yaml",
-        '{{- include "gridts.containerSecurityContext" . | nindent 12 }}',
+        "{{- toYaml ($v.containerSecurityContext | default dict) | nindent 12 }}",
         "privileged: true",
     )
     findings = all_findings(chart)
@@ -144,13 +148,12 @@ def test_privileged_container_is_reported(tmp_path: Path) -> None:
 
 
 def test_root_user_and_writable_root_fs_are_reported(tmp_path: Path) -> None:
+    # The security contexts are values (defaults in values.yaml): a wrong default is caught.
     chart = broken_chart(
-        tmp_path, "_helpers.tpl", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"
+        tmp_path, "values.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"
     )
     assert any("readOnlyRootFilesystem is not true" in f for f in all_findings(chart))
-    chart = broken_chart(
-        tmp_path / "root", "influxdb-statefulset.yaml", "runAsUser: 1000", "runAsUser: 0"
-    )
+    chart = broken_chart(tmp_path / "root", "values.yaml", "runAsUser: 1000\n", "runAsUser: 0\n")
     assert any("no numeric non-root runAsUser" in f for f in all_findings(chart))
 
 

@@ -164,27 +164,76 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
-{{/* Hardened container security context, shared by every container of the release. */}}
+{{/* Container security context of every gridts-image container (containerSecurityContext:
+     hardened by default; keys set to null are gone from the values by now). */}}
 {{- define "gridts.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-privileged: false
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml (.Values.containerSecurityContext | default dict) -}}
 {{- end -}}
 
-{{/* Pod security context for gridts-image pods: the image's numeric non-root user. */}}
+{{/* Pod security context of gridts-image pods (podSecurityContext: the image's numeric
+     non-root user by default). */}}
 {{- define "gridts.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml (.Values.podSecurityContext | default dict) -}}
+{{- end -}}
+
+{{/* Pod labels: the component's labels, then the user's podLabels, which may not replace one
+     of the chart's (selectors, NetworkPolicies and `ingest submit` rely on them).
+     Call with (list $ "component" podLabels "where.podLabels"). */}}
+{{- define "gridts.podLabels" -}}
+{{- $root := index . 0 -}}
+{{- $extra := index . 2 | default dict -}}
+{{- $where := index . 3 -}}
+{{- $own := include "gridts.labels" (list $root (index . 1)) -}}
+{{- $ownKeys := fromYaml $own -}}
+{{- range $key, $_ := $extra -}}
+{{- if hasKey $ownKeys $key -}}
+{{- fail (printf "%s: %q is a label the chart sets itself (selectors and NetworkPolicies match on it); choose another key" $where $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $own -}}
+{{- with $extra }}
+{{ toYaml . }}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod annotations: the chart's (a dict) and the user's podAnnotations, which win.
+     Renders the whole `annotations:` key, or nothing. Call with (list chartDict podAnnotations). */}}
+{{- define "gridts.podAnnotations" -}}
+{{- with merge (dict) (index . 1 | default dict) (index . 0) -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/* A container's env: the chart's own variables (YAML list text), then the user's extraEnv.
+     A name the chart sets, a reserved one or one given twice fails the render: Kubernetes would
+     keep only the last, and server-side apply refuses duplicates.
+     Call with (dict "own" text "extra" list "where" "api.extraEnv" "reserved" list
+     "hints" dict-of-name-to-value-path). */}}
+{{- define "gridts.env" -}}
+{{- $where := .where -}}
+{{- $hints := .hints | default dict -}}
+{{- $seen := dict -}}
+{{- range (fromYamlArray .own) -}}
+{{- $_ := set $seen .name "the chart" -}}
+{{- end -}}
+{{- range (.reserved | default list) -}}
+{{- $_ := set $seen . "the chart" -}}
+{{- end -}}
+{{- range (.extra | default list) -}}
+{{- if hasKey $seen .name -}}
+{{- if eq (get $seen .name) "the chart" -}}
+{{- fail (printf "%s: %s is set by the chart itself%s" $where .name (ternary (printf " (from %s)" (get $hints .name)) "" (hasKey $hints .name))) -}}
+{{- else -}}
+{{- fail (printf "%s: %s is given twice" $where .name) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $seen .name "extraEnv" -}}
+{{- end -}}
+{{- .own -}}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end -}}
 {{- end -}}
 
 {{/* The environment every gridts container gets to find InfluxDB (token excluded). */}}
@@ -195,6 +244,81 @@ seccompProfile:
   value: {{ .Values.influx.org | quote }}
 - name: INFLUX_BUCKET
   value: {{ .Values.influx.bucket | quote }}
+{{- end -}}
+
+{{/* The API container's own env: where it listens, InfluxDB, its read-only token, bearer
+     tokens, and its limits (api.settings). Integers through int64: values files give float64,
+     which would print 1000000 as 1e+06. */}}
+{{- define "gridts.api.env" -}}
+{{- $v := .Values.api -}}
+{{- $s := $v.settings -}}
+- name: API_PORT
+  value: {{ $v.port | quote }}
+- name: LOG_LEVEL
+  value: {{ $v.logLevel | quote }}
+{{ include "gridts.influxEnv" . }}
+- name: INFLUX_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "gridts.apiTokenSecretName" . }}
+      key: {{ .Values.tokens.api.key }}
+{{- if $v.auth.enabled }}
+- name: API_TOKENS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "gridts.apiAuthSecretName" . }}
+      key: tokens
+{{- end }}
+- name: API_QUERY_TIMEOUT_SECONDS
+  value: {{ toString $s.queryTimeoutSeconds | quote }}
+- name: API_MAX_POINTS
+  value: {{ int64 $s.maxPoints | quote }}
+- name: API_MAX_SCAN_POINTS
+  value: {{ int64 $s.maxScanPoints | quote }}
+- name: API_HEAVY_QUERIES
+  value: {{ int64 $s.heavyQueries | quote }}
+- name: API_HEAVY_WAIT_SECONDS
+  value: {{ toString $s.heavyWaitSeconds | quote }}
+- name: API_CATALOG_TTL_SECONDS
+  value: {{ toString $s.catalogTtlSeconds | quote }}
+{{- end -}}
+
+{{/* Which value sets each variable the chart gives the API or the ingest (for the message when
+     extraEnv repeats one). Call with "api" or "ingest". */}}
+{{- define "gridts.envHints" -}}
+INFLUX_URL: influxdb.enabled or externalInfluxdb.url
+INFLUX_ORG: influx.org
+INFLUX_BUCKET: influx.bucket
+INFLUX_TOKEN: tokens.{{ . }}.existingSecret
+{{- if eq . "api" }}
+API_PORT: api.port
+LOG_LEVEL: api.logLevel
+API_TOKENS: api.auth.enabled and api.auth.existingSecret
+API_QUERY_TIMEOUT_SECONDS: api.settings.queryTimeoutSeconds
+API_MAX_POINTS: api.settings.maxPoints
+API_MAX_SCAN_POINTS: api.settings.maxScanPoints
+API_HEAVY_QUERIES: api.settings.heavyQueries
+API_HEAVY_WAIT_SECONDS: api.settings.heavyWaitSeconds
+API_CATALOG_TTL_SECONDS: api.settings.catalogTtlSeconds
+{{- else }}
+JOB_INDEX: ingest.indexed.enabled, which binds it to the completion index
+{{- end }}
+{{- end -}}
+
+{{/* The ingest container's own env: InfluxDB, its write-only token, the completion index. */}}
+{{- define "gridts.ingest.env" -}}
+{{ include "gridts.influxEnv" . }}
+- name: INFLUX_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "gridts.ingestTokenSecretName" . }}
+      key: {{ .Values.tokens.ingest.key }}
+{{- if .Values.ingest.indexed.enabled }}
+- name: JOB_INDEX
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
+{{- end }}
 {{- end -}}
 
 {{/* The ingest Job spec, shared by the CronJob's jobTemplate (and mirrored by ingest submit). */}}
@@ -224,7 +348,10 @@ podFailurePolicy:
 template:
   metadata:
     labels:
-      {{- include "gridts.labels" (list . "ingest") | nindent 6 }}
+      {{- include "gridts.podLabels" (list . "ingest" $v.podLabels "ingest.podLabels") | nindent 6 }}
+    {{- with include "gridts.podAnnotations" (list (dict) $v.podAnnotations) }}
+    {{- . | nindent 4 }}
+    {{- end }}
   spec:
     serviceAccountName: {{ include "gridts.componentName" (list . "ingest") }}
     automountServiceAccountToken: false
@@ -258,18 +385,7 @@ template:
           - {{ . | quote }}
           {{- end }}
         env:
-          {{- include "gridts.influxEnv" . | nindent 10 }}
-          - name: INFLUX_TOKEN
-            valueFrom:
-              secretKeyRef:
-                name: {{ include "gridts.ingestTokenSecretName" . }}
-                key: {{ .Values.tokens.ingest.key }}
-          {{- if $v.indexed.enabled }}
-          - name: JOB_INDEX
-            valueFrom:
-              fieldRef:
-                fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
-          {{- end }}
+          {{- include "gridts.env" (dict "own" (include "gridts.ingest.env" .) "extra" $v.extraEnv "where" "ingest.extraEnv" "reserved" (list "JOB_INDEX") "hints" (include "gridts.envHints" "ingest" | fromYaml)) | nindent 10 }}
         resources:
           {{- toYaml $v.resources | nindent 10 }}
         securityContext:
