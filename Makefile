@@ -49,6 +49,11 @@ e2e: setup ## the platform on a real one-node Kubernetes built here (scripts/clu
 cluster-down: ## stop the e2e cluster and remove everything it put on the machine
 	@$(PYTHON) scripts/cluster down
 
+chart-docs: ## regenerate charts/gridts/README.md from values.yaml and README.md.gotmpl (helm-docs)
+	@bash scripts/install-tools
+	@bash scripts/chart-docs
+.PHONY: chart-docs
+
 run: deps influxd ## run the platform locally: InfluxDB up, sample ingested, API on :8000
 	@bash scripts/run-local
 
