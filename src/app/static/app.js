@@ -160,7 +160,7 @@ function columns(points, lo, hi) {
       push(times[i], p.value, null);
     }
   });
-  if (times.length && hi > times[times.length - 1]) push(hi, null, null);
+  if (!times.length || hi > times[times.length - 1]) push(hi, null, null);
   for (const i of marks) {
     for (const j of [i - 1, i + 1]) if (whole[j] !== null && whole[j] !== undefined) part[j] = whole[j];
   }
