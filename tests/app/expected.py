@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 AGGS: dict[str, Callable[[Any], Any]] = {
@@ -49,6 +50,8 @@ def windows(
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     rows = values[(values.index >= t0) & (values.index < t1)]
     last = t1 - pd.Timedelta(1, "ns")
+    if tz is not None and seconds(resolution) < 86400:
+        return _local_clock_windows(rows, t0, t1, seconds(resolution), agg, fill, tz)
     if tz is not None and resolution == "1d":
         rows = rows.tz_convert(tz)
         grouped = rows.resample("1D")
@@ -82,10 +85,50 @@ def raw(values: pd.Series, start: str, end: str) -> list[tuple[str, float]]:
 
 def same(got: list[dict[str, Any]], want: list[tuple[str, float | None]]) -> None:
     """Equal labels, and values equal to float rounding (sums may add in another order)."""
-    assert [p["time"] for p in got] == [t for t, _ in want]
+    got_times, want_times = [p["time"] for p in got], [t for t, _ in want]
+    assert got_times == want_times, (
+        f"only got: {sorted(set(got_times) - set(want_times))[:5]}, "
+        f"only wanted: {sorted(set(want_times) - set(got_times))[:5]}"
+    )
     for point, (t, v) in zip(got, want, strict=True):
         if v is None:
             assert point["value"] is None, t
         else:
             assert point["value"] is not None, t
             assert math.isclose(point["value"], v, rel_tol=1e-9, abs_tol=1e-9), (t, point, v)
+
+
+def local_clock_starts(t0: pd.Timestamp, t1: pd.Timestamp, step: int, tz: str) -> pd.DatetimeIndex:
+    """Window starts by definition, on a minute grid: the instants whose local wall-clock time,
+    counted from the local 1970-01-01, is a multiple of the window, or where the clock jumps
+    forward over such a time; the first at or before t0."""
+    grid = pd.date_range(
+        t0.floor("min") - pd.Timedelta(hours=14), t1, freq="1min", inclusive="left"
+    )
+    wall = grid.tz_convert(tz).tz_localize(None)
+    since = ((wall - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)).to_numpy()
+    before = np.concatenate([[since[0] - 60], since[:-1]])
+    # a multiple of the step strictly between the previous minute's wall time and this one's
+    jumped = (since - before > 60) & ((since - 1) // step > before // step)
+    starts = grid[(since % step == 0) | jumped]
+    first = starts[starts <= t0][-1]
+    return starts[(starts > t0) | (starts == first)]
+
+
+def _local_clock_windows(
+    rows: pd.Series, t0: pd.Timestamp, t1: pd.Timestamp, step: int, agg: str, fill: str, tz: str
+) -> list[tuple[str, float | None]]:
+    starts = local_clock_starts(t0, t1, step, tz)
+    owner = starts[starts.searchsorted(rows.index, side="right") - 1]
+    grouped = rows.groupby(owner)
+    result = AGGS[agg](grouped).reindex(starts)
+    counts = grouped.count().reindex(starts, fill_value=0)
+    if agg == "count":
+        result = counts.astype(float)
+    if fill == "none":
+        result = result[counts > 0]
+    elif fill == "previous":
+        result = result.ffill()
+    elif fill == "linear":
+        result = result.interpolate(method="time", limit_area="inside")
+    return [(label(ts), None if math.isnan(v) else float(v)) for ts, v in result.items()]

@@ -436,3 +436,40 @@ async def test_count_of_an_empty_window_is_zero_on_every_endpoint(
         assert [p["time"] for p in one["points"]] == [r["time"] for r in rows]
         assert [p["value"] for p in one["points"]] == [r["values"][j] for r in rows], name
         assert all(isinstance(p["value"], int) for p in one["points"]), one["points"][:3]
+
+
+LOCAL_CASES = [
+    # (series, start, end, resolution, tz)
+    ("f_soll_aktiv", START, END, "1h", "Asia/Kathmandu"),  # UTC+05:45: hours start at :15 UTC
+    ("f_soll_aktiv", START, END, "10m", "Asia/Kathmandu"),  # 10 min windows at :05, :15, ...
+    ("f_soll_aktiv", START, END, "1h", "Europe/Zurich"),  # the same as UTC hours
+    ("f_soll_aktiv", START, END, "6h", "Europe/Zurich"),  # local 00, 06, 12, 18
+    ("active_losses", "2019-03-30T21:07:00Z", "2019-04-01T02:00:00Z", "2h", "Europe/Zurich"),
+    ("active_losses", "2019-10-26T20:00:00Z", "2019-10-28T01:30:00Z", "1h", "Europe/Zurich"),
+    ("active_losses", "2019-10-26T20:00:00Z", "2019-10-28T01:30:00Z", "3h", "Europe/Zurich"),
+    ("active_losses", "2019-04-06T00:00:00Z", "2019-04-08T00:00:00Z", "1h", "Australia/Lord_Howe"),
+    ("active_losses", "2019-10-05T00:00:00Z", "2019-10-07T00:00:00Z", "1h", "Australia/Lord_Howe"),
+]
+
+
+@pytest.mark.parametrize(("series", "start", "end", "resolution", "tz"), LOCAL_CASES)
+@pytest.mark.parametrize("agg", AGGS)
+async def test_windows_under_a_day_in_a_zone_follow_its_clock(
+    api: httpx.AsyncClient,
+    dataset: dict[str, Series],
+    series: str,
+    start: str,
+    end: str,
+    resolution: str,
+    tz: str,
+    agg: str,
+) -> None:
+    """Issue 11: `resolution=1h&tz=Asia/Kathmandu` answered UTC hours with "tz": null. Every
+    aggregate, through DST changes both ways, against windows found by brute force."""
+    body = await get_points(
+        api, series, start=start, end=end, resolution=resolution, agg=agg, tz=tz, fill="null"
+    )
+    assert body["tz"] == tz
+    want = expected.windows(dataset[series].values, start, end, resolution, agg, "null", tz)
+    assert len(want) >= 4
+    expected.same(body["points"], want)

@@ -184,22 +184,68 @@ def _brute_count(start: datetime, end: datetime, window: Window, tz: str | None)
     return len(labels)
 
 
-@pytest.mark.parametrize("tz", [None, "Europe/Zurich", "America/New_York", "Asia/Kolkata"])
-@pytest.mark.parametrize("seconds", [60, 420, 900, 3600, 86400, 2 * 86400, 7 * 86400])
+ZONES = [None, "Europe/Zurich", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu",
+         "Australia/Lord_Howe"]  # fmt: skip
+
+
+@pytest.mark.parametrize("tz", ZONES)
+@pytest.mark.parametrize("seconds", [60, 420, 900, 3600, 7200, 21600, 86400, 2 * 86400, 7 * 86400])
 def test_window_count_matches_enumeration(tz: str | None, seconds: int) -> None:
     start = utc(2021, 3, 20, 5, 3)
     end = utc(2021, 4, 4, 17, 11)
     window = Window(seconds)
-    zone = tz if window.whole_days else None
-    assert window_count(start, end, window, zone) == _brute_count(start, end, window, zone)
+    assert window_count(start, end, window, tz) == _brute_count(start, end, window, tz)
 
 
-@pytest.mark.parametrize("tz", [None, "Europe/Zurich"])
-@pytest.mark.parametrize("seconds", [900, 86400, 7 * 86400])
+def _local_clock_starts(start: datetime, end: datetime, seconds: int, tz: str) -> list[datetime]:
+    """Window starts by definition, minute by minute: the instants whose local wall-clock time,
+    counted from the local 1970-01-01 00:00, is a multiple of the window, and the instants where
+    the clock jumps over such a time."""
+    zone = ZoneInfo(tz)
+    out = []
+    t = start.replace(second=0, microsecond=0) - timedelta(hours=14)
+    before = None
+    while t < end:
+        wall = int((t.astimezone(zone).replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds())
+        jumped = before is not None and any(w % seconds == 0 for w in range(before + 60, wall, 60))
+        if wall % seconds == 0 or jumped:
+            out.append(t)
+        before = wall
+        t += timedelta(minutes=1)
+    first = max(s for s in out if s <= start)
+    return [first] + [s for s in out if start < s < end]
+
+
+@pytest.mark.parametrize(
+    ("tz", "start", "end"),
+    [
+        ("Europe/Zurich", utc(2021, 3, 27, 18, 7), utc(2021, 3, 28, 9)),  # 02:00 -> 03:00
+        ("Europe/Zurich", utc(2021, 10, 30, 18, 7), utc(2021, 10, 31, 9)),  # 03:00 -> 02:00
+        ("Asia/Kathmandu", utc(2021, 5, 1, 0, 7), utc(2021, 5, 1, 23)),  # UTC+05:45
+        ("Australia/Lord_Howe", utc(2021, 4, 3, 10), utc(2021, 4, 4, 6)),  # 30-minute change
+        ("Australia/Lord_Howe", utc(2021, 10, 2, 10), utc(2021, 10, 3, 6)),  # 02:00 -> 02:30
+        ("America/St_Johns", utc(2021, 11, 6, 20), utc(2021, 11, 7, 12)),  # UTC-03:30/-02:30
+    ],
+)
+@pytest.mark.parametrize("seconds", [300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200])
+def test_local_windows_under_a_day_follow_the_local_clock(
+    tz: str, start: datetime, end: datetime, seconds: int
+) -> None:
+    want = _local_clock_starts(start, end, seconds, tz)
+    window = Window(seconds)
+    assert window_starts(start, end, window, tz) == want
+    assert window_count(start, end, window, tz) == len(want)
+    assert window_start(start, window, tz) == want[0]
+    assert all(window_start(s, window, tz) == s for s in want)
+    assert all(window_start(s - timedelta(seconds=1), window, tz) < s for s in want)
+
+
+@pytest.mark.parametrize("tz", ZONES)
+@pytest.mark.parametrize("seconds", [900, 3600, 7200, 86400, 7 * 86400])
 def test_window_starts_enumerate_the_windows(tz: str | None, seconds: int) -> None:
     start, end = utc(2021, 3, 20, 5, 3), utc(2021, 4, 30, 17, 11)
     window = Window(seconds)
-    zone = tz if window.whole_days else None
+    zone = tz
     starts = window_starts(start, end, window, zone)
     assert len(starts) == window_count(start, end, window, zone)
     assert starts == sorted(set(starts))
@@ -349,11 +395,11 @@ def test_raw_plan() -> None:
     assert p.window_count() is None
 
 
-def test_tz_applies_to_whole_days_only() -> None:
-    assert plan(resolution="1d", tz="Europe/Zurich").tz == "Europe/Zurich"
-    assert plan(resolution="1w", tz="Europe/Zurich").tz == "Europe/Zurich"
-    assert plan(resolution="1h", tz="Europe/Zurich").tz is None
-    assert plan(resolution="raw", tz="Europe/Zurich").tz is None
+def test_tz_applies_to_every_window() -> None:
+    """Issue 11: `resolution=1h&tz=Asia/Kathmandu` answered UTC hours with "tz": null."""
+    for resolution in ("1d", "1w", "1h", "15m", "1s"):
+        assert plan(resolution=resolution, tz="Asia/Kathmandu").tz == "Asia/Kathmandu"
+    assert plan(resolution="raw", tz="Europe/Zurich").tz is None  # raw points have no windows
 
 
 @pytest.mark.parametrize(
@@ -538,7 +584,9 @@ def test_local_days_compose_from_utc_buckets_so_only_median_and_stddev_scan() ->
 
     month = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-31T00:00:00Z", "resolution": "1d"}
     zoned = plan(agg="max", tz="Europe/Zurich", **month)
-    assert bucket_seconds(zoned) == 3600  # Zurich midnights fall on whole UTC hours
+    assert bucket_seconds(zoned) == 7200  # May in Zurich: UTC+2 all month, midnights at 22:00Z
+    march = {**month, "start": "2021-03-01T00:00:00Z", "end": "2021-04-01T00:00:00Z"}
+    assert bucket_seconds(plan(agg="max", tz="Europe/Zurich", **march)) == 3600  # +1 and +2
     assert scan_reason(zoned) is None
     assert fit_scan(zoned, 1.0, 500_000) is zoned  # 30 days at 1 s: pushed down, no limit
     nepal = plan(agg="sum", tz="Asia/Kathmandu", **month)

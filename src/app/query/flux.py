@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from app.query.plan import Agg, Fill, QueryPlan
+from app.query.plan import Agg, Fill, QueryPlan, utc_aligned
 
 # The catalog looks at everything InfluxDB can hold that a grid series may plausibly have.
 CATALOG_START = datetime(1970, 1, 1, tzinfo=UTC)
@@ -75,7 +75,7 @@ def series_query(plan: QueryPlan, series: str, *, merge_keys: bool = False) -> F
     params["p_offset"] = plan.window.offset
     imports = ""
     location = ""
-    if plan.tz is not None:
+    if plan.tz is not None and not utc_aligned(plan):
         params["p_tz"] = plan.tz
         imports = 'import "timezone"\n\n'
         location = ", location: timezone.location(name: p_tz)"

@@ -9,6 +9,8 @@ clipped by `start` all agree with what Flux computes.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -353,7 +355,10 @@ def parse_max_points(text: str | None, cap: int) -> int:
 
 
 def window_start(instant: datetime, window: Window, tz: str | None) -> datetime:
-    """Start of the window containing `instant` (epoch-aligned in UTC, or in `tz` for days)."""
+    """Start of the window containing `instant`: epoch-aligned in UTC, or with `tz` on the
+    local clock (local midnights for days; `_local_starts` for windows under a day)."""
+    if tz is not None and not window.whole_days:
+        return _from_micros(_local_start(_micros(instant), window.seconds * MICRO, tz))
     if tz is not None and window.whole_days:
         zone = ZoneInfo(tz)
         days = window.seconds // DAY
@@ -368,6 +373,11 @@ def window_start(instant: datetime, window: Window, tz: str | None) -> datetime:
 
 def window_starts(start: datetime, end: datetime, window: Window, tz: str | None) -> list[datetime]:
     """Starts of the windows that intersect [start, end)."""
+    if tz is not None and not window.whole_days:
+        step_us = window.seconds * MICRO
+        first_us = _local_start(_micros(start), step_us, tz)
+        inner = _local_starts(_micros(start) + 1, _micros(end), step_us, tz)
+        return [_from_micros(us) for us in (first_us, *inner)]
     first = window_start(start, window, tz)
     if tz is not None and window.whole_days:
         zone = ZoneInfo(tz)
@@ -385,6 +395,9 @@ def window_count(start: datetime, end: datetime, window: Window, tz: str | None)
     if end <= start:
         return 0
     last = end - timedelta(microseconds=1)
+    if tz is not None and not window.whole_days:
+        step = window.seconds * MICRO
+        return 1 + _count_local_starts(_micros(start) + 1, _micros(end), step, tz)
     if tz is not None and window.whole_days:
         zone = ZoneInfo(tz)
         return _local_day_index(last, zone, window) - _local_day_index(start, zone, window) + 1
@@ -399,6 +412,103 @@ def _local_day_index(instant: datetime, zone: ZoneInfo, window: Window) -> int:
     return days // (window.seconds // DAY)
 
 
+# Windows under a day in a zone follow the local clock: a window starts at every instant whose
+# local time is a multiple of the window since the local epoch (`1h` in Asia/Kathmandu, UTC+05:45,
+# starts at :15 UTC; `6h` in Zurich at local 00, 06, 12, 18). A boundary the clock skips starts
+# its window at the jump (`2h` on Zurich's spring day: 00:00, then 03:00 CEST for the skipped
+# 02:00, then 04:00), as Flux's `location` and local midnights do; a boundary the clock repeats
+# starts two (`1h` on the autumn day: 02:00 CEST and 02:00 CET). Between offset changes the
+# starts are an arithmetic series, so they are computed per stretch of constant offset.
+MICRO = 1_000_000
+_PROBE = 7 * DAY * MICRO  # offset changes of real zones are weeks apart
+_MARGIN = 2 * DAY * MICRO  # a window under a day never reaches further back than this
+
+
+@cache
+def _stretches(tz: str, lo_week: int, hi_week: int) -> tuple[tuple[int, int], ...]:
+    """(from, offset) in microseconds: the zone's UTC offset from each instant on, covering the
+    weeks [lo_week, hi_week] since the epoch (probed weekly, changes found to the second)."""
+    zone = ZoneInfo(tz)
+
+    def offset(us: int) -> int:
+        delta = _from_micros(us).astimezone(zone).utcoffset()
+        return int(delta.total_seconds()) * MICRO if delta is not None else 0
+
+    lo, hi = lo_week * _PROBE, (hi_week + 1) * _PROBE
+    out = [(lo, offset(lo))]
+    for probe in range(lo + _PROBE, hi + 1, _PROBE):
+        now = offset(probe)
+        if now == out[-1][1]:
+            continue
+        a, b = (probe - _PROBE) // MICRO, probe // MICRO  # offset(a) is old, offset(b) new
+        while b - a > 1:
+            mid = (a + b) // 2
+            a, b = (mid, b) if offset(mid * MICRO) == out[-1][1] else (a, mid)
+        out.append((b * MICRO, now))
+    return tuple(out)
+
+
+def _stretches_over(lo: int, hi: int, tz: str) -> list[tuple[int, int, int]]:
+    """(start, end, offset) of the stretches of constant offset that cover [lo, hi)."""
+    found = _stretches(tz, (lo - _MARGIN) // _PROBE, (hi + _MARGIN) // _PROBE)
+    out = []
+    for i, (a, off) in enumerate(found):
+        b = found[i + 1][0] if i + 1 < len(found) else hi + _MARGIN + _PROBE
+        if b > lo - _MARGIN and a < hi + _MARGIN:
+            out.append((a, b, off))
+    return out
+
+
+def _jump_starts(lo: int, hi: int, step: int, tz: str) -> list[int]:
+    """Instants in [lo, hi) where the clock jumps forward over a window boundary without
+    landing on one: each starts the window of the skipped boundary."""
+    stretches = _stretches_over(lo, hi, tz)
+    out = []
+    for (_, _, before), (a, _, after) in itertools.pairwise(stretches):
+        skipped = after > before and (a + after - 1) // step >= -(-(a + before) // step)
+        if skipped and (a + after) % step and lo <= a < hi:
+            out.append(a)
+    return out
+
+
+def _count_local_starts(lo: int, hi: int, step: int, tz: str) -> int:
+    """How many local window starts lie in [lo, hi) (microseconds)."""
+    total = len(_jump_starts(lo, hi, step, tz))
+    for a, b, off in _stretches_over(lo, hi, tz):
+        a, b = max(a, lo), min(b, hi)
+        if a < b:  # instants s in [a, b) with s + off a multiple of step
+            total += (b - 1 + off) // step - (a - 1 + off) // step
+    return total
+
+
+def _local_starts(lo: int, hi: int, step: int, tz: str) -> list[int]:
+    """The local window starts in [lo, hi), in order."""
+    out: list[int] = _jump_starts(lo, hi, step, tz)
+    for a, b, off in _stretches_over(lo, hi, tz):
+        a, b = max(a, lo), min(b, hi)
+        if a < b:
+            first = a + (-(a + off)) % step
+            out.extend(range(first, b, step))
+    return sorted(out)
+
+
+def _local_start(instant: int, step: int, tz: str) -> int:
+    """The last local window start at or before ``instant``."""
+    jumps = _jump_starts(instant - _MARGIN, instant + 1, step, tz)
+    for a, b, off in reversed(_stretches_over(instant, instant + 1, tz)):
+        top = min(b - 1, instant)
+        if top < a:
+            continue
+        candidate = top - (top + off) % step
+        if candidate >= a:
+            return max([candidate, *jumps])
+    raise AssertionError("unreachable: every stretch of a day holds a start")
+
+
+def _from_micros(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
 def _micros(instant: datetime) -> int:
     delta = instant - EPOCH
     return (delta.days * DAY + delta.seconds) * 1_000_000 + delta.microseconds
@@ -411,8 +521,7 @@ def suggest_window(
     for window in STANDARD_WINDOWS:
         if window.seconds <= coarser_than:
             continue
-        zone = tz if window.whole_days else None
-        if window_count(start, end, window, zone) <= max_points:
+        if window_count(start, end, window, tz) <= max_points:
             return window
     return None
 
@@ -456,8 +565,7 @@ def build_plan(
             raise TooManyPoints(None, max_points, None)
     else:
         window = parse_window(resolution)
-        zone = tz if window.whole_days else None
-        count = window_count(start, end, window, zone)
+        count = window_count(start, end, window, tz)
         if count > max_points:
             better = suggest_window(start, end, tz, max_points, coarser_than=window.seconds)
             raise TooManyPoints(count, max_points, better.text if better else None)
@@ -468,7 +576,7 @@ def build_plan(
         window=window,
         agg=agg,
         fill=fill,
-        tz=tz if window is not None and window.whole_days else None,
+        tz=tz if window is not None else None,
         max_points=max_points,
         format=fmt,
         bucket=bucket,
@@ -485,16 +593,49 @@ SCAN_AGGS = frozenset({Agg.MEDIAN, Agg.STDDEV})
 COMPOSABLE_AGGS = frozenset({Agg.MEAN, Agg.MIN, Agg.MAX, Agg.SUM, Agg.COUNT, Agg.FIRST, Agg.LAST})
 
 
-def bucket_seconds(plan: QueryPlan) -> int | None:
-    """The UTC bucket (1 h, else 15 min) that tiles every local window of a plan with ``tz``,
-    when its aggregate composes; None when the windows must be made by Flux with a location."""
-    if plan.tz is None or plan.window is None or plan.agg not in COMPOSABLE_AGGS:
+def _zone_offsets(plan: QueryPlan) -> set[int]:
+    """The UTC offsets (seconds) the plan's zone takes around its range."""
+    if plan.tz is None:
+        return {0}
+    lo, hi = _micros(plan.start), _micros(plan.end)
+    return {off // MICRO for _, _, off in _stretches_over(lo, hi, plan.tz)}
+
+
+def local_grain(plan: QueryPlan) -> int | None:
+    """The longest UTC-aligned length that tiles every local window of the plan: the greatest
+    common divisor of the window and the zone's offsets (Zurich: 1 h; Kathmandu, UTC+05:45:
+    15 min for hours and days, 5 min for 10 min windows). None without windows."""
+    if plan.window is None:
         return None
-    starts = plan.window_starts()
-    for size in (3600, 900):
-        if all(int(s.timestamp()) % size == 0 for s in starts):
-            return size
-    return None
+    return math.gcd(plan.window.seconds, *_zone_offsets(plan))
+
+
+def utc_aligned(plan: QueryPlan) -> bool:
+    """Whether the plan's windows are the UTC windows: no zone, or every offset of the zone is
+    a multiple of the window (`15m` or `1h` in Zurich), so local and UTC windows coincide and
+    InfluxDB aligns them itself."""
+    if plan.tz is None or plan.window is None:
+        return True
+    return local_grain(plan) == plan.window.seconds
+
+
+# Local windows are composed from at most this many UTC buckets per window, and per request.
+MAX_BUCKETS_PER_WINDOW = 96
+MAX_BUCKETS = 1_000_000
+
+
+def bucket_seconds(plan: QueryPlan) -> int | None:
+    """The UTC bucket (``local_grain``) that tiles every local window of a plan with ``tz``,
+    when its aggregate composes and the buckets stay few; None when the windows are UTC
+    windows anyway, or must be made by Flux with a location."""
+    if plan.window is None or plan.agg not in COMPOSABLE_AGGS or utc_aligned(plan):
+        return None
+    grain = local_grain(plan)
+    if grain is None or plan.window.seconds // grain > MAX_BUCKETS_PER_WINDOW:
+        return None
+    if (plan.end - plan.start).total_seconds() / grain > MAX_BUCKETS:
+        return None
+    return grain
 
 
 def scan_reason(plan: QueryPlan) -> str | None:
@@ -504,7 +645,7 @@ def scan_reason(plan: QueryPlan) -> str | None:
         return None
     if plan.agg in SCAN_AGGS:
         return f"{plan.agg.value} reads every stored point"
-    if plan.tz is not None and bucket_seconds(plan) is None:
+    if not utc_aligned(plan) and bucket_seconds(plan) is None:
         return f"windows in tz={plan.tz} read every stored point (no storage pushdown)"
     return None
 
@@ -531,7 +672,7 @@ class ScanCost:
 def scan_cost(plan: QueryPlan, window: Window, step_seconds: float, span: timedelta) -> ScanCost:
     points = int(span.total_seconds() / step_seconds)
     end = plan.start + span
-    windows = window_count(plan.start, end, window, plan.tz if window.whole_days else None)
+    windows = window_count(plan.start, end, window, plan.tz)
     built = windows if plan.fill is not Fill.NONE else min(windows, points)
     return ScanCost(points, built)
 

@@ -80,8 +80,9 @@ async def data_params(
     tz: Annotated[
         str | None,
         Query(
-            description="IANA zone for windows of whole days (a Swiss day has 23 or 25 hours at "
-            "DST changes); windows under a day are aligned in UTC",
+            description="IANA zone whose clock the windows follow: local days (a Swiss day has "
+            "23 or 25 hours at DST changes) and local hours (in Asia/Kathmandu, UTC+05:45, an "
+            "hour starts at :15 UTC); default UTC",
             openapi_examples=example("Europe/Zurich"),
         ),
     ] = None,
