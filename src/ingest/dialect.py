@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gridts.names import MAX_LENGTH, RULE
+from gridts.names import SERIES_NAME as SERIES_NAME  # the CLI checks --series with it
 from ingest.timelayout import Layout, sniff_layout
 
 
@@ -38,7 +40,6 @@ class Dialect:
         return len(self.columns)
 
 
-SERIES_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 # "A:f_soll_aktiv [Hz]", "f_soll_aktiv [Hz]", "Power (MW)"
 _NAME_UNIT = re.compile(
     r"^(?:[A-Z]{1,3}:)?\s*(?P<name>[^\[\]()]*?)\s*[\[(](?P<unit>[^\])]+)[\])]\s*$"
@@ -51,7 +52,7 @@ KNOWN_UNITS = {
 
 def slug(text: str) -> str:
     """A measurement-safe name: lower case, runs of other characters as one underscore."""
-    return re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")[:128]
+    return re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")[:MAX_LENGTH]
 
 
 def _split(line: str, sep: str) -> list[str]:
@@ -151,7 +152,7 @@ def sniff(
         if n_values != 1:
             raise DialectError(f"--series names one series but the file has {n_values} columns")
         if not SERIES_NAME.match(series):
-            raise DialectError(f"invalid series name {series!r}: use letters, digits, _ . -")
+            raise DialectError(f"invalid series name {series!r}: {RULE}")
         columns = [Column(series=series, unit=columns[0].unit)]
     missing = [j for j, c in enumerate(columns, start=2) if not c.series]
     if missing:

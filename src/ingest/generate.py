@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from gridts.names import check_series_name
 from ingest.durations import parse_duration
 
 Kind = Literal["target", "measured"]
@@ -144,9 +145,8 @@ def series_names(
     if names:
         if count not in (1, len(names)):
             raise ValueError(f"{len(names)} series names given for --series-count {count}")
-        bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_.-]+", n)]
-        if bad:
-            raise ValueError(f"series names may use letters, digits, _ . - only: {bad}")
+        for name in names:
+            check_series_name(name)
         if len(set(names)) != len(names):
             raise ValueError("series names must be unique")
         return list(names)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ingest.dialect import SERIES_NAME, Dialect
+from gridts.names import MAX_LENGTH, RULE, SERIES_NAME
+from ingest.dialect import Dialect
 from ingest.timelayout import decode, decode_one
 
 MAX_VALUE_WIDTH = 24  # longer value texts take the one-by-one path
@@ -271,7 +272,7 @@ def split_long(chunk: bytes, sep: str, first_line: int) -> tuple[list[LongGroup]
     name_end = sp[np.minimum(fs, max(len(sp) - 1, 0))] if len(sp) else np.zeros_like(starts)
     has_sep = (fs < len(sp)) & (name_end < ends)
     name_len = name_end - starts
-    ok = has_sep & (name_len >= 1) & (name_len <= 128)
+    ok = has_sep & (name_len >= 1) & (name_len <= MAX_LENGTH)
     rejects: list[Reject] = []
     for i in np.flatnonzero(~ok):
         raw = bytes(a[starts[i] : ends[i]])
@@ -280,7 +281,7 @@ def split_long(chunk: bytes, sep: str, first_line: int) -> tuple[list[LongGroup]
         why = (
             "expected 3 columns (series, time, value)"
             if not has_sep[i]
-            else "series name empty or longer than 128 characters"
+            else f"series name empty or longer than {MAX_LENGTH} characters"
         )
         rejects.append(Reject(int(line_no[i]), why, _line_text(a, starts[i], ends[i])))
     rows = np.flatnonzero(ok)
@@ -300,7 +301,7 @@ def split_long(chunk: bytes, sep: str, first_line: int) -> tuple[list[LongGroup]
         if not SERIES_NAME.match(name):
             for i in members:
                 rejects.append(
-                    Reject(int(line_no[i]), f"invalid series name {name[:40]!r}",
+                    Reject(int(line_no[i]), f"invalid series name {name[:40]!r}: {RULE}",
                            _line_text(a, starts[i], ends[i]))
                 )  # fmt: skip
             continue

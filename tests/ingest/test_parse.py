@@ -217,6 +217,7 @@ def test_garbage_never_crashes_and_every_line_is_accounted_for(junk: bytes) -> N
 
 
 def test_split_long_groups_rows_by_series_keeping_line_numbers() -> None:
+    from gridts.names import RULE
     from ingest.parse import split_long
 
     chunk = (
@@ -235,6 +236,6 @@ def test_split_long_groups_rows_by_series_keeping_line_numbers() -> None:
     ]
     assert [(r.line, r.reason) for r in rejects] == [
         (6, "expected 3 columns (series, time, value)"),
-        (7, "invalid series name 'bad name!'"),
+        (7, f"invalid series name 'bad name!': {RULE}"),
         (8, "series name empty or longer than 128 characters"),
     ]

@@ -22,8 +22,8 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from app.errors import InvalidParameter, NotAcceptable, ScanTooLarge, TooManyPoints, UnknownSeries
+from gridts.names import is_series_name
 
-SERIES_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 MAX_SERIES_PER_REQUEST = 20
 
 _RFC3339 = re.compile(
@@ -296,7 +296,7 @@ def parse_series(names: list[str]) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise InvalidParameter("series", "a series is listed twice")
     for name in names:
-        if SERIES_NAME.fullmatch(name) is None:
+        if not is_series_name(name):
             raise UnknownSeries(name)
     return tuple(names)
 

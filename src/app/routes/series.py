@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from app.deps import StoreDep, require_token, strict_query
 from app.errors import UnknownSeries
-from app.query.plan import SERIES_NAME
 from app.routes._json import example, json_response
+from gridts.names import is_series_name
 
 router = APIRouter(
     prefix="/v1", tags=["series"], dependencies=[Depends(require_token), Depends(strict_query)]
@@ -82,7 +82,7 @@ async def get_series(
     store: StoreDep,
     name: str = Path(description="series name", openapi_examples=example("f_soll_aktiv")),
 ) -> Response:
-    if SERIES_NAME.fullmatch(name) is None:
+    if not is_series_name(name):
         raise UnknownSeries(name)
     info = await store.series(name)
     return json_response(info.as_json())
