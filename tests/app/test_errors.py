@@ -588,3 +588,19 @@ def test_every_error_the_api_can_emit_is_in_the_table() -> None:
     table = _error_table()
     missing = {(k, s) for k, s in emitted if s not in table.get(k, set())}
     assert not missing, f"not in docs/api.md's error table: {sorted(missing)}"
+
+
+HOSTILE_STATIC = [
+    "%00", "app.js%00.png", "a" * 300, "a/" * 3000, "..%2f..%2fetc%2fpasswd",
+    "%2e%2e/%2e%2e/settings.py", "vendor", "vendor/", "%C3%BC" * 200, "nonexistent",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", HOSTILE_STATIC, ids=lambda p: p[:30])
+async def test_static_files_never_open_a_user_path_outside_them(
+    api: httpx.AsyncClient, path: str
+) -> None:
+    """The other user string that reaches the file system: a path under /static. NUL bytes,
+    names over the file-name limit, folders and traversals are a JSON 404, never a 500."""
+    r = await api.get(f"/static/{path}")
+    await error_of(r, 404, "not_found")
