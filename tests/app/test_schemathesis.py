@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import positive_data_acceptance
 
+from app.query.plan import iana_zones
 from tests.app.conftest import LiveApi, start_live_api, stop_live_api
 from tests.conftest import InfluxServer
 
@@ -60,16 +61,34 @@ def test_every_operation_answers_within_its_schema(auth_live_api: LiveApi) -> No
         ).map(lambda sd: (f"{sd[0]:%Y-%m-%dT%H:%M:%S}Z", f"{sd[0] + sd[1]:%Y-%m-%dT%H:%M:%S}Z")),
         st.none(),
     )
+    # Real zones, folders and files of the zone database that are not zones, and no zone.
+    zones = st.one_of(
+        st.none(),
+        st.sampled_from(sorted(iana_zones())),
+        st.sampled_from(["Europe", "Etc", "localtime", "posixrules", "Factory", "A" * 300]),
+    )
+    # Parameters no route takes, empty values of real ones.
+    extras = st.one_of(
+        st.none(),
+        st.sampled_from([("aggregate", "sum"), ("limit", "10"), ("agg", ""), ("tz", "")]),
+    )
     for op in operations:
 
-        @given(op.as_strategy(), known, st.lists(known, min_size=1, max_size=3), ranges)
+        @given(
+            op.as_strategy(), known, st.lists(known, min_size=1, max_size=3), ranges, zones, extras
+        )
         @settings(
             max_examples=EXAMPLES,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         )
         def check(
-            case: schemathesis.Case, name: str, several: list[str], span: tuple[str, str] | None
+            case: schemathesis.Case,
+            name: str,
+            several: list[str],
+            span: tuple[str, str] | None,
+            zone: str | None,
+            extra: tuple[str, str] | None,
         ) -> None:
             if case.path_parameters and "name" in case.path_parameters:
                 case.path_parameters["name"] = name
@@ -77,6 +96,10 @@ def test_every_operation_answers_within_its_schema(auth_live_api: LiveApi) -> No
                 case.query["series"] = several
             if span is not None and case.query is not None and "start" in case.query:
                 case.query["start"], case.query["end"] = span
+            if zone is not None and case.query is not None and "start" in case.query:
+                case.query["tz"] = zone
+            if extra is not None and case.path.startswith("/v1"):
+                case.query = {**(case.query or {}), extra[0]: extra[1]}
             case.call_and_validate(
                 headers=AUTH,
                 timeout=60,

@@ -39,6 +39,18 @@ ERROR_401 = {
         }
     },
 }
+ERROR_422_QUERY = {
+    "description": "a query parameter the route does not take (these routes take none)",
+    "content": {
+        "application/json": {
+            "example": {
+                "error": "invalid_parameter",
+                "param": "limit",
+                "message": "limit: unknown parameter 'limit'; this route takes no parameters",
+            }
+        }
+    },
+}
 ERROR_503 = {
     "description": "InfluxDB is unreachable; retry after `Retry-After` seconds",
     "content": {
@@ -60,6 +72,7 @@ ERROR_503 = {
     responses={
         200: {"content": {"application/json": {"example": {"series": [SERIES_EXAMPLE]}}}},
         401: ERROR_401,
+        422: ERROR_422_QUERY,
         503: ERROR_503,
     },
 )
@@ -75,6 +88,7 @@ async def list_series(store: StoreDep) -> Response:
         200: {"content": {"application/json": {"example": SERIES_EXAMPLE}}},
         401: ERROR_401,
         404: ERROR_404,
+        422: ERROR_422_QUERY,
         503: ERROR_503,
     },
 )
