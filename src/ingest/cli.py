@@ -1,7 +1,8 @@
 """``python -m ingest``: load CSV exports into InfluxDB 2.x, generate test files, submit Jobs.
 
-Exit status: 0 done; 1 InfluxDB unreachable or refusing writes; 2 bad input (more rejected rows
-than ``--max-errors``, an empty, missing or unreadable file, an unknown dialect) or bad usage.
+Exit status: 0 done; 1 InfluxDB unreachable or refusing writes (or, with ``--existing refuse``,
+reads); 2 bad input (more rejected rows than ``--max-errors``, an empty, missing or unreadable
+file, an unknown dialect, a stored value that ``--existing refuse`` would change) or bad usage.
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import sys
+import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,22 +26,35 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingest.dialect import SERIES_NAME, DialectError
 from ingest.durations import parse_duration
-from ingest.pipeline import Options, RejectLog, SourceResult, run_source
+from ingest.existing import MODES, CheckError, Existing, Overlap
+from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, SourceResult, run_source
 from ingest.sources import SourceError, open_source
 from ingest.timeconv import LABELS
-from ingest.writer import Target, WriteError, Writer
+from ingest.writer import Target, WriteError, Writer, gzip_batch
 
 EXIT_OK, EXIT_DATABASE, EXIT_INPUT = 0, 1, 2
 
 LOAD_EXAMPLES = """\
-examples:
-  python -m ingest load Sollfrequenz.csv                      # operator export, names from header
+examples (the operator's exports label each value with the END of its interval: --label end,
+or every point is stored one step late):
+  python -m ingest load Sollfrequenz.csv --label end          # names and units from the header
   python -m ingest load enduse.tsv --series enduse --label end --step 15m
-  python -m ingest load https://host/export.csv.gz --max-errors 10 --errors-file bad.csv
-  python -m ingest load big.csv --dry-run --output big.lp     # line protocol, no database
+  python -m ingest load https://host/export.csv.gz --label end --max-errors 10 --errors-file bad.csv
+  python -m ingest load big.csv --label end --dry-run --output big.lp   # line protocol, no database
+  python -m ingest load fixed.csv --label end --existing refuse   # exit 2 if a stored value changes
 
-connection: INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN (flags override)
-exit status: 0 ok, 1 database unreachable or refusing writes, 2 bad input or usage
+stored points: a point is its series, tags and instant; loading one that is stored replaces its
+value. Every load reports how many of its points were stored already and how many of those it
+changed (summary line, --report). To re-send corrected data on purpose, load the corrected file
+as usual and read the count of changed values. To guard against accidents (a wrong file, a wrong
+--label or --tz), add --existing refuse: the whole file is compared first, and if any stored
+value would change the run exits 2 with nothing written, naming how many and the first one;
+identical values pass, so re-running a failed load still completes.
+
+connection: INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN (flags override); the token
+needs write access, and read access for --existing report/refuse
+exit status: 0 ok; 1 database unreachable or refusing writes (or reads, with --existing refuse);
+2 bad input or usage, or a stored value that --existing refuse would change
 """
 
 
@@ -162,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LABELS,
         default="instant",
         help="what a timestamp marks: the instant itself, or its interval's start or end "
-        "(end: the point is stored at the interval start)",
+        "(end: the point is stored at the interval start; the operator's exports use end)",
     )
     load.add_argument(
         "--step",
@@ -179,12 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--dry-run", action="store_true", help="print line protocol, no database")
     load.add_argument("--output", type=Path, help="with --dry-run: write line protocol here")
-    load.add_argument("--errors-file", type=Path, help="CSV of rejected rows: source,line,reason")
+    load.add_argument(
+        "--errors-file",
+        type=Path,
+        help=f"CSV of rejected rows, with a header: {','.join(ERRORS_COLUMNS)} "
+        "(text: the row as read, at most 200 characters)",
+    )
     load.add_argument(
         "--max-errors",
         type=_nonnegative,
         default=0,
         help="rejected rows allowed before exiting 2 (default 0)",
+    )
+    load.add_argument(
+        "--existing",
+        choices=MODES,
+        default="report",
+        help="points already stored at the same series, tags and instant: 'report' writes and "
+        "counts them, and how many change value (summary, --report); 'refuse' compares the "
+        "whole file first and exits 2 with nothing written if any stored value would change "
+        "(identical values pass); 'unchecked' does not read the database (for a token without "
+        "read access). The comparison reads only the series and time range the file covers",
     )
     load.add_argument("--report", type=Path, help="write a JSON summary here")
     load.add_argument("--batch-size", type=_positive, default=5000, help="lines per write")
@@ -199,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--url", help="InfluxDB URL (default $INFLUX_URL)")
     load.add_argument("--org", help="organisation (default $INFLUX_ORG)")
     load.add_argument("--bucket", help="bucket (default $INFLUX_BUCKET)")
-    load.add_argument("--token", help="token with write access (default $INFLUX_TOKEN)")
+    load.add_argument(
+        "--token", help="token with write (and read, for --existing) access (default $INFLUX_TOKEN)"
+    )
     sub.add_parser(
         "generate", help="write files in the operator's frequency dialect", add_help=False
     )
@@ -240,6 +276,47 @@ def _progress(total: int | None, quiet: bool) -> Any:
     )
 
 
+class _Spool:
+    """A refusing run's batches, gzipped (in threads) into a temporary file while every source
+    is compared; replayed to the writer once nothing would change. Disk, not memory: about a
+    tenth of the line protocol's size."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.file = tempfile.TemporaryFile(prefix="ingest-spool-")  # noqa: SIM115
+        self.points_written = 0  # spooled; the writer counts what is stored
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="spool-gzip")
+        self._pending: deque[tuple[Future[bytes], int]] = deque()
+        self._limit = 2 * concurrency
+
+    def submit(self, body: bytes, lines: int) -> None:
+        self._pending.append((self._pool.submit(gzip_batch, body), lines))
+        while len(self._pending) > self._limit or (self._pending and self._pending[0][0].done()):
+            self._write(*self._pending.popleft())
+
+    def _write(self, fut: Future[bytes], lines: int) -> None:
+        payload = fut.result()
+        self.file.write(struct.pack("<QQ", len(payload), lines))
+        self.file.write(payload)
+        self.points_written += lines
+
+    def flush(self) -> None:
+        while self._pending:
+            self._write(*self._pending.popleft())
+
+    def replay(self) -> Iterator[tuple[bytes, int]]:
+        self.flush()
+        self.file.seek(0)
+        while head := self.file.read(16):
+            size, lines = struct.unpack("<QQ", head)
+            yield self.file.read(size), lines
+
+    def close(self) -> None:
+        for fut, _ in self._pending:
+            fut.cancel()
+        self._pool.shutdown(wait=True)
+        self.file.close()
+
+
 class _DryRunSink:
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
@@ -268,11 +345,24 @@ def load(args: argparse.Namespace) -> int:
     if args.output and not args.dry_run:
         ui.error("--output goes with --dry-run")
         return EXIT_INPUT
+    if args.dry_run and args.existing == "refuse":
+        ui.error("--existing refuse compares with the database, which --dry-run never reads")
+        return EXIT_INPUT
+    mode = "unchecked" if args.dry_run else args.existing
     started = time.monotonic()
     results: list[SourceResult] = []
     writer: Writer | None = None
-    sink: Writer | _DryRunSink
+    existing: Existing | None = None
+    spool: _Spool | None = None
+    sink: Writer | _DryRunSink | _Spool
     status = EXIT_OK
+    refused = False
+
+    def new_writer(target: Target) -> Writer:
+        return Writer(
+            target, concurrency=args.concurrency, retries=args.retries, on_retry=_RetryLog()
+        )
+
     with ExitStack() as stack:
         errors_out = (
             stack.enter_context(open(args.errors_file, "w", newline="", encoding="utf-8"))
@@ -289,13 +379,28 @@ def load(args: argparse.Namespace) -> int:
                 )
                 sink = _DryRunSink(out)
             else:
-                writer = Writer(
-                    _target(args),
-                    concurrency=args.concurrency,
-                    retries=args.retries,
-                    on_retry=_RetryLog(),
-                )
-                sink = writer
+                target = _target(args)
+                if mode == "refuse":
+                    # nothing is written before every source has been compared
+                    sink = spool = _Spool(args.concurrency)
+                    stack.callback(spool.close)
+                else:
+                    sink = writer = new_writer(target)
+                if mode != "unchecked":
+                    existing = Existing(
+                        target,
+                        strict=mode == "refuse",
+                        drain=writer.drain if writer is not None else None,
+                        retries=args.retries,
+                        on_retry=_RetryLog(),
+                        on_unreadable=lambda why: print(
+                            f"ingest: warning: {why}; stored points are not compared "
+                            "(--existing unchecked silences this)",
+                            file=sys.stderr,
+                            flush=True,
+                        ),
+                    )
+                    stack.callback(existing.close)
             for spec in args.sources:
                 source = open_source(spec)
                 with _progress(source.size, args.quiet) as bar:
@@ -312,21 +417,40 @@ def load(args: argparse.Namespace) -> int:
                         rate = seen[1] / max(time.monotonic() - started, 1e-9)
                         bar.set_postfix_str(f"{seen[1]:,} rows, {rate:,.0f} rows/s", refresh=False)
 
-                    results.append(run_source(source, opts, sink, rejects, tick))
+                    results.append(run_source(source, opts, sink, rejects, tick, existing))
+            if spool is not None and existing is not None:
+                if existing.changed:
+                    refused = True
+                    status = EXIT_INPUT
+                elif rejects.count <= args.max_errors:
+                    spool.flush()
+                    ui.say(
+                        f"ingest: {existing.existing:,} points already stored, none changes "
+                        f"value: writing {spool.points_written:,} points"
+                    )
+                    writer = new_writer(target)
+                    for payload, lines in spool.replay():
+                        writer.submit(payload, lines, compressed=True)
             if writer is not None:
                 writer.close()
-        except (SourceError, DialectError) as exc:
+        except (SourceError, DialectError, Overlap) as exc:
             ui.error(str(exc))
             status = EXIT_INPUT
         except WriteError as exc:
             ui.error(f"write failed: {exc}")
+            status = EXIT_DATABASE
+        except CheckError as exc:
+            ui.error(f"cannot compare with the stored points: {exc}")
             status = EXIT_DATABASE
         finally:
             if writer is not None and status != EXIT_OK:
                 with suppress(WriteError):
                     writer.close()
     elapsed = time.monotonic() - started
-    written = sink.points_written if status != EXIT_INPUT or results else 0
+    if args.dry_run:
+        written = sink.points_written if status != EXIT_INPUT or results else 0
+    else:
+        written = writer.points_written if writer is not None else 0
     rows = sum(r.rows_read for r in results)
     if rejects.count:
         for src, r in rejects.kept:
@@ -341,10 +465,30 @@ def load(args: argparse.Namespace) -> int:
             f"writing stopped after {written:,} points"
         )
         status = EXIT_INPUT
+    checked = existing is not None and existing.unreadable is None
+    if existing is not None and existing.changed:
+        first = existing.changes[0].describe()
+        if refused:
+            ui.error(
+                f"--existing refuse: {existing.changed:,} of the {existing.existing:,} points "
+                f"already stored would change value; nothing written. First: {first}. "
+                "To replace them on purpose, run again without --existing refuse"
+            )
+        else:
+            print(
+                f"ingest: warning: {existing.changed:,} of the {existing.existing:,} points "
+                f"already stored were replaced by other values. First: {first}",
+                file=sys.stderr,
+                flush=True,
+            )
     summary: dict[str, Any] = {
         "rows_read": rows,
         "points_written": written,
         "rows_rejected": rejects.count,
+        "existing_check": mode if existing is None or checked else "unreadable",
+        "points_existing": existing.existing if existing is not None and checked else None,
+        "points_changed": existing.changed if existing is not None and checked else None,
+        "changes": [c.as_json() for c in existing.changes] if existing is not None else [],
         "series": [
             {
                 "name": s.name,
@@ -352,6 +496,8 @@ def load(args: argparse.Namespace) -> int:
                 "first": _iso(s.first),
                 "last": _iso(s.last),
                 "points": s.points,
+                "existing": existing.tally(s.key).existing if existing and checked else None,
+                "changed": existing.tally(s.key).changed if existing and checked else None,
             }
             for r in results
             for s in r.series
@@ -360,6 +506,9 @@ def load(args: argparse.Namespace) -> int:
         "seconds": round(elapsed, 3),
         "rows_per_second": round(rows / elapsed, 1) if elapsed > 0 else None,
         "write_retries": writer.retried if writer is not None else 0,
+        "check_queries": existing.queries if existing is not None else 0,
+        "check_retries": existing.retried if existing is not None else 0,
+        "check_seconds": round(existing.seconds, 3) if existing is not None else 0,
         "exit_status": status,
         "dry_run": bool(args.dry_run),
     }
@@ -367,10 +516,19 @@ def load(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps(summary, indent=2) + "\n")
     verb = "parsed" if args.dry_run else "written"
     rate = rows / max(elapsed, 1e-9)
-    retried = f", {summary['write_retries']:,} write retries" if summary["write_retries"] else ""
+    retries = summary["write_retries"] + summary["check_retries"]
+    retried = f", {retries:,} retries" if retries else ""
+    if args.dry_run:
+        stored = ""
+    elif existing is None:
+        stored = "; stored points not compared (--existing unchecked)"
+    elif not checked:
+        stored = "; stored points not compared (cannot read the bucket)"
+    else:
+        stored = f"; {existing.existing:,} were stored already, {existing.changed:,} changed value"
     ui.say(
         f"ingest: {rows:,} rows read, {written:,} points {verb}, {rejects.count:,} rejected, "
-        f"{len(summary['series'])} series, {elapsed:.1f} s ({rate:,.0f} rows/s){retried}"
+        f"{len(summary['series'])} series, {elapsed:.1f} s ({rate:,.0f} rows/s){retried}{stored}"
     )
     return status
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
@@ -15,16 +16,35 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ingest.dialect import Dialect, DialectError, sniff
+from ingest.existing import SeriesKey
 from ingest.lineproto import encode, line_prefix
 from ingest.parse import ParsedChunk, Reject, parse_chunk, split_long
 from ingest.sources import Source
 from ingest.timeconv import TimeConverter
 
 BOM = b"\xef\xbb\xbf"
+# the --errors-file header: file, line number, why it was rejected, the row's text (cut at 200)
+ERRORS_COLUMNS = ("source", "line", "reason", "text")
 
 
 class Sink(Protocol):
     def submit(self, body: bytes, lines: int) -> None: ...
+
+
+class Checker(Protocol):
+    """Compares a chunk's points with the stored ones before they are written
+    (``existing.Existing``)."""
+
+    def compare(
+        self,
+        source: str,
+        key: SeriesKey,
+        utc: NDArray[np.int64],
+        text: NDArray[np.uint8],
+        value_start: NDArray[np.int64],
+        value_len: NDArray[np.int64],
+        line: NDArray[np.int64],
+    ) -> Future[None]: ...
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ class Options:
 class SeriesStats:
     name: str
     unit: str | None
+    key: SeriesKey
     points: int = 0
     first: int | None = None
     last: int | None = None
@@ -65,7 +86,7 @@ class RejectLog:
         self._keep = keep
         self._csv = csv.writer(out) if out is not None else None
         if self._csv is not None:
-            self._csv.writerow(["source", "line", "reason", "text"])
+            self._csv.writerow(ERRORS_COLUMNS)
 
     def add(self, source: str, reject: Reject) -> None:
         self.count += 1
@@ -106,14 +127,22 @@ def _decode_head(block: bytes) -> str:
         return head.decode("latin-1")
 
 
+def _tags(unit: str | None, extra: dict[str, str]) -> dict[str, str]:
+    return {**({"unit": unit} if unit else {}), **extra}
+
+
 @dataclass
 class _Stream:
     """One converter's worth of rows: a whole swissgrid/wide file, or one series of a long one."""
 
     stats: list[SeriesStats]
-    prefixes: list[bytes]
+    keys: list[SeriesKey]
     converter: TimeConverter | None = None
+    prefixes: list[bytes] = field(default_factory=list)
     pending_stats: list[tuple[int, NDArray[np.int64]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.prefixes = [line_prefix(k.measurement, dict(k.tags)) for k in self.keys]
 
 
 def _converter(parsed: ParsedChunk, opts: Options, source: str) -> TimeConverter:
@@ -147,9 +176,12 @@ def run_source(
     sink: Sink | None,
     rejects: RejectLog,
     on_rows: Callable[[int], None] = lambda _n: None,
+    existing: Checker | None = None,
 ) -> SourceResult:
     """Ingest one source; ``sink`` None parses only. Writing stops (scanning goes on, so every
-    bad row is reported) once the rejects across all sources pass ``opts.max_errors``."""
+    bad row is reported) once the rejects across all sources pass ``opts.max_errors``.
+    ``existing`` compares each chunk's points with the stored ones just before the chunk is
+    handed to ``sink`` (so exactly the points written are compared, after the DST hold-back)."""
     result = SourceResult(source.name)
     chunks = iter(source.chunks)
     # the dialect is read from the first 64 KiB, however small the blocks a stream delivers
@@ -171,16 +203,15 @@ def run_source(
     long = dialect.format == "long"
     streams: dict[str, _Stream] = {}
     if not long:
+        keys = [SeriesKey.of(c.series, _tags(c.unit, opts.tags)) for c in dialect.columns]
         streams[""] = _Stream(
-            [SeriesStats(c.series, c.unit) for c in dialect.columns],
-            [
-                line_prefix(c.series, {**({"unit": c.unit} if c.unit else {}), **opts.tags})
-                for c in dialect.columns
-            ],
+            [SeriesStats(c.series, c.unit, k) for c, k in zip(dialect.columns, keys, strict=True)],
+            keys,
         )
         result.series = streams[""].stats
     line_no = dialect.header_rows + 1
     carry = first[skip:]
+    deferred: tuple[list[Future[None]], list[tuple[bytes, int]]] = ([], [])
     pending = next(chunks, None)
     while True:
         final = pending is None
@@ -198,9 +229,8 @@ def run_source(
         for name, parsed in parts:
             stream = streams.get(name)
             if stream is None:
-                stream = streams[name] = _Stream(
-                    [SeriesStats(name, None)], [line_prefix(name, opts.tags)]
-                )
+                key = SeriesKey.of(name, _tags(None, opts.tags))
+                stream = streams[name] = _Stream([SeriesStats(name, None, key)], [key])
                 result.series.extend(stream.stats)
             if stream.converter is None:
                 stream.converter = _converter(parsed, opts, source.name)
@@ -223,6 +253,7 @@ def run_source(
         bad = list(split_rejects)
         rows = len(split_rejects)
         batches: list[tuple[bytes, int]] = []
+        checks: list[tuple[SeriesKey, NDArray[np.int64], ParsedChunk, NDArray[np.int64], int]] = []
         for name, parsed in parts:
             stream = streams[name]
             assert stream.converter is not None
@@ -241,6 +272,7 @@ def run_source(
                 )
                 batches += lines.batches(opts.batch_size)
                 stream.pending_stats.append((j, utc))
+                checks.append((stream.keys[j], utc, parsed, good, j))
         for r in sorted(bad, key=lambda r: r.line):
             rejects.add(source.name, r)
         result.rows_read += rows
@@ -253,8 +285,25 @@ def run_source(
                     stream.stats[j].add(utc)
             stream.pending_stats.clear()
         if sink is not None and not result.stopped:
-            for body, count in batches:
-                sink.submit(body, count)
+            compared = (
+                [
+                    existing.compare(
+                        source.name,
+                        key,
+                        utc,
+                        parsed.text,
+                        parsed.value_start[good, j],
+                        parsed.value_len[good, j],
+                        parsed.line[good],
+                    )
+                    for key, utc, parsed, good, j in checks
+                ]
+                if existing is not None
+                else []
+            )
+            # this chunk is written once it has been compared: after the next chunk is parsed
+            _submit(sink, deferred)
+            deferred = (compared, batches)
         on_rows(rows)
         line_no = next_line
         if final and not carry:
@@ -262,4 +311,15 @@ def run_source(
         if pending is not None:
             carry += pending
             pending = next(chunks, None)
+    if sink is not None:
+        _submit(sink, deferred)
     return result
+
+
+def _submit(sink: Sink, chunk: tuple[list[Future[None]], list[tuple[bytes, int]]]) -> None:
+    """Write a chunk's batches once its comparison with the stored points is done."""
+    compared, batches = chunk
+    for fut in compared:
+        fut.result()
+    for body, count in batches:
+        sink.submit(body, count)

@@ -34,7 +34,7 @@ class Target:
     token: str
 
 
-def _gzip(body: bytes) -> bytes:
+def gzip_batch(body: bytes) -> bytes:
     # level 1: most of the size win for a fraction of the CPU of the default level
     c = zlib.compressobj(1, zlib.DEFLATED, 31)
     return c.compress(body) + c.flush()
@@ -111,19 +111,20 @@ class Writer:
     def failed(self) -> WriteError | None:
         return self._error
 
-    def submit(self, body: bytes, lines: int) -> None:
-        """Queue one batch; raises the first write error as soon as one has happened."""
+    def submit(self, body: bytes, lines: int, *, compressed: bool = False) -> None:
+        """Queue one batch (line protocol, or gzip of it when ``compressed``); raises the first
+        write error as soon as one has happened."""
         if self._error:
             raise self._error
         self._slots.acquire()
-        fut = self._pool.submit(self._send, body, lines)
+        fut = self._pool.submit(self._send, body, lines, compressed)
         fut.add_done_callback(lambda _f: self._slots.release())
         self._futures = [f for f in self._futures if not f.done()] + [fut]
 
-    def _send(self, body: bytes, lines: int) -> None:
+    def _send(self, body: bytes, lines: int, compressed: bool = False) -> None:
         if self._error:
             return
-        payload = _gzip(body)
+        payload = body if compressed else gzip_batch(body)
         params = {
             "org": self.target.org,
             "bucket": self.target.bucket,
@@ -162,6 +163,13 @@ class Writer:
         with self._lock:
             if self._error is None:
                 self._error = WriteError(message)
+
+    def drain(self) -> None:
+        """Wait until every batch queued so far is stored; raise the first error, if any."""
+        for fut in list(self._futures):
+            fut.result()
+        if self._error:
+            raise self._error
 
     def close(self) -> None:
         """Wait for every queued batch; raise the first error, if any."""

@@ -125,6 +125,8 @@ def test_generated_frequency_file_spans_both_dst_changes(
             "first": "2021-03-26T23:00:00Z",
             "last": "2021-10-31T22:59:30Z",
             "points": rows,
+            "existing": 0,  # a fresh bucket: nothing was stored at these instants
+            "changed": 0,
         }
     ]
     # n points, all 30 s apart, first and last as computed: every instant is determined
