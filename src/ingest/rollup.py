@@ -1,0 +1,352 @@
+"""Rollup tiers from raw points: exact window statistics per series in `<bucket>_<tier>` buckets.
+
+The finest tier is made from points, the coarser ones by merging its windows (gridts.tiers).
+Where the points come from is the point of this module:
+
+- after a load, from the **parsed columns** for every finest window whose raw count in InfluxDB
+  equals the number of points the file put there (then the raw window holds exactly the file's
+  points, written last); every other window of the range (the file's edges, where neighbours
+  live, and windows that other files share) is recomputed from the **raw points in InfluxDB**.
+  The counts are one pushed-down query per series; only the windows that differ are read back.
+- `python -m ingest rollup` (data written by other tools, or a repair): every window from raw.
+
+The range is widened to whole windows of the coarsest tier, so each tier point written is a
+whole window computed from everything InfluxDB holds: two files meeting mid-window give the
+same tiers as one file, and a re-run rewrites the same values (idempotent; kill -9 and a re-run
+repair). Tier points carry the raw points' tags (one tier series per raw series key).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from gridts import tiers as stats
+from gridts.names import is_series_name
+from gridts.tiers import Tier, Windows
+from ingest.lineproto import line_prefix
+from ingest.writer import RETRYABLE, Target
+
+TagSet = tuple[tuple[str, str], ...]
+# Columns of a Flux row that are not the series key's tags.
+_NOT_TAGS = {"", "result", "table", "_time", "_value", "_start", "_stop", "_field", "_measurement"}
+# One raw read covers at most this many windows of the coarsest tier (a day of 1 h windows).
+READ_SPAN_SECONDS = 86_400
+
+
+class RollupError(RuntimeError):
+    """InfluxDB refused a rollup query or write, or stayed unreachable through the retries."""
+
+
+@dataclass
+class RollupStats:
+    windows_written: int = 0  # tier points, all tiers
+    windows_from_file: int = 0  # finest windows taken from the parsed columns
+    windows_from_raw: int = 0  # finest windows recomputed from raw points
+    points_read: int = 0  # raw points read back
+    series: set[str] = field(default_factory=set)
+
+
+def tier_lines(measurement: str, tags: Mapping[str, str], windows: Windows) -> bytes:
+    """Line protocol for tier points: `count` an integer, the others floats (repr: exact)."""
+    if len(windows) == 0:
+        return b""
+    head = line_prefix(measurement, tags)[: -len(b" value=")].decode()
+    cols = [windows.count, windows.sum, windows.min, windows.max, windows.first, windows.last]
+    # tolist(): Python ints and floats, whose repr is the shortest exact text
+    rows = zip(
+        *(c.tolist() for c in cols), windows.m2.tolist(), windows.start.tolist(), strict=True
+    )
+    return "".join(
+        f"{head} count={n}i,sum={s!r},min={lo!r},max={hi!r},first={a!r},last={b!r},m2={m!r} {t}\n"
+        for n, s, lo, hi, a, b, m, t in rows
+    ).encode()
+
+
+class Influx:
+    """The queries and writes a rollup makes, with retries on 429, 5xx and lost connections."""
+
+    def __init__(self, target: Target, *, retries: int = 6, timeout: float = 120.0) -> None:
+        self.target = target
+        self.retries = retries
+        self._http = httpx.Client(
+            base_url=target.url,
+            timeout=timeout,
+            headers={"Authorization": f"Token {target.token}"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(
+        self, send: Callable[[], httpx.Response], what: str, *, absent_ok: bool = False
+    ) -> httpx.Response:
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            try:
+                resp = send()
+            except httpx.TransportError as exc:
+                problem = f"cannot reach InfluxDB at {self.target.url}: {exc or type(exc).__name__}"
+            else:
+                if resp.status_code < 300 or (absent_ok and resp.status_code == 404):
+                    return resp
+                problem = f"InfluxDB answered {resp.status_code} to the {what}: {resp.text[:300]}"
+                if resp.status_code not in RETRYABLE:
+                    raise RollupError(problem)
+            if attempt == self.retries:
+                raise RollupError(f"{problem} (gave up after {attempt + 1} attempts)")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
+
+    def api(
+        self, method: str, path: str, what: str, *, absent_ok: bool = False, **kwargs: Any
+    ) -> Any:
+        """A JSON call of InfluxDB's HTTP API; its decoded answer (None for a 404 when
+        ``absent_ok``)."""
+        resp = self._call(
+            lambda: self._http.request(method, path, **kwargs), what, absent_ok=absent_ok
+        )
+        if resp.status_code == 404:
+            return None
+        return resp.json() if resp.content else None
+
+    def query(self, flux: str) -> pd.DataFrame:
+        """Flux's annotation-free CSV as a frame (strings; empty when no rows)."""
+        body = {"query": flux, "type": "flux", "dialect": {"annotations": [], "header": True}}
+        resp = self._call(
+            lambda: self._http.post("/api/v2/query", params={"org": self.target.org}, json=body),
+            "rollup query",
+        )
+        text = resp.text
+        if not text.strip():
+            return pd.DataFrame()
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        if "error" in frame.columns:
+            raise RollupError(f"InfluxDB failed the rollup query: {frame['error'].iloc[0]}")
+        return frame
+
+    def write(self, bucket: str, body: bytes) -> None:
+        if not body:
+            return
+        params = {"org": self.target.org, "bucket": bucket, "precision": "s"}
+        self._call(
+            lambda: self._http.post(
+                "/api/v2/write",
+                params=params,
+                content=body,
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+            ),
+            "tier write",
+        )
+
+
+def _flux_time(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _source(bucket: str, series: str, start: int, stop: int) -> str:
+    # The series name is checked against the one rule (letters, digits, _ . -), so it needs no
+    # escaping inside a Flux string; bucket names come from the operator's configuration.
+    if not is_series_name(series):
+        raise ValueError(f"invalid series name {series!r}")
+    quoted = bucket.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return (
+        f'from(bucket: "{quoted}")\n'
+        f"    |> range(start: {_flux_time(start)}, stop: {_flux_time(stop)})\n"
+        f'    |> filter(fn: (r) => r._measurement == "{series}" and r._field == "value")'
+    )
+
+
+def _seconds(column: pd.Series) -> np.ndarray:
+    """RFC 3339 texts (whole seconds, UTC) as seconds since the epoch."""
+    return pd.to_datetime(column, utc=True).dt.as_unit("s").astype("int64").to_numpy()
+
+
+def _tag_sets(frame: pd.DataFrame) -> list[tuple[TagSet, pd.DataFrame]]:
+    """Rows grouped by series key (Flux table), with each key's tags."""
+    if frame.empty:
+        return []
+    tag_columns = [c for c in frame.columns if c not in _NOT_TAGS]
+    out = []
+    for _, rows in frame.groupby("table", sort=False):
+        first = rows.iloc[0]
+        tags = tuple(sorted((c, str(first[c])) for c in tag_columns if str(first[c])))
+        out.append((tags, rows))
+    return out
+
+
+def raw_counts(
+    influx: Influx, series: str, start: int, stop: int, seconds: int
+) -> dict[TagSet, dict[int, int]]:
+    """Points per window of ``seconds`` in [start, stop), per series key: pushed down."""
+    flux = (
+        _source(influx.target.bucket, series, start, stop)
+        + f'\n    |> aggregateWindow(every: {seconds}s, fn: count, timeSrc: "_start",'
+        + " createEmpty: false)"
+        + '\n    |> drop(columns: ["_start", "_stop", "_field", "_measurement"])'
+    )
+    out: dict[TagSet, dict[int, int]] = {}
+    for tags, rows in _tag_sets(influx.query(flux)):
+        times = _seconds(rows["_time"])
+        counts = out.setdefault(tags, {})
+        for t, n in zip(times.tolist(), rows["_value"].astype(np.int64).tolist(), strict=True):
+            counts[int(t)] = counts.get(int(t), 0) + int(n)
+    return out
+
+
+def raw_points(
+    influx: Influx, series: str, start: int, stop: int
+) -> dict[TagSet, tuple[np.ndarray, np.ndarray]]:
+    """Every raw point in [start, stop), per series key: (seconds, values) in time order."""
+    flux = (
+        _source(influx.target.bucket, series, start, stop)
+        + '\n    |> drop(columns: ["_start", "_stop", "_field", "_measurement"])'
+    )
+    out = {}
+    for tags, rows in _tag_sets(influx.query(flux)):
+        times = _seconds(rows["_time"])
+        values = rows["_value"].astype(np.float64).to_numpy()
+        order = np.argsort(times, kind="stable")
+        out[tags] = (times[order].astype(np.int64), values[order])
+    return out
+
+
+def _runs(starts: Iterable[int], seconds: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) runs of windows, given their starts."""
+    runs: list[tuple[int, int]] = []
+    for s in sorted(starts):
+        if runs and runs[-1][1] == s:
+            runs[-1] = (runs[-1][0], s + seconds)
+        else:
+            runs.append((s, s + seconds))
+    return runs
+
+
+def widen(lo: int, hi: int, tiers: tuple[Tier, ...]) -> tuple[int, int]:
+    """[lo, hi] (seconds, inclusive) widened to whole windows of the coarsest tier."""
+    c = tiers[-1].seconds
+    return lo - lo % c, hi - hi % c + c
+
+
+def refresh(
+    influx: Influx,
+    tiers: tuple[Tier, ...],
+    series: str,
+    lo: int,
+    hi: int,
+    parsed: Mapping[TagSet, Windows] | None = None,
+    result: RollupStats | None = None,
+) -> RollupStats:
+    """Rewrite every tier window of ``series`` that meets [lo, hi] (seconds, inclusive) from what
+    InfluxDB holds, using ``parsed`` finest windows (per series key) where the raw counts prove
+    them exact."""
+    result = result if result is not None else RollupStats()
+    if not tiers:
+        return result
+    finest = tiers[0].seconds
+    start, stop = widen(lo, hi, tiers)
+    parsed = parsed or {}
+    for chunk_start in range(start, stop, READ_SPAN_SECONDS):
+        chunk_stop = min(stop, chunk_start + READ_SPAN_SECONDS)
+        counts = raw_counts(influx, series, chunk_start, chunk_stop, finest)
+        for tags, by_window in counts.items():
+            mine = parsed.get(tags)
+            if mine is not None:
+                inside = (mine.start >= chunk_start) & (mine.start < chunk_stop)
+                mine = mine.select(inside)
+                theirs = dict(zip(mine.start.tolist(), mine.count.tolist(), strict=True))
+                exact = np.array([by_window.get(s) == n for s, n in theirs.items()], dtype=bool)
+                kept = mine.select(exact) if len(mine) else stats.empty()
+            else:
+                kept = stats.empty()
+            known = set(kept.start.tolist())
+            dirty = [s for s in by_window if s not in known]
+            parts = [kept]
+            for a, b in _runs(dirty, finest):
+                for read_tags, (times, values) in raw_points(influx, series, a, b).items():
+                    if read_tags == tags:
+                        parts.append(stats.from_points(times, values, finest))
+                        result.points_read += len(times)
+            windows = stats.concat(*parts)
+            result.windows_from_file += len(kept)
+            result.windows_from_raw += len(windows) - len(kept)
+            tag_map = dict(tags)
+            for tier in tiers:
+                level = windows if tier.seconds == finest else stats.coarsen(windows, tier.seconds)
+                influx.write(tier.bucket(influx.target.bucket), tier_lines(series, tag_map, level))
+                result.windows_written += len(level)
+            result.series.add(series)
+    return result
+
+
+def series_in(influx: Influx, start: int, stop: int) -> list[str]:
+    """Every measurement with points in [start, stop)."""
+    bucket = influx.target.bucket.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    flux = (
+        'import "influxdata/influxdb/schema"\n'
+        f'schema.measurements(bucket: "{bucket}", start: {_flux_time(start)}, '
+        f"stop: {_flux_time(stop)})"
+    )
+    frame = influx.query(flux)
+    return sorted(frame["_value"].tolist()) if not frame.empty else []
+
+
+def _bucket(influx: Influx, name: str) -> dict[str, Any] | None:
+    found = influx.api(
+        "GET",
+        "/api/v2/buckets",
+        "bucket lookup",
+        absent_ok=True,
+        params={"org": influx.target.org, "name": name},
+    )
+    matches = [b for b in (found or {}).get("buckets", []) if b.get("name") == name]
+    return matches[0] if matches else None
+
+
+def ensure_tier_buckets(
+    influx: Influx, tiers: tuple[Tier, ...], retention: Mapping[Tier, int] | None = None
+) -> list[str]:
+    """Create the missing tier buckets and set every tier's retention (seconds, 0: forever);
+    idempotent. Returns what it did, one line per bucket."""
+    retention = retention or {}
+    orgs = influx.api("GET", "/api/v2/orgs", "org lookup", params={"org": influx.target.org})
+    org_id = orgs["orgs"][0]["id"]
+    done = []
+    for tier in tiers:
+        name = tier.bucket(influx.target.bucket)
+        keep = int(retention.get(tier, 0))
+        rules = [{"type": "expire", "everySeconds": keep}] if keep else []
+        shown = f"retention {keep}s" if keep else "kept forever"
+        existing = _bucket(influx, name)
+        if existing is None:
+            body = {
+                "orgID": org_id,
+                "name": name,
+                "retentionRules": rules,
+                "description": f"gridts rollup tier {tier.text} of {influx.target.bucket}",
+            }
+            influx.api("POST", "/api/v2/buckets", "bucket create", json=body)
+            done.append(f"created {name} ({shown})")
+            continue
+        current = [int(r.get("everySeconds", 0)) for r in existing.get("retentionRules") or []]
+        if (current[0] if current else 0) != keep:
+            path = f"/api/v2/buckets/{existing['id']}"
+            influx.api("PATCH", path, "bucket update", json={"retentionRules": rules})
+            done.append(f"updated {name} ({shown})")
+        else:
+            done.append(f"kept {name} ({shown})")
+    return done
+
+
+def missing_tier_buckets(influx: Influx, tiers: tuple[Tier, ...]) -> list[str]:
+    names = [t.bucket(influx.target.bucket) for t in tiers]
+    return [name for name in names if _bucket(influx, name) is None]

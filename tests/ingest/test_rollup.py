@@ -1,0 +1,134 @@
+"""Rollup tiers against the real influxd: every tier window equals the statistics of the raw
+points InfluxDB holds, whichever way the raw points arrived (issue 10, item 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gridts import tiers as stats
+from gridts.tiers import Tier, parse_tiers
+from ingest.rollup import Influx, TagSet, ensure_tier_buckets, missing_tier_buckets, refresh
+from ingest.writer import Target
+from tests.conftest import InfluxServer
+
+TIERS = parse_tiers("1m,15m,1h")
+T0 = 1_619_827_200  # 2021-05-01T00:00:00Z
+UNIT: TagSet = (("unit", "Hz"),)
+
+
+@pytest.fixture
+def influx_api(influx: InfluxServer, bucket: str) -> Iterator[Influx]:
+    api = Influx(Target(influx.url, influx.org, bucket, influx.token))
+    ensure_tier_buckets(api, TIERS)
+    yield api
+    for tier in TIERS:
+        found = api.api(
+            "GET", "/api/v2/buckets", "lookup", absent_ok=True, params={"name": tier.bucket(bucket)}
+        )
+        for b in (found or {}).get("buckets", []):
+            api.api("DELETE", f"/api/v2/buckets/{b['id']}", "drop")
+    api.close()
+
+
+def frequency(n: int, seed: int, start: int = T0, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    times = start + np.arange(n, dtype=np.int64) * step
+    keep = rng.random(n) > 0.03  # a few missing seconds
+    return times[keep], np.round(50.0 + rng.normal(0, 0.02, n), 4)[keep]
+
+
+def write_raw(api: Influx, series: str, times: np.ndarray, values: np.ndarray) -> None:
+    body = "".join(
+        f"{series},unit=Hz value={v!r} {t}\n"
+        for t, v in zip(times.tolist(), values.tolist(), strict=True)
+    )
+    api.write(api.target.bucket, body.encode())
+
+
+def read_tier(api: Influx, tier: Tier, series: str) -> pd.DataFrame:
+    bucket = tier.bucket(api.target.bucket)
+    frame = api.query(
+        f'from(bucket: "{bucket}")'
+        " |> range(start: 2021-01-01T00:00:00Z, stop: 2022-01-01T00:00:00Z)"
+        f' |> filter(fn: (r) => r._measurement == "{series}")'
+        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+        ' |> keep(columns: ["_time", "unit", "count", "sum", "min", "max", "first", "last", "m2"])'
+    )
+    frame["start"] = pd.to_datetime(frame["_time"], utc=True).dt.as_unit("s").astype("int64")
+    return frame
+
+
+def assert_tiers_equal_points(
+    api: Influx, series: str, times: np.ndarray, values: np.ndarray
+) -> None:
+    order = np.argsort(times, kind="stable")
+    for tier in TIERS:
+        want = stats.from_points(times[order], values[order], tier.seconds)
+        got = read_tier(api, tier, series)
+        assert got["start"].tolist() == want.start.tolist(), tier
+        assert set(got["unit"]) == {"Hz"}
+        assert got["count"].astype(int).tolist() == want.count.tolist(), tier
+        for name in ("min", "max", "first", "last"):
+            assert got[name].astype(float).tolist() == getattr(want, name).tolist(), (tier, name)
+        np.testing.assert_allclose(got["sum"].astype(float), want.sum, rtol=1e-12)
+        np.testing.assert_allclose(got["m2"].astype(float), want.m2, rtol=1e-9, atol=1e-12)
+
+
+def test_tier_buckets_are_set_up_idempotently_with_retention(influx_api: Influx) -> None:
+    assert missing_tier_buckets(influx_api, TIERS) == []
+    again = ensure_tier_buckets(influx_api, TIERS)
+    assert all(line.startswith("kept ") for line in again), again
+    changed = ensure_tier_buckets(influx_api, TIERS, {TIERS[0]: 7 * 86400})
+    assert changed[0].startswith("updated ")
+    assert "604800s" in changed[0]
+    assert ensure_tier_buckets(influx_api, TIERS, {TIERS[0]: 7 * 86400})[0].startswith("kept ")
+
+
+def test_rollup_from_raw_equals_the_points(influx_api: Influx) -> None:
+    times, values = frequency(3 * 3600 + 123, seed=1, start=T0 + 600)  # unaligned both ends
+    write_raw(influx_api, "f", times, values)
+    done = refresh(influx_api, TIERS, "f", int(times[0]), int(times[-1]))
+    assert done.windows_from_file == 0
+    assert done.points_read == len(times)
+    assert_tiers_equal_points(influx_api, "f", times, values)
+
+
+def test_two_files_meeting_mid_window_give_the_tiers_of_one(influx_api: Influx) -> None:
+    """Each load gives its parsed windows; the edge windows they share come from raw."""
+    times, values = frequency(7200, seed=2, start=T0)
+    cut = 2 * 3600 // 2 + 1234  # inside a minute, a quarter hour and an hour
+    cut = int(np.searchsorted(times, T0 + cut))
+    for part in (slice(None, cut), slice(cut, None)):
+        t, v = times[part], values[part]
+        write_raw(influx_api, "f", t, v)
+        parsed = {UNIT: stats.from_points(t, v, 60)}
+        done = refresh(influx_api, TIERS, "f", int(t[0]), int(t[-1]), parsed)
+        assert done.windows_from_file > 0
+        # Read back: only the minutes of the hours this part touches that hold earlier points.
+        start, stop = int(t[0]) - int(t[0]) % 3600, int(t[-1]) - int(t[-1]) % 3600 + 3600
+        stored = times[times <= t[-1]]
+        earlier = stored[(stored < t[0]) & (stored >= start) & (stored < stop)]
+        shared = np.isin(stored - stored % 60, earlier - earlier % 60)
+        assert done.points_read == int(np.sum(shared))
+    assert_tiers_equal_points(influx_api, "f", times, values)
+    # a re-run changes nothing (idempotent)
+    again = refresh(influx_api, TIERS, "f", int(times[0]), int(times[-1]))
+    assert again.windows_from_raw > 0
+    assert_tiers_equal_points(influx_api, "f", times, values)
+
+
+def test_parsed_windows_that_disagree_with_raw_are_recomputed(influx_api: Influx) -> None:
+    """A file with a duplicate instant (raw keeps the last value), and a window that another
+    series key shares: the raw counts differ, so those windows come from raw."""
+    times, values = frequency(1800, seed=3)
+    write_raw(influx_api, "f", times, values)
+    dup_t = np.concatenate([times[:10], times[9:10], times[10:]])
+    dup_v = np.concatenate([values[:10], [values[9] + 1.0], values[10:]])
+    parsed = {UNIT: stats.from_points(dup_t, dup_v, 60)}  # the first minute counts 61 rows
+    done = refresh(influx_api, TIERS, "f", int(times[0]), int(times[-1]), parsed)
+    assert done.windows_from_raw >= 1
+    assert_tiers_equal_points(influx_api, "f", times, values)
