@@ -4,7 +4,8 @@ One story, in order: images from the Dockerfile; `helm install --wait`; ingest J
 CronJob, from `python -m ingest submit` and as an Indexed Job, each checked through the API's
 Service against the source file (exact count, sum); `helm test`; the InfluxDB pod deleted in the
 middle of an ingest; an API pod deleted and a `helm upgrade` under a steady client (zero failed
-requests); uninstall and reinstall (data kept); the kustomize overlay applied twice.
+requests); uninstall and reinstall (data kept); a backup, the InfluxDB volume lost and the release
+reinstalled, the restore Job bringing everything back; the kustomize overlay applied twice.
 """
 
 from __future__ import annotations
@@ -556,6 +557,115 @@ def test_helm4_install_and_test() -> None:
     wait_until("the setup Job", setup_job_done, 300, 2)
     out = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "5m", binary="helm4")
     assert "Succeeded" in out, out
+
+
+# Backups on, the schedule suspended (it must not fire mid-story; Jobs created from it still run).
+BACKUP_SETS = ["--set", "backup.enabled=true", "--set", "backup.suspend=true",
+               "--set", "backup.persistence.size=5Gi"]  # fmt: skip
+SNAPSHOT_RANGE = {"start": "2018-12-31T00:00:00Z", "end": "2021-09-01T00:00:00Z"}
+
+
+def api_snapshot() -> dict[str, object]:
+    """Everything the API serves, summed up: the catalog, and every series' daily count and
+    sum over the whole story's range, and one hour of the 1 s series at full resolution."""
+    catalog = httpx.get(f"{state.api}/v1/series", timeout=30)
+    assert catalog.status_code == 200, catalog.text
+    snapshot: dict[str, object] = {"catalog": catalog.json()}
+    for series in sorted(s["name"] for s in catalog.json()["series"]):
+        for agg in ("count", "sum"):
+            resp = httpx.get(
+                f"{state.api}/v1/series/{series}/data",
+                params={**SNAPSHOT_RANGE, "resolution": "1d", "agg": agg},
+                timeout=60,
+            )
+            assert resp.status_code == 200, resp.text
+            snapshot[f"{series} {agg}"] = resp.json()
+    raw = httpx.get(
+        f"{state.api}/v1/series/freq_big/data",
+        params={"start": "2021-07-02T00:00:00Z", "end": "2021-07-02T01:00:00Z",
+                "resolution": "raw"},
+        timeout=60,
+    )  # fmt: skip
+    assert raw.status_code == 200, raw.text
+    snapshot["freq_big raw hour"] = raw.json()
+    return snapshot
+
+
+def summary_of(logs: str) -> dict[str, object]:
+    """The JSON summary `python -m ops` prints last."""
+    lines = [line for line in logs.splitlines() if line.startswith("{")]
+    assert lines, f"no summary in the logs:\n{logs[-3000:]}"
+    return dict(json.loads(lines[-1]))
+
+
+def test_backup_and_restore_onto_a_new_volume() -> None:
+    """backup Job; InfluxDB StatefulSet and PVC deleted, reinstall; restore Job: API identical"""
+    assert state.files
+    helm("upgrade", RELEASE, "charts/gridts", "-n", NAMESPACE, "--reuse-values", *BACKUP_SETS,
+         "--wait", "--timeout", "10m")  # fmt: skip
+    wait_until("the setup Job", setup_job_done, 300, 2)
+    before = api_snapshot()
+    assert len(before["catalog"]["series"]) >= 4, before["catalog"]  # type: ignore[index]
+
+    # The backup, as the schedule would run it.
+    kubectl("-n", NAMESPACE, "create", "job", "--from", f"cronjob/{RELEASE}-backup", "backup-e2e")
+    wait_job(NAMESPACE, "backup-e2e", timeout=1200)
+    backup = summary_of(kubectl("-n", NAMESPACE, "logs", "job/backup-e2e"))
+    assert backup["ok"] is True, backup
+    assert backup["scope"] == {"kind": "full"}
+    assert backup["counts"]["shards"] > 10, backup  # type: ignore[index]
+
+    # The volume is lost: StatefulSet and claim deleted, then the release reinstalled.
+    claim = f"data-{RELEASE}-influxdb-0"
+    lost_volume = kjson("-n", NAMESPACE, "get", "pvc", claim)["spec"]["volumeName"]
+    kubectl("-n", NAMESPACE, "delete", "statefulset", f"{RELEASE}-influxdb", "--wait=true")
+    kubectl("-n", NAMESPACE, "delete", "pod", f"{RELEASE}-influxdb-0", "--ignore-not-found",
+            "--wait=true", timeout=300)  # fmt: skip
+    kubectl("-n", NAMESPACE, "delete", "pvc", claim, "--wait=true", timeout=300)
+    sh([PY, "scripts/cluster", "recycle-volumes"])
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    kjson("-n", NAMESPACE, "get", "pvc", f"{RELEASE}-backup")  # kept by helm uninstall
+    helm("install", RELEASE, "charts/gridts", "-n", NAMESPACE, "-f", str(VALUES), *BACKUP_SETS,
+         "--wait", "--timeout", "10m")  # fmt: skip
+    wait_until("the setup Job", setup_job_done, 300, 2)
+    state.api = service_url(NAMESPACE, f"{RELEASE}-api")
+    new_volume = kjson("-n", NAMESPACE, "get", "pvc", claim)["spec"]["volumeName"]
+    print(f"InfluxDB's claim lost (volume {lost_volume}), a new one bound ({new_volume}, wiped)")
+    # (The API pods started with the kept token Secret, whose token the new InfluxDB does not
+    # know; the restore refuses an InfluxDB holding data, so its success below also proves that
+    # this one started empty.)
+
+    # The restore Job, from its template: verify, metadata, shards, then new API/ingest tokens.
+    kubectl("-n", NAMESPACE, "create", "job", "--from", f"cronjob/{RELEASE}-restore",
+            "restore-e2e")  # fmt: skip
+    wait_job(NAMESPACE, "restore-e2e", timeout=1800)
+    restore = summary_of(kubectl("-n", NAMESPACE, "logs", "job/restore-e2e", "-c", "restore"))
+    assert restore["ok"] is True, restore
+    assert restore["mode"] == "full"
+    assert restore["shards"] == backup["counts"]["shards"]  # type: ignore[index]
+    assert restore["operatorTokenChanged"] is False  # the admin Secret was kept
+    tokens_log = kubectl("-n", NAMESPACE, "logs", "job/restore-e2e", "-c", "tokens")
+    assert "created a read-only token" in tokens_log, tokens_log
+    kubectl("-n", NAMESPACE, "rollout", "restart", f"deployment/{RELEASE}-api")
+    kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{RELEASE}-api", "--timeout=5m",
+            timeout=400)  # fmt: skip
+    wait_until(
+        "the API answering with the restored data",
+        lambda: httpx.get(f"{state.api}/v1/series", timeout=10).json()["series"],
+        180,
+        2,
+    )
+    after = api_snapshot()
+    differing = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert differing == [], f"the API answers differently after the restore: {differing}"
+    for source in state.files.values():
+        assert_exact(source)
+    # The ingest's new token writes: re-running an ingest of before the backup changes nothing.
+    enduse = state.files["enduse"]
+    sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE,
+        "--name", "ingest-after-restore", f"{DATA_DIR}/{enduse.name}", "--series", enduse.series,
+        "--", "--label", "end", "--step", "15m"], timeout=900)  # fmt: skip
+    assert_exact(enduse)
 
 
 def test_kustomize_dev_overlay_twice() -> None:
