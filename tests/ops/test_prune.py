@@ -115,3 +115,25 @@ def test_no_connection_is_a_usage_error(
     monkeypatch.delenv("INFLUX_TOKEN", raising=False)
     assert main(["backup", "--dir", str(tmp_path)]) == 2
     assert "INFLUX_URL and INFLUX_TOKEN" in capsys.readouterr().err
+
+
+def test_readme_commands_parse_and_exit_codes_match_the_help() -> None:
+    """The README's backup section: its `python -m ops` commands are valid, its exit codes are
+    the CLI's."""
+    import shlex
+
+    from ops.cli import EXIT_STATUS, build_parser
+    from tests.ops.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Back up and restore") :]
+    section = section[: section.index("\n## ")]
+    lines = [line for line in section.splitlines() if ".venv/bin/python -m ops " in line]
+    assert len(lines) >= 5
+    for line in lines:
+        argv = shlex.split(line.split(".venv/bin/python -m ops ", 1)[1], comments=True)
+        build_parser().parse_args(argv)
+    for code in ("0 done", "1 InfluxDB unreachable", "2 usage", "3 a damaged backup"):
+        assert code in " ".join(section.split()), code
+    assert "3  a damaged backup" in EXIT_STATUS
+    assert "kubectl -n gridts create job --from=cronjob/gridts-restore" in section
