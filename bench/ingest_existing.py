@@ -15,8 +15,9 @@ generated operator file (``ingest.generate``, 1 s, local time, ``--label end``):
   (every point read back and compared) and ``refuse`` (compare everything, spool, then write).
 
 Each run is the whole CLI process (start-up included), timed on the wall clock, with its CPU
-seconds; the table shows the median over the rounds and the ratio to ``unchecked`` in the same
-situation. Every run's ``--report`` is checked (points written, points already stored).
+seconds and influxd's during the run; the table shows medians over the rounds and the ratio of
+wall times to ``unchecked`` in the same situation. Every run's ``--report`` is checked (points
+written, points already stored).
 """
 
 from __future__ import annotations
@@ -78,15 +79,19 @@ def new_bucket(server: il.Server) -> str:
     return name
 
 
+def server_cpu(server: il.Server) -> float:
+    """influxd's CPU seconds so far (utime + stime)."""
+    assert server.proc is not None
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def settle(server: il.Server, quiet: float = 1.0, limit: float = 60.0) -> None:
     """Wait until influxd has used no CPU for ``quiet`` seconds (its cache snapshots and
     compactions after a write would otherwise land on the next run)."""
-    assert server.proc is not None
-    stat = Path(f"/proc/{server.proc.pid}/stat")
 
-    def cpu() -> int:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+    def cpu() -> float:
+        return server_cpu(server)
 
     deadline = time.monotonic() + limit
     last, since = cpu(), time.monotonic()
@@ -101,20 +106,22 @@ def settle(server: il.Server, quiet: float = 1.0, limit: float = 60.0) -> None:
 
 def load(
     server: il.Server, bucket: str, path: Path, mode: str, report: Path
-) -> tuple[float, float, dict[str, object]]:
+) -> tuple[float, float, float, dict[str, object]]:
     argv = [PY, "-m", "ingest", "load", str(path), "--label", "end", "--existing", mode,
             "--quiet", "--report", str(report)]  # fmt: skip
     env = {**os.environ, **server.env(), "INFLUX_BUCKET": bucket, "PYTHONPATH": str(ROOT / "src")}
     settle(server)
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server0 = server_cpu(server)
     began = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - began
+    server1 = server_cpu(server)
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{mode}: exit {proc.returncode}\n{proc.stderr}")
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return seconds, cpu, json.loads(report.read_text())
+    return seconds, cpu, server1 - server0, json.loads(report.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     server = il.Server(il.ensure_binary(), work / "data", work / "influxd.log")
-    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     load_avg = Path("/proc/loadavg").read_text().split()[:3]
     try:
         server.start()
@@ -140,19 +147,19 @@ def main(argv: list[str] | None = None) -> int:
             for mode in order:
                 buckets[mode] = new_bucket(server)
                 log(f"round {r + 1}: first load, --existing {mode} ...")
-                s, cpu, rep = load(server, buckets[mode], path, mode, work / "r.json")
+                s, cpu, scpu, rep = load(server, buckets[mode], path, mode, work / "r.json")
                 assert rep["points_written"] == rows, rep
                 assert rep["points_existing"] == (0 if mode == "report" else None), rep
-                times.setdefault(("first load", mode), []).append((s, cpu))
+                times.setdefault(("first load", mode), []).append((s, cpu, scpu))
             for mode in [*order, "refuse"] if r % 2 == 0 else ["refuse", *order]:
                 bucket = buckets["unchecked" if mode == "refuse" else mode]
                 log(f"round {r + 1}: reload, --existing {mode} ...")
-                s, cpu, rep = load(server, bucket, path, mode, work / "r.json")
+                s, cpu, scpu, rep = load(server, bucket, path, mode, work / "r.json")
                 assert rep["points_written"] == rows, rep
                 want = None if mode == "unchecked" else rows
                 assert rep["points_existing"] == want, rep
                 assert rep["points_changed"] in (0, None), rep
-                times.setdefault(("reload", mode), []).append((s, cpu))
+                times.setdefault(("reload", mode), []).append((s, cpu, scpu))
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -160,16 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         f"bench/ingest_existing.py: {path.name}, {rows:,} rows, {args.rounds} rounds, "
         f"influxd {il.binary_version(il.ensure_binary())}, {os.cpu_count()} cores, "
         f"load average {' '.join(load_avg)} at the start",
-        f"{'situation':<11} {'--existing':<10} {'median s':>9} {'CPU s':>7} {'rows/s':>10} "
-        f"{'vs unchecked':>13}",
+        f"{'situation':<11} {'--existing':<10} {'median s':>9} {'CLI CPU s':>10} "
+        f"{'influxd CPU s':>14} {'rows/s':>10} {'vs unchecked':>13}",
     ]
     for (situation, mode), runs in times.items():
-        wall = statistics.median(s for s, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
-        base = statistics.median(s for s, _ in times[(situation, "unchecked")])
+        wall = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        scpu = statistics.median(r[2] for r in runs)
+        base = statistics.median(r[0] for r in times[(situation, "unchecked")])
         lines.append(
-            f"{situation:<11} {mode:<10} {wall:>9.2f} {cpu:>7.2f} {rows / wall:>10,.0f} "
-            f"{wall / base:>12.2f}x"
+            f"{situation:<11} {mode:<10} {wall:>9.2f} {cpu:>10.2f} {scpu:>14.2f} "
+            f"{rows / wall:>10,.0f} {wall / base:>12.2f}x"
         )
     text = "\n".join(lines)
     print(text)

@@ -1,21 +1,23 @@
-"""Points already stored where a load is about to write: counted, compared, optionally refused.
+"""Points already stored where a load is about to write: counted, compared, optionally refused
+(ADR 0012).
 
 A point is its series key (measurement, tag set, field ``value``) and its instant; writing one that
 exists replaces its value (ADR 0010). Before a chunk's batches are sent, ``Existing.compare``
-asks InfluxDB for what it holds **for that series key and the chunk's time range only**: one Flux
-query per series and range, ``range |> filter`` on measurement, field and tag values, which the
-storage engine answers from its index (no scan of other series or other times). A range with
-nothing stored costs one round trip (a few milliseconds); a range that is stored already is read
-back once, at the raw read rate (about 2 M points/s, faster than it is written).
+asks InfluxDB what it holds **for that series key and the chunk's time range only**: Flux
+``range |> filter`` on measurement, field and tag values, pushed down to the storage engine. Per
+series key, the first and last stored instants are asked once (``first()``/``last()``, pushed down
+too); a chunk outside them needs no query, so loading new data costs two round trips per series.
+A chunk inside them is read back once, at the raw read rate (about 2 M points/s).
 
-The comparison is exact, as stored: InfluxDB parses the line-protocol text to a float64 and
-prints it back with the shortest text that round-trips, so both sides are parsed to float64
-(correctly rounded) and compared bit for bit (``-0`` differs from ``0``).
+The comparison is exact, as stored: InfluxDB parses the line-protocol text to a float64 and Flux
+prints it back as the shortest text that round-trips. Equal texts are therefore equal values;
+the others are parsed on both sides (correctly rounded) and compared bit for bit (``-0`` differs
+from ``0``).
 
-"Same series key" is the whole tag set: the query keeps only the answer's table whose columns
-are exactly this key's tags, so a series loaded earlier with an extra ``--tag`` (another key) is
-not an existing point. Instants are the stored ones (after ``--label``, ``--step`` and the DST
-hold-back), so what is compared is exactly what the chunk writes.
+"Same series key" is the whole tag set: the query keeps only the answer's table whose tag columns
+are exactly this key's, so a series loaded earlier with an extra ``--tag`` (another key) holds no
+existing point. Instants are the stored ones (after ``--label``, ``--step`` and the DST hold-back),
+so what is compared is exactly what the chunk writes.
 """
 
 from __future__ import annotations

@@ -355,16 +355,19 @@ def submit(
 # ---- command line -----------------------------------------------------------------------------
 
 EXAMPLES = """\
-examples:
-  python -m ingest submit https://host/export.csv.gz --series load
+examples (the operator's exports label each value with the END of its interval: pass
+-- --label end, or every point is stored one step late):
+  python -m ingest submit https://host/export.csv.gz --series load -- --label end
   python -m ingest submit /srv/ingest/data/day-0.csv --release prod -n grid -- --label end
   python -m ingest submit https://host/enduse.tsv --series enduse -- --label end --step 15m
-  python -m ingest submit '/srv/ingest/data/day-$(JOB_INDEX).csv' --completions 7 --parallelism 3
-  python -m ingest submit a.csv --dry-run            # print the Job, touch no cluster
+  python -m ingest submit '/srv/ingest/data/day-$(JOB_INDEX).csv' --completions 7 -- --label end
+  python -m ingest submit a.csv --dry-run -- --label end     # print the Job, touch no cluster
 
-Arguments after `--` go to `ingest load` unchanged. The Job is a copy of the release's CronJob
+Arguments after `--` go to `ingest load` unchanged (`-- --label end --existing refuse`: exit 2,
+nothing written, if a stored value would change). The Job is a copy of the release's CronJob
 template (what `kubectl create job --from=cronjob/<release>-gridts-ingest` makes), so it runs
-with the release's image, write-only token, volumes and limits.
+with the release's image, token, volumes and limits. A token that may only write loads with a
+warning and no count of stored points (`ingest load --help`, --existing).
 """
 
 
