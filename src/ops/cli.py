@@ -20,7 +20,14 @@ from typing import Any
 from ops.backup import run_backup
 from ops.errors import EXIT_OK, EXIT_USAGE, CorruptBackup, OpsError, UsageError
 from ops.influx import Influx
-from ops.manifest import PARTIAL, ManifestError, finished_backups, read_manifest, verify
+from ops.manifest import (
+    PARTIAL,
+    ManifestError,
+    finished_backups,
+    has_manifest,
+    read_manifest,
+    verify,
+)
 from ops.prune import prune
 from ops.restore import Restored, restore_bucket, restore_full
 
@@ -205,7 +212,7 @@ def _verify(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, A
         broken = [
             c.name
             for c in path.iterdir()
-            if c.is_dir() and not c.name.startswith(PARTIAL) and (c / "manifest.json").exists()
+            if not c.name.startswith(PARTIAL) and has_manifest(c)
             and c.name not in {t[0].name for t in targets}
         ]  # fmt: skip
         if broken:

@@ -227,15 +227,22 @@ def finished_backups(root: Path) -> list[tuple[Path, Manifest]]:
     if not root.is_dir():
         return []
     for child in root.iterdir():
-        if child.name.startswith(PARTIAL) or not child.is_dir():
-            continue
-        if not (child / MANIFEST).exists():
+        if child.name.startswith(PARTIAL) or not has_manifest(child):
             continue
         try:
             found.append((child, read_manifest(child)))
         except ManifestError:
             continue
     return sorted(found, key=lambda item: (item[1].created, item[0].name))
+
+
+def has_manifest(folder: Path) -> bool:
+    """Whether ``folder`` is a directory with a manifest; False for what cannot be looked into
+    (a volume's lost+found, owned by root)."""
+    try:
+        return folder.is_dir() and (folder / MANIFEST).exists()
+    except OSError:
+        return False
 
 
 def chunks(path: Path) -> Iterator[bytes]:
