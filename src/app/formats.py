@@ -24,7 +24,7 @@ class SeriesMeta:
 def header(plan: QueryPlan) -> dict[str, Any]:
     """What a response says about the query it answers."""
     windowed = plan.window is not None
-    return {
+    head: dict[str, Any] = {
         "resolution": plan.resolution,
         "agg": plan.agg.value if windowed else None,
         "fill": plan.fill.value if windowed else None,
@@ -32,6 +32,11 @@ def header(plan: QueryPlan) -> dict[str, Any]:
         "start": format_time(plan.start),
         "end": format_time(plan.end),
     }
+    # Which data answered, when a rollup tier did (`tier:15m`); absent: the raw points, and a
+    # response without tiers stays as it was (the header X-Data-Source is always there).
+    if plan.source != "raw":
+        head["source"] = plan.source
+    return head
 
 
 def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:

@@ -63,12 +63,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=metrics,
             heavy_queries=config.api_heavy_queries,
             heavy_wait_seconds=config.api_heavy_wait_seconds,
+            tiers=config.tiers(),
         )
+        # Which tier buckets exist; InfluxDB down at startup leaves none known until the
+        # catalog's next reload asks again.
+        await app.state.store.refresh_tiers()
         log.info(
             "started",
             influx_url=config.influx_url,
             bucket=config.influx_bucket,
             auth=bool(config.bearer_tokens()),
+            tiers=config.api_tiers,
         )
         # Everything built so far lives as long as the process: keep the collector off it, so
         # collections while parsing a large result do not rescan the whole heap.

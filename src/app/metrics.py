@@ -35,6 +35,12 @@ class Metrics:
             "Queries without storage pushdown refused with 429 because every slot stayed taken",
             registry=self.registry,
         )
+        self.source = Counter(
+            "gridts_api_data_source_total",
+            "Series answered, by the data that answered them: raw points or a rollup tier",
+            ["source"],
+            registry=self.registry,
+        )
         self.points_returned = Histogram(
             "gridts_api_points_per_series",
             "Points returned per series and request",

@@ -13,9 +13,11 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from app.errors import InfluxRejected
+from gridts import tiers
 
 Value = float | int | None
 
@@ -27,6 +29,7 @@ class Points:
     times: list[str] = field(default_factory=list)
     values: list[Value] = field(default_factory=list)
     tables: int = 0  # how many Flux tables (series keys) the rows came from
+    source: str = "raw"  # which data answered: `raw`, or a rollup tier (`tier:15m`)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -244,3 +247,119 @@ def fill_windows(points: Points, labels: list[str], fill: str, agg: str) -> Poin
                 last = v
     filled = Points(list(labels), values, points.tables)
     return fill_linear(filled) if fill == "linear" else filled
+
+
+def combine_keys(points: Points, agg: str) -> Points | None:
+    """Rows of several tag sets under one name as one series: per label the sum (``sum``,
+    ``count``), the minimum or the maximum of the tag sets' values, in time order. None for
+    ``first``/``last`` when two tag sets share a label: which value came first in the window is
+    not in the rows (the caller reads the raw points instead)."""
+    if points.tables <= 1 and strictly_increasing(points.times):
+        return points
+    acc: dict[str, float | int] = {}
+    for t, v in zip(points.times, points.values, strict=True):
+        if v is None:
+            continue
+        got = acc.get(t)
+        if got is None:
+            acc[t] = v
+        elif agg in ("sum", "count"):
+            acc[t] = got + v
+        elif agg == "min":
+            acc[t] = min(got, v)
+        elif agg == "max":
+            acc[t] = max(got, v)
+        else:
+            return None
+    whole = all(len(t) == 20 for t in acc)
+    times = sorted(acc) if whole else sorted(acc, key=to_instant)
+    return Points(times, [acc[t] for t in times], 1)
+
+
+def divide(sums: Points, counts: Points) -> Points:
+    """Means of the windows both columns hold: sum / count."""
+    if sums.times == counts.times:
+        pairs = zip(sums.values, counts.values, strict=True)
+        return Points(list(sums.times), [s / c if s is not None and c else None for s, c in pairs])
+    by_time = dict(zip(counts.times, counts.values, strict=True))
+    times: list[str] = []
+    values: list[Value] = []
+    for t, s in zip(sums.times, sums.values, strict=True):
+        c = by_time.get(t)
+        if s is not None and c:
+            times.append(t)
+            values.append(s / c)
+    return Points(times, values)
+
+
+@dataclass
+class TierRows:
+    """Rows of a tier bucket (several tag sets possibly interleaved): a window's start, and
+    its count, sum and m2."""
+
+    times: list[str] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    sum: list[float] = field(default_factory=list)
+    m2: list[float] = field(default_factory=list)
+
+
+def parse_tier_rows(text: str) -> TierRows:
+    """Flux's annotation-free CSV of pivoted tier rows (`_time`, `count`, `sum`, `m2`),
+    block by block."""
+    if text.startswith(("error,", ",error,")) or "\nerror," in text:
+        raise InfluxRejected("InfluxDB reported an error while running the query")
+    out = TierRows()
+    index: tuple[int, int, int, int] | None = None
+    for line in text.splitlines():
+        if not line:
+            continue
+        cells = line.split(",")
+        if line.startswith(",result,"):
+            try:
+                index = (
+                    cells.index("_time"),
+                    cells.index("count"),
+                    cells.index("sum"),
+                    cells.index("m2"),
+                )
+            except ValueError:
+                raise InfluxRejected("unexpected tier columns from InfluxDB") from None
+            continue
+        if index is None:
+            raise InfluxRejected("unexpected result from InfluxDB")
+        i_time, i_count, i_sum, i_m2 = index
+        if not cells[i_count]:
+            continue
+        out.times.append(cells[i_time])
+        out.count.append(int(cells[i_count]))
+        out.sum.append(float(cells[i_sum]))
+        out.m2.append(float(cells[i_m2]))
+    return out
+
+
+def stddev_windows(rows: TierRows, starts: list[datetime], labels: list[str]) -> Points:
+    """The sample standard deviation of the windows starting at ``starts`` (labelled
+    ``labels``) from tier rows inside them, merged exactly (``gridts.tiers.merge``: Chan's
+    formula for m2, whatever the tag sets or the order of the rows). A window of one point has
+    none (null, as Flux); windows without rows are left out (fills come after)."""
+    if not rows.times:
+        return Points(tables=1)
+    instants = np.array([t[:19] for t in rows.times], dtype="datetime64[s]").astype(np.int64)
+    edges = np.array([int(s.timestamp()) for s in starts], dtype=np.int64)
+    keys = np.searchsorted(edges, instants, side="right") - 1
+    order = np.argsort(keys, kind="stable")
+    count = np.array(rows.count, dtype=np.int64)
+    zeros = np.zeros(len(count))
+    parts = tiers.Windows(
+        start=instants,
+        count=count,
+        sum=np.array(rows.sum, dtype=np.float64),
+        min=zeros,
+        max=zeros,
+        first=zeros,
+        last=zeros,
+        m2=np.array(rows.m2, dtype=np.float64),
+    ).select(order)
+    merged = tiers.merge(parts, keys[order])
+    values: list[Value] = [None if math.isnan(v) else v for v in merged.stddev().tolist()]
+    return Points([labels[k] for k in merged.start.tolist()], values, 1)

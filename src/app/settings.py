@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers
 
 SECRETS_DIR = Path("/run/secrets")
 
@@ -47,6 +49,23 @@ class Settings(BaseSettings):
         description="most stored points a median or stddev may read (Flux reads those in Python-"
         "free but unindexed code at about 150,000 points/s per core)",
     )
+
+    api_tiers: str = Field(
+        default=DEFAULT_TIERS,
+        description="rollup tiers the API may answer from, e.g. 1m,15m,1h (buckets "
+        "<INFLUX_BUCKET>_<tier>, used when they exist and the token can read them); empty: "
+        "always the raw points",
+    )
+
+    @field_validator("api_tiers")
+    @classmethod
+    def _valid_tiers(cls, value: str) -> str:
+        parse_tiers(value)  # ValueError names the bad tier
+        return value
+
+    def tiers(self) -> tuple[Tier, ...]:
+        """The configured tiers, finest first."""
+        return parse_tiers(self.api_tiers)
 
     @classmethod
     def settings_customise_sources(

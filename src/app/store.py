@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -21,19 +21,35 @@ from influxdb_client.client.flux_table import FluxRecord, TableList
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.dialect import Dialect
 from influxdb_client.rest import ApiException
+from influxdb_client.service.buckets_service import BucketsService
 
 from app.errors import Busy, InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
 from app.metrics import Metrics
 from app.points import (
     Points,
+    Value,
+    combine_keys,
     compose_windows,
+    divide,
     fill_linear,
     fill_windows,
     parse_flux_csv,
+    parse_tier_rows,
+    stddev_windows,
     strictly_increasing,
 )
 from app.query import flux
-from app.query.plan import Agg, Fill, QueryPlan, bucket_seconds, format_time
+from app.query.plan import (
+    Agg,
+    Fill,
+    QueryPlan,
+    TierBucket,
+    bucket_seconds,
+    format_time,
+    local_grain,
+    utc_aligned,
+)
+from gridts.tiers import Tier
 
 log = structlog.get_logger("app.store")
 T = TypeVar("T")
@@ -87,6 +103,7 @@ class Store:
         metrics: Metrics,
         heavy_queries: int = 2,
         heavy_wait_seconds: float = 5.0,
+        tiers: tuple[Tier, ...] = (),
     ) -> None:
         self._client = client
         self._query_api = client.query_api()
@@ -100,6 +117,10 @@ class Store:
         self._steps: dict[str, float | None] = {}
         self._heavy = asyncio.Semaphore(heavy_queries)
         self._heavy_wait = heavy_wait_seconds
+        self._configured_tiers = tiers
+        # The configured tiers whose buckets the API can read, learned at startup and with
+        # every catalog reload (a tier set up later is used from then on).
+        self.tiers: tuple[TierBucket, ...] = ()
 
     @contextlib.asynccontextmanager
     async def admit(self, heavy: bool) -> AsyncIterator[None]:
@@ -147,7 +168,48 @@ class Store:
             )
             self._catalog = _Catalog(_catalog_from(tables), time.monotonic())
             log.info("catalog_loaded", series=len(self._catalog.series))
+            await self.refresh_tiers()
             return self._catalog.series
+
+    async def refresh_tiers(self) -> tuple[TierBucket, ...]:
+        """Which configured tiers have a bucket the API's token can read, and their retention
+        (``/api/v2/buckets`` lists exactly the buckets a token may read). A failure keeps what
+        was known: tiers only make answers faster, never different."""
+        if not self._configured_tiers:
+            return self.tiers
+        service = BucketsService(self._client.api_client)  # type: ignore[no-untyped-call]
+
+        async def one(tier: Tier) -> TierBucket | None:
+            name = tier.bucket(self.bucket)
+            try:
+                answer = await service.get_buckets_async(  # type: ignore[no-untyped-call]
+                    org=self._org, name=name
+                )
+            except ApiException as exc:
+                if getattr(exc, "status", None) == 404:
+                    return None
+                raise
+            for found in answer.buckets or []:
+                if found.name == name:
+                    rules = found.retention_rules or []
+                    every = int(rules[0].every_seconds or 0) if rules else 0
+                    return TierBucket(tier, every)
+            return None
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                found = await asyncio.gather(*(one(t) for t in self._configured_tiers))
+        except (TimeoutError, aiohttp.ClientError, OSError, ApiException) as exc:
+            log.warning("tiers_unknown", error=type(exc).__name__)
+            return self.tiers
+        tiers = tuple(f for f in found if f is not None)
+        if tiers != self.tiers:
+            log.info(
+                "tiers_found",
+                tiers=[f"{t.tier.bucket(self.bucket)} ({t.retention_seconds}s)" for t in tiers],
+            )
+        self.tiers = tiers
+        return tiers
 
     async def series(self, name: str) -> SeriesInfo:
         """One series' metadata; a miss reloads the catalog once before it is a 404."""
@@ -212,20 +274,120 @@ class Store:
                 self._bucket_csv(plan, series, seconds, "sum"),
                 self._bucket_csv(plan, series, seconds, "count"),
             )
-            if sums.tables > 1 or counts.tables > 1:
+            if _several_keys(sums) or _several_keys(counts):
                 return None
             by_time = dict(zip(counts.times, counts.values, strict=True))
             per_bucket = [by_time.get(t) for t in sums.times]
             points = compose_windows(starts, labels, sums.times, sums.values, agg, per_bucket)
         else:
             parts = await self._bucket_csv(plan, series, seconds, agg)
-            if parts.tables > 1:
+            if _several_keys(parts):
                 return None
             points = compose_windows(starts, labels, parts.times, parts.values, agg)
         return fill_windows(points, labels, plan.fill.value, agg)
 
+    async def _tier_csv(
+        self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int
+    ) -> Points:
+        query = flux.tier_query(plan, series, stat, seconds, offset)
+        text = await self._run(
+            "tier",
+            lambda: self._query_api.query_raw(
+                query.text, org=self._org, dialect=_CSV, params=query.params
+            ),
+        )
+        return parse_flux_csv(str(text), integer=stat == "count")
+
+    async def _tier_stat(
+        self, plan: QueryPlan, series: str, seconds: int, offset: int
+    ) -> Points | None:
+        """The plan's aggregate per UTC window of ``seconds`` from the tier, aggregated in the
+        storage engine, tag sets combined; None when they cannot be (``combine_keys``)."""
+        agg = plan.agg.value
+        if plan.agg is Agg.MEAN:
+            sums, counts = await asyncio.gather(
+                self._tier_csv(plan, series, "sum", seconds, offset),
+                self._tier_csv(plan, series, "count", seconds, offset),
+            )
+            s, c = combine_keys(sums, "sum"), combine_keys(counts, "count")
+            return None if s is None or c is None else divide(s, c)
+        return combine_keys(await self._tier_csv(plan, series, agg, seconds, offset), agg)
+
+    async def _tier_points(self, plan: QueryPlan, series: str) -> Points | None:
+        """The plan's windows from its tier (``plan.tier``): UTC windows aggregated by the
+        storage engine from the tier's fields; local windows composed from UTC buckets of
+        ``local_grain`` made the same way; ``stddev`` merged here from the tier's count, sum
+        and m2. None when only the raw points can answer exactly (``first``/``last`` of tag
+        sets sharing a window)."""
+        window = plan.window
+        if window is None or plan.tier is None:
+            return None
+        agg = plan.agg.value
+        labels: list[str] | None = None
+        if plan.agg is Agg.STDDEV:
+            query = flux.tier_rows_query(plan, series)
+            text = await self._run(
+                "tier",
+                lambda: self._query_api.query_raw(
+                    query.text, org=self._org, dialect=_CSV, params=query.params
+                ),
+            )
+            starts = plan.window_starts()
+            labels = [format_time(s) for s in starts]
+            points: Points | None = stddev_windows(parse_tier_rows(str(text)), starts, labels)
+        elif utc_aligned(plan):
+            points = await self._tier_stat(plan, series, window.seconds, window.offset_seconds)
+            if points is None:
+                return None
+            first_start = plan.first_window_start()
+            # As on the raw path: the window `start` cuts is labelled with its aligned start.
+            cut = first_start is not None and first_start != plan.start
+            if cut and points.times and points.times[0] == format_time(plan.start):
+                points.times[0] = format_time(first_start)  # type: ignore[arg-type]
+        else:
+            grain = local_grain(plan)
+            if grain is None:
+                return None
+            counts_list: list[Value] | None = None
+            if plan.agg is Agg.MEAN:  # a mean composes from the buckets' sums and counts
+                sums, counts = await asyncio.gather(
+                    self._tier_csv(plan, series, "sum", grain, 0),
+                    self._tier_csv(plan, series, "count", grain, 0),
+                )
+                parts_or_none, c = combine_keys(sums, "sum"), combine_keys(counts, "count")
+                if parts_or_none is None or c is None:
+                    return None
+                by_time = dict(zip(c.times, c.values, strict=True))
+                counts_list = [by_time.get(t) for t in parts_or_none.times]
+            else:
+                parts_or_none = await self._tier_stat(plan, series, grain, 0)
+            if parts_or_none is None:
+                return None
+            parts = parts_or_none
+            starts = plan.window_starts()
+            labels = [format_time(s) for s in starts]
+            points = compose_windows(starts, labels, parts.times, parts.values, agg, counts_list)
+        if points is None:
+            return None
+        if plan.fill is not Fill.NONE:
+            if labels is None:
+                labels = [format_time(s) for s in plan.window_starts()]
+            points = fill_windows(points, labels, plan.fill.value, agg)
+        points.source = plan.source
+        return points
+
     async def points(self, plan: QueryPlan, series: str) -> Points:
-        """The plan's points for one series, window labels at window starts."""
+        """The plan's points for one series, window labels at window starts; from the plan's
+        tier when it has one (and it can answer), else from the raw points."""
+        if plan.tier is not None:
+            tiered = await self._tier_points(plan, series)
+            if tiered is not None:
+                self._metrics.source.labels(source=tiered.source).inc()
+                self._metrics.points_returned.observe(len(tiered))
+                return tiered
+            log.info("tier_cannot_answer", series=series, tier=plan.source, agg=plan.agg.value)
+            plan = replace(plan, tier=None)
+        self._metrics.source.labels(source="raw").inc()
         seconds = bucket_seconds(plan)
         if seconds is not None:
             composed = await self._composed(plan, series, seconds)
@@ -287,6 +449,12 @@ class Store:
             self._metrics.flux_seconds.labels(query=kind, outcome=outcome).observe(
                 time.perf_counter() - started
             )
+
+
+def _several_keys(points: Points) -> bool:
+    """Whether rows come from several tag sets: several tables, or (`keep()` merges their
+    tables) labels that repeat or go back."""
+    return points.tables > 1 or not strictly_increasing(points.times)
 
 
 def _catalog_from(tables: TableList) -> dict[str, SeriesInfo]:

@@ -136,3 +136,64 @@ def bucket_query(plan: QueryPlan, series: str, seconds: int, fn: str) -> FluxQue
         + '\n    |> keep(columns: ["_time", "_value"])'
     )
     return FluxQuery(text, params)
+
+
+# A tier bucket (gridts.tiers): one point per series and tier window, fields count, sum, min, max,
+# first, last, m2. Which field a pushed-down aggregate reads, and with which Flux function.
+TIER_FIELD_FN: dict[str, tuple[str, str]] = {
+    "sum": ("sum", "sum"),
+    "count": ("count", "sum"),
+    "min": ("min", "min"),
+    "max": ("max", "max"),
+    "first": ("first", "first"),
+    "last": ("last", "last"),
+}
+
+_TIER_SOURCE = """from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._measurement == p_series and r._field == p_field)"""
+
+
+def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: int) -> FluxQuery:
+    """One statistic of the plan's tier (``TIER_FIELD_FN``: `count` is the sum of the counts)
+    aggregated into UTC windows of ``seconds`` (``offset``: weeks start on Monday) in the
+    storage engine, labelled at their starts."""
+    if plan.tier is None:
+        raise ValueError("the plan reads no tier")
+    field_name, fn = TIER_FIELD_FN[stat]
+    params: dict[str, object] = {
+        "p_bucket": plan.source_bucket,
+        "p_series": series,
+        "p_field": field_name,
+        "p_start": plan.start,
+        "p_stop": plan.end,
+        "p_every": timedelta(seconds=seconds),
+        "p_offset": timedelta(seconds=offset),
+    }
+    text = (
+        _TIER_SOURCE
+        + f"\n    |> aggregateWindow(every: p_every, offset: p_offset, fn: {_BUCKET_FN[fn]}, "
+        + 'timeSrc: "_start", createEmpty: false)'
+        + '\n    |> keep(columns: ["_time", "_value"])'
+    )
+    return FluxQuery(text, params)
+
+
+def tier_rows_query(plan: QueryPlan, series: str) -> FluxQuery:
+    """The tier's rows with what a merge of windows needs for ``stddev``: count, sum, m2 (one
+    row per tier window and tag set)."""
+    if plan.tier is None:
+        raise ValueError("the plan reads no tier")
+    params: dict[str, object] = {
+        "p_bucket": plan.source_bucket,
+        "p_series": series,
+        "p_start": plan.start,
+        "p_stop": plan.end,
+    }
+    text = """from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._measurement == p_series
+        and (r._field == "count" or r._field == "sum" or r._field == "m2"))
+    |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+    |> keep(columns: ["_time", "count", "sum", "m2"])"""
+    return FluxQuery(text, params)

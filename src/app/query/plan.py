@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from app.errors import InvalidParameter, NotAcceptable, ScanTooLarge, TooManyPoints, UnknownSeries
 from gridts.names import is_series_name
+from gridts.tiers import Tier
 
 MAX_SERIES_PER_REQUEST = 20
 
@@ -149,10 +150,31 @@ class QueryPlan:
     format: Format
     bucket: str
     auto: bool = False
+    tier: Tier | None = None  # the rollup tier that answers the plan; None: the raw points
+    answered_by: str | None = None  # set after the query when not every series was `source`
 
     @property
     def resolution(self) -> str:
         return self.window.text if self.window is not None else "raw"
+
+    @property
+    def source(self) -> str:
+        """Which data answers: `raw`, or `tier:15m` for the tier bucket of 15-minute windows
+        (after the query: `tier:15m,raw` when one series of several had to be read raw)."""
+        if self.answered_by is not None:
+            return self.answered_by
+        return "raw" if self.tier is None else f"tier:{self.tier.text}"
+
+    def answered(self, sources: list[str]) -> QueryPlan:
+        """The plan saying which data answered its series (``Points.source`` of each)."""
+        found = sorted(set(sources), key=lambda s: (s == "raw", s))
+        text = ",".join(found) if found else self.source
+        return self if text == self.source else replace(self, answered_by=text)
+
+    @property
+    def source_bucket(self) -> str:
+        """The bucket the plan reads: the raw bucket, or its tier's (`grid_15m`)."""
+        return self.bucket if self.tier is None else self.tier.bucket(self.bucket)
 
     @property
     def raw_limit(self) -> int:
@@ -641,7 +663,7 @@ def bucket_seconds(plan: QueryPlan) -> int | None:
 def scan_reason(plan: QueryPlan) -> str | None:
     """Why the plan's windows would be computed in Flux from every stored point (no storage
     pushdown), or None when InfluxDB's engine aggregates them."""
-    if plan.window is None:
+    if plan.window is None or plan.tier is not None:
         return None
     if plan.agg in SCAN_AGGS:
         return f"{plan.agg.value} reads every stored point"
@@ -692,11 +714,18 @@ def longest_fitting_span(
     return timedelta(seconds=lo)
 
 
-def fit_scan(plan: QueryPlan, step_seconds: float | None, limit: int) -> QueryPlan:
+def fit_scan(
+    plan: QueryPlan,
+    step_seconds: float | None,
+    limit: int,
+    tiered: Callable[[QueryPlan], QueryPlan] | None = None,
+) -> QueryPlan:
     """The plan, if its work without storage pushdown (``scan_cost``) stays within ``limit``;
-    with ``auto`` the finest coarser standard window that does. Otherwise ScanTooLarge says
-    the longest range that fits at the requested resolution and the finest resolution that fits
-    the requested range. ``step_seconds`` is the series' spacing (None: unknown, not checked)."""
+    with ``auto`` the finest coarser standard window that does, or that a rollup tier answers
+    (``tiered``: the plan with the tier that answers it, ``with_tier``). Otherwise ScanTooLarge
+    says the longest range that fits at the requested resolution and the finest resolution that
+    fits the requested range. ``step_seconds`` is the series' spacing (None: unknown, not
+    checked)."""
     reason = scan_reason(plan)
     if reason is None or not step_seconds or plan.window is None:
         return plan
@@ -704,27 +733,121 @@ def fit_scan(plan: QueryPlan, step_seconds: float | None, limit: int) -> QueryPl
     asked = scan_cost(plan, plan.window, step_seconds, span)
     if asked.cost <= limit:
         return plan
-    coarser = next(
-        (
-            w
-            for w in STANDARD_WINDOWS
-            if w.seconds > plan.window.seconds
-            and scan_cost(plan, w, step_seconds, span).cost <= limit
-        ),
-        None,
-    )
+    coarser: QueryPlan | None = None
+    for w in STANDARD_WINDOWS:
+        if w.seconds <= plan.window.seconds:
+            continue
+        candidate = replace(plan, window=w)
+        if tiered is not None:
+            candidate = tiered(candidate)
+        if candidate.tier is not None or scan_cost(plan, w, step_seconds, span).cost <= limit:
+            coarser = candidate
+            break
     if plan.auto and coarser is not None:
-        return replace(plan, window=coarser)
+        return coarser
     longest = longest_fitting_span(plan, plan.window, step_seconds, limit)
     hints = []
     if longest.total_seconds() >= plan.window.seconds:
         hints.append(
             f"at resolution={plan.window.text} the longest range that fits is {_human(longest)}"
         )
-    if coarser is not None:
-        hints.append(f"for this range use resolution={coarser.text} or coarser")
+    if coarser is not None and coarser.window is not None:
+        hints.append(f"for this range use resolution={coarser.window.text} or coarser")
     hint = "; ".join(hints) or "shorten the range"
     raise ScanTooLarge(reason, asked.points, asked.windows, asked.cost, limit, hint)
+
+
+# Rollup tiers (ADR 0012, gridts.tiers): per series and tier window the exact count, sum, min, max,
+# first, last and m2. Every aggregate but the median follows from them for any union of windows.
+TIER_AGGS = COMPOSABLE_AGGS | {Agg.STDDEV}
+
+
+@dataclass(frozen=True)
+class TierBucket:
+    """A tier whose bucket the API can read, and how far back that bucket keeps its windows
+    (``retention_seconds``; 0: forever)."""
+
+    tier: Tier
+    retention_seconds: int = 0
+
+
+def tier_grain(plan: QueryPlan) -> int | None:
+    """The UTC length every window of the plan is a union of: the window itself for UTC
+    windows, ``local_grain`` for local ones (a Zurich day is 23, 24 or 25 UTC hours)."""
+    if plan.window is None:
+        return None
+    return plan.window.seconds if utc_aligned(plan) else local_grain(plan)
+
+
+def tier_rows(plan: QueryPlan, tier: Tier) -> int:
+    """The tier rows a plan reads per tag set: one per tier window of the range."""
+    return -(-int((plan.end - plan.start).total_seconds()) // tier.seconds)
+
+
+def pick_tier(
+    plan: QueryPlan, tiers: Sequence[TierBucket], now: datetime, max_rows: int | None = None
+) -> Tier | None:
+    """The coarsest tier that answers the plan **exactly**, or None (raw points answer).
+
+    A tier answers when the aggregate follows from its statistics (not the median, not raw
+    points); its window divides every window of the plan (``tier_grain``: local windows are
+    unions of tier windows too); ``start`` and ``end`` lie on its window boundaries (a tier
+    window cut by the range would bring points from outside it); the range lies inside the
+    tier's retention (``now`` minus retention at or before ``start``); and, for ``stddev``,
+    whose tier rows are merged by the API, at most ``max_rows`` rows are read.
+    """
+    grain = tier_grain(plan)
+    if grain is None or plan.agg not in TIER_AGGS:
+        return None
+    if not utc_aligned(plan) and bucket_seconds_limit(plan, grain):
+        return None
+    start_us, end_us = _micros(plan.start), _micros(plan.end)
+    for found in sorted(tiers, key=lambda t: t.tier.seconds, reverse=True):
+        step = found.tier.seconds
+        if grain % step or start_us % (step * MICRO) or end_us % (step * MICRO):
+            continue
+        if found.retention_seconds and plan.start < now - timedelta(
+            seconds=found.retention_seconds
+        ):
+            continue
+        too_many = max_rows is not None and tier_rows(plan, found.tier) > max_rows
+        if plan.agg is Agg.STDDEV and too_many:
+            continue
+        return found.tier
+    return None
+
+
+def bucket_seconds_limit(plan: QueryPlan, grain: int) -> bool:
+    """Whether composing the plan's local windows from UTC buckets of ``grain`` would take more
+    buckets than the API composes in one request."""
+    return (plan.end - plan.start).total_seconds() / grain > MAX_BUCKETS
+
+
+def with_tier(
+    plan: QueryPlan, tiers: Sequence[TierBucket], now: datetime, max_rows: int | None = None
+) -> QueryPlan:
+    """The plan read from the coarsest tier that answers it exactly (``pick_tier``), or from
+    the raw points."""
+    return replace(plan, tier=pick_tier(replace(plan, tier=None), tiers, now, max_rows))
+
+
+def choose_source(
+    plan: QueryPlan,
+    tiers: Sequence[TierBucket],
+    now: datetime,
+    steps: Sequence[float | None],
+    limit: int,
+) -> QueryPlan:
+    """Where a plan's answer comes from: a tier when one answers exactly, else the raw points
+    under the scan limit for every series' spacing in ``steps`` (``fit_scan``; with ``auto``,
+    the finest coarser window that a tier answers or whose scan fits). A tier's cost is the
+    rows it holds, not the raw points."""
+    tiered = with_tier(plan, tiers, now, limit)
+    if tiered.tier is not None:
+        return tiered
+    for step in steps:
+        plan = fit_scan(plan, step, limit, lambda p: with_tier(p, tiers, now, limit))
+    return plan
 
 
 def _human(span: timedelta) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
@@ -21,7 +22,7 @@ from app.query.plan import (
     Format,
     QueryPlan,
     build_plan,
-    fit_scan,
+    choose_source,
     no_finer_than,
     raw_overflow,
     scan_reason,
@@ -131,6 +132,7 @@ _HEADER = {
     "tz": None,
     "start": "2021-05-02T10:00:00Z",
     "end": "2021-05-02T10:30:00Z",
+    "source": "tier:15m",
 }
 ERROR_422 = {
     "description": "a parameter is invalid, or the result would exceed the point cap",
@@ -221,12 +223,13 @@ async def series_data(
     info = await store.series(name)
     if plan.auto:
         plan = no_finer_than(plan, await store.step_seconds(info))
-    if scan_reason(plan):
-        plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
+    steps = [await store.step_seconds(info)] if scan_reason(plan) else []
+    plan = choose_source(plan, store.tiers, datetime.now(UTC), steps, settings.api_max_scan_points)
     meta = formats.SeriesMeta(info.name, info.unit)
     async with store.admit(scan_reason(plan) is not None):
         points = await store.points(plan, name)
     _check_raw_cap(plan, [points])
+    plan = plan.answered([points.source])
     if plan.format is Format.JSON:
         return _bytes(formats.series_json(plan, meta, points), plan)
     if plan.format is Format.CSV:
@@ -270,12 +273,12 @@ async def multi_data(
     if plan.auto:
         steps = [await store.step_seconds(info) for info in infos]
         plan = no_finer_than(plan, max((s for s in steps if s), default=None))
-    if scan_reason(plan):
-        for info in infos:
-            plan = fit_scan(plan, await store.step_seconds(info), settings.api_max_scan_points)
+    steps = [await store.step_seconds(info) for info in infos] if scan_reason(plan) else []
+    plan = choose_source(plan, store.tiers, datetime.now(UTC), steps, settings.api_max_scan_points)
     async with store.admit(scan_reason(plan) is not None):
         columns = await _gather([store.points(plan, name) for name in plan.series])
     _check_raw_cap(plan, columns)
+    plan = plan.answered([c.source for c in columns])
     metas = [formats.SeriesMeta(i.name, i.unit) for i in infos]
     axis, rows = align(columns)
     if plan.format is Format.JSON:
@@ -301,7 +304,7 @@ def _check_raw_cap(plan: QueryPlan, columns: list[Points]) -> None:
 
 
 def _headers(plan: QueryPlan) -> dict[str, str]:
-    return {"Vary": "Accept", "X-Resolution": plan.resolution}
+    return {"Vary": "Accept", "X-Resolution": plan.resolution, "X-Data-Source": plan.source}
 
 
 def _bytes(body: bytes, plan: QueryPlan) -> Response:

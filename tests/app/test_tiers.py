@@ -1,0 +1,543 @@
+"""Rollup tiers in the API (issue 10, items 4 and 5): the plan picks the coarsest tier that answers
+exactly, and the tiered answer equals the raw answer.
+
+The tiers are filled here from the rows the fixture writes, with `gridts.tiers` (the statistics
+the ingest's rollup writes: one point per series key and window that holds points, fields count,
+sum, min, max, first, last, m2, at the window's start), into `<bucket>_<tier>` buckets. Every
+comparison asks two API instances over the same bucket: one with the default tiers, one with
+`API_TIERS=""` (the raw points, as before tiers existed).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from influxdb_client import BucketRetentionRules, InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+
+from app.query.plan import (
+    DataParams,
+    TierBucket,
+    build_plan,
+    choose_source,
+    pick_tier,
+)
+from gridts import tiers
+from gridts.tiers import Tier, parse_tiers
+from tests.app.conftest import AppClient, Series, line_protocol, make_settings
+from tests.conftest import InfluxServer
+
+TIERS = parse_tiers("1m,15m,1h")
+COMPOSABLE = ["mean", "min", "max", "sum", "count", "first", "last", "stddev"]
+EXACT = {"count", "min", "max", "first", "last"}
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# ---- the plan's choice, without a database ------------------------------------------------------
+
+
+def plan(**kw: str) -> Any:
+    params = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z", **kw}
+    return build_plan(["s"], DataParams(**params), bucket="grid", max_points_cap=100_000)
+
+
+ALL = tuple(TierBucket(t) for t in TIERS)
+
+
+@pytest.mark.parametrize(
+    ("kw", "tier"),
+    [
+        ({"resolution": "1d"}, "1h"),
+        ({"resolution": "1h", "agg": "max"}, "1h"),
+        ({"resolution": "30m", "agg": "stddev"}, "15m"),
+        ({"resolution": "5m", "agg": "first"}, "1m"),
+        ({"resolution": "90s"}, None),  # 1m does not divide 90 s
+        ({"resolution": "30s"}, None),  # finer than the finest tier
+        ({"resolution": "1h", "agg": "median"}, None),  # does not compose
+        ({"resolution": "raw"}, None),
+        ({"resolution": "1w"}, "1h"),  # weeks start on Monday: four days after the epoch
+        # start and end on tier boundaries: the coarsest tier that aligns with both
+        ({"resolution": "1h", "start": "2021-05-01T00:15:00Z"}, "15m"),
+        ({"resolution": "1h", "end": "2021-05-01T23:59:00Z"}, "1m"),
+        ({"resolution": "1h", "start": "2021-05-01T00:00:30Z"}, None),
+        ({"resolution": "1h", "start": "2021-05-01T00:00:00.5Z"}, None),
+        # local windows are unions of tier windows: Zurich's days of UTC hours, Kathmandu's
+        # (UTC+05:45) hours and days of quarter hours, and its 10-minute windows of 5 minutes
+        ({"resolution": "1d", "tz": "Europe/Zurich", "start": "2021-03-27T23:00:00Z"}, "1h"),
+        ({"resolution": "1d", "tz": "Asia/Kathmandu", "start": "2021-04-30T18:15:00Z"}, "15m"),
+        ({"resolution": "1h", "tz": "Asia/Kathmandu"}, "15m"),
+        ({"resolution": "10m", "tz": "Asia/Kathmandu"}, "1m"),
+        ({"resolution": "6h", "tz": "Europe/Zurich"}, "1h"),
+    ],
+)
+def test_pick_tier(kw: dict[str, str], tier: str | None) -> None:
+    chosen = pick_tier(plan(**kw), ALL, NOW)
+    assert (chosen.text if chosen else None) == tier
+
+
+def test_pick_tier_needs_the_range_inside_retention() -> None:
+    day = TierBucket(Tier(3600), retention_seconds=86_400)
+    assert pick_tier(plan(resolution="1h"), (day,), NOW) is None
+    now = datetime(2021, 5, 1, 12, tzinfo=UTC)
+    assert pick_tier(plan(resolution="1h"), (day,), now) == Tier(3600)
+    # a coarse tier kept a year, a fine one a day: the range falls back to what keeps it
+    fine = TierBucket(Tier(60), retention_seconds=86_400)
+    coarse = TierBucket(Tier(3600), retention_seconds=365 * 86_400)
+    later = datetime(2021, 6, 1, tzinfo=UTC)
+    assert pick_tier(plan(resolution="1h"), (fine, coarse), later) == Tier(3600)
+    assert pick_tier(plan(resolution="1m"), (fine, coarse), later) is None
+
+
+def test_pick_tier_with_no_tiers_or_missing_buckets() -> None:
+    assert pick_tier(plan(resolution="1h"), (), NOW) is None
+    only_fine = (TierBucket(Tier(60)),)
+    assert pick_tier(plan(resolution="1h"), only_fine, NOW) == Tier(60)
+
+
+def test_stddev_from_a_tier_counts_its_rows_against_the_scan_limit() -> None:
+    year = {"start": "2021-01-01T00:00:00Z", "end": "2022-01-01T00:00:00Z"}
+    p = plan(resolution="1d", agg="stddev", **year)
+    assert pick_tier(p, ALL, NOW, max_rows=10_000) == Tier(3600)  # 8,760 rows
+    assert pick_tier(p, ALL, NOW, max_rows=5_000) is None
+    # pushed-down aggregates read the tier in the storage engine: no limit
+    assert pick_tier(plan(resolution="1h", **year), ALL, NOW, max_rows=10) == Tier(3600)
+
+
+def test_choose_source_answers_a_refused_scan_from_a_tier() -> None:
+    from app.errors import ScanTooLarge
+
+    week = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-08T00:00:00Z"}
+    p = plan(resolution="1h", agg="stddev", **week)
+    with pytest.raises(ScanTooLarge):
+        choose_source(p, (), NOW, [1.0], 500_000)  # 604,800 points at 1 s
+    tiered = choose_source(p, ALL, NOW, [1.0], 500_000)
+    assert tiered.source == "tier:1h"
+    # auto: finer windows than the raw scan allows, when a tier answers them
+    auto = plan(resolution="auto", agg="stddev", max_points="1000", **week)
+    assert auto.window is not None
+    assert auto.window.text == "15m"
+    raw = choose_source(auto, (), NOW, [2.0], 320_000)  # 302,400 points at 2 s
+    assert raw.window is not None
+    assert raw.window.text == "30m"
+    assert raw.tier is None
+    fine = choose_source(auto, ALL, NOW, [2.0], 320_000)
+    assert fine.window == auto.window
+    assert fine.source == "tier:15m"
+    # auto at 30 s (no tier that fine): the next coarser window a tier answers
+    day = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z"}
+    thirty = plan(resolution="auto", agg="stddev", max_points="2880", **day)
+    assert thirty.window is not None
+    assert thirty.window.text == "30s"
+    got = choose_source(thirty, ALL, NOW, [1.0], 50_000)
+    assert got.window is not None
+    assert got.window.text == "1m"
+    assert got.source == "tier:1m"
+
+
+def test_source_of_a_plan() -> None:
+    p = plan(resolution="1h")
+    assert p.source == "raw"
+    assert p.source_bucket == "grid"
+    t = choose_source(p, ALL, NOW, [], 500_000)
+    assert t.source == "tier:1h"
+    assert t.source_bucket == "grid_1h"
+    assert t.answered(["tier:1h"]) is t
+    assert t.answered(["raw", "tier:1h", "raw"]).source == "tier:1h,raw"
+
+
+# ---- tiered answers equal raw answers, on the real influxd ---------------------------------------
+
+
+def _hz_1s() -> Series:
+    """Eight hours at 1 s across Zurich's spring change, 50 Hz with millihertz deviations, a
+    gap of 17 minutes and 3 % of rows missing."""
+    rng = np.random.default_rng(23)
+    index = pd.date_range(
+        "2021-03-27T20:00:00Z", "2021-03-28T04:00:00Z", freq="1s", inclusive="left"
+    )
+    values = 50.0 + np.round(rng.normal(0, 0.015, len(index)), 4)
+    s = pd.Series(values, index=index)
+    s = s[(s.index < "2021-03-27T22:41:13Z") | (s.index >= "2021-03-27T22:58:13Z")]
+    return Series("hz_1s", "Hz", s[rng.random(len(s)) > 0.03])
+
+
+def _autumn() -> Series:
+    """A 1 m series across Zurich's autumn change (2021-10-31, 25 hours)."""
+    rng = np.random.default_rng(29)
+    index = pd.date_range(
+        "2021-10-30T12:00:00Z", "2021-11-01T12:00:00Z", freq="1min", inclusive="left"
+    )
+    s = pd.Series(np.round(rng.uniform(-50, 400, len(index)), 2), index=index)
+    return Series("autumn", "MW", s[rng.random(len(s)) > 0.1])
+
+
+def tier_lines(series: Series, tier: Tier) -> str:
+    """The tier's line protocol for one series key: windows from the rows, as the rollup
+    computes them (the finest from points, coarser ones merged)."""
+    seconds = series.values.index.as_unit("s").asi8
+    windows = tiers.from_points(seconds, series.values.to_numpy(np.float64), TIERS[0].seconds)
+    if tier != TIERS[0]:
+        windows = tiers.coarsen(windows, tier.seconds)
+    tags = dict(series.tags)
+    if series.unit is not None:
+        tags["unit"] = series.unit
+    key = series.name + "".join(f",{k}={v}" for k, v in sorted(tags.items()))
+    lines = []
+    for i in range(len(windows)):
+        fields = (
+            f"count={int(windows.count[i])}i,sum={float(windows.sum[i])!r},"
+            f"min={float(windows.min[i])!r},max={float(windows.max[i])!r},"
+            f"first={float(windows.first[i])!r},last={float(windows.last[i])!r},"
+            f"m2={float(windows.m2[i])!r}"
+        )
+        lines.append(f"{key} {fields} {int(windows.start[i])}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Tiered:
+    bucket: str
+    series: list[Series]
+
+
+@pytest.fixture(scope="module")
+def tiered(
+    influx: InfluxServer, dataset: dict[str, Series], two_sites: list[Series]
+) -> Iterator[Tiered]:
+    """A bucket with the dataset, a 1 s series and a 1 m series across the DST changes, and its
+    three tier buckets filled from the same rows."""
+    name = f"tiers_{secrets.token_hex(4)}"
+    every = [*dataset.values(), *two_sites, _hz_1s(), _autumn()]
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
+        api = c.buckets_api()
+        created = [api.create_bucket(bucket_name=name, org=influx.org)]
+        writer = c.write_api(write_options=SYNCHRONOUS)
+        for series in every:
+            writer.write(name, influx.org, line_protocol(series), write_precision="s")
+        for tier in TIERS:
+            forever = BucketRetentionRules(type="expire", every_seconds=0)
+            created.append(
+                api.create_bucket(
+                    bucket_name=tier.bucket(name), org=influx.org, retention_rules=forever
+                )
+            )
+            for series in every:
+                text = tier_lines(series, tier)
+                writer.write(tier.bucket(name), influx.org, text, write_precision="s")
+        yield Tiered(name, every)
+        if influx.proc is not None:
+            for bucket in created:
+                api.delete_bucket(bucket)
+
+
+@pytest.fixture(scope="module")
+async def with_tiers(influx: InfluxServer, tiered: Tiered) -> AsyncIterator[httpx.AsyncClient]:
+    async with AppClient(make_settings(influx, tiered.bucket)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def raw_only(influx: InfluxServer, tiered: Tiered) -> AsyncIterator[httpx.AsyncClient]:
+    async with AppClient(make_settings(influx, tiered.bucket, api_tiers="")) as client:
+        yield client
+
+
+def same_answer(agg: str, tiered: list[Any], raw: list[Any], where: str) -> None:
+    """Equal labels and `partial`; values exactly equal for count/min/max/first/last, within
+    1e-9 relative for sum, mean and stddev (the tier adds in another order)."""
+    assert [p["time"] for p in tiered] == [p["time"] for p in raw], where
+    assert [p.get("partial") for p in tiered] == [p.get("partial") for p in raw], where
+    key = "values" if tiered and "values" in tiered[0] else "value"
+    for a, b in zip(tiered, raw, strict=True):
+        got = a[key] if key == "values" else [a[key]]
+        want = b[key] if key == "values" else [b[key]]
+        for x, y in zip(got, want, strict=True):
+            if y is None or x is None:
+                assert x is None, (where, a, b)
+                assert y is None, (where, a, b)
+            elif agg in EXACT:
+                assert x == y, (where, a, b)
+            else:
+                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), (where, a, b)
+
+
+async def both(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, path: str, params: Any
+) -> tuple[httpx.Response, httpx.Response]:
+    a = await with_tiers.get(path, params=params)
+    b = await raw_only.get(path, params=params)
+    assert a.status_code == b.status_code == 200, (params, a.text, b.text)
+    assert b.headers["X-Data-Source"] == "raw"
+    assert "source" not in b.json()
+    head_a = {k: v for k, v in a.json().items() if k not in ("points", "source")}
+    head_b = {k: v for k, v in b.json().items() if k != "points"}
+    assert head_a == head_b
+    return a, b
+
+
+# Ranges of the series (start, end) that the random cases draw from.
+SPANS = {
+    "hz_1s": ("2021-03-27T20:00:00Z", "2021-03-28T04:00:00Z"),
+    "f_soll_aktiv": ("2021-05-01T00:00:00Z", "2021-05-03T00:00:00Z"),
+    "active_losses": ("2021-03-20T00:00:00Z", "2021-04-10T00:00:00Z"),
+    "enduse": ("2021-05-01T00:00:00Z", "2021-05-03T00:00:00Z"),
+    "two_sites": ("2021-05-01T00:00:00Z", "2021-05-02T02:00:00Z"),
+    "autumn": ("2021-10-30T12:00:00Z", "2021-11-01T12:00:00Z"),
+}
+RESOLUTIONS = ["1m", "2m", "5m", "10m", "15m", "30m", "1h", "2h", "3h", "6h", "1d"]
+ZONES = [None, None, "Europe/Zurich", "Asia/Kathmandu"]
+FILLS = ["none", "none", "null", "previous", "linear"]
+
+
+def _case(seed: int) -> dict[str, str]:
+    """A random request: series, resolution, aggregate, fill, zone, and a range whose ends are
+    on the hour, on a quarter, on a minute or anywhere (unaligned: raw must answer)."""
+    rng = np.random.default_rng(seed)
+    name = str(rng.choice(list(SPANS)))
+    lo, hi = (pd.Timestamp(t) for t in SPANS[name])
+    total = int((hi - lo).total_seconds())
+    grid = int(rng.choice([3600, 3600, 900, 60, 1]))
+
+    def instant(a: int, b: int) -> pd.Timestamp:
+        return lo + pd.Timedelta(seconds=int(rng.integers(a, b)) // grid * grid)
+
+    start = instant(0, total - 3600)
+    end = start + pd.Timedelta(seconds=max(grid, int(rng.integers(1, total)) // grid * grid))
+    end = min(end, hi + pd.Timedelta(hours=6))
+    params = {
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "resolution": str(rng.choice(RESOLUTIONS)),
+        "agg": str(rng.choice(COMPOSABLE)),
+        "fill": str(rng.choice(FILLS)),
+        "name": name,
+    }
+    tz = rng.choice(ZONES)
+    if tz is not None:
+        params["tz"] = str(tz)
+    return params
+
+
+def _tier_expected(name: str, params: dict[str, str]) -> bool:
+    """Whether a tier must answer: ends on whole minutes (every window here is a multiple of a
+    minute, and Zurich's and Kathmandu's local windows unions of minutes), and not first/last
+    of the series whose two tag sets share windows."""
+    ends_on_minutes = all(pd.Timestamp(params[k]).second == 0 for k in ("start", "end"))
+    shared = name == "two_sites" and params["agg"] in ("first", "last")
+    return ends_on_minutes and not shared
+
+
+@pytest.mark.parametrize("seed", range(160))
+async def test_tiered_equals_raw(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, seed: int
+) -> None:
+    params = _case(seed)
+    name = params.pop("name")
+    a, b = await both(with_tiers, raw_only, f"/v1/series/{name}/data", params)
+    same_answer(params["agg"], a.json()["points"], b.json()["points"], str(params))
+    source = a.headers["X-Data-Source"]
+    assert a.json().get("source", "raw") == source
+    if _tier_expected(name, params):
+        assert source.startswith("tier:"), (params, source)
+    elif name != "two_sites":
+        assert source == "raw", (params, source)
+
+
+@pytest.mark.parametrize("agg", COMPOSABLE)
+@pytest.mark.parametrize(
+    ("name", "start", "end"),
+    [
+        ("hz_1s", "2021-03-27T00:00:00+01:00", "2021-03-29T00:00:00+02:00"),  # spring, 23 h
+        ("autumn", "2021-10-30T00:00:00+02:00", "2021-11-02T00:00:00+01:00"),  # autumn, 25 h
+        ("active_losses", "2021-03-26T00:00:00+01:00", "2021-04-01T00:00:00+02:00"),
+        ("active_losses", "2021-10-29T00:00:00+02:00", "2021-11-03T00:00:00+01:00"),
+    ],
+)
+@pytest.mark.parametrize("fill", ["none", "previous"])
+async def test_zurich_dst_days_from_tiers(
+    with_tiers: httpx.AsyncClient,
+    raw_only: httpx.AsyncClient,
+    name: str,
+    start: str,
+    end: str,
+    agg: str,
+    fill: str,
+) -> None:
+    params = {"start": start, "end": end, "resolution": "1d", "tz": "Europe/Zurich", "agg": agg}
+    params["fill"] = fill
+    a, b = await both(with_tiers, raw_only, f"/v1/series/{name}/data", params)
+    same_answer(agg, a.json()["points"], b.json()["points"], name)
+    assert a.headers["X-Data-Source"] == "tier:1h"
+    assert len(b.json()["points"]) >= 1
+
+
+@pytest.mark.parametrize("agg", COMPOSABLE)
+@pytest.mark.parametrize("resolution", ["15m", "1h", "2h", "1d"])
+async def test_kathmandu_from_tiers(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, agg: str, resolution: str
+) -> None:
+    params = {
+        "start": "2021-03-27T18:15:00Z",  # local midnight, UTC+05:45
+        "end": "2021-03-28T03:45:00Z",
+        "resolution": resolution,
+        "tz": "Asia/Kathmandu",
+        "agg": agg,
+        "fill": "null",
+    }
+    a, b = await both(with_tiers, raw_only, "/v1/series/hz_1s/data", params)
+    same_answer(agg, a.json()["points"], b.json()["points"], resolution)
+    assert a.headers["X-Data-Source"] == "tier:15m"
+
+
+@pytest.mark.parametrize("agg", COMPOSABLE)
+async def test_several_series_from_tiers(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, agg: str
+) -> None:
+    params = {
+        "series": ["f_soll_aktiv", "enduse", "two_sites"],
+        "start": "2021-05-01T05:00:00Z",
+        "end": "2021-05-02T03:00:00Z",
+        "resolution": "1h",
+        "agg": agg,
+        "fill": "linear",
+    }
+    a, b = await both(with_tiers, raw_only, "/v1/data", params)
+    same_answer(agg, a.json()["points"], b.json()["points"], agg)
+    # first/last of two tag sets sharing an hour: only the raw points know which came first
+    want = "tier:1h,raw" if agg in ("first", "last") else "tier:1h"
+    assert a.headers["X-Data-Source"] == want
+    assert a.json()["source"] == want
+
+
+@pytest.mark.parametrize(
+    ("params", "why"),
+    [
+        ({"resolution": "1h", "agg": "median"}, "median"),
+        ({"resolution": "raw"}, "raw"),
+        ({"resolution": "30s"}, "finer than the finest tier"),
+        ({"resolution": "90s"}, "not a multiple of a tier"),
+        ({"resolution": "1h", "start": "2021-05-01T05:00:30Z"}, "start not on a tier boundary"),
+    ],
+)
+async def test_falls_back_to_raw(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, params: dict[str, str], why: str
+) -> None:
+    full = {"start": "2021-05-01T05:00:00Z", "end": "2021-05-02T03:00:00Z", **params}
+    a, b = await both(with_tiers, raw_only, "/v1/series/f_soll_aktiv/data", full)
+    assert a.headers["X-Data-Source"] == "raw", why
+    assert "source" not in a.json()
+    assert a.json()["points"] == b.json()["points"]
+
+
+async def test_csv_and_ndjson_say_the_source_in_a_header(with_tiers: httpx.AsyncClient) -> None:
+    for fmt in ("csv", "ndjson"):
+        r = await with_tiers.get(
+            "/v1/series/hz_1s/data",
+            params={"start": "2021-03-27T20:00:00Z", "end": "2021-03-28T04:00:00Z",
+                    "resolution": "15m", "format": fmt},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert r.headers["X-Data-Source"] == "tier:15m"
+
+
+async def test_metrics_count_the_source(with_tiers: httpx.AsyncClient) -> None:
+    r = await with_tiers.get("/metrics")
+    assert 'gridts_api_data_source_total{source="tier:1h"}' in r.text
+
+
+async def test_a_refused_scan_succeeds_from_a_tier(influx: InfluxServer, tiered: Tiered) -> None:
+    """stddev over 8 hours of 1 s data with a scan limit of 10,000 points: refused from raw
+    points, answered from the 1 m tier (480 rows); `auto` picks the tier's windows."""
+    params = {"start": "2021-03-27T20:00:00Z", "end": "2021-03-28T04:00:00Z", "agg": "stddev"}
+    limits = {"api_max_scan_points": 10_000}
+    async with AppClient(make_settings(influx, tiered.bucket, api_tiers="", **limits)) as raw:
+        r = await raw.get("/v1/series/hz_1s/data", params={**params, "resolution": "1m"})
+        assert r.status_code == 422
+        assert r.json()["error"] == "scan_too_large"
+        r = await raw.get("/v1/series/hz_1s/data", params={**params, "resolution": "auto"})
+        assert r.status_code == 422, r.text  # no standard window's raw scan fits
+    async with AppClient(make_settings(influx, tiered.bucket, **limits)) as api:
+        r = await api.get("/v1/series/hz_1s/data", params={**params, "resolution": "1m"})
+        assert r.status_code == 200, r.text
+        assert r.headers["X-Data-Source"] == "tier:1m"
+        r = await api.get("/v1/series/hz_1s/data", params={**params, "resolution": "auto"})
+        assert r.status_code == 200, r.text
+        assert r.json()["resolution"] == "1m"
+        assert r.json()["source"] == "tier:1m"
+
+
+async def test_the_api_learns_which_tier_buckets_exist(
+    influx: InfluxServer, tiered: Tiered
+) -> None:
+    """Configured tiers without a bucket are not used; a tier left out of API_TIERS neither."""
+    async with AppClient(make_settings(influx, tiered.bucket, api_tiers="1m,15m,1h,1d")) as api:
+        store = api._transport.app.state.store  # type: ignore[attr-defined]
+        assert sorted(t.tier.text for t in store.tiers) == ["15m", "1h", "1m"]
+    async with AppClient(make_settings(influx, tiered.bucket, api_tiers="1m,15m")) as api:
+        r = await api.get(
+            "/v1/series/hz_1s/data",
+            params={"start": "2021-03-27T20:00:00Z", "end": "2021-03-28T04:00:00Z",
+                    "resolution": "1h"},
+        )  # fmt: skip
+        assert r.headers["X-Data-Source"] == "tier:15m"
+
+
+async def test_read_only_token_sees_the_tiers_it_may_read(
+    influx: InfluxServer, tiered: Tiered
+) -> None:
+    """The API's read-only token lists exactly the buckets it may read (/api/v2/buckets): the
+    raw bucket and the 15m tier, not the others."""
+    from influxdb_client import Permission, PermissionResource
+
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as c:
+        org = c.organizations_api().find_organizations(org=influx.org)[0]
+        buckets = c.buckets_api()
+        readable = [buckets.find_bucket_by_name(n) for n in (tiered.bucket, f"{tiered.bucket}_15m")]
+        perms = [
+            Permission(
+                action="read", resource=PermissionResource(type="buckets", id=b.id, org_id=org.id)
+            )
+            for b in readable
+        ]
+        auth = c.authorizations_api().create_authorization(org_id=org.id, permissions=perms)
+    try:
+        settings = make_settings(influx, tiered.bucket, influx_token=auth.token)
+        async with AppClient(settings) as api:
+            store = api._transport.app.state.store  # type: ignore[attr-defined]
+            assert [t.tier.text for t in store.tiers] == ["15m"]
+            r = await api.get(
+                "/v1/series/hz_1s/data",
+                params={"start": "2021-03-27T20:00:00Z", "end": "2021-03-28T04:00:00Z",
+                        "resolution": "1h", "agg": "max"},
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+            assert r.headers["X-Data-Source"] == "tier:15m"
+    finally:
+        with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as c:
+            c.authorizations_api().delete_authorization(auth)
+
+
+@pytest.mark.parametrize("agg", ["mean", "first", "last", "sum"])
+async def test_local_days_of_two_tag_sets_from_raw(
+    raw_only: httpx.AsyncClient, two_sites: list[Series], agg: str
+) -> None:
+    """Found by the comparison above: local days composed from UTC hours took one name's two
+    tag sets for one (keep() merges their tables), so a mean divided by one set's counts."""
+    from tests.app import expected
+
+    start, end = "2021-05-01T00:00:00+02:00", "2021-05-03T00:00:00+02:00"
+    params = {"start": start, "end": end, "resolution": "1d", "tz": "Europe/Zurich", "agg": agg}
+    r = await raw_only.get("/v1/series/two_sites/data", params=params)
+    assert r.status_code == 200, r.text
+    values = pd.concat([s.values for s in two_sites]).sort_index(kind="stable")
+    want = expected.windows(values, start, end, "1d", agg, tz="Europe/Zurich")
+    expected.same(r.json()["points"], want)
