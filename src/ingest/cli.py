@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers
 from ingest.dialect import SERIES_NAME, DialectError
 from ingest.durations import parse_duration
 from ingest.existing import MODES, CheckError, Existing, Overlap
 from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, SourceResult, run_source
+from ingest.rollup import Collector, Influx, RollupError, RollupStats, missing_tier_buckets
 from ingest.sources import SourceError, open_source
 from ingest.timeconv import LABELS
 from ingest.writer import Target, WriteError, Writer, gzip_batch
@@ -156,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m ingest",
         description="Load grid time series from CSV exports into InfluxDB 2.x.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{load,generate,submit}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{load,generate,submit,rollup,tiers}"
+    )
     load = sub.add_parser(
         "load",
         help="ingest CSV files into InfluxDB",
@@ -229,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=6,
         help="retries per batch on 429/5xx/connection errors",
     )
+    load.add_argument(
+        "--tiers",
+        type=_tiers,
+        default=os.environ.get("INGEST_TIERS", DEFAULT_TIERS),
+        help="rollup tiers to refresh after the raw writes, e.g. 1m,15m,1h; empty: none "
+        "(default $INGEST_TIERS or %(default)s; tiers whose buckets do not exist are skipped "
+        "with a warning)",
+    )
     load.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     load.add_argument("--url", help="InfluxDB URL (default $INFLUX_URL)")
     load.add_argument("--org", help="organisation (default $INFLUX_ORG)")
@@ -240,7 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="write files in the operator's frequency dialect", add_help=False
     )
     sub.add_parser("submit", help="start an ingest Job on Kubernetes and follow it", add_help=False)
+    sub.add_parser("rollup", help="(re)build rollup tiers from the raw points", add_help=False)
+    sub.add_parser("tiers", help="create the tier buckets, set their retention", add_help=False)
     return parser
+
+
+def _tiers(text: str) -> tuple[Tier, ...]:
+    try:
+        return parse_tiers(text) if isinstance(text, str) else text
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -254,6 +275,45 @@ def _target(args: argparse.Namespace) -> Target:
     if missing:
         raise DialectError(f"no InfluxDB connection: set {', '.join(missing)} (or the flags)")
     return Target(**{k: str(v) for k, v in values.items()})
+
+
+def _collector(
+    target: Target, tiers: tuple[Tier, ...], ui: _Stderr, retries: int
+) -> Collector | None:
+    """What refreshes the tiers after the load; None when there are none to refresh (the API
+    answers from raw where a tier bucket does not exist, so skipping one is safe)."""
+    if not tiers:
+        return None
+    influx = Influx(target, retries=retries)
+    try:
+        missing = missing_tier_buckets(influx, tiers)
+    except RollupError as exc:
+        raise WriteError(str(exc)) from exc
+    finally:
+        influx.close()
+    present = tuple(t for t in tiers if t.bucket(target.bucket) not in missing)
+    if missing and not present:
+        # no tiers set up here: the API answers from raw, nothing is stale
+        ui.say(f"ingest: no tier buckets ({', '.join(missing)}): tiers not refreshed "
+               "(python -m ingest tiers creates them)")  # fmt: skip
+    elif missing:
+        print(
+            f"ingest: warning: tier buckets {', '.join(missing)} do not exist: those tiers are "
+            "not refreshed (python -m ingest tiers creates them)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return Collector(present) if present else None
+
+
+def _rollup(collector: Collector, target: Target, ui: _Stderr, retries: int) -> RollupStats:
+    ui.say(f"ingest: refreshing tiers {','.join(t.text for t in collector.tiers)} "
+           f"of {collector.series} series")  # fmt: skip
+    influx = Influx(target, retries=retries)
+    try:
+        return collector.finish(influx)
+    finally:
+        influx.close()
 
 
 def _iso(seconds: int | None) -> str | None:
@@ -357,6 +417,8 @@ def load(args: argparse.Namespace) -> int:
     sink: Writer | _DryRunSink | _Spool
     status = EXIT_OK
     refused = False
+    collector: Collector | None = None
+    rolled: RollupStats | None = None
 
     def new_writer(target: Target) -> Writer:
         return Writer(
@@ -386,6 +448,7 @@ def load(args: argparse.Namespace) -> int:
                     stack.callback(spool.close)
                 else:
                     sink = writer = new_writer(target)
+                collector = _collector(target, args.tiers, ui, args.retries)
                 if mode != "unchecked":
                     existing = Existing(
                         target,
@@ -417,7 +480,9 @@ def load(args: argparse.Namespace) -> int:
                         rate = seen[1] / max(time.monotonic() - started, 1e-9)
                         bar.set_postfix_str(f"{seen[1]:,} rows, {rate:,.0f} rows/s", refresh=False)
 
-                    results.append(run_source(source, opts, sink, rejects, tick, existing))
+                    results.append(
+                        run_source(source, opts, sink, rejects, tick, existing, collector)
+                    )
             if spool is not None and existing is not None:
                 if existing.changed:
                     refused = True
@@ -433,6 +498,8 @@ def load(args: argparse.Namespace) -> int:
                         writer.submit(payload, lines, compressed=True)
             if writer is not None:
                 writer.close()
+            if collector is not None and writer is not None and not refused:
+                rolled = _rollup(collector, target, ui, args.retries)
         except (SourceError, DialectError, Overlap) as exc:
             ui.error(str(exc))
             status = EXIT_INPUT
@@ -441,6 +508,10 @@ def load(args: argparse.Namespace) -> int:
             status = EXIT_DATABASE
         except CheckError as exc:
             ui.error(f"cannot compare with the stored points: {exc}")
+            status = EXIT_DATABASE
+        except RollupError as exc:
+            ui.error(f"raw points written, rollup tiers not refreshed: {exc}; run the same load "
+                     "again (idempotent) or python -m ingest rollup for its range")  # fmt: skip
             status = EXIT_DATABASE
         finally:
             if writer is not None and status != EXIT_OK:
@@ -509,6 +580,9 @@ def load(args: argparse.Namespace) -> int:
         "check_queries": existing.queries if existing is not None else 0,
         "check_retries": existing.retried if existing is not None else 0,
         "check_seconds": round(existing.seconds, 3) if existing is not None else 0,
+        "tiers": [t.text for t in collector.tiers] if collector is not None else [],
+        "tier_windows_written": rolled.windows_written if rolled is not None else 0,
+        "tier_windows_from_raw": rolled.windows_from_raw if rolled is not None else 0,
         "exit_status": status,
         "dry_run": bool(args.dry_run),
     }
@@ -526,9 +600,15 @@ def load(args: argparse.Namespace) -> int:
         stored = "; stored points not compared (cannot read the bucket)"
     else:
         stored = f"; {existing.existing:,} were stored already, {existing.changed:,} changed value"
+    tiered = (
+        f"; tiers {','.join(summary['tiers'])}: {rolled.windows_written:,} windows"
+        if rolled is not None
+        else ""
+    )
     ui.say(
         f"ingest: {rows:,} rows read, {written:,} points {verb}, {rejects.count:,} rejected, "
         f"{len(summary['series'])} series, {elapsed:.1f} s ({rate:,.0f} rows/s){retried}{stored}"
+        f"{tiered}"
     )
     return status
 
@@ -543,6 +623,10 @@ def main(argv: list[str] | None = None) -> int:
         from ingest import submit  # type: ignore[attr-defined,unused-ignore]
 
         return int(submit.main(argv[1:]))
+    if argv and argv[0] in ("rollup", "tiers"):
+        from ingest import rollup
+
+        return rollup.main(argv)
     args = build_parser().parse_args(argv)
     return load(args)
 

@@ -19,6 +19,7 @@ from ingest.dialect import Dialect, DialectError, sniff
 from ingest.existing import SeriesKey
 from ingest.lineproto import encode, line_prefix
 from ingest.parse import ParsedChunk, Reject, parse_chunk, split_long
+from ingest.rollup import Collector
 from ingest.sources import Source
 from ingest.timeconv import TimeConverter
 
@@ -177,11 +178,13 @@ def run_source(
     rejects: RejectLog,
     on_rows: Callable[[int], None] = lambda _n: None,
     existing: Checker | None = None,
+    windows: Collector | None = None,
 ) -> SourceResult:
     """Ingest one source; ``sink`` None parses only. Writing stops (scanning goes on, so every
     bad row is reported) once the rejects across all sources pass ``opts.max_errors``.
     ``existing`` compares each chunk's points with the stored ones just before the chunk is
-    handed to ``sink`` (so exactly the points written are compared, after the DST hold-back)."""
+    handed to ``sink`` (so exactly the points written are compared, after the DST hold-back);
+    ``windows`` collects the finest rollup windows of the points written."""
     result = SourceResult(source.name)
     chunks = iter(source.chunks)
     # the dialect is read from the first 64 KiB, however small the blocks a stream delivers
@@ -301,6 +304,16 @@ def run_source(
                 if existing is not None
                 else []
             )
+            if windows is not None:
+                for key, utc, parsed, good, j in checks:
+                    windows.add(
+                        key.measurement,
+                        key.tags,
+                        utc,
+                        parsed.text,
+                        parsed.value_start[good, j],
+                        parsed.value_len[good, j],
+                    )
             # this chunk is written once it has been compared: after the next chunk is parsed
             _submit(sink, deferred)
             deferred = (compared, batches)

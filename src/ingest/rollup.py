@@ -18,7 +18,10 @@ repair). Tier points carry the raw points' tags (one tier series per raw series 
 
 from __future__ import annotations
 
+import argparse
 import io
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ import pandas as pd
 from gridts import tiers as stats
 from gridts.names import is_series_name
 from gridts.tiers import Tier, Windows
+from ingest.durations import parse_duration
 from ingest.lineproto import line_prefix
 from ingest.writer import RETRYABLE, Target
 
@@ -98,6 +102,8 @@ class Influx:
             else:
                 if resp.status_code < 300 or (absent_ok and resp.status_code == 404):
                     return resp
+                if resp.status_code == 422 and "outside retention policy" in resp.text:
+                    return resp  # a partial write: windows older than the tier keeps are dropped
                 problem = f"InfluxDB answered {resp.status_code} to the {what}: {resp.text[:300]}"
                 if resp.status_code not in RETRYABLE:
                     raise RollupError(problem)
@@ -340,7 +346,9 @@ def ensure_tier_buckets(
         current = [int(r.get("everySeconds", 0)) for r in existing.get("retentionRules") or []]
         if (current[0] if current else 0) != keep:
             path = f"/api/v2/buckets/{existing['id']}"
-            influx.api("PATCH", path, "bucket update", json={"retentionRules": rules})
+            # an empty list leaves the old rule in place: "forever" is an expiry of 0 seconds
+            forever = [{"type": "expire", "everySeconds": 0}]
+            influx.api("PATCH", path, "bucket update", json={"retentionRules": rules or forever})
             done.append(f"updated {name} ({shown})")
         else:
             done.append(f"kept {name} ({shown})")
@@ -350,3 +358,203 @@ def ensure_tier_buckets(
 def missing_tier_buckets(influx: Influx, tiers: tuple[Tier, ...]) -> list[str]:
     names = [t.bucket(influx.target.bucket) for t in tiers]
     return [name for name in names if _bucket(influx, name) is None]
+
+
+def values_of(text: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The float of each value text span (the digits written to InfluxDB, which parses them the
+    same way: correctly rounded), without a Python object per value."""
+    if len(start) == 0:
+        return np.empty(0, dtype=np.float64)
+    width = int(length.max())
+    cols = np.arange(width, dtype=np.int64)
+    cells = text[np.minimum(start[:, None] + cols, len(text) - 1)]
+    cells = np.where(cols < length[:, None], cells, 0).astype(np.uint8)
+    return np.ascontiguousarray(cells).view(f"S{width}").ravel().astype(np.float64)
+
+
+class Collector:
+    """The finest tier's windows of what a load writes, per series key, chunk by chunk; after
+    the raw writes, ``finish`` rewrites the tiers of the ranges the load touched."""
+
+    def __init__(self, tiers: tuple[Tier, ...]) -> None:
+        self.tiers = tiers
+        self._parts: dict[tuple[str, TagSet], list[Windows]] = {}
+        self._span: dict[tuple[str, TagSet], tuple[int, int]] = {}
+
+    def add(
+        self,
+        measurement: str,
+        tags: TagSet,
+        seconds: np.ndarray,
+        text: np.ndarray,
+        start: np.ndarray,
+        length: np.ndarray,
+    ) -> None:
+        if len(seconds) == 0 or not self.tiers:
+            return
+        values = values_of(text, start, length)
+        order = np.argsort(seconds, kind="stable")
+        key = (measurement, tags)
+        windows = stats.from_points(seconds[order], values[order], self.tiers[0].seconds)
+        self._parts.setdefault(key, []).append(windows)
+        lo, hi = int(seconds.min()), int(seconds.max())
+        old = self._span.get(key, (lo, hi))
+        self._span[key] = (min(lo, old[0]), max(hi, old[1]))
+
+    @property
+    def series(self) -> int:
+        return len(self._parts)
+
+    def finish(
+        self, influx: Influx, on_series: Callable[[str], None] = lambda _s: None
+    ) -> RollupStats:
+        result = RollupStats()
+        for (measurement, tags), parts in self._parts.items():
+            joined = stats.concat(*parts)
+            windows = stats.merge(joined, joined.start)  # a window split across chunks
+            lo, hi = self._span[(measurement, tags)]
+            refresh(influx, self.tiers, measurement, lo, hi, {tags: windows}, result)
+            on_series(measurement)
+        return result
+
+
+# --- the rollup and tiers commands -------------------------------------------------------------
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="InfluxDB URL (default $INFLUX_URL)")
+    parser.add_argument("--org", help="organisation (default $INFLUX_ORG)")
+    parser.add_argument("--bucket", help="the raw bucket (default $INFLUX_BUCKET)")
+    parser.add_argument("--token", help="token (default $INFLUX_TOKEN)")
+    parser.add_argument(
+        "--tiers",
+        default=os.environ.get("INGEST_TIERS", stats.DEFAULT_TIERS),
+        help="tiers (default $INGEST_TIERS or %(default)s)",
+    )
+
+
+def _target_of(args: argparse.Namespace) -> Target:
+    values = {
+        "url": args.url or os.environ.get("INFLUX_URL"),
+        "org": args.org or os.environ.get("INFLUX_ORG"),
+        "bucket": args.bucket or os.environ.get("INFLUX_BUCKET"),
+        "token": args.token or os.environ.get("INFLUX_TOKEN"),
+    }
+    missing = [f"INFLUX_{k.upper()}" for k, v in values.items() if not v]
+    if missing:
+        raise ValueError(f"no InfluxDB connection: set {', '.join(missing)} (or the flags)")
+    return Target(**{k: str(v) for k, v in values.items()})
+
+
+def _instant(text: str) -> int:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from exc
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs Z or an offset")
+    return int(parsed.timestamp())
+
+
+def _retention(text: str) -> dict[str, int]:
+    """`1m=90d,15m=730d,1h=0`: seconds per tier (0: kept forever)."""
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        tier, _, keep = part.partition("=")
+        try:
+            out[tier.strip()] = 0 if keep.strip() == "0" else parse_duration(keep)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{part!r}: {exc}") from exc
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Rollup tiers: exact window statistics (count, sum, min, max, first, last, "
+        "m2) per series in <bucket>_<tier> buckets, which the API answers from (ADR 0013).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    rollup = sub.add_parser(
+        "rollup",
+        help="(re)build the tiers of a range from the raw points",
+        description="Rewrite every tier window that meets [--start, --end] from the raw points "
+        "InfluxDB holds: for data written by other tools, or to repair. A load refreshes the "
+        "tiers of what it writes by itself. Idempotent.",
+        epilog="example: python -m ingest rollup --series f_soll_aktiv "
+        "--start 2021-05-01T00:00:00Z --end 2021-06-01T00:00:00Z",
+    )
+    rollup.add_argument("--series", nargs="+", help="series names (default: every series)")
+    rollup.add_argument("--start", type=_instant, required=True, help="RFC 3339, inclusive")
+    rollup.add_argument("--end", type=_instant, required=True, help="RFC 3339, exclusive")
+    rollup.add_argument("--quiet", action="store_true", help="no progress")
+    _connection(rollup)
+    tiers = sub.add_parser(
+        "tiers",
+        help="create the tier buckets and set their retention (idempotent)",
+        description="Create the missing <bucket>_<tier> buckets and set each tier's retention; "
+        "run by scripts/influxdb-local and the chart's setup Job. Needs a token that may "
+        "create buckets (the operator token).",
+        epilog="example: python -m ingest tiers --retention 1m=90d,15m=730d,1h=0",
+    )
+    tiers.add_argument(
+        "--retention",
+        type=_retention,
+        default=os.environ.get("INGEST_TIER_RETENTION", ""),
+        help="per tier, e.g. 1m=90d,15m=730d,1h=0 (0: forever; default $INGEST_TIER_RETENTION, "
+        "else forever)",
+    )
+    _connection(tiers)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        target = _target_of(args)
+        tiers = stats.parse_tiers(args.tiers)
+    except ValueError as exc:
+        print(f"ingest: error: {exc}", file=sys.stderr)
+        return 2
+    influx = Influx(target)
+    try:
+        if args.command == "tiers":
+            by_text = {t.text: t for t in tiers}
+            unknown = sorted(set(args.retention) - set(by_text))
+            if unknown:
+                print(f"ingest: error: --retention names tiers not in --tiers: {unknown}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+            retention = {by_text[k]: v for k, v in args.retention.items()}
+            for line in ensure_tier_buckets(influx, tiers, retention):
+                print(f"ingest: {line}", file=sys.stderr)
+            return 0
+        if args.end <= args.start:
+            print("ingest: error: --end must be after --start", file=sys.stderr)
+            return 2
+        missing = missing_tier_buckets(influx, tiers)
+        if missing:
+            print(f"ingest: error: tier buckets missing: {', '.join(missing)} "
+                  "(python -m ingest tiers creates them)", file=sys.stderr)  # fmt: skip
+            return 2
+        names = args.series or series_in(influx, args.start, args.end)
+        bad = [n for n in names if not is_series_name(n)]
+        if bad:
+            print(f"ingest: error: invalid series names: {bad}", file=sys.stderr)
+            return 2
+        result = RollupStats()
+        for i, name in enumerate(names, 1):
+            refresh(influx, tiers, name, args.start, args.end - 1, None, result)
+            if not args.quiet:
+                print(f"ingest: rollup {i}/{len(names)} {name}", file=sys.stderr, flush=True)
+        print(
+            f"ingest: rollup of {len(names)} series: {result.windows_written:,} tier windows "
+            f"written from {result.points_read:,} raw points",
+            file=sys.stderr,
+        )
+        return 0
+    except RollupError as exc:
+        print(f"ingest: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        influx.close()

@@ -3,7 +3,12 @@ points InfluxDB holds, whichever way the raw points arrived (issue 10, item 2)."
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,9 +16,16 @@ import pytest
 
 from gridts import tiers as stats
 from gridts.tiers import Tier, parse_tiers
-from ingest.rollup import Influx, TagSet, ensure_tier_buckets, missing_tier_buckets, refresh
+from ingest.rollup import (
+    Influx,
+    TagSet,
+    ensure_tier_buckets,
+    missing_tier_buckets,
+    raw_points,
+    refresh,
+)
 from ingest.writer import Target
-from tests.conftest import InfluxServer
+from tests.conftest import ROOT, InfluxServer
 
 TIERS = parse_tiers("1m,15m,1h")
 T0 = 1_619_827_200  # 2021-05-01T00:00:00Z
@@ -132,3 +144,112 @@ def test_parsed_windows_that_disagree_with_raw_are_recomputed(influx_api: Influx
     done = refresh(influx_api, TIERS, "f", int(times[0]), int(times[-1]), parsed)
     assert done.windows_from_raw >= 1
     assert_tiers_equal_points(influx_api, "f", times, values)
+
+
+# --- through the command line, as an operator runs it -------------------------------------------
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def assert_tiers_match_raw(api: Influx, series: str) -> None:
+    """Every tier equals the statistics of the raw points InfluxDB holds now."""
+    raw = raw_points(api, series, T0 - 40 * 86400, T0 + 40 * 86400)
+    assert len(raw) == 1
+    ((_, (times, values)),) = raw.items()
+    assert_tiers_equal_points(api, series, times, values)
+
+
+def generate(tmp: Path, start: str, end: str, seed: int, name: str = "f") -> Path:
+    out = tmp / f"{name}-{seed}-{start[:10]}.csv"
+    done = run(
+        {}, "generate", "--start", start, "--end", end, "--step", "1s", "--kind", "measured",
+        "--seed", str(seed), "--series", name, "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_loads_refresh_the_tiers_of_what_they_write(
+    influx_api: Influx, influx_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two operator files meeting mid-hour, then a corrected file over part of the first:
+    after each load, every tier equals the raw points; the summary says what was refreshed."""
+    a = generate(tmp_path, "2021-05-01T02:00:00+02:00", "2021-05-01T03:37:13+02:00", seed=1)
+    b = generate(tmp_path, "2021-05-01T03:37:13+02:00", "2021-05-01T05:00:00+02:00", seed=2)
+    fix = generate(tmp_path, "2021-05-01T02:40:00+02:00", "2021-05-01T02:50:07+02:00", seed=3)
+    for path in (a, b, fix):
+        report = tmp_path / "report.json"
+        done = run(influx_env, "load", str(path), "--label", "end", "--report", str(report))
+        assert done.returncode == 0, done.stderr
+        assert "tiers 1m,15m,1h:" in done.stderr
+        summary = json.loads(report.read_text())
+        assert summary["tiers"] == ["1m", "15m", "1h"]
+        assert summary["tier_windows_written"] > 0
+        assert_tiers_match_raw(influx_api, "f")
+    # the same load again: the same tiers (idempotent)
+    assert run(influx_env, "load", str(b), "--label", "end").returncode == 0
+    assert_tiers_match_raw(influx_api, "f")
+
+
+def test_rollup_command_builds_tiers_for_data_other_tools_wrote(
+    influx_api: Influx, influx_env: dict[str, str]
+) -> None:
+    times, values = frequency(5000, seed=4, start=T0 + 1234)
+    write_raw(influx_api, "other", times, values)  # line protocol, no tiers
+    done = run(influx_env, "rollup", "--start", "2021-05-01T00:00:00Z",
+               "--end", "2021-05-02T00:00:00Z", "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "rollup of 1 series" in done.stderr
+    assert_tiers_match_raw(influx_api, "other")
+    bad = run(
+        influx_env, "rollup", "--start", "2021-05-02T00:00:00Z", "--end", "2021-05-01T00:00:00Z"
+    )
+    assert bad.returncode == 2
+    assert "--end must be after --start" in bad.stderr
+
+
+def test_tiers_command_and_loads_without_tier_buckets(
+    influx: InfluxServer, bucket: str, influx_env: dict[str, str], tmp_path: Path
+) -> None:
+    """No tier buckets: a load warns and writes raw only (the API answers from raw); the
+    tiers command creates them, twice is harmless, retention is set per tier."""
+    path = generate(tmp_path, "2021-05-01T02:00:00+02:00", "2021-05-01T02:10:00+02:00", seed=5)
+    done = run(influx_env, "load", str(path), "--label", "end")
+    assert done.returncode == 0, done.stderr
+    assert "tiers not refreshed (python -m ingest tiers creates them)" in done.stderr
+    assert "warning" not in done.stderr
+    for _ in range(2):
+        made = run(influx_env, "tiers", "--retention", "1m=90d,1h=0")
+        assert made.returncode == 0, made.stderr
+    assert f"kept {bucket}_1m (retention 7776000s)" in made.stderr
+    assert f"kept {bucket}_1h (kept forever)" in made.stderr
+    unknown = run(influx_env, "tiers", "--retention", "5m=1d")
+    assert unknown.returncode == 2
+    assert "not in --tiers" in unknown.stderr
+    # a tier that keeps 90 days takes no window of 2021: the load still succeeds
+    short = run(influx_env, "load", str(path), "--label", "end")
+    assert short.returncode == 0, short.stderr
+    forever = run(influx_env, "tiers")
+    assert f"updated {bucket}_1m (kept forever)" in forever.stderr
+    api = Influx(Target(influx.url, influx.org, bucket, influx.token))
+    try:
+        assert missing_tier_buckets(api, TIERS) == []
+        again = run(influx_env, "load", str(path), "--label", "end")
+        assert again.returncode == 0, again.stderr
+        assert_tiers_match_raw(api, "f")
+    finally:
+        for tier in TIERS:
+            found = api.api("GET", "/api/v2/buckets", "l", absent_ok=True,
+                            params={"name": tier.bucket(bucket)})  # fmt: skip
+            for b in (found or {}).get("buckets", []):
+                api.api("DELETE", f"/api/v2/buckets/{b['id']}", "drop")
+        api.close()
