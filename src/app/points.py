@@ -363,3 +363,32 @@ def stddev_windows(rows: TierRows, starts: list[datetime], labels: list[str]) ->
     merged = tiers.merge(parts, keys[order])
     values: list[Value] = [None if math.isnan(v) else v for v in merged.stddev().tolist()]
     return Points([labels[k] for k in merged.start.tolist()], values, 1)
+
+
+def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) -> Points:
+    """A window's points outside the tier (an edge of the range, read raw) added to the window
+    ``label``: the first window (``at_start``, before every tier row) or the last one (after
+    them). ``stat`` is the edge's statistic of ``agg`` (for a mean: its sum or count)."""
+    if stat is None:
+        return points
+    i = 0 if at_start else len(points.times) - 1
+    if not points.times or points.times[i] != label:
+        if at_start:
+            points.times.insert(0, label)
+            points.values.insert(0, stat)
+        else:
+            points.times.append(label)
+            points.values.append(stat)
+        return points
+    have = points.values[i]
+    if have is None:
+        points.values[i] = stat
+    elif agg in ("sum", "count"):
+        points.values[i] = have + stat
+    elif agg == "min":
+        points.values[i] = min(have, stat)
+    elif agg == "max":
+        points.values[i] = max(have, stat)
+    elif (agg == "first" and at_start) or (agg == "last" and not at_start):
+        points.values[i] = stat
+    return points

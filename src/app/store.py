@@ -12,10 +12,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
+import numpy as np
 import structlog
 from influxdb_client.client.flux_table import FluxRecord, TableList
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -27,7 +28,7 @@ from app.errors import Busy, InfluxRejected, InfluxUnavailable, QueryTimeout, Un
 from app.metrics import Metrics
 from app.points import (
     Points,
-    Value,
+    add_edge,
     combine_keys,
     compose_windows,
     divide,
@@ -48,7 +49,9 @@ from app.query.plan import (
     format_time,
     local_grain,
     utc_aligned,
+    window_start,
 )
+from gridts import tiers
 from gridts.tiers import Tier
 
 log = structlog.get_logger("app.store")
@@ -298,81 +301,143 @@ class Store:
         )
         return parse_flux_csv(str(text), integer=stat == "count")
 
-    async def _tier_stat(
-        self, plan: QueryPlan, series: str, seconds: int, offset: int
+    async def _tier_column(
+        self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int
     ) -> Points | None:
-        """The plan's aggregate per UTC window of ``seconds`` from the tier, aggregated in the
-        storage engine, tag sets combined; None when they cannot be (``combine_keys``)."""
-        agg = plan.agg.value
-        if plan.agg is Agg.MEAN:
-            sums, counts = await asyncio.gather(
-                self._tier_csv(plan, series, "sum", seconds, offset),
-                self._tier_csv(plan, series, "count", seconds, offset),
-            )
-            s, c = combine_keys(sums, "sum"), combine_keys(counts, "count")
-            return None if s is None or c is None else divide(s, c)
-        return combine_keys(await self._tier_csv(plan, series, agg, seconds, offset), agg)
+        """One statistic per UTC window of ``seconds`` from the tier, aggregated in the storage
+        engine, tag sets combined; None when they cannot be (``combine_keys``)."""
+        kind = "sum" if stat == "count" else stat
+        return combine_keys(await self._tier_csv(plan, series, stat, seconds, offset), kind)
+
+    async def _tier_core(
+        self, inner: QueryPlan, series: str, starts: list[datetime], labels: list[str]
+    ) -> tuple[Points, Points | None] | None:
+        """The windows of ``inner`` (the part of the range on tier boundaries) from the tier,
+        fills left out: the aggregate's values, or for ``mean`` the windows' sums and counts.
+        UTC windows are aggregated by the storage engine; local windows are composed from UTC
+        buckets of ``local_grain`` aggregated there (``starts``/``labels``: the windows)."""
+        window = inner.window
+        if window is None:
+            return None
+        local = not utc_aligned(inner)
+        if local:
+            grain = local_grain(inner)
+            if grain is None:
+                return None
+            seconds, offset = grain, 0
+        else:
+            seconds, offset = window.seconds, window.offset_seconds
+        stats = ("sum", "count") if inner.agg is Agg.MEAN else (inner.agg.value,)
+        got = await asyncio.gather(
+            *(self._tier_column(inner, series, stat, seconds, offset) for stat in stats)
+        )
+        columns: list[Points] = []
+        for stat, column in zip(stats, got, strict=True):
+            if column is None:
+                return None
+            if local:
+                kind = "sum" if stat == "count" else stat
+                column = compose_windows(starts, labels, column.times, column.values, kind)
+            else:
+                first_start = inner.first_window_start()
+                # As on the raw path: the window `start` cuts is labelled with its aligned start.
+                cut = first_start is not None and first_start != inner.start
+                if cut and column.times and column.times[0] == format_time(inner.start):
+                    column.times[0] = format_time(first_start)  # type: ignore[arg-type]
+            columns.append(column)
+        return columns[0], columns[1] if len(columns) > 1 else None
+
+    async def _raw_edges(
+        self, plan: QueryPlan, series: str
+    ) -> tuple[tiers.Windows, tiers.Windows] | None:
+        """The statistics of the raw points before and after the part of the range the tier
+        answers (each inside one tier window: one window of ``gridts.tiers.Windows`` or none).
+        None when ``first``/``last`` cannot be told apart: two tag sets with points at the same
+        instant."""
+        if plan.tier is None:
+            return None
+        inner_start, inner_end = plan.tier_range
+        pieces = [(plan.start, inner_start), (inner_end, plan.end)]
+        out: list[tiers.Windows] = []
+        for lo, hi in pieces:
+            if lo >= hi:
+                out.append(tiers.empty())
+                continue
+            edge = replace(plan, start=lo, end=hi, window=None, tier=None, max_points=10**9)
+            points = parse_flux_csv(await self.flux_csv(edge, series))
+            if not points.times:
+                out.append(tiers.empty())
+                continue
+            stamps = np.array([t.rstrip("Z") for t in points.times], dtype="datetime64[ns]")
+            nanos = stamps.astype(np.int64)
+            order = np.argsort(nanos, kind="stable")
+            nanos = nanos[order]
+            if plan.agg in (Agg.FIRST, Agg.LAST) and np.any(np.diff(nanos) == 0):
+                return None
+            values = np.array(points.values, dtype=np.float64)[order]
+            out.append(tiers.from_points(nanos // 1_000_000_000, values, plan.tier.seconds))
+        return out[0], out[1]
 
     async def _tier_points(self, plan: QueryPlan, series: str) -> Points | None:
-        """The plan's windows from its tier (``plan.tier``): UTC windows aggregated by the
-        storage engine from the tier's fields; local windows composed from UTC buckets of
-        ``local_grain`` made the same way; ``stddev`` merged here from the tier's count, sum
-        and m2. None when only the raw points can answer exactly (``first``/``last`` of tag
-        sets sharing a window)."""
+        """The plan's windows from its tier (``plan.tier``), and from the raw points for the
+        edges of a range that does not start or end on the tier's boundaries. ``stddev`` is
+        merged here from the tier's count, sum and m2. None when only the raw points can
+        answer exactly (``first``/``last`` of tag sets sharing a window)."""
         window = plan.window
         if window is None or plan.tier is None:
             return None
         agg = plan.agg.value
-        labels: list[str] | None = None
+        inner_start, inner_end = plan.tier_range
+        inner = replace(plan, start=inner_start, end=inner_end)
+        has_edges = (inner_start, inner_end) != (plan.start, plan.end)
+        local = not utc_aligned(plan)
+        needs_labels = local or plan.agg is Agg.STDDEV or plan.fill is not Fill.NONE
+        starts = plan.window_starts() if needs_labels else []
+        labels = [format_time(s) for s in starts]
         if plan.agg is Agg.STDDEV:
-            query = flux.tier_rows_query(plan, series)
-            text = await self._run(
-                "tier",
-                lambda: self._query_api.query_raw(
-                    query.text, org=self._org, dialect=_CSV, params=query.params
+            query = flux.tier_rows_query(inner, series)
+            text, edges = await asyncio.gather(
+                self._run(
+                    "tier",
+                    lambda: self._query_api.query_raw(
+                        query.text, org=self._org, dialect=_CSV, params=query.params
+                    ),
                 ),
+                self._raw_edges(plan, series) if has_edges else _no_edges(),
             )
-            starts = plan.window_starts()
-            labels = [format_time(s) for s in starts]
-            points: Points | None = stddev_windows(parse_tier_rows(str(text)), starts, labels)
-        elif utc_aligned(plan):
-            points = await self._tier_stat(plan, series, window.seconds, window.offset_seconds)
-            if points is None:
-                return None
-            first_start = plan.first_window_start()
-            # As on the raw path: the window `start` cuts is labelled with its aligned start.
-            cut = first_start is not None and first_start != plan.start
-            if cut and points.times and points.times[0] == format_time(plan.start):
-                points.times[0] = format_time(first_start)  # type: ignore[arg-type]
+            rows = parse_tier_rows(str(text))
+            for edge in edges or ():
+                for i in range(len(edge)):
+                    rows.times.append(format_time(_from_seconds(int(edge.start[i]))))
+                    rows.count.append(int(edge.count[i]))
+                    rows.sum.append(float(edge.sum[i]))
+                    rows.m2.append(float(edge.m2[i]))
+            points = stddev_windows(rows, starts, labels)
         else:
-            grain = local_grain(plan)
-            if grain is None:
+            core, edges = await asyncio.gather(
+                self._tier_core(inner, series, starts, labels),
+                self._raw_edges(plan, series) if has_edges else _no_edges(),
+            )
+            if core is None or (has_edges and edges is None):
                 return None
-            counts_list: list[Value] | None = None
-            if plan.agg is Agg.MEAN:  # a mean composes from the buckets' sums and counts
-                sums, counts = await asyncio.gather(
-                    self._tier_csv(plan, series, "sum", grain, 0),
-                    self._tier_csv(plan, series, "count", grain, 0),
-                )
-                parts_or_none, c = combine_keys(sums, "sum"), combine_keys(counts, "count")
-                if parts_or_none is None or c is None:
-                    return None
-                by_time = dict(zip(c.times, c.values, strict=True))
-                counts_list = [by_time.get(t) for t in parts_or_none.times]
-            else:
-                parts_or_none = await self._tier_stat(plan, series, grain, 0)
-            if parts_or_none is None:
-                return None
-            parts = parts_or_none
-            starts = plan.window_starts()
-            labels = [format_time(s) for s in starts]
-            points = compose_windows(starts, labels, parts.times, parts.values, agg, counts_list)
-        if points is None:
-            return None
+            values, counts = core
+            if edges is not None:
+                head, tail = edges
+                last_label = format_time(window_start(inner_end, window, plan.tz))
+                first_label = format_time(window_start(plan.start, window, plan.tz))
+                for edge, label, at_start in ((head, first_label, True), (tail, last_label, False)):
+                    if len(edge) == 0:
+                        continue
+                    if counts is not None:  # mean: the sums and counts of the edge
+                        values = add_edge(values, label, float(edge.sum[0]), "sum", at_start)
+                        counts = add_edge(counts, label, int(edge.count[0]), "count", at_start)
+                    else:
+                        stat = edge.count[0] if agg == "count" else getattr(edge, agg)[0]
+                        values = add_edge(values, label, stat.item(), agg, at_start)
+            points = divide(values, counts) if counts is not None else values
         if plan.fill is not Fill.NONE:
-            if labels is None:
-                labels = [format_time(s) for s in plan.window_starts()]
             points = fill_windows(points, labels, plan.fill.value, agg)
+        points.tables = 1
         points.source = plan.source
         return points
 
@@ -449,6 +514,14 @@ class Store:
             self._metrics.flux_seconds.labels(query=kind, outcome=outcome).observe(
                 time.perf_counter() - started
             )
+
+
+async def _no_edges() -> None:
+    return None
+
+
+def _from_seconds(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _several_keys(points: Points) -> bool:

@@ -68,8 +68,22 @@ ALL = tuple(TierBucket(t) for t in TIERS)
         # start and end on tier boundaries: the coarsest tier that aligns with both
         ({"resolution": "1h", "start": "2021-05-01T00:15:00Z"}, "15m"),
         ({"resolution": "1h", "end": "2021-05-01T23:59:00Z"}, "1m"),
-        ({"resolution": "1h", "start": "2021-05-01T00:00:30Z"}, None),
-        ({"resolution": "1h", "start": "2021-05-01T00:00:00.5Z"}, None),
+        # neither: the coarsest tier with a whole window inside answers, the edges are raw
+        ({"resolution": "1h", "start": "2021-05-01T00:00:30Z"}, "1h"),
+        ({"resolution": "1h", "start": "2021-05-01T00:00:00.5Z"}, "1h"),
+        (
+            {"resolution": "1d", "start": "2021-05-01T00:07:00Z", "end": "2021-05-01T00:59:00Z"},
+            "1m",  # both ends on minutes: no raw edges
+        ),
+        (
+            {"resolution": "1d", "start": "2021-05-01T00:07:30Z", "end": "2021-05-01T00:59:00Z"},
+            "15m",
+        ),
+        # no whole tier window inside the range
+        (
+            {"resolution": "1m", "start": "2021-05-01T00:00:30Z", "end": "2021-05-01T00:01:30Z"},
+            None,
+        ),
         # local windows are unions of tier windows: Zurich's days of UTC hours, Kathmandu's
         # (UTC+05:45) hours and days of quarter hours, and its 10-minute windows of 5 minutes
         ({"resolution": "1d", "tz": "Europe/Zurich", "start": "2021-03-27T23:00:00Z"}, "1h"),
@@ -82,6 +96,23 @@ ALL = tuple(TierBucket(t) for t in TIERS)
 def test_pick_tier(kw: dict[str, str], tier: str | None) -> None:
     chosen = pick_tier(plan(**kw), ALL, NOW)
     assert (chosen.text if chosen else None) == tier
+
+
+def test_pick_tier_without_raw_edges_needs_aligned_ends() -> None:
+    unaligned = plan(resolution="1h", start="2021-05-01T00:00:30Z")
+    assert pick_tier(unaligned, ALL, NOW, edges=False) is None
+    assert pick_tier(plan(resolution="1h"), ALL, NOW, edges=False) == Tier(3600)
+
+
+def test_tier_range() -> None:
+    p = plan(resolution="1h", start="2021-05-01T00:00:30Z", end="2021-05-01T05:10:00Z")
+    tiered = choose_source(p, ALL, NOW, [], 500_000)
+    assert tiered.source == "tier:1h"
+    assert tiered.tier_range == (
+        datetime(2021, 5, 1, 1, tzinfo=UTC),
+        datetime(2021, 5, 1, 5, tzinfo=UTC),
+    )
+    assert p.tier_range == (p.start, p.end)
 
 
 def test_pick_tier_needs_the_range_inside_retention() -> None:
@@ -328,12 +359,13 @@ def _case(seed: int) -> dict[str, str]:
 
 
 def _tier_expected(name: str, params: dict[str, str]) -> bool:
-    """Whether a tier must answer: ends on whole minutes (every window here is a multiple of a
-    minute, and Zurich's and Kathmandu's local windows unions of minutes), and not first/last
-    of the series whose two tag sets share windows."""
-    ends_on_minutes = all(pd.Timestamp(params[k]).second == 0 for k in ("start", "end"))
+    """Whether a tier must answer: the range holds a whole minute (every window here is a
+    multiple of a minute, and Zurich's and Kathmandu's local windows unions of minutes), and
+    not first/last of the series whose two tag sets share windows."""
+    start, end = pd.Timestamp(params["start"]), pd.Timestamp(params["end"])
+    whole_minute = start.ceil("min") < end.floor("min")
     shared = name == "two_sites" and params["agg"] in ("first", "last")
-    return ends_on_minutes and not shared
+    return whole_minute and not shared
 
 
 @pytest.mark.parametrize("seed", range(160))
@@ -425,7 +457,10 @@ async def test_several_series_from_tiers(
         ({"resolution": "raw"}, "raw"),
         ({"resolution": "30s"}, "finer than the finest tier"),
         ({"resolution": "90s"}, "not a multiple of a tier"),
-        ({"resolution": "1h", "start": "2021-05-01T05:00:30Z"}, "start not on a tier boundary"),
+        (
+            {"resolution": "1m", "start": "2021-05-01T05:00:30Z", "end": "2021-05-01T05:01:30Z"},
+            "no whole tier window in the range",
+        ),
     ],
 )
 async def test_falls_back_to_raw(
@@ -541,3 +576,66 @@ async def test_local_days_of_two_tag_sets_from_raw(
     values = pd.concat([s.values for s in two_sites]).sort_index(kind="stable")
     want = expected.windows(values, start, end, "1d", agg, tz="Europe/Zurich")
     expected.same(r.json()["points"], want)
+
+
+@pytest.mark.parametrize("agg", COMPOSABLE)
+@pytest.mark.parametrize(
+    ("name", "params", "source"),
+    [
+        ("hz_1s", {"start": "2021-03-27T20:07:13Z", "end": "2021-03-28T03:42:59Z"}, "tier:1h"),
+        (
+            "hz_1s",
+            {"start": "2021-03-27T20:07:13Z", "end": "2021-03-27T21:42:59Z", "resolution": "1d"},
+            "tier:15m",
+        ),
+        (
+            "hz_1s",
+            {"start": "2021-03-27T20:00:01Z", "end": "2021-03-27T20:20:00Z", "resolution": "15m"},
+            "tier:1m",
+        ),
+        (
+            "hz_1s",
+            {
+                "start": "2021-03-27T20:07:13.5Z",
+                "end": "2021-03-28T03:00:00Z",
+                "tz": "Europe/Zurich",
+                "resolution": "1d",
+            },
+            "tier:1h",
+        ),
+        (
+            "hz_1s",
+            {
+                "start": "2021-03-27T20:07:13Z",
+                "end": "2021-03-28T03:42:59Z",
+                "tz": "Asia/Kathmandu",
+                "resolution": "1h",
+            },
+            "tier:15m",
+        ),
+        ("two_sites", {"start": "2021-05-01T00:10:00Z", "end": "2021-05-01T23:59:59Z"}, "tier:1h"),
+        (
+            "f_soll_aktiv",
+            {"start": "2021-05-01T05:59:45Z", "end": "2021-05-01T07:30:15Z", "resolution": "30m"},
+            "tier:15m",
+        ),
+    ],
+)
+@pytest.mark.parametrize("fill", ["none", "previous"])
+async def test_unaligned_ranges_read_the_edges_raw(
+    with_tiers: httpx.AsyncClient,
+    raw_only: httpx.AsyncClient,
+    name: str,
+    params: dict[str, str],
+    source: str,
+    agg: str,
+    fill: str,
+) -> None:
+    """A range that does not start or end on a tier boundary: the tier answers its interior,
+    the raw points the pieces before and after it, merged into the first and last windows."""
+    full = {"resolution": "1h", **params, "agg": agg, "fill": fill}
+    a, b = await both(with_tiers, raw_only, f"/v1/series/{name}/data", full)
+    same_answer(agg, a.json()["points"], b.json()["points"], str(full))
+    assert b.json()["points"], "the comparison must not be vacuous"
+    shared = name == "two_sites" and agg in ("first", "last")
+    assert a.headers["X-Data-Source"] == ("raw" if shared else source)

@@ -172,6 +172,14 @@ class QueryPlan:
         return self if text == self.source else replace(self, answered_by=text)
 
     @property
+    def tier_range(self) -> tuple[datetime, datetime]:
+        """The part of the range the tier answers; before and after it (at most a tier
+        window each) the raw points do. The whole range without a tier."""
+        if self.tier is None:
+            return self.start, self.end
+        return tier_range(self, self.tier)
+
+    @property
     def source_bucket(self) -> str:
         """The bucket the plan reads: the raw bucket, or its tier's (`grid_15m`)."""
         return self.bucket if self.tier is None else self.tier.bucket(self.bucket)
@@ -785,26 +793,35 @@ def tier_rows(plan: QueryPlan, tier: Tier) -> int:
 
 
 def pick_tier(
-    plan: QueryPlan, tiers: Sequence[TierBucket], now: datetime, max_rows: int | None = None
+    plan: QueryPlan,
+    tiers: Sequence[TierBucket],
+    now: datetime,
+    max_rows: int | None = None,
+    *,
+    edges: bool = True,
 ) -> Tier | None:
     """The coarsest tier that answers the plan **exactly**, or None (raw points answer).
 
     A tier answers when the aggregate follows from its statistics (not the median, not raw
     points); its window divides every window of the plan (``tier_grain``: local windows are
-    unions of tier windows too); ``start`` and ``end`` lie on its window boundaries (a tier
-    window cut by the range would bring points from outside it); the range lies inside the
-    tier's retention (``now`` minus retention at or before ``start``); and, for ``stddev``,
-    whose tier rows are merged by the API, at most ``max_rows`` rows are read.
+    unions of tier windows too); the range lies inside the tier's retention (``now`` minus
+    retention at or before ``start``); and, for ``stddev``, whose tier rows are merged by the
+    API, at most ``max_rows`` rows are read.
+
+    A tier window that ``start`` or ``end`` cuts would bring points from outside the range, so
+    the coarsest tier whose boundaries both ends lie on is preferred. When none is, and
+    ``edges``, the coarsest tier with at least one whole window inside the range answers its
+    interior (``tier_range``) and the two edge pieces, each inside one tier window and one
+    window of the plan, are read from the raw points.
     """
     grain = tier_grain(plan)
     if grain is None or plan.agg not in TIER_AGGS:
         return None
     if not utc_aligned(plan) and bucket_seconds_limit(plan, grain):
         return None
-    start_us, end_us = _micros(plan.start), _micros(plan.end)
+    usable = []
     for found in sorted(tiers, key=lambda t: t.tier.seconds, reverse=True):
-        step = found.tier.seconds
-        if grain % step or start_us % (step * MICRO) or end_us % (step * MICRO):
+        if grain % found.tier.seconds:
             continue
         if found.retention_seconds and plan.start < now - timedelta(
             seconds=found.retention_seconds
@@ -813,8 +830,25 @@ def pick_tier(
         too_many = max_rows is not None and tier_rows(plan, found.tier) > max_rows
         if plan.agg is Agg.STDDEV and too_many:
             continue
-        return found.tier
+        usable.append(found.tier)
+    for tier in usable:
+        if tier_range(plan, tier) == (plan.start, plan.end):
+            return tier
+    if not edges:
+        return None
+    for tier in usable:
+        inner_start, inner_end = tier_range(plan, tier)
+        if inner_start < inner_end:
+            return tier
     return None
+
+
+def tier_range(plan: QueryPlan, tier: Tier) -> tuple[datetime, datetime]:
+    """The part of the range a tier answers: ``start`` rounded up and ``end`` rounded down to
+    the tier's window boundaries (empty when the range holds no whole tier window)."""
+    step = tier.seconds * MICRO
+    start_us, end_us = _micros(plan.start), _micros(plan.end)
+    return _from_micros(-(-start_us // step) * step), _from_micros(end_us // step * step)
 
 
 def bucket_seconds_limit(plan: QueryPlan, grain: int) -> bool:

@@ -175,6 +175,18 @@ def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int 
     return {
         200: {
             "description": "the points; `time` is the start of each window",
+            "headers": {
+                "X-Data-Source": {
+                    "description": "which data answered: `raw`, or a rollup tier such as "
+                    "`tier:15m` (the coarsest that answers exactly; docs/api.md); JSON has it "
+                    "as `source` when a tier answered",
+                    "schema": {"type": "string", "example": "tier:15m"},
+                },
+                "X-Resolution": {
+                    "description": "the window length answered (`raw` for raw points)",
+                    "schema": {"type": "string", "example": "15m"},
+                },
+            },
             "content": {
                 "application/json": {"example": json_example},
                 "text/csv": {"schema": {"type": "string"}, "example": csv},
