@@ -217,12 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--existing",
         choices=MODES,
-        default="report",
+        default=os.environ.get("INGEST_EXISTING", "report"),
         help="points already stored at the same series, tags and instant: 'report' writes and "
         "counts them, and how many change value (summary, --report); 'refuse' compares the "
         "whole file first and exits 2 with nothing written if any stored value would change "
         "(identical values pass); 'unchecked' does not read the database (for a token without "
-        "read access). The comparison reads only the series and time range the file covers",
+        "read access). The comparison reads only the series and time range the file covers "
+        "(default $INGEST_EXISTING or report)",
     )
     load.add_argument("--report", type=Path, help="write a JSON summary here")
     load.add_argument("--batch-size", type=_positive, default=5000, help="lines per write")
@@ -404,6 +405,9 @@ def load(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if args.output and not args.dry_run:
         ui.error("--output goes with --dry-run")
+        return EXIT_INPUT
+    if args.existing not in MODES:  # a default from $INGEST_EXISTING skips argparse's check
+        ui.error(f"INGEST_EXISTING={args.existing!r}: use one of {', '.join(MODES)}")
         return EXIT_INPUT
     if args.dry_run and args.existing == "refuse":
         ui.error("--existing refuse compares with the database, which --dry-run never reads")

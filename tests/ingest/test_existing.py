@@ -374,3 +374,21 @@ def test_help_documents_the_modes() -> None:
                    "token without read access", "series and time range",
                    "To re-send corrected data on purpose", "add --existing refuse"):  # fmt: skip
         assert phrase in flat, phrase
+
+
+def test_ingest_existing_sets_the_default_and_the_flag_wins(
+    influx_env: dict[str, str], tmp_path: Path
+) -> None:
+    original = decimals(40)
+    assert load(influx_env, series_file(tmp_path / "a.csv", original))[0].returncode == 0
+    changed = series_file(tmp_path / "b.csv", ["1.5", *original[1:]])
+    refusing = {**influx_env, "INGEST_EXISTING": "refuse"}
+    proc, rep = load(refusing, changed)
+    assert proc.returncode == 2, proc.stderr
+    assert (rep["existing_check"], rep["points_written"], rep["points_changed"]) == ("refuse", 0, 1)
+    proc, rep = load(refusing, changed, "--existing", "report")
+    assert proc.returncode == 0, proc.stderr
+    assert rep["points_changed"] == 1
+    proc = ingest("load", changed, env={**influx_env, "INGEST_EXISTING": "never"})
+    assert proc.returncode == 2
+    assert "INGEST_EXISTING='never'" in proc.stderr
