@@ -75,7 +75,11 @@ def commands(text: str, prefix: str) -> list[str]:
 
 LOAD_HELP = commands(help_of("load"), "python -m ingest load")
 README_INGEST = section(README, "## Ingest")
-README_LOADS = commands(README_INGEST, ".venv/bin/python -m ingest")
+README_LOADS = [  # loads, and the generator whose files they load (not tiers and rollup)
+    c
+    for c in commands(README_INGEST, ".venv/bin/python -m ingest")
+    if shlex.split(c)[3] in ("load", "generate")
+]
 SUBMITS = commands(help_of("submit"), "python -m ingest submit") + commands(
     README, "python -m ingest submit"
 )
