@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
+
+from gridts.tiers import DEFAULT_TIERS
 
 Manifest = dict[str, Any]
 
@@ -66,6 +69,13 @@ def _labels(release: str) -> dict[str, str]:
     }
 
 
+def token_scope_key(action: str, bucket: str, tiers: str) -> str:
+    """The key of the token Secret that names the token's scope, as the chart derives it
+    (gridts.tokenScopeKey): the chart's tokens Job writes it next to the token."""
+    digest = hashlib.sha256(f"{action} {bucket} {tiers}".encode()).hexdigest()
+    return f"scope-{digest[:16]}"
+
+
 def _job_spec_from_args(release: str, image: str, org: str, bucket: str) -> Manifest:
     """A Job spec equal in substance to the chart's ingest template with default values."""
     prefix = fullname(release)
@@ -92,6 +102,17 @@ def _job_spec_from_args(release: str, image: str, org: str, bucket: str) -> Mani
                     "secretKeyRef": {"name": f"{prefix}-ingest-influx-token", "key": "token"}
                 },
             },
+            {
+                # the pod starts once the Secret holds a token for the raw and tier buckets
+                "name": "INFLUX_TOKEN_SCOPE",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": f"{prefix}-ingest-influx-token",
+                        "key": token_scope_key("read-write", bucket, DEFAULT_TIERS),
+                    }
+                },
+            },
+            {"name": "INGEST_TIERS", "value": DEFAULT_TIERS},
         ],
         "resources": {
             "requests": {"cpu": "250m", "memory": "512Mi"},

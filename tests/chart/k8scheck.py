@@ -307,7 +307,10 @@ def produced_by_jobs(objects: list[Obj]) -> dict[str, set[str]]:
             for env in container.get("env") or []:
                 if env["name"] == "TOKEN_SPECS":
                     for spec in json.loads(env["value"]):
-                        produced.setdefault(spec["secret"], set()).add(spec["key"])
+                        keys = produced.setdefault(spec["secret"], set())
+                        keys.add(spec["key"])
+                        if spec.get("scope_key"):  # the Job writes it next to the token
+                            keys.add(spec["scope_key"])
     return produced
 
 

@@ -213,24 +213,34 @@ def test_impossible_values_fail_the_render(sets: list[str], message: str) -> Non
 # ---- tokens -----------------------------------------------------------------------------------
 
 
-def test_token_split_read_for_api_write_for_ingest() -> None:
+def test_token_split_read_for_api_read_write_for_ingest() -> None:
     objects = rendered("default")
     job = one(objects, "Job", "-tokens-1")
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     specs = {s["action"]: s for s in json.loads(env["TOKEN_SPECS"]["value"])}
-    assert set(specs) == {"read", "write"}
+    # The ingest reads too: raw counts and edge windows for the tiers, stored points on reload.
+    assert set(specs) == {"read", "read-write"}
 
     def token_secret(pod: dict[str, object]) -> str:
         (c,) = pod["containers"]  # type: ignore[misc]
         (ref,) = [e for e in c["env"] if e["name"] == "INFLUX_TOKEN"]
         return str(ref["valueFrom"]["secretKeyRef"]["name"])
 
+    def scope_ref(pod: dict[str, object]) -> tuple[str, str]:
+        (c,) = pod["containers"]  # type: ignore[misc]
+        (ref,) = [e for e in c["env"] if e["name"] == "INFLUX_TOKEN_SCOPE"]
+        key = ref["valueFrom"]["secretKeyRef"]
+        return str(key["name"]), str(key["key"])
+
     api = one(objects, "Deployment", "-api")["spec"]["template"]["spec"]
     ingest = one(objects, "CronJob", "-ingest")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert token_secret(api) == specs["read"]["secret"]
-    assert token_secret(ingest) == specs["write"]["secret"]
-    assert specs["read"]["secret"] != specs["write"]["secret"]
+    assert token_secret(ingest) == specs["read-write"]["secret"]
+    assert specs["read"]["secret"] != specs["read-write"]["secret"]
+    # Pods wait for the key the Job writes with a token of their scope (not an older token).
+    assert scope_ref(api) == (specs["read"]["secret"], specs["read"]["scope_key"])
+    assert scope_ref(ingest) == (specs["read-write"]["secret"], specs["read-write"]["scope_key"])
     # The admin token reaches only InfluxDB itself and the tokens Job.
     admin = one(objects, "Secret", "-influxdb-admin")["metadata"]["name"]
     users = {

@@ -14,6 +14,7 @@ import json
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,12 +63,25 @@ class MemorySecrets:
     def read(self, name: str, key: str) -> Any:
         if (name, key) not in self.data and name not in self.authorizations:
             return None
-        return tokens.StoredToken(self.data.get((name, key)), self.authorizations.get(name))
+        keys = frozenset(k for (n, k) in self.data if n == name)
+        return tokens.StoredToken(
+            self.data.get((name, key)), self.authorizations.get(name) or None, keys
+        )
 
     def write(
-        self, name: str, key: str, token: str, labels: dict[str, str], authorization_id: str
+        self,
+        name: str,
+        key: str,
+        token: str,
+        labels: dict[str, str],
+        authorization_id: str,
+        extra: dict[str, str],
     ) -> None:
         assert labels["app.kubernetes.io/part-of"] == "gridts"
+        for old in [item for item in self.data if item[0] == name]:
+            del self.data[old]  # a Secret is replaced whole
+        for extra_key, value in extra.items():
+            self.data[(name, extra_key)] = value
         self.data[(name, key)] = token
         self.authorizations[name] = authorization_id
         self.writes += 1
@@ -87,7 +101,17 @@ def specs() -> list[object]:
 def ensure(
     client: Any, secrets: MemorySecrets, spec: Any, influx: InfluxServer, bucket: str
 ) -> None:
-    tokens.ensure(client, secrets, spec, influx.org, bucket, spec.description("gridts", bucket))
+    org_id, bucket_id = client.org_and_bucket(influx.org, bucket)
+    tokens.ensure(
+        client,
+        secrets,
+        spec,
+        org_id,
+        {bucket: bucket_id},
+        spec.description("gridts", bucket),
+        "gridts",
+        bucket,
+    )
 
 
 def write(influx: InfluxServer, bucket: str, token: str) -> int:
@@ -348,3 +372,208 @@ def test_two_installs_on_one_influxdb_keep_each_others_tokens(
     assert {"gridts team-a/gridts api (read-only)", "gridts team-b/gridts api (read-only)"} <= (
         descriptions
     )
+
+
+# ---- rollup tier buckets, retention, and tokens that cover them --------------------------------
+
+
+def chart_job_env(*sets: str, set_json: str | None = None) -> dict[str, str]:
+    """The tokens Job's literal environment as the chart renders it (``set_json``: one
+    `key={json}` value, e.g. a map of tier retentions)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        values = []
+        if set_json:
+            key, _, text = set_json.partition("=")
+            tree: dict[str, Any] = json.loads(text)
+            for part in reversed(key.split(".")):
+                tree = {part: tree}
+            values.append(Path(tmp) / "values.yaml")
+            values[0].write_text(json.dumps(tree))
+        objects = k.render_chart(values=values, sets=sets)
+    job = k.one(objects, "Job", "-tokens-1")
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {e["name"]: e["value"] for e in env if "value" in e}
+
+
+@pytest.fixture
+def tier_cleanup(influx: InfluxServer, bucket: str) -> Iterator[None]:
+    yield
+    headers = {"Authorization": f"Token {influx.token}"}
+    found = httpx.get(f"{influx.url}/api/v2/buckets", params={"limit": "100"}, headers=headers)
+    for b in found.json()["buckets"]:
+        if b["name"].startswith(f"{bucket}_"):
+            httpx.delete(f"{influx.url}/api/v2/buckets/{b['id']}", headers=headers)
+
+
+def job_run(
+    influx: InfluxServer, bucket: str, rendered: dict[str, str], store: MemorySecrets
+) -> int:
+    env = {
+        **rendered,
+        "INFLUX_URL": influx.url,
+        "INFLUX_ORG": influx.org,
+        "INFLUX_BUCKET": bucket,
+        "INFLUX_ADMIN_TOKEN": influx.token,
+        "INFLUX_ONBOARD": "false",
+        "NAMESPACE": "gridts",
+        "WAIT_SECONDS": "20",
+    }
+    return int(tokens.run(tokens.Config.from_env(env), lambda _: store))
+
+
+def retention_of(influx: InfluxServer, name: str) -> int | None:
+    headers = {"Authorization": f"Token {influx.token}"}
+    found = httpx.get(
+        f"{influx.url}/api/v2/buckets", params={"name": name}, headers=headers
+    ).json()["buckets"]
+    if not found:
+        return None
+    rules = found[0]["retentionRules"]
+    return int(rules[0]["everySeconds"]) if rules else 0
+
+
+def listed(influx: InfluxServer, token: str) -> set[str]:
+    """The buckets a token can list: exactly those it may read."""
+    response = httpx.get(
+        f"{influx.url}/api/v2/buckets",
+        params={"org": influx.org},
+        headers={"Authorization": f"Token {token}"},
+    )
+    return {b["name"] for b in response.json()["buckets"]} if response.status_code == 200 else set()
+
+
+def secret_tokens(store: MemorySecrets) -> tuple[str, str]:
+    api = store.data[("grid-gridts-api-influx-token", "token")]
+    ingest = store.data[("grid-gridts-ingest-influx-token", "token")]
+    return api, ingest
+
+
+DENIED = (401, 403, 404)
+
+
+def test_the_job_makes_tier_buckets_with_retention_and_tokens_that_cover_them(
+    influx: InfluxServer, bucket: str, tier_cleanup: None
+) -> None:
+    """The chart's tokens Job (its rendered environment) against a real influxd: the tier
+    buckets exist with their retention, the raw bucket gets influxdb.retention, the API's token
+    reads raw and tiers and writes nothing, the ingest's token reads and writes raw and tiers
+    (what the ingest's own code needs: it sees every tier bucket), and a second run keeps both."""
+    rendered = chart_job_env("influxdb.retention=104w", set_json='tiers.retention={"1m":"90d"}')
+    assert rendered["TIERS"] == "1m,15m,1h"
+    store = MemorySecrets()
+    assert job_run(influx, bucket, rendered, store) == 0
+    tiers = [f"{bucket}_1m", f"{bucket}_15m", f"{bucket}_1h"]
+    assert retention_of(influx, bucket) == 104 * 7 * 86400
+    assert [retention_of(influx, t) for t in tiers] == [90 * 86400, 0, 0]
+
+    api, ingest = secret_tokens(store)
+    for name in [bucket, *tiers]:
+        assert query(influx, name, api) == 200, name
+        assert write(influx, name, api) in DENIED, name
+        assert query(influx, name, ingest) == 200, name
+        assert write(influx, name, ingest) == 204, name
+    assert listed(influx, api) == listed(influx, ingest) == {bucket, *tiers}
+    assert query(influx, influx.bucket, api) in DENIED, "other buckets stay out of reach"
+    assert write(influx, influx.bucket, ingest) in DENIED
+
+    # The ingest's own code finds every tier bucket with its token (else it writes raw only).
+    from gridts.tiers import parse_tiers
+    from ingest.rollup import Influx as RollupInflux
+    from ingest.rollup import missing_tier_buckets
+    from ingest.writer import Target
+
+    rollup = RollupInflux(Target(url=influx.url, org=influx.org, bucket=bucket, token=ingest))
+    try:
+        assert missing_tier_buckets(rollup, parse_tiers(rendered["TIERS"])) == []
+    finally:
+        rollup.close()
+
+    # The scope keys the pods refer to are in the Secrets.
+    specs = {s["action"]: s for s in json.loads(rendered["TOKEN_SPECS"])}
+    for action, secret_bucket in (("read", "api"), ("read-write", "ingest")):
+        key = (f"grid-gridts-{secret_bucket}-influx-token", specs[action]["scope_key"])
+        assert store.data[key] == f"{action} {','.join([bucket, *tiers])}"
+
+    # A second run (the next revision's Job) keeps tokens and buckets; a changed retention is set.
+    writes = store.writes
+    again = chart_job_env("influxdb.retention=104w", set_json='tiers.retention={"1m":"30d"}')
+    assert job_run(influx, bucket, again, store) == 0
+    assert secret_tokens(store) == (api, ingest)
+    assert store.writes == writes
+    assert retention_of(influx, f"{bucket}_1m") == 30 * 86400
+    assert query(influx, f"{bucket}_1h", api) == 200
+    assert write(influx, f"{bucket}_1h", ingest) == 204
+
+
+def test_changed_tiers_replace_the_tokens_and_revoke_the_old_ones(
+    influx: InfluxServer, bucket: str, tier_cleanup: None
+) -> None:
+    store = MemorySecrets()
+    assert job_run(influx, bucket, chart_job_env(), store) == 0
+    old_api, old_ingest = secret_tokens(store)
+    old_keys = set(store.data)
+    assert job_run(influx, bucket, chart_job_env("tiers.list=1m"), store) == 0
+    api, ingest = secret_tokens(store)
+    assert api != old_api
+    assert ingest != old_ingest
+    assert listed(influx, api) == listed(influx, ingest) == {bucket, f"{bucket}_1m"}
+    assert query(influx, bucket, old_api) == 401, "the replaced token is deleted"
+    assert write(influx, bucket, old_ingest) == 401
+    assert set(store.data).isdisjoint(old_keys - {k for k in old_keys if k[1] == "token"}), (
+        "the new Secrets hold the new scope keys only"
+    )
+    # Tiers off: tokens of the raw bucket only; the tier buckets made before are left alone.
+    assert job_run(influx, bucket, chart_job_env("tiers.list="), store) == 0
+    api, ingest = secret_tokens(store)
+    assert listed(influx, api) == {bucket}
+    assert retention_of(influx, f"{bucket}_1m") == 0
+
+
+def test_upgrade_replaces_the_tokens_of_an_older_release(
+    influx: InfluxServer, bucket: str, tier_cleanup: None
+) -> None:
+    """A release made before the tiers: a read-only API token and a write-only ingest token of
+    the raw bucket ("ingest (write-only)"), Secrets without scope keys. The upgrade's Job
+    replaces both (their permissions cannot be edited) and deletes the old authorizations."""
+    old_specs = json.dumps(
+        [
+            {"secret": "grid-gridts-api-influx-token", "key": "token", "action": "read",
+             "purpose": "api (read-only)"},
+            {"secret": "grid-gridts-ingest-influx-token", "key": "token", "action": "write",
+             "purpose": "ingest (write-only)"},
+        ]
+    )  # fmt: skip
+    store = MemorySecrets()
+    assert job_run(influx, bucket, {"TOKEN_SPECS": old_specs, "RELEASE": "grid"}, store) == 0
+    old_api, old_ingest = secret_tokens(store)
+    assert listed(influx, old_ingest) == set(), "write-only: the ingest would see no tier bucket"
+
+    assert job_run(influx, bucket, chart_job_env(), store) == 0
+    api, ingest = secret_tokens(store)
+    assert (api, ingest) != (old_api, old_ingest)
+    tiers = {f"{bucket}_1m", f"{bucket}_15m", f"{bucket}_1h"}
+    assert listed(influx, api) == listed(influx, ingest) == {bucket, *tiers}
+    assert query(influx, bucket, old_api) == 401
+    assert write(influx, bucket, old_ingest) == 401, "the old write-only token is deleted"
+    assert write(influx, f"{bucket}_15m", ingest) == 204
+
+
+@pytest.mark.parametrize("raw", ["1h", "0s"])
+def test_raw_retention_is_set_on_every_run(
+    influx: InfluxServer, bucket: str, tier_cleanup: None, raw: str
+) -> None:
+    """Down to InfluxDB's minimum of 1h, below the 7-day shard groups of a bucket kept forever
+    (InfluxDB refuses that unless the shard-group duration comes down too), and back."""
+    store = MemorySecrets()
+    assert job_run(influx, bucket, chart_job_env(f"influxdb.retention={raw}"), store) == 0
+    assert retention_of(influx, bucket) == tokens.retention_seconds(raw)
+    assert job_run(influx, bucket, chart_job_env("influxdb.retention=30d"), store) == 0
+    assert retention_of(influx, bucket) == 30 * 86400
+
+
+def test_bad_tiers_are_bad_configuration() -> None:
+    for tiers, retention in (("7m", ""), ("1m,15m", "5m=1d"), ("1m", "1m=30m")):
+        with pytest.raises(ValueError, match=r"tier|retention"):
+            tokens.Config.from_env(
+                job_env("http://127.0.0.1:1", "t", TIERS=tiers, TIER_RETENTION=retention)
+            )

@@ -191,7 +191,9 @@ def test_a_stored_token_is_kept_when_influxdb_cannot_say(influx: InfluxServer, b
     description = spec.description("gridts", bucket)
     direct = tokens.Influx(influx.url, influx.token)
     try:
-        tokens.ensure(direct, secrets, spec, influx.org, bucket, description)
+        org_id, bucket_id = direct.org_and_bucket(influx.org, bucket)
+        buckets = {bucket: bucket_id}
+        tokens.ensure(direct, secrets, spec, org_id, buckets, description, "gridts", bucket)
     finally:
         direct.close()
     stored = dict(secrets.data)
@@ -205,7 +207,7 @@ def test_a_stored_token_is_kept_when_influxdb_cannot_say(influx: InfluxServer, b
         flaky = tokens.Influx(url, influx.token)
         try:
             with pytest.raises(httpx.HTTPStatusError):
-                tokens.ensure(flaky, secrets, spec, influx.org, bucket, description)
+                tokens.ensure(flaky, secrets, spec, org_id, buckets, description, "gridts", bucket)
         finally:
             flaky.close()
     assert secrets.data == stored

@@ -18,10 +18,10 @@
 {{- define "gridts.tokenSpecs" -}}
 {{- $specs := list }}
 {{- if not .Values.tokens.api.existingSecret }}
-{{- $specs = append $specs (dict "secret" (include "gridts.apiTokenSecretName" .) "key" .Values.tokens.api.key "action" "read" "purpose" "api (read-only)") }}
+{{- $specs = append $specs (dict "secret" (include "gridts.apiTokenSecretName" .) "key" .Values.tokens.api.key "action" "read" "purpose" "api (read-only)" "scope_key" (include "gridts.tokenScopeKey" (list . "read"))) }}
 {{- end }}
 {{- if not .Values.tokens.ingest.existingSecret }}
-{{- $specs = append $specs (dict "secret" (include "gridts.ingestTokenSecretName" .) "key" .Values.tokens.ingest.key "action" "write" "purpose" "ingest (write-only)") }}
+{{- $specs = append $specs (dict "secret" (include "gridts.ingestTokenSecretName" .) "key" .Values.tokens.ingest.key "action" "read-write" "purpose" "ingest (read and write)" "scope_key" (include "gridts.tokenScopeKey" (list . "read-write"))) }}
 {{- end }}
 {{- toJson $specs -}}
 {{- end -}}
@@ -59,6 +59,14 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/* The tokens Job's tiers (TIERS, TIER_RETENTION): the buckets it makes and its tokens cover. */}}
+{{- define "gridts.tokens.tierEnv" -}}
+- name: TIERS
+  value: {{ .Values.tiers.list | quote }}
+- name: TIER_RETENTION
+  value: {{ include "gridts.tierRetention" . | quote }}
 {{- end -}}
 
 {{/* The environment of `python -m ops`: where InfluxDB is and its operator token. */}}

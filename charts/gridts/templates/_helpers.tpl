@@ -138,6 +138,13 @@ imagePullSecrets:
 
 {{/* Settings that cannot work together fail the render with a message. */}}
 {{- define "gridts.validate" -}}
+{{- $tiers := list -}}
+{{- range splitList "," .Values.tiers.list -}}{{- if trim . -}}{{- $tiers = append $tiers (trim .) -}}{{- end -}}{{- end -}}
+{{- range $tier, $_ := .Values.tiers.retention -}}
+{{- if not (has $tier $tiers) -}}
+{{- fail (printf "tiers.retention names %s, which is not in tiers.list (%q)" $tier $.Values.tiers.list) -}}
+{{- end -}}
+{{- end -}}
 {{- if not .Values.influxdb.enabled -}}
 {{- if not .Values.externalInfluxdb.url -}}
 {{- fail "influxdb.enabled=false needs externalInfluxdb.url" -}}
@@ -246,6 +253,41 @@ annotations:
   value: {{ .Values.influx.bucket | quote }}
 {{- end -}}
 
+{{/* The Secret key that names what a token made by the tokens Job may do: "scope-" and a hash of
+     its action, the bucket and the tiers. The Job stores it next to the token, and the API and
+     ingest pods refer to it (INFLUX_TOKEN_SCOPE), so a pod made for a new scope (tiers changed,
+     or an upgrade from a version whose tokens covered the raw bucket only) starts only once the
+     Secret holds a token made for it. `python -m ingest submit --from-args` computes the same.
+     Call with (list . "read"|"read-write"). */}}
+{{- define "gridts.tokenScopeKey" -}}
+{{- $root := index . 0 -}}
+{{- printf "scope-%s" (printf "%s %s %s" (index . 1) $root.Values.influx.bucket $root.Values.tiers.list | sha256sum | trunc 16) -}}
+{{- end -}}
+
+{{/* INFLUX_TOKEN_SCOPE of a container whose token the tokens Job makes (nothing for a supplied
+     token Secret). Call with (list . "api"|"ingest"). */}}
+{{- define "gridts.tokenScopeEnv" -}}
+{{- $root := index . 0 -}}
+{{- $who := index . 1 -}}
+{{- $supplied := get (get $root.Values.tokens $who) "existingSecret" -}}
+{{- if and (not $supplied) (include "gridts.tokensJob.makesTokens" $root) }}
+- name: INFLUX_TOKEN_SCOPE
+  valueFrom:
+    secretKeyRef:
+      name: {{ ternary (include "gridts.apiTokenSecretName" $root) (include "gridts.ingestTokenSecretName" $root) (eq $who "api") }}
+      key: {{ include "gridts.tokenScopeKey" (list $root (ternary "read" "read-write" (eq $who "api"))) }}
+{{- end }}
+{{- end -}}
+
+{{/* The tier retention as the tokens Job reads it (TIER_RETENTION): "15m=104w,1m=90d". */}}
+{{- define "gridts.tierRetention" -}}
+{{- $parts := list -}}
+{{- range $tier, $keep := .Values.tiers.retention -}}
+{{- $parts = append $parts (printf "%s=%s" $tier $keep) -}}
+{{- end -}}
+{{- join "," $parts -}}
+{{- end -}}
+
 {{/* The API container's own env: where it listens, InfluxDB, its read-only token, bearer
      tokens, and its limits (api.settings). Integers through int64: values files give float64,
      which would print 1000000 as 1e+06. */}}
@@ -262,6 +304,9 @@ annotations:
     secretKeyRef:
       name: {{ include "gridts.apiTokenSecretName" . }}
       key: {{ .Values.tokens.api.key }}
+{{- include "gridts.tokenScopeEnv" (list . "api") }}
+- name: API_TIERS
+  value: {{ ternary .Values.tiers.list "" .Values.tiers.answerQueries | quote }}
 {{- if $v.auth.enabled }}
 - name: API_TOKENS
   valueFrom:
@@ -290,6 +335,7 @@ INFLUX_URL: influxdb.enabled or externalInfluxdb.url
 INFLUX_ORG: influx.org
 INFLUX_BUCKET: influx.bucket
 INFLUX_TOKEN: tokens.{{ . }}.existingSecret
+INFLUX_TOKEN_SCOPE: the tokens Job (the scope of the token it makes)
 {{- if eq . "api" }}
 API_PORT: api.port
 LOG_LEVEL: api.logLevel
@@ -300,8 +346,10 @@ API_MAX_SCAN_POINTS: api.settings.maxScanPoints
 API_HEAVY_QUERIES: api.settings.heavyQueries
 API_HEAVY_WAIT_SECONDS: api.settings.heavyWaitSeconds
 API_CATALOG_TTL_SECONDS: api.settings.catalogTtlSeconds
+API_TIERS: tiers.list and tiers.answerQueries
 {{- else }}
 JOB_INDEX: ingest.indexed.enabled, which binds it to the completion index
+INGEST_TIERS: tiers.list
 {{- end }}
 {{- end -}}
 
@@ -313,6 +361,9 @@ JOB_INDEX: ingest.indexed.enabled, which binds it to the completion index
     secretKeyRef:
       name: {{ include "gridts.ingestTokenSecretName" . }}
       key: {{ .Values.tokens.ingest.key }}
+{{- include "gridts.tokenScopeEnv" (list . "ingest") }}
+- name: INGEST_TIERS
+  value: {{ .Values.tiers.list | quote }}
 {{- if .Values.ingest.indexed.enabled }}
 - name: JOB_INDEX
   valueFrom:
