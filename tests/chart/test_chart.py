@@ -693,3 +693,62 @@ def test_default_influxdb_image_is_the_version_the_tests_run() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["influxdb"]["image"]["repository"] == "influxdb"
     assert values["influxdb"]["image"]["tag"] == influxdb_local.INFLUXDB_VERSION.removeprefix("v")
+
+
+# ---- rollup tiers -------------------------------------------------------------------------------
+
+
+def test_tiers_reach_the_api_the_ingest_and_the_tokens_job() -> None:
+    def env(objects: list[Obj], kind: str, suffix: str) -> dict[str, str]:
+        obj = one(objects, kind, suffix)
+        spec = obj["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else obj["spec"]
+        (c,) = spec["template"]["spec"]["containers"]
+        return {e["name"]: e["value"] for e in c["env"] if "value" in e}
+
+    objects = rendered("default")
+    assert env(objects, "Deployment", "-api")["API_TIERS"] == "1m,15m,1h"
+    assert env(objects, "CronJob", "-ingest")["INGEST_TIERS"] == "1m,15m,1h"
+    assert env(objects, "Job", "-tokens-1")["TIERS"] == "1m,15m,1h"
+    off = k.render_chart(sets=["tiers.list="])
+    assert env(off, "Deployment", "-api")["API_TIERS"] == ""
+    assert env(off, "CronJob", "-ingest")["INGEST_TIERS"] == ""
+    assert env(off, "Job", "-tokens-1")["TIERS"] == ""
+    held = k.render_chart(sets=["tiers.answerQueries=false", "tiers.retention.1m=90d"])
+    assert env(held, "Deployment", "-api")["API_TIERS"] == ""
+    assert env(held, "CronJob", "-ingest")["INGEST_TIERS"] == "1m,15m,1h"
+    assert env(held, "Job", "-tokens-1")["TIER_RETENTION"] == "1m=90d"
+
+    # A new scope renames the key the pods wait for; the same scope keeps it.
+    def scope_key(objects: list[Obj]) -> str:
+        (c,) = one(objects, "Deployment", "-api")["spec"]["template"]["spec"]["containers"]
+        (ref,) = [e for e in c["env"] if e["name"] == "INFLUX_TOKEN_SCOPE"]
+        return str(ref["valueFrom"]["secretKeyRef"]["key"])
+
+    key, other = scope_key(objects), scope_key(off)
+    assert key.startswith("scope-")
+    assert key != other
+
+
+def test_supplied_tokens_have_no_scope_key_to_wait_for() -> None:
+    objects = k.render_chart(
+        sets=["tokens.api.existingSecret=api-read", "tokens.ingest.existingSecret=ingest-rw"]
+    )
+    for pod in k.pod_templates(objects):
+        for c in pod.containers():
+            assert "INFLUX_TOKEN_SCOPE" not in [e["name"] for e in c.get("env") or []]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["tiers.list=1m;15m"], "pattern"),
+        (["tiers.list=1x"], "pattern"),
+        (["tiers.retention.1m=1 year"], "pattern"),
+        (["tiers.retention.minute=1d"], "additional properties"),
+        (["tiers.retention.5m=1d"], "not in tiers.list"),
+        (["tiers.unknown=1"], "additional properties"),
+    ],
+)
+def test_bad_tiers_fail_the_render(sets: list[str], message: str) -> None:
+    with pytest.raises(k.ToolError, match=re.escape(message)):
+        k.render_chart(sets=sets)
