@@ -304,6 +304,59 @@ def test_indexed_job() -> None:
     assert_exact(whole)
 
 
+def series_points(series: str, **params: str) -> tuple[str, dict[str, float]]:
+    """One /v1 data request: the data source it names (header; JSON `source` must agree) and
+    the points by time."""
+    resp = httpx.get(f"{state.api}/v1/series/{series}/data", params=params, timeout=60)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    source = resp.headers["X-Data-Source"]
+    assert body.get("source", "raw") == source, (body.get("source"), source)
+    return source, {p["time"]: p["value"] for p in body["points"] if p["value"] is not None}
+
+
+def test_tiers_answer_as_the_raw_points_do() -> None:
+    """The tiers the Indexed Job refreshed answer 3 days of a 1 s series at 1h (X-Data-Source
+    tier:1h) with the numbers the raw points give: hourly count, sum, min and max from raw 30 s
+    windows (finer than every tier, so raw answers them) added up per hour"""
+    start, end = "2021-05-31T22:00:00Z", "2021-06-03T22:00:00Z"  # the three local days
+    hourly: dict[str, dict[str, float]] = {}
+    for agg in ("count", "sum", "min", "max", "mean"):
+        source, hourly[agg] = series_points(
+            "freq_days", start=start, end=end, resolution="1h", agg=agg
+        )
+        assert source == "tier:1h", f"{agg} at 1h answered by {source}"
+    assert len(hourly["count"]) == 72
+    assert sum(hourly["count"].values()) == 3 * 86400
+
+    raw: dict[str, dict[str, list[float]]] = {}
+    for agg in ("count", "sum", "min", "max"):
+        source, points = series_points("freq_days", start=start, end=end, resolution="30s", agg=agg)
+        assert source == "raw", f"{agg} at 30s answered by {source}"
+        by_hour: dict[str, list[float]] = {}
+        for t, v in points.items():
+            by_hour.setdefault(t[:13] + ":00:00Z", []).append(v)
+        raw[agg] = by_hour
+    assert set(raw["count"]) == set(hourly["count"])
+    for hour, counts in raw["count"].items():
+        assert hourly["count"][hour] == sum(counts), hour
+        assert hourly["min"][hour] == min(raw["min"][hour]), hour
+        assert hourly["max"][hour] == max(raw["max"][hour]), hour
+        total = math.fsum(raw["sum"][hour])
+        assert math.isclose(hourly["sum"][hour], total, rel_tol=1e-9), hour
+        assert math.isclose(hourly["mean"][hour], total / sum(counts), rel_tol=1e-9), hour
+
+    # An unaligned start (one second into the first hour): tiers answer the whole hours, and
+    # the cut hour equals the raw points' own answer for it.
+    source, cut = series_points(
+        "freq_days", start="2021-05-31T22:00:01Z", end=end, resolution="1h", agg="count"
+    )
+    assert cut["2021-05-31T22:00:00Z"] == hourly["count"]["2021-05-31T22:00:00Z"] - 1, source
+    assert {t: v for t, v in cut.items() if t != "2021-05-31T22:00:00Z"} == {
+        t: v for t, v in hourly["count"].items() if t != "2021-05-31T22:00:00Z"
+    }
+
+
 def test_helm_test() -> None:
     """helm test passes"""
     out = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "5m")
