@@ -116,7 +116,7 @@ def test_catalog_query() -> None:
 
 
 _IDENTIFIER = re.compile(r"\bp_[a-z]+\b")
-_name = st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)
+_name = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", fullmatch=True)  # gridts.names
 
 
 @settings(max_examples=200, deadline=None)
