@@ -348,6 +348,10 @@ def ensure_tier_buckets(
             path = f"/api/v2/buckets/{existing['id']}"
             # an empty list leaves the old rule in place: "forever" is an expiry of 0 seconds
             forever = [{"type": "expire", "everySeconds": 0}]
+            if keep:  # shard groups may not be longer than the retention: InfluxDB's defaults
+                rules[0]["shardGroupDurationSeconds"] = (
+                    3600 if keep < 2 * 86400 else 86400 if keep < 180 * 86400 else 7 * 86400
+                )
             influx.api("PATCH", path, "bucket update", json={"retentionRules": rules or forever})
             done.append(f"updated {name} ({shown})")
         else:

@@ -98,6 +98,10 @@ def test_tier_buckets_are_set_up_idempotently_with_retention(influx_api: Influx)
     assert changed[0].startswith("updated ")
     assert "604800s" in changed[0]
     assert ensure_tier_buckets(influx_api, TIERS, {TIERS[0]: 7 * 86400})[0].startswith("kept ")
+    # shorter than a forever bucket's 7-day shard groups: the groups come down with it
+    short = ensure_tier_buckets(influx_api, TIERS, {TIERS[1]: 86400})
+    assert short[1].startswith("updated ")
+    assert "86400s" in short[1]
 
 
 def test_rollup_from_raw_equals_the_points(influx_api: Influx) -> None:
