@@ -213,3 +213,28 @@ def test_notes_give_the_backup_and_restore_commands(tmp_path: Path) -> None:
     assert "kubectl -n gridts rollout restart deployment/prod-gridts-api" in notes
     assert '"15 2 * * *" (Europe/Zurich), full, keeping 14 and at most 60d' in notes
     assert "and the backup volume" in notes
+
+
+def _claims_mounted(pod: Obj) -> set[str]:
+    return {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod.get("volumes") or []
+        if "persistentVolumeClaim" in v
+    }
+
+
+def test_the_setup_job_is_the_backup_claims_first_consumer() -> None:
+    """On a StorageClass that binds at first consumer (the e2e cluster's local volumes, many
+    cloud defaults) the claim stayed Pending until the first backup, and `helm upgrade --wait`
+    waited for it for its whole timeout. The setup Job, which runs on every install and
+    upgrade, mounts it read-only; an existing claim is the user's to bind."""
+    objects = k.render_chart(sets=ON)
+    pvc = one(objects, "PersistentVolumeClaim", "-backup")["metadata"]["name"]
+    setup = one(objects, "Job", "-tokens-1")["spec"]["template"]["spec"]
+    assert pvc in _claims_mounted(setup)
+    (container,) = setup["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/backups"]
+    assert mount["readOnly"] is True
+    existing = k.render_chart(sets=[*ON, "backup.persistence.existingClaim=nas-backups"])
+    assert not _claims_mounted(one(existing, "Job", "-tokens-1")["spec"]["template"]["spec"])
+    assert not _claims_mounted(one(k.render_chart(), "Job", "-tokens-1")["spec"]["template"]["spec"])
