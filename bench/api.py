@@ -4,15 +4,17 @@
     .venv/bin/python bench/api.py                  # the default run (about 3 minutes here)
     .venv/bin/python bench/api.py --days-1s 365    # the full year of a 1 s series (31.5 M points)
 
-It starts its own influxd and its own API process (`python -m app`), both on 127.0.0.1 only,
-writes its series, then measures, in one run:
+It starts its own influxd and two API processes (`python -m app`, tiers off and on), on
+127.0.0.1 only, writes its series, then measures, in one run:
 
 1. p50 latency of `GET /v1/series/{name}/data` for one day at 30 s (2,880 points) against a direct
    `POST /api/v2/query` of the same Flux for the same points (target: ratio <= 1.3); the two are
    interleaved, request by request, so drift affects both alike;
 2. the same for a 1 s series at 15 m over `--days-1s` days (a year is 35,040 points; the default
    is shorter because writing 31.5 M points on a 2-core machine takes longer than this benchmark
-   should) and, to keep the output size comparable with the year, the same days at 1 m;
+   should) and, to keep the output size comparable with the year, the same days at 1 m; and the
+   15 m case once more from a second API with its rollup tiers on (filled by `python -m ingest
+   rollup`), against the direct Flux on the 15 m tier, and its speedup over the tiers-off API;
 3. 32 concurrent clients for `--load-seconds`: errors, requests per second, p50 and p99;
 4. serialising 100,000 points to JSON (`app.formats.series_json`, target <= 50 ms).
 
@@ -80,16 +82,64 @@ def write_series(
     return time.perf_counter() - began
 
 
-def flux_text(name: str, start: datetime, end: datetime, every: str) -> str:
-    """The query the API sends, with its parameters written in as literals."""
+def flux_text(
+    name: str, start: datetime, end: datetime, every: str, tier: str | None = None
+) -> str:
+    """The query the API sends, with its parameters written in as literals; with ``tier``,
+    the one it sends to that tier's bucket (the windows' sums: a mean also asks for the
+    counts, in parallel)."""
+    bucket, field, fn = (
+        (BUCKET, "value", "mean") if tier is None else (f"{BUCKET}_{tier}", "sum", "sum")
+    )
     return (
-        f'from(bucket: "{BUCKET}")\n'
+        f'from(bucket: "{bucket}")\n'
         f"    |> range(start: {iso(start)}, stop: {iso(end)})\n"
-        f'    |> filter(fn: (r) => r._measurement == "{name}" and r._field == "value")\n'
-        f'    |> aggregateWindow(every: {every}, offset: 0s, fn: mean, timeSrc: "_start", '
+        f'    |> filter(fn: (r) => r._measurement == "{name}" and r._field == "{field}")\n'
+        f'    |> aggregateWindow(every: {every}, offset: 0s, fn: {fn}, timeSrc: "_start", '
         "createEmpty: false)\n"
         '    |> keep(columns: ["_time", "_value"])'
     )
+
+
+def rollup(url: str, token: str, name: str, start: datetime, end: datetime) -> float:
+    """The tier buckets created and filled for one series, as an operator does
+    (`python -m ingest tiers`, `python -m ingest rollup`); returns seconds taken."""
+    env = {
+        **os.environ,
+        "INFLUX_URL": url,
+        "INFLUX_ORG": ORG,
+        "INFLUX_BUCKET": BUCKET,
+        "INFLUX_TOKEN": token,
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    began = time.perf_counter()
+    for args in (
+        ["tiers"],
+        ["rollup", "--series", name, "--start", iso(start), "--end", iso(end), "--quiet"],
+    ):
+        subprocess.run([sys.executable, "-m", "ingest", *args], env=env, check=True)
+    return time.perf_counter() - began
+
+
+def start_api(work: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m app` on a free port with ``env``, waited for on /readyz."""
+    port = il.free_port()
+    full = {**env, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
+    with open(work / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], env=full, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"the API ({name}) did not become ready")
+        time.sleep(0.2)
 
 
 def p(values: list[float], q: float) -> float:
@@ -112,11 +162,13 @@ def side_by_side(
     end: datetime,
     every: str,
     repeats: int,
+    tier: str | None = None,
 ) -> dict[str, float]:
-    """Interleaved timings of the API and of the direct Flux query for the same windows."""
+    """Interleaved timings of the API and of the direct Flux query for the same windows (on
+    ``tier``'s bucket when given)."""
     query = {"start": iso(start), "end": iso(end), "resolution": every, "agg": "mean"}
     body = {
-        "query": flux_text(name, start, end, every),
+        "query": flux_text(name, start, end, every, tier),
         "dialect": {"header": True, "annotations": [], "delimiter": ","},
     }
     api_times: list[float] = []
@@ -124,12 +176,15 @@ def side_by_side(
     points = rows = 0
     api_cpu = 0.0
 
+    source = ""
+
     def call_api() -> None:
-        nonlocal points, api_cpu
+        nonlocal points, api_cpu, source
         cpu = cpu_seconds(api_pid)
         r = api.get(f"/v1/series/{name}/data", params=query)
         api_cpu += cpu_seconds(api_pid) - cpu
         r.raise_for_status()
+        source = r.headers.get("X-Data-Source", "")
         points = len(r.json()["points"]) if points == 0 else points
 
     def call_flux() -> None:
@@ -162,6 +217,7 @@ def side_by_side(
         "flux_p50_ms": flux_p50 * 1000,
         "ratio": api_p50 / flux_p50,
         "api_cpu_ms": api_cpu / len(api_times) * 1000,
+        "source": source,  # type: ignore[dict-item]
     }
 
 
@@ -254,6 +310,7 @@ def main() -> int:
         token = secrets.token_urlsafe(24)
         influxd = il.spawn(binary, work / "influxd", port, work / "influxd.log")
         api_proc: subprocess.Popen[bytes] | None = None
+        tiered_proc: subprocess.Popen[bytes] | None = None
         try:
             il.wait_healthy(influx_url, influxd)
             il.onboard(influx_url, token, ORG, BUCKET)
@@ -266,37 +323,27 @@ def main() -> int:
                 f"wrote f1: {n1:,} points at 1 s ({args.days_1s} days) in {took:.1f} s", flush=True
             )
 
-            api_port = il.free_port()
+            end1 = DAY0 + timedelta(days=args.days_1s)
+            took = rollup(influx_url, token, "f1", DAY0, end1)
+            print(f"rollup tiers of f1 ({args.days_1s} days): {took:.1f} s", flush=True)
+
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "API_"))},
                 "INFLUX_URL": influx_url,
                 "INFLUX_ORG": ORG,
                 "INFLUX_BUCKET": BUCKET,
                 "INFLUX_TOKEN": token,
-                "API_HOST": "127.0.0.1",
-                "API_PORT": str(api_port),
                 "API_QUERY_TIMEOUT_SECONDS": "120",
                 "PYTHONPATH": str(ROOT / "src"),
             }
-            with open(work / "api.log", "wb") as log:
-                api_proc = subprocess.Popen(
-                    [sys.executable, "-m", "app"], env=env, stdout=log, stderr=subprocess.STDOUT
-                )
-            api_url = f"http://127.0.0.1:{api_port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or api_proc.poll() is not None:
-                    raise RuntimeError("the API did not become ready")
-                time.sleep(0.2)
+            # The API as before tiers (every case but the tiered one reads raw points), and the
+            # same API with the tiers on.
+            api_proc, api_url = start_api(work, "api", {**env, "API_TIERS": ""})
+            tiered_proc, tiered_url = start_api(work, "api-tiered", env)
 
-            end1 = DAY0 + timedelta(days=args.days_1s)
             with (
                 httpx.Client(base_url=api_url, timeout=300) as api,
+                httpx.Client(base_url=tiered_url, timeout=300) as tiered,
                 httpx.Client(
                     base_url=influx_url,
                     # Uncompressed, like the API's own queries: the fastest the direct path gets.
@@ -326,6 +373,17 @@ def main() -> int:
                         max(5, args.repeats // 4),
                     ),
                 }
+                cases[f"1 s series, {args.days_1s} d at 15 m, tiers"] = side_by_side(
+                    tiered_proc.pid,
+                    tiered,
+                    influx,
+                    "f1",
+                    DAY0,
+                    end1,
+                    "15m",
+                    max(5, args.repeats // 4),
+                    tier="15m",
+                )
                 if args.days_1s * 1440 <= 100_000:  # the 1 m case must fit the point cap
                     cases[f"1 s series, {args.days_1s} d at 1 m"] = side_by_side(
                         api_proc.pid, api, influx, "f1", DAY0, end1, "1m", max(5, args.repeats // 4)
@@ -336,15 +394,24 @@ def main() -> int:
                 "\nAPI CPU: the API process's CPU time per request"
             )
             print(
-                f"  {'case':32} {'points':>8} {'API ms':>9} {'Flux ms':>9} {'ratio':>7}"
-                f" {'API CPU ms':>11}"
+                f"  {'case':40} {'points':>8} {'API ms':>9} {'Flux ms':>9} {'ratio':>7}"
+                f" {'API CPU ms':>11}  source"
             )
             for case, r in cases.items():
                 print(
-                    f"  {case:32} {r['points']:>8,.0f} {r['api_p50_ms']:>9.1f} "
-                    f"{r['flux_p50_ms']:>9.1f} {r['ratio']:>6.2f}x {r['api_cpu_ms']:>11.1f}",
+                    f"  {case:40} {r['points']:>8,.0f} {r['api_p50_ms']:>9.1f} "
+                    f"{r['flux_p50_ms']:>9.1f} {r['ratio']:>6.2f}x {r['api_cpu_ms']:>11.1f}"
+                    f"  {r['source']}",
                     flush=True,
                 )
+            raw15 = cases[f"1 s series, {args.days_1s} d at 15 m"]["api_p50_ms"]
+            tier15 = cases[f"1 s series, {args.days_1s} d at 15 m, tiers"]["api_p50_ms"]
+            results["tier_speedup_15m"] = raw15 / tier15
+            print(
+                f"  tiers on vs off, {args.days_1s} d at 15 m: {raw15 / tier15:.1f}x faster "
+                "(target >= 20x for a year); the tiered row's Flux is on the 15 m tier",
+                flush=True,
+            )
             concurrent = asyncio.run(load(api_url, args.clients, args.load_seconds, "f30", 3))
             results["load"] = concurrent
             print(
@@ -355,9 +422,10 @@ def main() -> int:
                 flush=True,
             )
         finally:
-            if api_proc is not None:
-                il.stop_process(api_proc.pid)
-                api_proc.wait()
+            for proc in (api_proc, tiered_proc):
+                if proc is not None:
+                    il.stop_process(proc.pid)
+                    proc.wait()
             il.stop_process(influxd.pid)
             influxd.wait()
 

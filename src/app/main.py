@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 from app import errors
+from app.influx_http import FluxHttp
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import ObserveRequests
@@ -64,6 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             heavy_queries=config.api_heavy_queries,
             heavy_wait_seconds=config.api_heavy_wait_seconds,
             tiers=config.tiers(),
+            http=FluxHttp(
+                config.influx_url, config.influx_token.get_secret_value(), config.influx_org
+            ),
         )
         # Which tier buckets exist; InfluxDB down at startup leaves none known until the
         # catalog's next reload asks again.
@@ -81,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.store.close()
             await client.close()  # type: ignore[no-untyped-call]
             log.info("stopped")
 

@@ -392,3 +392,50 @@ def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) 
     elif (agg == "first" and at_start) or (agg == "last" and not at_start):
         points.values[i] = stat
     return points
+
+
+def parse_sum_count(text: str) -> tuple[Points, Points]:
+    """Flux's annotation-free CSV of windows' `sum` and `count` rows (`_time`, `_field`,
+    `_value`; several tag sets possibly interleaved): the sums and the counts as two columns."""
+    if text.startswith(("error,", ",error,")) or "\nerror," in text:
+        raise InfluxRejected("InfluxDB reported an error while running the query")
+    sums, counts = Points(), Points()
+    tables: set[str] = set()
+    for n, block in enumerate(text.split("\n,result,")):
+        head, _, body = block.partition("\n")
+        names = (head if n == 0 else ",result," + head).rstrip("\r").split(",")
+        body = body.strip()
+        if not body:
+            continue
+        try:
+            i_time, i_field, i_value, i_table = (
+                names.index("_time"),
+                names.index("_field"),
+                names.index("_value"),
+                names.index("table"),
+            )
+        except ValueError:
+            raise InfluxRejected("unexpected columns from InfluxDB") from None
+        width = len(names)
+        flat = body.replace("\r\n", ",").replace("\n", ",").split(",")
+        if len(flat) % width:
+            raise InfluxRejected("unexpected result from InfluxDB")
+        fields, times, raw = flat[i_field::width], flat[i_time::width], flat[i_value::width]
+        tables.update(flat[i_table::width])
+        if fields and fields[0] == fields[-1] and fields.count(fields[0]) == len(fields):
+            rows = [(fields[0], times, raw)]  # one table per block: the usual answer
+        else:
+            rows = [
+                (f, [t for t, g in zip(times, fields, strict=True) if g == f],
+                 [v for v, g in zip(raw, fields, strict=True) if g == f])
+                for f in ("sum", "count")
+            ]  # fmt: skip
+        for f, t, v in rows:
+            if f == "sum":
+                sums.times.extend(t)
+                sums.values.extend(float(x) if x else None for x in v)
+            elif f == "count":
+                counts.times.extend(t)
+                counts.values.extend(int(x) if x else None for x in v)
+    sums.tables = counts.tables = len(tables)
+    return sums, counts

@@ -25,6 +25,7 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.buckets_service import BucketsService
 
 from app.errors import Busy, InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
+from app.influx_http import FluxHttp
 from app.metrics import Metrics
 from app.points import (
     Points,
@@ -35,6 +36,7 @@ from app.points import (
     fill_linear,
     fill_windows,
     parse_flux_csv,
+    parse_sum_count,
     parse_tier_rows,
     stddev_windows,
     strictly_increasing,
@@ -107,6 +109,7 @@ class Store:
         heavy_queries: int = 2,
         heavy_wait_seconds: float = 5.0,
         tiers: tuple[Tier, ...] = (),
+        http: FluxHttp | None = None,
     ) -> None:
         self._client = client
         self._query_api = client.query_api()
@@ -121,6 +124,8 @@ class Store:
         self._heavy = asyncio.Semaphore(heavy_queries)
         self._heavy_wait = heavy_wait_seconds
         self._configured_tiers = tiers
+        # Data queries go straight to /api/v2/query when given (influx_http); else the client.
+        self._http = http
         # The configured tiers whose buckets the API can read, learned at startup and with
         # every catalog reload (a tier set up later is used from then on).
         self.tiers: tuple[TierBucket, ...] = ()
@@ -231,12 +236,7 @@ class Store:
         step: float | None = None
         for span in (timedelta(hours=1), timedelta(days=60)):
             query = flux.step_query(self.bucket, info.name, info.first, info.first + span)
-            text = await self._run(
-                "step",
-                lambda q=query: self._query_api.query_raw(  # type: ignore[misc]
-                    q.text, org=self._org, dialect=_CSV, params=q.params
-                ),
-            )
+            text = await self._csv("step", query)
             times = [line.split(",")[-1] for line in str(text).splitlines()[1:] if line]
             if len(times) >= 2:
                 a, b = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times[:2])
@@ -248,22 +248,12 @@ class Store:
     async def flux_csv(self, plan: QueryPlan, series: str, *, merge_keys: bool = False) -> str:
         """InfluxDB's annotation-free CSV answer to the plan's query for one series."""
         query = flux.series_query(plan, series, merge_keys=merge_keys)
-        text = await self._run(
-            "data",
-            lambda: self._query_api.query_raw(
-                query.text, org=self._org, dialect=_CSV, params=query.params
-            ),
-        )
+        text = await self._csv("data", query)
         return str(text)
 
     async def _bucket_csv(self, plan: QueryPlan, series: str, seconds: int, fn: str) -> Points:
         query = flux.bucket_query(plan, series, seconds, fn)
-        text = await self._run(
-            "data",
-            lambda: self._query_api.query_raw(
-                query.text, org=self._org, dialect=_CSV, params=query.params
-            ),
-        )
+        text = await self._csv("data", query)
         return parse_flux_csv(str(text), integer=fn == "count")
 
     async def _composed(self, plan: QueryPlan, series: str, seconds: int) -> Points | None:
@@ -293,12 +283,7 @@ class Store:
         self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int
     ) -> Points:
         query = flux.tier_query(plan, series, stat, seconds, offset)
-        text = await self._run(
-            "tier",
-            lambda: self._query_api.query_raw(
-                query.text, org=self._org, dialect=_CSV, params=query.params
-            ),
-        )
+        text = await self._csv("tier", query)
         return parse_flux_csv(str(text), integer=stat == "count")
 
     async def _tier_column(
@@ -327,10 +312,15 @@ class Store:
             seconds, offset = grain, 0
         else:
             seconds, offset = window.seconds, window.offset_seconds
-        stats = ("sum", "count") if inner.agg is Agg.MEAN else (inner.agg.value,)
-        got = await asyncio.gather(
-            *(self._tier_column(inner, series, stat, seconds, offset) for stat in stats)
-        )
+        got: list[Points | None]
+        if inner.agg is Agg.MEAN:  # sums and counts in one query
+            stats: tuple[str, ...] = ("sum", "count")
+            query = flux.tier_sum_count_query(inner, series, seconds, offset)
+            sums, counts = parse_sum_count(await self._csv("tier", query))
+            got = [combine_keys(sums, "sum"), combine_keys(counts, "sum")]
+        else:
+            stats = (inner.agg.value,)
+            got = [await self._tier_column(inner, series, stats[0], seconds, offset)]
         columns: list[Points] = []
         for stat, column in zip(stats, got, strict=True):
             if column is None:
@@ -397,12 +387,7 @@ class Store:
         if plan.agg is Agg.STDDEV:
             query = flux.tier_rows_query(inner, series)
             text, edges = await asyncio.gather(
-                self._run(
-                    "tier",
-                    lambda: self._query_api.query_raw(
-                        query.text, org=self._org, dialect=_CSV, params=query.params
-                    ),
-                ),
+                self._csv("tier", query),
                 self._raw_edges(plan, series) if has_edges else _no_edges(),
             )
             rows = parse_tier_rows(str(text))
@@ -485,6 +470,23 @@ class Store:
             points = fill_linear(points)
         self._metrics.points_returned.observe(len(points))
         return points
+
+    async def _csv(self, kind: str, query: flux.FluxQuery) -> str:
+        """A Flux query's annotation-free CSV answer, under the time budget."""
+        if self._http is not None:
+            http = self._http
+            return await self._run(kind, lambda: http.query(query.text, query.params))
+        text = await self._run(
+            kind,
+            lambda: self._query_api.query_raw(
+                query.text, org=self._org, dialect=_CSV, params=query.params
+            ),
+        )
+        return str(text)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
 
     async def _run(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()

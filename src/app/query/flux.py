@@ -197,3 +197,21 @@ def tier_rows_query(plan: QueryPlan, series: str) -> FluxQuery:
     |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
     |> keep(columns: ["_time", "count", "sum", "m2"])"""
     return FluxQuery(text, params)
+
+
+def tier_sum_count_query(plan: QueryPlan, series: str, seconds: int, offset: int) -> FluxQuery:
+    """The sums and counts of the tier's windows per UTC window of ``seconds`` in one query
+    (what a mean needs): both fields summed in the storage engine, one table each (a `pivot`
+    to put them side by side costs Flux more than the query: 14 ms against 9 ms for 2,880
+    windows)."""
+    query = tier_query(plan, series, "sum", seconds, offset)
+    params = {k: v for k, v in query.params.items() if k != "p_field"}
+    text = (
+        """from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._measurement == p_series and (r._field == "sum" or r._field == "count"))
+    |> aggregateWindow(every: p_every, offset: p_offset, fn: sum, timeSrc: "_start", """
+        + """createEmpty: false)
+    |> keep(columns: ["_time", "_field", "_value"])"""
+    )
+    return FluxQuery(text, params)
