@@ -266,16 +266,10 @@ def _tiers(text: str) -> tuple[Tier, ...]:
 
 
 def _target(args: argparse.Namespace) -> Target:
-    values = {
-        "url": args.url or os.environ.get("INFLUX_URL"),
-        "org": args.org or os.environ.get("INFLUX_ORG"),
-        "bucket": args.bucket or os.environ.get("INFLUX_BUCKET"),
-        "token": args.token or os.environ.get("INFLUX_TOKEN"),
-    }
-    missing = [f"INFLUX_{k.upper()}" for k, v in values.items() if not v]
-    if missing:
-        raise DialectError(f"no InfluxDB connection: set {', '.join(missing)} (or the flags)")
-    return Target(**{k: str(v) for k, v in values.items()})
+    try:
+        return Target.from_flags(args.url, args.org, args.bucket, args.token)
+    except ValueError as exc:
+        raise DialectError(str(exc)) from exc
 
 
 def _collector(

@@ -437,19 +437,6 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _target_of(args: argparse.Namespace) -> Target:
-    values = {
-        "url": args.url or os.environ.get("INFLUX_URL"),
-        "org": args.org or os.environ.get("INFLUX_ORG"),
-        "bucket": args.bucket or os.environ.get("INFLUX_BUCKET"),
-        "token": args.token or os.environ.get("INFLUX_TOKEN"),
-    }
-    missing = [f"INFLUX_{k.upper()}" for k, v in values.items() if not v]
-    if missing:
-        raise ValueError(f"no InfluxDB connection: set {', '.join(missing)} (or the flags)")
-    return Target(**{k: str(v) for k, v in values.items()})
-
-
 def _instant(text: str) -> int:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -515,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
-        target = _target_of(args)
+        target = Target.from_flags(args.url, args.org, args.bucket, args.token)
         tiers = stats.parse_tiers(args.tiers)
     except ValueError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)

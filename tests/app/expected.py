@@ -64,6 +64,13 @@ def windows(
         r = "24h" if r == "1D" else r
         grouped = rows.resample(r, origin="epoch")
         axis = pd.date_range(t0.floor(r), last.floor(r), freq=r)
+    return _answer(grouped, axis, agg, fill)
+
+
+def _answer(
+    grouped: Any, axis: pd.DatetimeIndex, agg: str, fill: str
+) -> list[tuple[str, float | None]]:
+    """Each window of ``axis`` aggregated, then filled as the API's ``fill`` says."""
     result = AGGS[agg](grouped).reindex(axis)
     counts = grouped.count().reindex(axis, fill_value=0)
     if agg == "count":
@@ -120,15 +127,4 @@ def _local_clock_windows(
 ) -> list[tuple[str, float | None]]:
     starts = local_clock_starts(t0, t1, step, tz)
     owner = starts[starts.searchsorted(rows.index, side="right") - 1]
-    grouped = rows.groupby(owner)
-    result = AGGS[agg](grouped).reindex(starts)
-    counts = grouped.count().reindex(starts, fill_value=0)
-    if agg == "count":
-        result = counts.astype(float)
-    if fill == "none":
-        result = result[counts > 0]
-    elif fill == "previous":
-        result = result.ffill()
-    elif fill == "linear":
-        result = result.interpolate(method="time", limit_area="inside")
-    return [(label(ts), None if math.isnan(v) else float(v)) for ts, v in result.items()]
+    return _answer(rows.groupby(owner), starts, agg, fill)
