@@ -431,11 +431,13 @@ def parse_sum_count(text: str) -> tuple[Points, Points]:
                 for f in ("sum", "count")
             ]  # fmt: skip
         for f, t, v in rows:
-            if f == "sum":
-                sums.times.extend(t)
-                sums.values.extend(float(x) if x else None for x in v)
-            elif f == "count":
-                counts.times.extend(t)
-                counts.values.extend(int(x) if x else None for x in v)
+            target, convert = (sums, float) if f == "sum" else (counts, int)
+            if f not in ("sum", "count"):
+                continue
+            target.times.extend(t)
+            if "" in v:
+                target.values.extend([convert(x) if x else None for x in v])
+            else:
+                target.values.extend(map(convert, v))
     sums.tables = counts.tables = len(tables)
     return sums, counts
