@@ -43,6 +43,7 @@ exit status:
 
 connection: INFLUX_URL (or --url) and INFLUX_TOKEN (or --token-file): InfluxDB's operator
 token, the one made at onboarding (in the chart, the admin Secret's admin-token).
+OPS_WAIT_SECONDS (default 60): how long to wait for InfluxDB to answer at all before exit 1.
 """
 
 EXAMPLES = """\

@@ -20,7 +20,10 @@ Bodies are sent gzip-compressed (``Content-Encoding: gzip``), as the files are s
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,12 +144,29 @@ class Influx:
 
     # ---- what the commands need -----------------------------------------------------------
 
-    def version(self) -> str:
-        """The server's version from /health; refuses what is not InfluxDB 2.1 or newer."""
-        try:
-            response = httpx.get(f"{self.url}/health", timeout=10.0)
-        except httpx.TransportError as exc:
-            raise InfluxError(f"InfluxDB at {self.url} unreachable: {describe(exc)}") from exc
+    def version(self, wait_seconds: float | None = None) -> str:
+        """The server's version from /health; refuses what is not InfluxDB 2.1 or newer.
+
+        Waits up to ``wait_seconds`` for InfluxDB to answer at all: a scheduled backup may start
+        while InfluxDB restarts, and a new pod's first packets may meet a NetworkPolicy that the
+        node has not opened to its address yet (seen in the e2e cluster: refused for a moment)."""
+        if wait_seconds is None:
+            wait_seconds = float(os.environ.get("OPS_WAIT_SECONDS", "60"))
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.5
+        while True:
+            try:
+                response = httpx.get(f"{self.url}/health", timeout=10.0)
+                break
+            except httpx.TransportError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise InfluxError(
+                        f"InfluxDB at {self.url} unreachable for {wait_seconds:g}s: {describe(exc)}"
+                    ) from exc
+                print(f"ops: InfluxDB at {self.url} not reachable yet ({describe(exc)}); "
+                      f"retrying in {delay:g}s", file=sys.stderr, flush=True)  # fmt: skip
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
         try:
             body = response.json()
         except ValueError:

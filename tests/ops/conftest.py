@@ -54,8 +54,8 @@ def generate_day(path: Path, day: str, series: str, seed: int) -> Path:
     return path
 
 
-def env_of_plain() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+def env_of_plain(**env: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), **env}
 
 
 def file_totals(path: Path) -> tuple[int, float]:
@@ -72,7 +72,7 @@ class Ops:
 
 def ops(server: InfluxServer | None, *args: str, **env: str) -> Ops:
     """`python -m ops ...` as the CronJob runs it: summary JSON on stdout, progress on stderr."""
-    environment = env_of(server, **env) if server is not None else env_of_plain()
+    environment = env_of(server, **env) if server is not None else env_of_plain(**env)
     done = subprocess.run(
         [sys.executable, "-m", "ops", *args],
         env=environment,

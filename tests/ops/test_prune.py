@@ -137,3 +137,16 @@ def test_readme_commands_parse_and_exit_codes_match_the_help() -> None:
         assert code in " ".join(section.split()), code
     assert "3  a damaged backup" in EXIT_STATUS
     assert "kubectl -n gridts create job --from=cronjob/gridts-restore" in section
+
+
+def test_an_unreachable_influxdb_is_retried_then_exit_1(tmp_path: Path) -> None:
+    """A backup that starts while InfluxDB restarts, or before the node lets a new pod through
+    its NetworkPolicy (refused for a moment in the e2e cluster: the backup Job failed three
+    times in 0.1 s each), waits for it; after OPS_WAIT_SECONDS it gives up with exit 1."""
+    from influxdb_local import free_port
+
+    done = ops(None, "backup", "--dir", str(tmp_path), INFLUX_URL=f"http://127.0.0.1:{free_port()}",
+               INFLUX_TOKEN="t", OPS_WAIT_SECONDS="3")  # fmt: skip
+    assert done.code == 1
+    assert done.stderr.count("not reachable yet") >= 2  # retried with backoff, then gave up
+    assert "unreachable for 3s" in str(done.summary["error"])
