@@ -211,6 +211,12 @@ class Store:
             log.warning("tiers_unknown", error=type(exc).__name__)
             return self.tiers
         tiers = tuple(f for f in found if f is not None)
+        try:
+            tiers = tuple([await self._coverage(t) for t in tiers])
+        except (TimeoutError, aiohttp.ClientError, OSError, ApiException, QueryTimeout,
+                InfluxUnavailable, InfluxRejected) as exc:  # fmt: skip
+            log.warning("tiers_unknown", error=type(exc).__name__)
+            return self.tiers
         if tiers != self.tiers:
             log.info(
                 "tiers_found",
@@ -218,6 +224,40 @@ class Store:
             )
         self.tiers = tiers
         return tiers
+
+    async def _coverage(self, found: TierBucket) -> TierBucket:
+        """The tier with the series it covers: those whose first and last tier windows hold
+        the series' first and last raw points (per name, over its tag sets)."""
+        name = found.tier.bucket(self.bucket)
+        query = flux.tier_span_query(name)
+        tables = await self._run(
+            "catalog",
+            lambda: self._query_api.query(query.text, org=self._org, params=query.params),
+        )
+        firsts: dict[str, datetime] = {}
+        lasts: dict[str, datetime] = {}
+        for table in tables:
+            for record in table.records:
+                series, when, result = _record(record)
+                if result == "first":
+                    firsts[series] = min(when, firsts.get(series, when))
+                else:
+                    lasts[series] = max(when, lasts.get(series, when))
+        step = timedelta(seconds=found.tier.seconds)
+        covered = frozenset(
+            series
+            for series, info in self._catalog.series.items()
+            if series in firsts
+            and firsts[series] <= info.first < firsts[series] + step
+            and lasts.get(series, firsts[series])
+            <= info.last
+            < lasts.get(series, firsts[series]) + step
+        )
+        missing = sorted(set(self._catalog.series) - covered)
+        if missing:
+            log.info("tier_incomplete", tier=found.tier.text, series=len(missing),
+                     example=missing[0])  # fmt: skip
+        return replace(found, covered=covered)
 
     async def series(self, name: str) -> SeriesInfo:
         """One series' metadata; a miss reloads the catalog once before it is a 404."""

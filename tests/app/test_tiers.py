@@ -706,3 +706,51 @@ async def test_unaligned_ranges_read_the_edges_raw(
     assert b.json()["points"], "the comparison must not be vacuous"
     shared = name == "two_sites" and agg in ("first", "last")
     assert a.headers["X-Data-Source"] == ("raw" if shared else source)
+
+
+async def test_tiers_that_do_not_hold_a_series_never_answer_it(
+    influx: InfluxServer, dataset: dict[str, Series]
+) -> None:
+    """A release upgraded to tiers has empty tier buckets over raw data that is already there;
+    a tier filled for new data only starts late. Such a tier must not answer (it would say
+    count 0, or miss the old windows): raw answers, until `ingest rollup` fills the tier."""
+    name = f"upgraded_{secrets.token_hex(4)}"
+    series = dataset["f_soll_aktiv"]
+    params = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-03T00:00:00Z",
+              "resolution": "1h", "agg": "count"}  # fmt: skip
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
+        api = c.buckets_api()
+        raw = api.create_bucket(bucket_name=name, org=influx.org)
+        c.write_api(write_options=SYNCHRONOUS).write(
+            name, influx.org, line_protocol(series), write_precision="s"
+        )
+        operator(influx, name, "tiers")  # empty tier buckets: the upgrade
+        try:
+            app = AppClient(make_settings(influx, name))
+            async with app as client:
+                store = app.app.state.store
+                empty = await client.get(f"/v1/series/{series.name}/data", params=params)
+                assert empty.headers["X-Data-Source"] == "raw"
+                want = [p["value"] for p in empty.json()["points"]]
+                assert sum(want) == len(series.values)
+                # the second day only, as a load of new data would fill it: still raw
+                operator(influx, name, "rollup", "--start", "2021-05-02T00:00:00Z",
+                         "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
+                await store.catalog(refresh=True)
+                late = await client.get(f"/v1/series/{series.name}/data", params=params)
+                assert late.headers["X-Data-Source"] == "raw"
+                assert [p["value"] for p in late.json()["points"]] == want
+                # the whole range rolled up: the tier answers, with the same numbers
+                operator(influx, name, "rollup", "--start", "2021-05-01T00:00:00Z",
+                         "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
+                await store.catalog(refresh=True)
+                full = await client.get(f"/v1/series/{series.name}/data", params=params)
+                assert full.headers["X-Data-Source"] == "tier:1h"
+                assert full.json()["source"] == "tier:1h"
+                assert [p["value"] for p in full.json()["points"]] == want
+        finally:
+            api.delete_bucket(raw)
+            for tier in TIERS:
+                found = api.find_bucket_by_name(tier.bucket(name))
+                if found is not None:
+                    api.delete_bucket(found)

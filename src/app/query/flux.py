@@ -106,6 +106,19 @@ data |> last() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "l
     return FluxQuery(text, {"p_bucket": bucket, "p_start": CATALOG_START, "p_stop": CATALOG_STOP})
 
 
+def tier_span_query(tier_bucket: str) -> FluxQuery:
+    """The first and last window of every series key in a tier bucket; two result streams."""
+    text = """data = from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._field == "count")
+
+data |> first() |> keep(columns: ["_measurement", "_time"]) |> yield(name: "first")
+data |> last() |> keep(columns: ["_measurement", "_time"]) |> yield(name: "last")"""
+    return FluxQuery(
+        text, {"p_bucket": tier_bucket, "p_start": CATALOG_START, "p_stop": CATALOG_STOP}
+    )
+
+
 def step_query(bucket: str, series: str, start: datetime, stop: datetime) -> FluxQuery:
     """The first two points of a series in [start, stop): their distance is its spacing."""
     text = _SOURCE + "\n    |> limit(n: 2)" + '\n    |> keep(columns: ["_time"])'

@@ -777,6 +777,10 @@ class TierBucket:
 
     tier: Tier
     retention_seconds: int = 0
+    # The series whose every raw point the tier holds: its first and last windows are those of
+    # the raw points (a tier bucket created on a release that already held data starts empty,
+    # and must not answer until `ingest rollup` has filled it). None: not checked.
+    covered: frozenset[str] | None = None
 
 
 def tier_grain(plan: QueryPlan) -> int | None:
@@ -822,6 +826,8 @@ def pick_tier(
     usable = []
     for found in sorted(tiers, key=lambda t: t.tier.seconds, reverse=True):
         if grain % found.tier.seconds:
+            continue
+        if found.covered is not None and not set(plan.series) <= found.covered:
             continue
         if found.retention_seconds and plan.start < now - timedelta(
             seconds=found.retention_seconds
