@@ -81,6 +81,7 @@ class Influx:
     def __init__(self, target: Target, *, retries: int = 6, timeout: float = 120.0) -> None:
         self.target = target
         self.retries = retries
+        self.queries = 0  # Flux queries sent
         self._http = httpx.Client(
             base_url=target.url,
             timeout=timeout,
@@ -127,6 +128,7 @@ class Influx:
 
     def query(self, flux: str) -> pd.DataFrame:
         """Flux's annotation-free CSV as a frame (strings; empty when no rows)."""
+        self.queries += 1
         body = {"query": flux, "type": "flux", "dialect": {"annotations": [], "header": True}}
         resp = self._call(
             lambda: self._http.post("/api/v2/query", params={"org": self.target.org}, json=body),
@@ -261,8 +263,16 @@ def refresh(
     finest = tiers[0].seconds
     start, stop = widen(lo, hi, tiers)
     parsed = parsed or {}
-    for chunk_start in range(start, stop, READ_SPAN_SECONDS):
-        chunk_stop = min(stop, chunk_start + READ_SPAN_SECONDS)
+    span = READ_SPAN_SECONDS
+    # One pushed-down count per day first: the days without points (gaps, a range wider than
+    # the data) cost nothing more.
+    counted = raw_counts(influx, series, start, stop, span).values()
+    # Flux labels the window that the range's start cuts with that start: align it to the day
+    busy = {day - day % span for by_day in counted for day in by_day}
+    for day in range(start - start % span, stop, span):
+        if day not in busy:
+            continue
+        chunk_start, chunk_stop = max(day, start), min(stop, day + span)
         counts = raw_counts(influx, series, chunk_start, chunk_stop, finest)
         for tags, by_window in counts.items():
             mine = parsed.get(tags)
