@@ -237,4 +237,5 @@ def test_the_setup_job_is_the_backup_claims_first_consumer() -> None:
     assert mount["readOnly"] is True
     existing = k.render_chart(sets=[*ON, "backup.persistence.existingClaim=nas-backups"])
     assert not _claims_mounted(one(existing, "Job", "-tokens-1")["spec"]["template"]["spec"])
-    assert not _claims_mounted(one(k.render_chart(), "Job", "-tokens-1")["spec"]["template"]["spec"])
+    default = one(k.render_chart(), "Job", "-tokens-1")
+    assert not _claims_mounted(default["spec"]["template"]["spec"])
