@@ -32,10 +32,8 @@ def header(plan: QueryPlan) -> dict[str, Any]:
         "start": format_time(plan.start),
         "end": format_time(plan.end),
     }
-    # Which data answered, when a rollup tier did (`tier:15m`); absent: the raw points, and a
-    # response without tiers stays as it was (the header X-Data-Source is always there).
-    if plan.source != "raw":
-        head["source"] = plan.source
+    # Which data answered: `raw`, or a rollup tier (`tier:15m`), as the header X-Data-Source.
+    head["source"] = plan.source
     return head
 
 

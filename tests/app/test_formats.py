@@ -45,6 +45,7 @@ def test_series_json() -> None:
         "tz": None,
         "start": "2021-05-02T10:00:00Z",
         "end": "2021-05-02T10:30:00Z",
+        "source": "raw",
         "points": [
             {"time": "2021-05-02T10:00:00Z", "value": 50.0, "partial": False},
             {"time": "2021-05-02T10:15:00Z", "value": None, "partial": False},

@@ -311,7 +311,7 @@ def series_points(series: str, **params: str) -> tuple[str, dict[str, float]]:
     assert resp.status_code == 200, resp.text
     body = resp.json()
     source = resp.headers["X-Data-Source"]
-    assert body.get("source", "raw") == source, (body.get("source"), source)
+    assert body["source"] == source, (body["source"], source)
     return source, {p["time"]: p["value"] for p in body["points"] if p["value"] is not None}
 
 
