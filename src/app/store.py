@@ -229,29 +229,21 @@ class Store:
         """The tier with the series it covers: those whose first and last tier windows hold
         the series' first and last raw points (per name, over its tag sets)."""
         name = found.tier.bucket(self.bucket)
-        query = flux.tier_span_query(name)
+        query = flux.catalog_query(name, field="count")
         tables = await self._run(
             "catalog",
             lambda: self._query_api.query(query.text, org=self._org, params=query.params),
         )
-        firsts: dict[str, datetime] = {}
-        lasts: dict[str, datetime] = {}
-        for table in tables:
-            for record in table.records:
-                series, when, result = _record(record)
-                if result == "first":
-                    firsts[series] = min(when, firsts.get(series, when))
-                else:
-                    lasts[series] = max(when, lasts.get(series, when))
+        firsts, lasts = _spans(tables)
         step = timedelta(seconds=found.tier.seconds)
+
+        def holds(window: datetime | None, instant: datetime) -> bool:
+            return window is not None and window <= instant < window + step
+
         covered = frozenset(
             series
             for series, info in self._catalog.series.items()
-            if series in firsts
-            and firsts[series] <= info.first < firsts[series] + step
-            and lasts.get(series, firsts[series])
-            <= info.last
-            < lasts.get(series, firsts[series]) + step
+            if holds(firsts.get(series), info.first) and holds(lasts.get(series), info.last)
         )
         missing = sorted(set(self._catalog.series) - covered)
         if missing:
@@ -572,11 +564,11 @@ def _several_keys(points: Points) -> bool:
     return points.tables > 1 or not strictly_increasing(points.times)
 
 
-def _catalog_from(tables: TableList) -> dict[str, SeriesInfo]:
+def _spans(tables: TableList) -> tuple[dict[str, datetime], dict[str, datetime]]:
+    """Earliest first and latest last instant per measurement, over its series keys, from the
+    two result streams of a first/last query (the catalog's, a tier's)."""
     firsts: dict[str, datetime] = {}
     lasts: dict[str, datetime] = {}
-    units: dict[str, set[str]] = {}
-    tags: dict[str, dict[str, set[str]]] = {}
     for table in tables:
         for record in table.records:
             name, when, result = _record(record)
@@ -584,6 +576,16 @@ def _catalog_from(tables: TableList) -> dict[str, SeriesInfo]:
                 firsts[name] = min(when, firsts.get(name, when))
             else:
                 lasts[name] = max(when, lasts.get(name, when))
+    return firsts, lasts
+
+
+def _catalog_from(tables: TableList) -> dict[str, SeriesInfo]:
+    firsts, lasts = _spans(tables)
+    units: dict[str, set[str]] = {}
+    tags: dict[str, dict[str, set[str]]] = {}
+    for table in tables:
+        for record in table.records:
+            name = str(record.values["_measurement"])
             for key, value in record.values.items():
                 if key in _NOT_TAGS or value is None:
                     continue

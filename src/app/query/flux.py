@@ -95,27 +95,18 @@ def series_query(plan: QueryPlan, series: str, *, merge_keys: bool = False) -> F
     return FluxQuery(text, params)
 
 
-def catalog_query(bucket: str) -> FluxQuery:
-    """First and last point of every series key, with its tags; two result streams."""
+def catalog_query(bucket: str, field: str = "value") -> FluxQuery:
+    """First and last point of every series key, with its tags; two result streams. A tier
+    bucket's first and last windows are those of its `count` field."""
     text = """data = from(bucket: p_bucket)
     |> range(start: p_start, stop: p_stop)
-    |> filter(fn: (r) => r._field == "value")
+    |> filter(fn: (r) => r._field == p_field)
 
 data |> first() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "first")
 data |> last() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "last")"""
-    return FluxQuery(text, {"p_bucket": bucket, "p_start": CATALOG_START, "p_stop": CATALOG_STOP})
-
-
-def tier_span_query(tier_bucket: str) -> FluxQuery:
-    """The first and last window of every series key in a tier bucket; two result streams."""
-    text = """data = from(bucket: p_bucket)
-    |> range(start: p_start, stop: p_stop)
-    |> filter(fn: (r) => r._field == "count")
-
-data |> first() |> keep(columns: ["_measurement", "_time"]) |> yield(name: "first")
-data |> last() |> keep(columns: ["_measurement", "_time"]) |> yield(name: "last")"""
     return FluxQuery(
-        text, {"p_bucket": tier_bucket, "p_start": CATALOG_START, "p_stop": CATALOG_STOP}
+        text,
+        {"p_bucket": bucket, "p_field": field, "p_start": CATALOG_START, "p_stop": CATALOG_STOP},
     )
 
 
