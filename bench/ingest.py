@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -54,7 +55,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -62,6 +63,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +71,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "src"))
 
 import influxdb_local as il  # noqa: E402
+from gridts import tiers as tier_stats  # noqa: E402
+from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers  # noqa: E402
 from ingest import generate  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -650,11 +654,27 @@ def influx_method(
     work: Path,
     timeout: float,
     result_file: Path | None = None,
+    env: dict[str, str] | None = None,
+    prepare: Callable[[Influx], None] | None = None,
+    check: Callable[[Influx], tuple[list[str], dict[str, Any]]] | None = None,
 ) -> Result:
+    """One write path on a fresh influxd: ``prepare`` (untimed) before it, ``argv`` timed,
+    then the stored points checked, and ``check``'s problems (and numbers) added."""
     log(f"{name}: fresh influxd, writing {pts.count:,} points ...")
+    problems: list[str] = []
+    checked: dict[str, Any] = {}
     with fresh_influxd(binary, work, name) as server:
-        run = run_child(argv, log_path=work / f"{name}.log", timeout=timeout, env=server.env())
+        if prepare is not None:
+            prepare(server)
+        run = run_child(
+            argv,
+            log_path=work / f"{name}.log",
+            timeout=timeout,
+            env={**server.env(), **(env or {})},
+        )
         stored = influx_stored(server, pts.measurement)
+        if check is not None and not run.timed_out:
+            problems, checked = check(server)
         server_rss = server.peak_rss()
     seconds = run.seconds
     extra: dict[str, Any] = {}
@@ -667,13 +687,100 @@ def influx_method(
             if run.timed_out
             else float(extra["seconds"])
         )
+    extra.update(checked)
     status, note = check_stored(stored, pts, run)
+    if problems and status != "partial":
+        status, note = "FAIL", "; ".join(([note] if note else []) + problems)
     if status != "ok":
         log(f"{name}: {status} {note}\n{run.tail()}")
     return Result(
         name, stored.points, pts.count, seconds, run.cpu_seconds, run.maxrss_bytes, server_rss,
         status, note, extra,
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# rollup tiers (issue 10): the buckets made before the load, every tier window checked after it
+
+
+def make_tier_buckets(server: Influx) -> None:
+    """``python -m ingest tiers`` with the default tiers: the operator's set-up step, untimed."""
+    done = subprocess.run(
+        [PY, "-m", "ingest", "tiers", "--tiers", DEFAULT_TIERS],
+        env={**os.environ, **server.env(), "PYTHONPATH": str(ROOT / "src")},
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"python -m ingest tiers failed ({done.returncode}): {done.stderr}")
+
+
+def tier_field(server: Influx, bucket: str, measurement: str, name: str) -> pd.DataFrame:
+    """Every point of one field of one tier bucket: ``start`` (seconds) and ``value`` (text)."""
+    flux = (
+        f'from(bucket: "{bucket}") |> range(start: 1970-01-01T00:00:00Z, '
+        f'stop: 2200-01-01T00:00:00Z) |> filter(fn: (r) => r._measurement == "{measurement}" '
+        f'and r._field == "{name}") |> group() |> sort(columns: ["_time"]) '
+        '|> keep(columns: ["_time", "_value"])'
+    )
+    resp = httpx.post(
+        f"{server.url}/api/v2/query",
+        params={"org": server.org},
+        headers={"Authorization": f"Token {server.token}", "Accept": "application/csv"},
+        json={"query": flux, "type": "flux", "dialect": {"annotations": [], "header": True}},
+        timeout=600,
+    )
+    resp.raise_for_status()
+    if not resp.text.strip():
+        return pd.DataFrame({"start": np.empty(0, np.int64), "value": []})
+    frame = pd.read_csv(io.StringIO(resp.text), dtype=str, keep_default_na=False)
+    if "error" in frame.columns:
+        raise RuntimeError(f"tier query failed: {frame['error'].iloc[0]}")
+    start = pd.to_datetime(frame["_time"], utc=True).dt.as_unit("s").astype("int64")
+    return pd.DataFrame({"start": start.to_numpy(), "value": frame["_value"].to_numpy()})
+
+
+def check_tiers(
+    server: Influx, pts: Points, tiers: tuple[Tier, ...]
+) -> tuple[list[str], dict[str, Any]]:
+    """Every window of every tier against the statistics of the points written (computed here
+    from the CLI's own line protocol, window by window, straight from the points for each tier):
+    the same windows, count/min/max/first/last equal, sum and m2 within 1e-9 relative."""
+    times = np.load(pts.ts_npy)
+    values = np.load(pts.value_npy)
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    problems: list[str] = []
+    numbers: dict[str, Any] = {}
+    for tier in tiers:
+        bucket = tier.bucket(server.bucket)
+        want = tier_stats.from_points(times, values, tier.seconds)
+        got = {f: tier_field(server, bucket, pts.measurement, f) for f in tier_stats.FIELDS}
+        counts = got["count"]["value"].astype(np.int64).to_numpy()
+        numbers.setdefault("tiers", []).append({
+            "tier": tier.text, "windows": len(counts), "windows_expected": len(want),
+            "count_sum": int(counts.sum()), "points": pts.count,
+        })  # fmt: skip
+        if int(counts.sum()) != pts.count:
+            problems.append(f"{tier.text}: count fields sum to {int(counts.sum()):,}")
+        bad = []
+        for f in tier_stats.FIELDS:
+            frame = got[f]
+            if len(frame) != len(want) or not np.array_equal(frame["start"], want.start):
+                bad.append(f"{f} ({len(frame):,} windows of {len(want):,} or other starts)")
+                continue
+            mine = getattr(want, f)
+            theirs = frame["value"].astype(mine.dtype).to_numpy()
+            exact = f not in ("sum", "m2")
+            same = (
+                np.array_equal(theirs, mine)
+                if exact
+                else np.allclose(theirs, mine, rtol=1e-9, atol=1e-12)
+            )
+            if not same:
+                bad.append(f)
+        if bad:
+            problems.append(f"{tier.text}: wrong {', '.join(bad)}")
+    return problems, numbers
 
 
 ISO_SQL = '\'YYYY-MM-DD"T"HH24:MI:SS"Z"\''
@@ -811,6 +918,23 @@ def report(
         lines.append("targets (issue 3):")
         for what, passed, detail in targets:
             lines.append(f"  [{'met' if passed else 'MISSED'}] {what}: {detail}")
+    tiered = next((r for r in results if r.method == "cli-tiers"), None)
+    if cli is not None and tiered is not None:
+        ok = cli.status == "ok" and tiered.status == "ok" and cli.seconds > 0
+        slower = tiered.seconds / cli.seconds if cli.seconds > 0 else float("inf")
+        lines.append("targets (issue 10):")
+        lines.append(
+            f"  [{'met' if ok and slower <= 1.25 else 'MISSED'}] rollups add <= 25 % to ingest "
+            f"time: {tiered.seconds:,.1f} s with tiers {DEFAULT_TIERS} against {cli.seconds:,.1f} "
+            f"s without, {slower:.2f} x ({(slower - 1) * 100:+.0f} %)"
+            + ("" if ok else " (a run failed its check)")
+        )
+        for got in tiered.extra.get("tiers", []):
+            lines.append(
+                f"  tier {got['tier']}: {got['windows']:,} windows "
+                f"(expected {got['windows_expected']:,}), count fields sum to "
+                f"{got['count_sum']:,} of {got['points']:,} points"
+            )
     lines.append("")
     lines.append(
         f"settings: batch size {args.batch_size} lines, concurrency {args.concurrency}; "
@@ -824,6 +948,7 @@ def report(
 DESCRIPTIONS = {
     "ceiling": "ceiling: pre-gzipped LP, POST /api/v2/write",
     "cli": "gridts CLI: python -m ingest load",
+    "cli-tiers": f"gridts CLI + rollup tiers {DEFAULT_TIERS}",
     "dataframe": "influxdb-client DataFrame write (batching)",
     "influx-write": "influx write (annotated CSV)",
     "postgres-copy": "PostgreSQL COPY (timestamptz, double)",
@@ -841,6 +966,11 @@ NOTES = [
     "partial: a peer stopped at its time limit (--peer-timeout) is credited with the points it "
     "had stored by then, over the time it ran",
     "PostgreSQL: default settings, a btree index on time (a TimescaleDB hypertable has one)",
+    "cli-tiers: the same load on a fresh influxd whose tier buckets python -m ingest tiers made "
+    "first (untimed), so the load also refreshes the tiers (parsed columns, edge windows from "
+    "raw); checked afterwards window by window against the points written: count, min, max, "
+    "first, last equal, sum and m2 within 1e-9 relative. The plain cli row has no tier buckets "
+    "(its load skips the rollup)",
 ]
 
 
@@ -957,6 +1087,15 @@ def main(argv: list[str] | None = None) -> int:
                     "cli",
                     [*load, "--batch-size", str(args.batch_size), "--concurrency",
                      str(args.concurrency), "--quiet"],
+                    **common,
+                ))  # fmt: skip
+            elif method == "cli-tiers":
+                results.append(influx_method(
+                    "cli-tiers",
+                    [*load, "--batch-size", str(args.batch_size), "--concurrency",
+                     str(args.concurrency), "--tiers", DEFAULT_TIERS, "--quiet"],
+                    prepare=make_tier_buckets,
+                    check=functools.partial(check_tiers, pts=pts, tiers=parse_tiers(DEFAULT_TIERS)),
                     **common,
                 ))  # fmt: skip
             elif method == "dataframe":
