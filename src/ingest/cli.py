@@ -28,7 +28,7 @@ from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers
 from ingest.dialect import SERIES_NAME, DialectError
 from ingest.durations import parse_duration
 from ingest.existing import MODES, CheckError, Existing, Overlap
-from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, SourceResult, run_source
+from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, Shard, SourceResult, run_source
 from ingest.rollup import Collector, Influx, RollupError, RollupStats, missing_tier_buckets
 from ingest.sources import SourceError, open_source
 from ingest.timeconv import LABELS
@@ -44,6 +44,15 @@ or every point is stored one step late):
   python -m ingest load https://host/export.csv.gz --label end --max-errors 10 --errors-file bad.csv
   python -m ingest load big.csv --label end --dry-run --output big.lp   # line protocol, no database
   python -m ingest load fixed.csv --label end --existing refuse   # exit 2 if a stored value changes
+  python -m ingest load wide.csv --label end --shard 0/2    # and --shard 1/2 in a second process
+
+shards: --shard K/N loads the value columns j (0-based, time column not counted) with
+j mod N == K, so N processes (an Indexed Job: ingest submit --shards N passes
+--shard '$(JOB_INDEX)/N') load one wide file between them, each series in exactly one. Every
+shard reads and checks every row, so rows are accepted, rejected and converted (DST, --label
+end, the inferred --step) exactly as by one load; a rejected row is rejected by every shard and
+listed (stderr, --errors-file) by shard 0 only; every shard counts it for --max-errors and exits
+alike. Each shard refreshes the rollup tiers of its own series. Long files cannot be sharded.
 
 stored points: a point is its series, tags and instant; loading one that is stored replaces its
 value. Every load reports how many of its points were stored already and how many of those it
@@ -127,6 +136,13 @@ def _tag(text: str) -> tuple[str, str]:
     if not sep or not key or not value or key in ("unit", "_measurement", "_field"):
         raise argparse.ArgumentTypeError(f"--tag wants KEY=VALUE (not unit), got {text!r}")
     return key, value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _positive(text: str) -> int:
@@ -224,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(identical values pass); 'unchecked' does not read the database (for a token without "
         "read access). The comparison reads only the series and time range the file covers "
         "(default $INGEST_EXISTING or report)",
+    )
+    load.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="load only the value columns j of each wide file with j mod N == K (0 <= K < N): "
+        "N processes load one file between them, each series in exactly one (see shards "
+        "below; default $INGEST_SHARD, else the whole file)",
     )
     load.add_argument("--report", type=Path, help="write a JSON summary here")
     load.add_argument("--batch-size", type=_positive, default=5000, help="lines per write")
@@ -384,6 +408,13 @@ class _DryRunSink:
 
 def load(args: argparse.Namespace) -> int:
     ui = _Stderr(args.quiet)
+    shard: Shard | None = args.shard
+    if shard is None and os.environ.get("INGEST_SHARD", "").strip():
+        try:
+            shard = Shard.parse(os.environ["INGEST_SHARD"])
+        except ValueError as exc:
+            ui.error(f"INGEST_SHARD={os.environ['INGEST_SHARD']!r}: {exc}")
+            return EXIT_INPUT
     opts = Options(
         series=args.series,
         fmt=args.format,
@@ -393,6 +424,7 @@ def load(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tags=dict(args.tag),
         max_errors=args.max_errors,
+        shard=shard,
     )
     if args.series and len(args.sources) > 1:
         ui.error("--series names one series: give one SOURCE with it")
@@ -429,7 +461,7 @@ def load(args: argparse.Namespace) -> int:
             if args.errors_file
             else None
         )
-        rejects = RejectLog(errors_out)
+        rejects = RejectLog(errors_out, listed=shard is None or shard.lists_rejects)
         try:
             if args.dry_run:
                 out = (
@@ -481,6 +513,9 @@ def load(args: argparse.Namespace) -> int:
                     results.append(
                         run_source(source, opts, sink, rejects, tick, existing, collector)
                     )
+                if shard is not None and not results[-1].series:
+                    ui.say(f"ingest: shard {shard.text} owns none of the "
+                           f"{results[-1].columns} value columns of {source.name}")  # fmt: skip
             if spool is not None and existing is not None:
                 if existing.changed:
                     refused = True
@@ -521,7 +556,14 @@ def load(args: argparse.Namespace) -> int:
     else:
         written = writer.points_written if writer is not None else 0
     rows = sum(r.rows_read for r in results)
-    if rejects.count:
+    if rejects.count and not rejects.listed:
+        assert shard is not None
+        print(
+            f"ingest: {rejects.count:,} rows rejected, listed by shard 0/{shard.count} "
+            "(every shard reads every row)",
+            file=sys.stderr,
+        )
+    elif rejects.count:
         for src, r in rejects.kept:
             print(f"{src}:{r.line}: {r.reason}", file=sys.stderr)
         if rejects.count > len(rejects.kept):
@@ -554,6 +596,10 @@ def load(args: argparse.Namespace) -> int:
         "rows_read": rows,
         "points_written": written,
         "rows_rejected": rejects.count,
+        # a shard's rows_read and rows_rejected are the whole file's (every shard reads every
+        # row); its points and series are its own; shard 0 lists the rejected rows
+        "shard": shard.text if shard is not None else None,
+        "columns": sum(r.columns for r in results),
         "existing_check": mode if existing is None or checked else "unreadable",
         "points_existing": existing.existing if existing is not None and checked else None,
         "points_changed": existing.changed if existing is not None and checked else None,
@@ -603,10 +649,12 @@ def load(args: argparse.Namespace) -> int:
         if rolled is not None
         else ""
     )
+    series = f"{len(summary['series'])} series"
+    if shard is not None:
+        series = f"{len(summary['series'])} of {summary['columns']} series (shard {shard.text})"
     ui.say(
         f"ingest: {rows:,} rows read, {written:,} points {verb}, {rejects.count:,} rejected, "
-        f"{len(summary['series'])} series, {elapsed:.1f} s ({rate:,.0f} rows/s){retried}{stored}"
-        f"{tiered}"
+        f"{series}, {elapsed:.1f} s ({rate:,.0f} rows/s){retried}{stored}{tiered}"
     )
     return status
 

@@ -2,6 +2,12 @@
 
 Every data row is counted exactly once: as a point handed to the sink, or as a reject (file,
 line, reason). Rows near a DST change wait for the next chunk when a chunk ends among them.
+
+With a ``Shard`` (``--shard K/N``) a wide file's value columns are split between N processes:
+each one reads, checks and converts every row as a whole load would (so rows are accepted,
+rejected, held back at a DST change and their interval inferred identically in every shard),
+and encodes, compares and rolls up only its own columns. A rejected row is therefore rejected by
+every shard; shard 0 lists it (errors file, stderr), the others count it.
 """
 
 from __future__ import annotations
@@ -49,6 +55,47 @@ class Checker(Protocol):
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Process ``index`` of ``count`` loading one file together: it owns the value columns
+    ``j`` (0-based, the time column not counted) with ``j % count == index``."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``K/N`` with 0 <= K < N; ValueError with what is wrong."""
+        k, sep, n = text.strip().partition("/")
+        if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+            hint = (
+                " ($(JOB_INDEX) is replaced by the pod's index only inside an Indexed Job: "
+                "python -m ingest submit --shards N)"
+                if "JOB_INDEX" in text or "$" in text
+                else ""
+            )
+            raise ValueError(f"--shard wants K/N (e.g. 0/4), got {text!r}{hint}")
+        shard = cls(int(k), int(n))
+        if shard.count < 1 or not 0 <= shard.index < shard.count:
+            raise ValueError(
+                f"--shard {text}: want 0 <= K < N (N processes numbered 0 to N-1), got "
+                f"K={shard.index}, N={shard.count}"
+            )
+        return shard
+
+    @property
+    def text(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def lists_rejects(self) -> bool:
+        """Every shard rejects the same rows; shard 0 lists them."""
+        return self.index == 0
+
+    def owns(self, column: int) -> bool:
+        return column % self.count == self.index
+
+
+@dataclass(frozen=True)
 class Options:
     series: str | None = None
     fmt: str = "auto"
@@ -58,6 +105,7 @@ class Options:
     batch_size: int = 5000
     tags: dict[str, str] = field(default_factory=dict)
     max_errors: int = 0
+    shard: Shard | None = None
 
 
 @dataclass
@@ -79,11 +127,13 @@ class SeriesStats:
 
 
 class RejectLog:
-    """Counts rejects across sources; writes each to the errors file, keeps a few to print."""
+    """Counts rejects across sources; writes each to the errors file, keeps a few to print.
+    ``listed`` False (a shard other than 0): counts only; the errors file keeps its header."""
 
-    def __init__(self, out: IO[str] | None, keep: int = 20) -> None:
+    def __init__(self, out: IO[str] | None, keep: int = 20, *, listed: bool = True) -> None:
         self.count = 0
         self.kept: list[tuple[str, Reject]] = []
+        self.listed = listed
         self._keep = keep
         self._csv = csv.writer(out) if out is not None else None
         if self._csv is not None:
@@ -91,6 +141,8 @@ class RejectLog:
 
     def add(self, source: str, reject: Reject) -> None:
         self.count += 1
+        if not self.listed:
+            return
         if len(self.kept) < self._keep:
             self.kept.append((source, reject))
         if self._csv is not None:
@@ -105,6 +157,7 @@ class SourceResult:
     rows_rejected: int = 0
     series: list[SeriesStats] = field(default_factory=list)
     stopped: bool = False  # writing stopped because rejects passed --max-errors
+    columns: int = 0  # value columns of the file (a shard loads some of them)
 
 
 def _infer_step(seconds: NDArray[np.int64]) -> int:
@@ -134,10 +187,12 @@ def _tags(unit: str | None, extra: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class _Stream:
-    """One converter's worth of rows: a whole swissgrid/wide file, or one series of a long one."""
+    """One converter's worth of rows: a whole swissgrid/wide file, or one series of a long one.
+    ``columns``: the parsed value column of each key (a shard's own columns of a wide file)."""
 
     stats: list[SeriesStats]
     keys: list[SeriesKey]
+    columns: list[int]
     converter: TimeConverter | None = None
     prefixes: list[bytes] = field(default_factory=list)
     pending_stats: list[tuple[int, NDArray[np.int64]]] = field(default_factory=list)
@@ -204,12 +259,21 @@ def run_source(
     for _ in range(dialect.header_rows):
         skip = first.index(b"\n", skip) + 1
     long = dialect.format == "long"
+    if long and opts.shard is not None:
+        raise DialectError(
+            f"{source.name}: --shard splits a wide file by its columns; this file is long "
+            "(series, time, value): load it whole"
+        )
     streams: dict[str, _Stream] = {}
     if not long:
-        keys = [SeriesKey.of(c.series, _tags(c.unit, opts.tags)) for c in dialect.columns]
+        result.columns = len(dialect.columns)
+        owned = [j for j in range(len(dialect.columns)) if opts.shard is None or opts.shard.owns(j)]
+        cols = [dialect.columns[j] for j in owned]
+        keys = [SeriesKey.of(c.series, _tags(c.unit, opts.tags)) for c in cols]
         streams[""] = _Stream(
-            [SeriesStats(c.series, c.unit, k) for c, k in zip(dialect.columns, keys, strict=True)],
+            [SeriesStats(c.series, c.unit, k) for c, k in zip(cols, keys, strict=True)],
             keys,
+            owned,
         )
         result.series = streams[""].stats
     line_no = dialect.header_rows + 1
@@ -233,7 +297,7 @@ def run_source(
             stream = streams.get(name)
             if stream is None:
                 key = SeriesKey.of(name, _tags(None, opts.tags))
-                stream = streams[name] = _Stream([SeriesStats(name, None, key)], [key])
+                stream = streams[name] = _Stream([SeriesStats(name, None, key)], [key], [0])
                 result.series.extend(stream.stats)
             if stream.converter is None:
                 stream.converter = _converter(parsed, opts, source.name)
@@ -269,13 +333,17 @@ def run_source(
             rows += len(parsed) + len(parsed.rejects)
             good = np.flatnonzero(keep)
             utc = conv.utc[good]
-            for j, prefix in enumerate(stream.prefixes):
+            for j, (prefix, col) in enumerate(zip(stream.prefixes, stream.columns, strict=True)):
                 lines = encode(
-                    prefix, parsed.text, parsed.value_start[good, j], parsed.value_len[good, j], utc
+                    prefix,
+                    parsed.text,
+                    parsed.value_start[good, col],
+                    parsed.value_len[good, col],
+                    utc,
                 )
                 batches += lines.batches(opts.batch_size)
                 stream.pending_stats.append((j, utc))
-                checks.append((stream.keys[j], utc, parsed, good, j))
+                checks.append((stream.keys[j], utc, parsed, good, col))
         for r in sorted(bad, key=lambda r: r.line):
             rejects.add(source.name, r)
         result.rows_read += rows
@@ -295,24 +363,24 @@ def run_source(
                         key,
                         utc,
                         parsed.text,
-                        parsed.value_start[good, j],
-                        parsed.value_len[good, j],
+                        parsed.value_start[good, col],
+                        parsed.value_len[good, col],
                         parsed.line[good],
                     )
-                    for key, utc, parsed, good, j in checks
+                    for key, utc, parsed, good, col in checks
                 ]
                 if existing is not None
                 else []
             )
             if windows is not None:
-                for key, utc, parsed, good, j in checks:
+                for key, utc, parsed, good, col in checks:
                     windows.add(
                         key.measurement,
                         key.tags,
                         utc,
                         parsed.text,
-                        parsed.value_start[good, j],
-                        parsed.value_len[good, j],
+                        parsed.value_start[good, col],
+                        parsed.value_len[good, col],
                     )
             # this chunk is written once it has been compared: after the next chunk is parsed
             _submit(sink, deferred)

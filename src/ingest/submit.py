@@ -170,6 +170,7 @@ def build_job(
     name: str | None = None,
     completions: int | None = None,
     parallelism: int | None = None,
+    shards: int | None = None,
     org: str = "grid",
     bucket: str = "grid",
 ) -> Manifest:
@@ -178,8 +179,23 @@ def build_job(
     From ``cronjob`` (the release's CronJob as a dict) when given, like ``kubectl create job
     --from``; otherwise from the arguments, which then need ``image``. ``image`` also overrides
     the template's image. ``completions`` > 1 makes an Indexed Job: ``$(JOB_INDEX)`` in a source
-    is replaced by each pod's index (0..completions-1).
+    is replaced by each pod's index (0..completions-1). ``shards`` N splits each (wide) source
+    by its columns: an Indexed Job of N pods, pod K loading with ``--shard K/N``.
     """
+    if shards is not None:
+        if shards < 2:
+            raise ValueError("--shards wants 2 or more pods (one pod loads the whole file)")
+        if completions is not None and completions != shards:
+            raise ValueError("--shards N makes N completions: leave out --completions")
+        if any(f"$({INDEX_ENV})" in s for s in sources):
+            raise ValueError(
+                f"--shards splits every source by its columns; $({INDEX_ENV}) in a source "
+                "gives each pod its own file: use one or the other"
+            )
+        if "--shard" in extra_args or any(a.startswith("--shard=") for a in extra_args):
+            raise ValueError("--shards passes --shard to the load itself")
+        completions = shards
+        extra_args = [*extra_args, "--shard", f"$({INDEX_ENV})/{shards}"]
     if cronjob is not None:
         template = cronjob["spec"]["jobTemplate"]
         spec = copy.deepcopy(template["spec"])
@@ -231,8 +247,8 @@ def build_job(
                 "valueFrom": {"fieldRef": {"fieldPath": INDEX_FIELD}},
             }
         )
-    elif any(f"$({INDEX_ENV})" in s for s in sources):
-        raise ValueError(f"$({INDEX_ENV}) in a source needs --completions > 1")
+    elif any(f"$({INDEX_ENV})" in s for s in [*sources, *extra_args]):
+        raise ValueError(f"$({INDEX_ENV}) in a source or argument needs --completions > 1")
     container["env"] = env
 
     metadata: Manifest = {"name": name or default_job_name(), "namespace": namespace}
@@ -382,7 +398,12 @@ examples (the operator's exports label each value with the END of its interval: 
   python -m ingest submit /srv/ingest/data/day-0.csv --release prod -n grid -- --label end
   python -m ingest submit https://host/enduse.tsv --series enduse -- --label end --step 15m
   python -m ingest submit '/srv/ingest/data/day-$(JOB_INDEX).csv' --completions 7 -- --label end
+  python -m ingest submit /srv/ingest/data/wide.csv --shards 4 -- --label end   # 4 pods, 1 file
   python -m ingest submit a.csv --dry-run -- --label end     # print the Job, touch no cluster
+
+--shards N: an Indexed Job of N pods that load the same wide file(s) between them, pod K
+the value columns j with j mod N == K (`ingest load --shard '$(JOB_INDEX)/N'`; rejected rows
+are listed in pod 0's log).
 
 Arguments after `--` go to `ingest load` unchanged (`-- --label end --existing refuse`: exit 2,
 nothing written, if a stored value would change). The Job is a copy of the release's CronJob
@@ -424,6 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--completions", type=int, help="Indexed Job with this many pods; see $(JOB_INDEX)"
     )
     parser.add_argument("--parallelism", type=int, help="pods of an Indexed Job at once")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="Indexed Job of N pods that split each wide source by its columns "
+        "(ingest load --shard '$(JOB_INDEX)/N')",
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -472,6 +500,7 @@ def main(argv: list[str]) -> int:
             name=args.name,
             completions=args.completions,
             parallelism=args.parallelism,
+            shards=args.shards,
             org=args.org,
             bucket=args.bucket,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from functools import cache
@@ -208,3 +209,32 @@ def test_a_pod_that_cannot_start_is_reported() -> None:
         'CreateContainerConfigError: secret "x" not found'
     )
     assert submit.stuck_reason(pod("ContainerCreating")) is None
+
+
+def test_shards_make_an_indexed_job_whose_pods_split_one_file() -> None:
+    objects = release()
+    job = submit.build_job(
+        namespace="gridts",
+        release="grid",
+        sources=["/srv/ingest/data/w.csv"],
+        extra_args=["--label", "end"],
+        cronjob=one(objects, "CronJob", "-ingest"),
+        shards=3,
+        parallelism=2,
+    )
+    assert_valid(objects, job)
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 2)
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["args"][-2:] == ["--shard", "$(JOB_INDEX)/3"]
+    assert [e["name"] for e in container["env"]].count("JOB_INDEX") == 1
+    for bad, says in [
+        ({"shards": 1}, "2 or more"),
+        ({"shards": 3, "completions": 4}, "leave out --completions"),
+        ({"shards": 2, "sources": ["d-$(JOB_INDEX).csv"]}, "use one or the other"),
+        ({"shards": 2, "extra_args": ["--shard", "0/2"]}, "passes --shard"),
+        ({"extra_args": ["--shard", "$(JOB_INDEX)/2"]}, "needs --completions > 1"),
+    ]:
+        kwargs = {"sources": ["w.csv"], **bad}
+        with pytest.raises(ValueError, match=re.escape(says)):
+            submit.build_job(namespace="n", release="r", image="i", **kwargs)  # type: ignore[arg-type]
