@@ -303,7 +303,7 @@ def _collector(
     answers from raw where a tier bucket does not exist, so skipping one is safe)."""
     if not tiers:
         return None
-    influx = Influx(target, retries=retries)
+    influx = Influx(target, retries=retries, on_retry=_RetryLog())
     try:
         missing = missing_tier_buckets(influx, tiers)
     except RollupError as exc:
@@ -328,7 +328,7 @@ def _collector(
 def _rollup(collector: Collector, target: Target, ui: _Stderr, retries: int) -> RollupStats:
     ui.say(f"ingest: refreshing tiers {','.join(t.text for t in collector.tiers)} "
            f"of {collector.series} series")  # fmt: skip
-    influx = Influx(target, retries=retries)
+    influx = Influx(target, retries=retries, on_retry=_RetryLog())
     try:
         return collector.finish(influx)
     finally:
