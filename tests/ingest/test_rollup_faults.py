@@ -244,11 +244,21 @@ def rollup_query(bucket: str, what: str) -> Callable[[Request], bool]:
     )
 
 
-TARGETS = [("write", t) for t in TIER_NAMES] + [("query", q) for q in ("days", "windows", "points")]
+def tier_lookup(bucket: str, tier: str) -> Callable[[Request], bool]:
+    """The load asks whether each tier bucket exists before it writes anything."""
+    return lambda r: r.path == "/api/v2/buckets" and r.params.get("name") == f"{bucket}_{tier}"
+
+
+TARGETS = [
+    *(("write", t) for t in TIER_NAMES),
+    *(("query", q) for q in ("days", "windows", "points")),
+    ("lookup", "15m"),
+]
 
 
 def target(bucket: str, kind: str, which: str) -> Callable[[Request], bool]:
-    return tier_write(bucket, which) if kind == "write" else rollup_query(bucket, which)
+    make = {"write": tier_write, "query": rollup_query, "lookup": tier_lookup}[kind]
+    return make(bucket, which)
 
 
 def _id(value: object) -> str:
