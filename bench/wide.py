@@ -2,7 +2,8 @@
 """Hundreds of series (issue 10, item 6): one wide file loaded by one and by N processes, the
 catalog with 200+ series, and one /v1/data request for 20 series over 30 days at 1 h.
 
-    .venv/bin/python bench/wide.py            # 200 series x 1 day at 1 s (17.28 M points), ~10 min
+    .venv/bin/python bench/wide.py            # 200 series x 1 day at 1 s (17.28 M points), ~9 min
+    .venv/bin/python bench/wide.py --rounds 2 # both loads twice, in both orders, ~13 min
     .venv/bin/python bench/wide.py --quick    # smoke run: 20 series x 1 hour, 20 x 2 days at 60 s
 
 1. **Load.** A wide file in the operator's dialect (``ingest.generate``: ``Datum Zeit;A:f_ist_001
@@ -401,20 +402,27 @@ def revision() -> str:
 def table(loads: list[dict[str, Any]], checks: list[str], cases: dict[str, dict[str, Any]],
           head: list[str], month_note: str) -> list[str]:  # fmt: skip
     out = [*head, ""]
-    a, b = loads
+    a = loads[0]
     out.append(
         f"load: {a['series']} series x {a['rows']:,} rows = {a['points']:,} points, one wide "
         f"file, tiers {','.join(TIERS)} refreshed by the load; a fresh influxd each"
     )
-    out.append(f"  {'method':32} {'seconds':>8} {'points/s':>10} {'tiers s':>8} "
+    out.append(f"  {'method':44} {'seconds':>8} {'points/s':>10} {'tiers s':>8} "
                f"{'client CPU s':>13} {'influxd CPU s':>14}  check")  # fmt: skip
-    methods = ["(a) one process", f"(b) {b['processes']} processes, --shard k/{b['processes']}"]
-    for r, c, name in zip(loads, checks, methods, strict=True):
-        out.append(f"  {name:32} {r['seconds']:>8.1f} {r['points'] / r['seconds']:>10,.0f} "
+    rounds = max(r["round"] for r in loads)
+    for r, c in zip(loads, checks, strict=True):
+        name = ("(a) one process" if r["processes"] == 1
+                else f"(b) {r['processes']} processes, --shard k/{r['processes']}")  # fmt: skip
+        if rounds > 1:
+            name += f", round {r['round']}"
+        out.append(f"  {name:44} {r['seconds']:>8.1f} {r['points'] / r['seconds']:>10,.0f} "
                    f"{r['tier_seconds']:>8.1f} {r['client_cpu']:>13.1f} {r['influxd_cpu']:>14.1f}"
                    f"  {c}")  # fmt: skip
-    ratio = (b["points"] / b["seconds"]) / (a["points"] / a["seconds"])
-    out.append(f"  ratio (b)/(a), points/s: {ratio:.2f}x")
+    ratio = statistics.median(r["points"] / r["seconds"] for r in loads if r["processes"] > 1) / (
+        statistics.median(r["points"] / r["seconds"] for r in loads if r["processes"] == 1)
+    )
+    median = f" (medians of {rounds} rounds, each round's order reversed)" if rounds > 1 else ""
+    out.append(f"  ratio (b)/(a), points/s: {ratio:.2f}x{median}")
     out.append("  seconds: first process start to last exit (parse, write, tier refresh); tiers s:"
                " from the first 'refreshing tiers' line to the last exit")  # fmt: skip
     out.append("")
@@ -456,7 +464,11 @@ def main() -> int:
     ap.add_argument("--month-days", type=int, default=30, help="days of /v1/data (30)")
     ap.add_argument("--month-step", type=int, default=10, help="their raw spacing, s (10)")
     ap.add_argument("--repeats", type=int, default=20, help="timed pairs per query case (20)")
+    ap.add_argument("--rounds", type=int, default=1, help="load rounds, each in the other order "
+                    "than the one before (1; each round adds ~4 min)")  # fmt: skip
     args = ap.parse_args()
+    if args.processes < 2 or args.rounds < 1:
+        ap.error("--processes must be 2 or more, --rounds 1 or more")
     if args.quick:
         args.series, args.hours, args.month_days, args.month_step = 20, 1, 2, 60
         args.repeats = 6
@@ -481,12 +493,17 @@ def main() -> int:
         work = Path(tmp)
         influx: Influx | None = None
         try:
-            for n in (1, args.processes):
+            for n, round_ in [
+                (n, r + 1)
+                for r in range(args.rounds)
+                for n in ((1, args.processes) if r % 2 == 0 else (args.processes, 1))
+            ]:
                 if influx is not None:
                     influx.stop()
-                influx = Influx(binary, work, f"influxd-{n}")
-                say(f"loading {path.name} with {n} process(es)")
-                loads.append(run_loads(influx, path, n, work, f"load-{n}"))
+                influx = Influx(binary, work, f"influxd-{n}-{round_}")
+                say(f"loading {path.name} with {n} process(es), round {round_}")
+                loads.append(run_loads(influx, path, n, work, f"load-{n}-{round_}"))
+                loads[-1]["round"] = round_
                 checks.append(check(influx, names, rows, *span))
                 say(f"{n} process(es): {loads[-1]['seconds']:.1f} s; {checks[-1]}")
             assert influx is not None
