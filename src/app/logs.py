@@ -6,9 +6,16 @@ import logging
 import sys
 from typing import Any
 
+import orjson
 import structlog
 
 _HANDLER_NAME = "gridts-json"
+
+
+def _dumps(event: dict[str, Any], **_: Any) -> str:
+    """orjson: a request log line costs a fifth of the standard library's json (issue 10,
+    item 7); anything it cannot encode is written as its str()."""
+    return orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(level: str) -> None:
@@ -35,7 +42,7 @@ def configure_logging(level: str) -> None:
                 foreign_pre_chain=shared,
                 processors=[
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.JSONRenderer(),
+                    structlog.processors.JSONRenderer(serializer=_dumps),
                 ],
             )
         )

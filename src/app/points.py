@@ -10,6 +10,7 @@ import bisect
 import io
 import itertools
 import math
+import operator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -135,7 +136,8 @@ def strictly_increasing(times: list[str]) -> bool:
     one table; their labels then restart or repeat, which this detects.
     """
     if sum(map(len, times)) == 20 * len(times):  # all whole seconds: compare the strings
-        return len(set(times)) == len(times) and times == sorted(times)
+        # one pass of C-level comparisons (a sort and a set cost twice as much per point)
+        return all(map(operator.lt, times, itertools.islice(times, 1, None)))
     instants = [to_instant(t) for t in times]
     return all(a < b for a, b in itertools.pairwise(instants))
 
