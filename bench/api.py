@@ -86,10 +86,10 @@ def flux_text(
     name: str, start: datetime, end: datetime, every: str, tier: str | None = None
 ) -> str:
     """The query the API sends, with its parameters written in as literals; with ``tier``,
-    the one it sends to that tier's bucket (the windows' sums: a mean also asks for the
-    counts, in parallel)."""
+    the one it sends to that tier's bucket for a mean at the tier's own windows (the stored
+    means, one point per window)."""
     bucket, field, fn = (
-        (BUCKET, "value", "mean") if tier is None else (f"{BUCKET}_{tier}", "sum", "sum")
+        (BUCKET, "value", "mean") if tier is None else (f"{BUCKET}_{tier}", "mean", "last")
     )
     return (
         f'from(bucket: "{bucket}")\n'

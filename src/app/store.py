@@ -227,9 +227,11 @@ class Store:
 
     async def _coverage(self, found: TierBucket) -> TierBucket:
         """The tier with the series it covers: those whose first and last tier windows hold
-        the series' first and last raw points (per name, over its tag sets)."""
+        the series' first and last raw points (per name, over its tag sets). Read on the
+        `mean` field, the newest one: tiers rolled up before it existed answer nothing until
+        `ingest rollup` rewrites them."""
         name = found.tier.bucket(self.bucket)
-        query = flux.catalog_query(name, field="count")
+        query = flux.catalog_query(name, field="mean")
         tables = await self._run(
             "catalog",
             lambda: self._query_api.query(query.text, org=self._org, params=query.params),
@@ -327,14 +329,22 @@ class Store:
         return combine_keys(await self._tier_csv(plan, series, stat, seconds, offset), kind)
 
     async def _tier_core(
-        self, inner: QueryPlan, series: str, starts: list[datetime], labels: list[str]
+        self,
+        inner: QueryPlan,
+        series: str,
+        starts: list[datetime],
+        labels: list[str],
+        *,
+        edges: bool,
     ) -> tuple[Points, Points | None] | None:
         """The windows of ``inner`` (the part of the range on tier boundaries) from the tier,
-        fills left out: the aggregate's values, or for ``mean`` the windows' sums and counts.
-        UTC windows are aggregated by the storage engine; local windows are composed from UTC
-        buckets of ``local_grain`` aggregated there (``starts``/``labels``: the windows)."""
+        fills left out: the aggregate's values, or for ``mean`` the windows' sums and counts
+        (unless the windows are the tier's own and no raw ``edges`` join them: then the stored
+        means, one field instead of two). UTC windows are aggregated by the storage engine;
+        local windows are composed from UTC buckets of ``local_grain`` aggregated there
+        (``starts``/``labels``: the windows)."""
         window = inner.window
-        if window is None:
+        if window is None or inner.tier is None:
             return None
         local = not utc_aligned(inner)
         if local:
@@ -344,6 +354,11 @@ class Store:
             seconds, offset = grain, 0
         else:
             seconds, offset = window.seconds, window.offset_seconds
+        own_windows = not local and (seconds, offset) == (inner.tier.seconds, 0)
+        if inner.agg is Agg.MEAN and own_windows and not edges:
+            means = combine_keys(await self._tier_csv(inner, series, "mean", seconds, 0), "mean")
+            if means is not None:  # one tag set: else sums and counts, below
+                return means, None
         got: list[Points | None]
         if inner.agg is Agg.MEAN:  # sums and counts in one query
             stats: tuple[str, ...] = ("sum", "count")
@@ -432,7 +447,7 @@ class Store:
             points = stddev_windows(rows, starts, labels)
         else:
             core, edges = await asyncio.gather(
-                self._tier_core(inner, series, starts, labels),
+                self._tier_core(inner, series, starts, labels, edges=has_edges),
                 self._raw_edges(plan, series) if has_edges else _no_edges(),
             )
             if core is None or (has_edges and edges is None):

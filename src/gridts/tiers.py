@@ -3,8 +3,9 @@
 A tier is a window length (default `1m`, `15m`, `1h`). For every series and every window of a
 tier that holds points, the tier bucket `<bucket>_<tier>` has one point at the window's **start**
 with the fields of `FIELDS`: `count` (int), `sum`, `min`, `max`, `first`, `last`, and `m2`, the
-sum of squared deviations from the window's mean. Every aggregate the API offers except the
-median follows exactly from these, for any union of windows (ADR 0012):
+sum of squared deviations from the window's mean (and `mean`, which follows from them). Every
+aggregate the API offers except the median follows exactly from these, for any union of windows
+(ADR 0014):
 
     mean = sum / count,  stddev = sqrt(m2 / (count - 1)),
     m2 of a union = sum of (m2_i + count_i * (mean_i - mean)^2)   (Chan, Golub and LeVeque)

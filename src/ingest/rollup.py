@@ -67,18 +67,25 @@ class RollupStats:
 
 
 def tier_lines(measurement: str, tags: Mapping[str, str], windows: Windows) -> bytes:
-    """Line protocol for tier points: `count` an integer, the others floats (repr: exact)."""
+    """Line protocol for tier points: `count` an integer, the others floats (repr: exact);
+    `mean` is `sum / count` as the API would divide them (IEEE division rounds the same in numpy
+    and Python), stored so that a mean at the tier's own window reads one field (ADR 0015)."""
     if len(windows) == 0:
         return b""
     head = line_prefix(measurement, tags)[: -len(b" value=")].decode()
     cols = [windows.count, windows.sum, windows.min, windows.max, windows.first, windows.last]
     # tolist(): Python ints and floats, whose repr is the shortest exact text
     rows = zip(
-        *(c.tolist() for c in cols), windows.m2.tolist(), windows.start.tolist(), strict=True
+        *(c.tolist() for c in cols),
+        windows.m2.tolist(),
+        windows.mean.tolist(),
+        windows.start.tolist(),
+        strict=True,
     )
     return "".join(
-        f"{head} count={n}i,sum={s!r},min={lo!r},max={hi!r},first={a!r},last={b!r},m2={m!r} {t}\n"
-        for n, s, lo, hi, a, b, m, t in rows
+        f"{head} count={n}i,sum={s!r},min={lo!r},max={hi!r},first={a!r},last={b!r},m2={m!r},"
+        f"mean={mu!r} {t}\n"
+        for n, s, lo, hi, a, b, m, mu, t in rows
     ).encode()
 
 

@@ -231,7 +231,7 @@ def tier_lines(series: Series, tier: Tier) -> str:
             f"count={int(windows.count[i])}i,sum={float(windows.sum[i])!r},"
             f"min={float(windows.min[i])!r},max={float(windows.max[i])!r},"
             f"first={float(windows.first[i])!r},last={float(windows.last[i])!r},"
-            f"m2={float(windows.m2[i])!r}"
+            f"m2={float(windows.m2[i])!r},mean={float(windows.mean[i])!r}"
         )
         lines.append(f"{key} {fields} {int(windows.start[i])}")
     return "\n".join(lines)
@@ -335,6 +335,8 @@ def test_rollup_rows_are_the_statistics_of_the_points(influx: InfluxServer, tier
                 for f in ("sum", "min", "max", "first", "last"):
                     assert math.isclose(float(fields[f]), row[f], rel_tol=1e-12), (tier, f, line)
                 assert math.isclose(float(fields["m2"]), row["m2"], rel_tol=1e-9, abs_tol=1e-12)
+                assert math.isclose(float(fields["mean"]), row["mean"], rel_tol=1e-12)
+                assert row["mean"] == row["sum"] / row["count"], (tier, line)
 
 
 @pytest.fixture(scope="module")
@@ -748,6 +750,65 @@ async def test_tiers_that_do_not_hold_a_series_never_answer_it(
                 assert full.headers["X-Data-Source"] == "tier:1h"
                 assert full.json()["source"] == "tier:1h"
                 assert [p["value"] for p in full.json()["points"]] == want
+        finally:
+            api.delete_bucket(raw)
+            for tier in TIERS:
+                found = api.find_bucket_by_name(tier.bucket(name))
+                if found is not None:
+                    api.delete_bucket(found)
+
+
+@pytest.mark.parametrize("resolution", [t.text for t in TIERS])
+@pytest.mark.parametrize("name", ["hz_1s", "two_sites", "active_losses", "autumn"])
+async def test_means_on_a_tiers_own_windows(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, name: str, resolution: str
+) -> None:
+    """A mean at a tier's own window reads the stored means (one field); two tag sets sharing
+    windows need the sums and counts instead. Both equal the raw answer."""
+    start, end = SPANS[name]
+    params = {"start": start, "end": end, "resolution": resolution, "agg": "mean"}
+    a, b = await both(with_tiers, raw_only, f"/v1/series/{name}/data", params)
+    assert b.json()["points"], "the comparison must not be vacuous"
+    same_answer("mean", a.json()["points"], b.json()["points"], str(params))
+    assert a.headers["X-Data-Source"] == f"tier:{resolution}"
+
+
+async def test_tiers_rolled_up_without_stored_means_never_answer(
+    influx: InfluxServer, dataset: dict[str, Series]
+) -> None:
+    """Tier points written before tiers stored `mean` (count, sum, ..., m2 only): such a tier
+    does not answer (a mean read from it would find no rows) until `ingest rollup` rewrites it."""
+    name = f"oldtiers_{secrets.token_hex(4)}"
+    series = dataset["f_soll_aktiv"]
+    params = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-03T00:00:00Z",
+              "resolution": "15m", "agg": "mean"}  # fmt: skip
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
+        api = c.buckets_api()
+        raw = api.create_bucket(bucket_name=name, org=influx.org)
+        writer = c.write_api(write_options=SYNCHRONOUS)
+        writer.write(name, influx.org, line_protocol(series), write_precision="s")
+        operator(influx, name, "tiers")
+        for tier in TIERS:
+            old = "\n".join(
+                line.split(",mean=")[0] + " " + line.rsplit(" ", 1)[1]
+                for line in tier_lines(series, tier).splitlines()
+            )
+            assert "mean=" not in old
+            assert "m2=" in old
+            writer.write(tier.bucket(name), influx.org, old, write_precision="s")
+        try:
+            app = AppClient(make_settings(influx, name))
+            async with app as client:
+                before = await client.get(f"/v1/series/{series.name}/data", params=params)
+                assert before.headers["X-Data-Source"] == "raw"
+                want = before.json()["points"]
+                assert len(want) > 96  # two days of quarter hours, some missing
+                operator(influx, name, "rollup", "--start", "2021-05-01T00:00:00Z",
+                         "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
+                await app.app.state.store.catalog(refresh=True)
+                after = await client.get(f"/v1/series/{series.name}/data", params=params)
+                assert after.headers["X-Data-Source"] == "tier:15m"
+                same_answer("mean", after.json()["points"], want, "after the rollup")
         finally:
             api.delete_bucket(raw)
             for tier in TIERS:

@@ -68,7 +68,8 @@ def read_tier(api: Influx, tier: Tier, series: str) -> pd.DataFrame:
         " |> range(start: 2021-01-01T00:00:00Z, stop: 2022-01-01T00:00:00Z)"
         f' |> filter(fn: (r) => r._measurement == "{series}")'
         ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
-        ' |> keep(columns: ["_time", "unit", "count", "sum", "min", "max", "first", "last", "m2"])'
+        ' |> keep(columns: ["_time", "unit", "count", "sum", "min", "max", "first", "last", "m2",'
+        ' "mean"])'
     )
     frame["start"] = pd.to_datetime(frame["_time"], utc=True).dt.as_unit("s").astype("int64")
     return frame
@@ -88,6 +89,9 @@ def assert_tiers_equal_points(
             assert got[name].astype(float).tolist() == getattr(want, name).tolist(), (tier, name)
         np.testing.assert_allclose(got["sum"].astype(float), want.sum, rtol=1e-12)
         np.testing.assert_allclose(got["m2"].astype(float), want.m2, rtol=1e-9, atol=1e-12)
+        # the stored mean is exactly the stored sum / count, as the API would divide them
+        means = got["sum"].astype(float) / got["count"].astype(int)
+        assert got["mean"].astype(float).tolist() == means.tolist(), tier
 
 
 def test_tier_buckets_are_set_up_idempotently_with_retention(influx_api: Influx) -> None:

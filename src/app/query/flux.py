@@ -97,7 +97,7 @@ def series_query(plan: QueryPlan, series: str, *, merge_keys: bool = False) -> F
 
 def catalog_query(bucket: str, field: str = "value") -> FluxQuery:
     """First and last point of every series key, with its tags; two result streams. A tier
-    bucket's first and last windows are those of its `count` field."""
+    bucket's first and last windows are those of one of its fields (every tier point has all)."""
     text = """data = from(bucket: p_bucket)
     |> range(start: p_start, stop: p_stop)
     |> filter(fn: (r) => r._field == p_field)
@@ -145,6 +145,8 @@ def bucket_query(plan: QueryPlan, series: str, seconds: int, fn: str) -> FluxQue
 # A tier bucket (gridts.tiers): one point per series and tier window, fields count, sum, min, max,
 # first, last, m2. Which field a pushed-down aggregate reads, and with which Flux function.
 TIER_FIELD_FN: dict[str, tuple[str, str]] = {
+    # the stored `sum / count`: only for windows equal to the tier's, one point each
+    "mean": ("mean", "last"),
     "sum": ("sum", "sum"),
     "count": ("count", "sum"),
     "min": ("min", "min"),
