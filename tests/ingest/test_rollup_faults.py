@@ -46,6 +46,8 @@ FILE_START, FILE_END = "2021-05-01T03:07:30+02:00", "2021-05-01T04:30:00+02:00"
 FIRST_FILE = ("2021-05-01T02:00:00+02:00", "2021-05-01T03:20:00+02:00")
 STATUSES = (429, 503)
 TIER_NAMES = tuple(t.text for t in TIERS)
+# The fields of a tier point (ADR 0014), `count` first
+FIELDS = ("count", "sum", "min", "max", "first", "last", "m2", "mean")
 
 
 # --- expectations, computed here ---
@@ -85,6 +87,7 @@ def expected_tier(points: pd.Series, seconds: int) -> pd.DataFrame:
             "max": groups.max(),
             "first": groups.first(),
             "last": groups.last(),
+            "mean": groups.mean(),
         }
     )
     deviation = values - groups.transform("mean")
@@ -120,20 +123,23 @@ def stored_tier(env: dict[str, str], tier: str) -> pd.DataFrame:
         m=SERIES,
     )
     if not rows:
-        return pd.DataFrame(columns=["count", "sum", "min", "max", "first", "last", "m2"])
+        return pd.DataFrame(columns=list(FIELDS))
     frame = pd.DataFrame(rows)
     assert set(frame["unit"]) == {"Hz"}, tier
+    fields = set(frame.columns) - {"", "result", "table", "_start", "_stop", "_time"}
+    assert fields - {"_measurement", "unit"} == set(FIELDS), tier  # every field is checked
     frame.index = _seconds(pd.to_datetime(frame["_time"], utc=True))
     frame.index.name = "start"
     out = frame[["count"]].astype(np.int64)
-    for name in ("sum", "min", "max", "first", "last", "m2"):
+    for name in FIELDS[1:]:
         out[name] = frame[name].astype(float)
     return out.sort_index()
 
 
 def assert_exact(env: dict[str, str], want: pd.Series) -> None:
     """Raw: every point once, with its value. Tiers: every field of every row as computed here
-    (count, min, max, first, last exactly; sum and m2 to float rounding)."""
+    (count, min, max, first, last exactly; sum, mean and m2 to float rounding; the stored mean
+    is the stored sum / count)."""
     got = stored_points(env)
     assert got.index.tolist() == want.index.tolist()
     assert got.tolist() == want.tolist()
@@ -143,7 +149,9 @@ def assert_exact(env: dict[str, str], want: pd.Series) -> None:
         assert rows.index.tolist() == expected.index.tolist(), tier.text
         for name in ("count", "min", "max", "first", "last"):
             assert rows[name].tolist() == expected[name].tolist(), (tier.text, name)
-        np.testing.assert_allclose(rows["sum"], expected["sum"], rtol=1e-12, err_msg=tier.text)
+        for name in ("sum", "mean"):
+            np.testing.assert_allclose(rows[name], expected[name], rtol=1e-12, err_msg=tier.text)
+        assert (rows["mean"] == rows["sum"] / rows["count"]).all(), tier.text
         np.testing.assert_allclose(
             rows["m2"], expected["m2"], rtol=1e-9, atol=1e-12, err_msg=tier.text
         )
@@ -475,5 +483,5 @@ def test_an_overlapping_file_killed_mid_tier_then_rerun_gives_the_tiers_of_one_l
         assert rows.index.tolist() == ref.index.tolist(), tier
         for name in ("count", "min", "max", "first", "last"):
             assert rows[name].tolist() == ref[name].tolist(), (tier, name)
-        for name in ("sum", "m2"):
+        for name in ("sum", "mean", "m2"):
             np.testing.assert_allclose(rows[name], ref[name], rtol=1e-12, atol=1e-12)
