@@ -316,7 +316,7 @@ def test_the_rollup_waits_as_long_as_retry_after_asks(
     (they wait at least Retry-After); so must the rollup."""
     before = earlier_data(tiered)
     rule = Rule(
-        target(tiered.target.bucket, *step), status=status, times=1, retry_after=1.5, window=True
+        target(tiered.target.bucket, *step), status=status, times=1, retry_after=1.0, window=True
     )
     with running(influx.url, rule) as proxy:
         code, err = load(capsys, influx_env, files["file"], url=proxy.url, extra=("--retries", "1"))
