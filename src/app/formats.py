@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +38,18 @@ def header(plan: QueryPlan) -> dict[str, Any]:
     return head
 
 
+# InfluxDB's RFC 3339 labels (and the API's own): nothing in them needs escaping in JSON.
+_LABELS = re.compile(r"[0-9TZ:.+-]*")
+
+
 def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:
     """`{"series", "unit", ..., "points": [{"time", "value", "partial"}, ...]}`; NaN becomes
     null; `partial` (windows only) marks a window the range cuts."""
     body = {"series": meta.name, "unit": meta.unit, **header(plan)}
+    numbers = points.json_numbers()
+    if numbers is not None and _LABELS.fullmatch("".join(points.times)):
+        body["points"] = orjson.Fragment(_points_text(plan, points.times, numbers))
+        return orjson.dumps(body)
     pairs = zip(points.times, points.values)  # noqa: B905 - same length by construction
     if plan.window is None:
         body["points"] = [{"time": t, "value": v} for t, v in pairs]
@@ -48,6 +57,24 @@ def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:
         clipped = plan.clipped()
         body["points"] = [{"time": t, "value": v, "partial": t in clipped} for t, v in pairs]
     return orjson.dumps(body)
+
+
+def _points_text(plan: QueryPlan, times: list[str], numbers: list[str]) -> str:
+    """The `points` array of ``series_json`` from labels and values that are already JSON text
+    (InfluxDB's): a fifth of the cost of a dict per point through orjson (issue 10, item 7)."""
+    pairs = zip(times, numbers)  # noqa: B905 - same length by construction
+    if plan.window is None:
+        rows = [f'{{"time":"{t}","value":{v}}}' for t, v in pairs]
+    else:
+        clipped = plan.clipped()
+        if clipped.isdisjoint(times[:1] + times[-1:]):  # only the first or last can be cut
+            rows = [f'{{"time":"{t}","value":{v},"partial":false}}' for t, v in pairs]
+        else:
+            rows = [
+                f'{{"time":"{t}","value":{v},"partial":{"true" if t in clipped else "false"}}}'
+                for t, v in pairs
+            ]
+    return "[" + ",".join(rows) + "]"
 
 
 def series_ndjson(plan: QueryPlan, points: Points) -> Iterator[bytes]:

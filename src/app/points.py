@@ -11,6 +11,7 @@ import io
 import itertools
 import math
 import operator
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,17 +24,83 @@ from gridts import tiers
 Value = float | int | None
 
 
-@dataclass
-class Points:
-    """One series' points: `times[i]` labels `values[i]`."""
+# A value as InfluxDB's CSV writes a finite float or an integer: also a JSON number.
+_NUMBER = r"-?[0-9]+(?:\.[0-9]+)?"
+_NUMBERS = re.compile(f"{_NUMBER}(?:,{_NUMBER})*")
 
-    times: list[str] = field(default_factory=list)
-    values: list[Value] = field(default_factory=list)
-    tables: int = 0  # how many Flux tables (series keys) the rows came from
-    source: str = "raw"  # which data answered: `raw`, or a rollup tier (`tier:15m`)
+
+class Points:
+    """One series' points: `times[i]` labels `values[i]`; `tables`: how many Flux tables
+    (series keys) the rows came from; `source`: which data answered, `raw` or a rollup tier
+    (`tier:15m`).
+
+    Values parsed from InfluxDB's CSV stay its text until something reads ``values``: most
+    answers go from InfluxDB to the JSON response untouched, and the text of a decimal number
+    is already JSON (``json_numbers``). Reading ``values`` parses them once (and from then on
+    the floats are what the caller may change, so the text is dropped).
+    """
+
+    __slots__ = ("_convert", "_texts", "_values", "source", "tables", "times")
+
+    def __init__(
+        self,
+        times: list[str] | None = None,
+        values: list[Value] | None = None,
+        tables: int = 0,
+        source: str = "raw",
+    ) -> None:
+        self.times: list[str] = [] if times is None else times
+        self._values: list[Value] | None = [] if values is None else values
+        self._texts: list[str] | None = None
+        self._convert: type[float] | type[int] = float
+        self.tables = tables
+        self.source = source
+
+    @classmethod
+    def of_texts(
+        cls, times: list[str], texts: list[str], tables: int, *, integer: bool = False
+    ) -> Points:
+        """Points whose values are InfluxDB's texts of finite decimals (``_NUMBERS``), parsed
+        when first read."""
+        points = cls(times, None, tables)
+        points._values, points._texts = None, texts
+        points._convert = int if integer else float
+        return points
+
+    @property
+    def values(self) -> list[Value]:
+        if self._values is None:
+            self._values = list(map(self._convert, self._texts or ()))
+        self._texts = None
+        return self._values
+
+    @values.setter
+    def values(self, values: list[Value]) -> None:
+        self._values, self._texts = values, None
+
+    def json_numbers(self) -> list[str] | None:
+        """The values as JSON number texts, exactly as InfluxDB wrote them, while nothing has
+        read or replaced them; else None."""
+        return self._texts
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Points):
+            return NotImplemented
+        return (self.times, self.values, self.tables, self.source) == (
+            other.times, other.values, other.tables, other.source
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = self._texts if self._texts is not None else self._values
+        return (
+            f"Points(times={self.times!r}, values={shown!r}, tables={self.tables}, "
+            f"source={self.source!r})"
+        )
 
 
 def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
@@ -100,12 +167,15 @@ def _single_block(text: str, integer: bool) -> Points | None:
     if len(flat) % width:
         return None
     i_time, i_value, i_table = names.index("_time"), names.index("_value"), names.index("table")
-    convert = int if integer else float
     raw = flat[i_value::width]
+    times, tables = flat[i_time::width], len(set(flat[i_table::width]))
+    if _NUMBERS.fullmatch(",".join(raw)):  # no null, NaN or infinity: parsed when read
+        return Points.of_texts(times, raw, tables, integer=integer)
+    convert = int if integer else float
     values: list[Value] = (
         [convert(v) if v else None for v in raw] if "" in raw else list(map(convert, raw))
     )
-    return Points(flat[i_time::width], values, len(set(flat[i_table::width])))
+    return Points(times, values, tables)
 
 
 # Below this size the comprehensions win; above it pandas' C reader is several times faster.
