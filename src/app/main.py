@@ -7,6 +7,7 @@ lifespan starts (or handed in by a test), so importing this module needs no envi
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,9 +32,18 @@ Electricity-grid time series from InfluxDB at any resolution.
 * `GET /v1/series` lists the series; `GET /v1/series/{name}/data` reads one, `GET /v1/data`
   several on the same windows.
 * Ranges are half-open, `[start, end)`. Each point's `time` is the **start** of its window.
-* Windows under a day are aligned in UTC; windows of whole days follow `tz` when given.
+* Windows follow the clock of `tz` when given (local hours, days, weeks), else UTC.
 * Errors are `{"error": kind, "message": reason, ...}` with the matching HTTP status.
 """
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml, the chart's appVersion follows it);
+    running from a source tree without installing it, "0+unknown"."""
+    try:
+        return importlib.metadata.version("gridts")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="gridts query API",
-        version="1.0.0",
+        version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
     )

@@ -1,6 +1,6 @@
 """Local wall-clock labels to UTC instants: zone rules, DST changes, interval-end labels.
 
-Rules (adr/0005-time-conversion.md):
+Rules (adr/0005-local-time-to-utc.md):
 
 * Far from a DST change a label has one meaning: ``utc = wall - offset``; an interval-end label
   (``label="end"``) then stores the interval's start, ``utc - step``.
