@@ -448,7 +448,7 @@ def table(loads: list[dict[str, Any]], checks: list[str], cases: dict[str, dict[
                    f"{r['ratio']:>5.2f}x {r['api_cpu_ms']:>10.1f} {r['bytes']:>9,}  "
                    f"{r['source'] or '-'}")  # fmt: skip
     speed = cases["data, raw"]["api_ms"] / cases["data, tiers"]["api_ms"]
-    out.append(f"  tiers on vs off for the /v1/data request: {speed:.1f}x faster")
+    out.append(f"  /v1/data, API p50 tiers off over tiers on: {speed:.1f}x")
     out.append("  p50 of interleaved pairs (API, direct Flux); direct Flux: catalog = the API's "
                "catalog query (reloaded: plus its 3 tier coverage queries, in sequence); data = "
                "one query for all series (tier: the 1 h sums and counts; off: aggregateWindow "
