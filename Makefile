@@ -68,8 +68,10 @@ bench: setup ## benchmarks (ratios, measured side by side; about 25 minutes)
 results: setup ## run every benchmark and the load test, then write docs/results.md and its plots
 	bash bench/setup-peers
 	$(PY) bench/ingest.py
-	$(PY) bench/api.py
+	$(PY) bench/api.py --days-1s 365
 	-$(PY) bench/load.py
+	$(PY) bench/wide.py
+	$(PY) bench/capacity.py --days 14 --series 2
 	$(PY) bench/report.py
 
 load: setup ## load test: API replicas, 64 clients for 60 s while an ingest writes; fails on any 5xx

@@ -989,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=4, help="writes in flight (CLI default)")
     p.add_argument(
         "--methods",
-        default="parse,ceiling,cli,dataframe,influx-write,postgres-copy",
+        default="parse,ceiling,cli,cli-tiers,dataframe,influx-write,postgres-copy",
         help="comma-separated subset to run",
     )
     p.add_argument(

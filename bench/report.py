@@ -24,6 +24,7 @@ IMG = DOCS / "img"
 LABELS = {
     "parse": "parse + serialise only (--dry-run)",
     "cli": "gridts CLI (python -m ingest load)",
+    "cli-tiers": "gridts CLI + rollup tiers 1m,15m,1h",
     "ceiling": "ceiling: pre-gzipped line protocol POSTed",
     "dataframe": "influxdb-client DataFrame write",
     "influx-write": "influx write (Go CLI), annotated CSV",
@@ -114,11 +115,18 @@ def api_section(lines: list[str]) -> None:
             f"requests, {ld['errors']} errors, {ld['req_per_s']:.1f} req/s, p50 "
             f"{ld['p50_ms']:.0f} ms, p99 {ld['p99_ms']:.0f} ms.",
         ]
+    if "tier_speedup_15m" in api:
+        lines += [
+            "",
+            f"Rollup tiers: the 15 m case from the 15 m tier is **{api['tier_speedup_15m']:.1f} x "
+            "faster** than the same API with the tiers off (the `tiers` row against the row "
+            "above it; its direct Flux reads the tier's stored means).",
+        ]
     lines += [
         "",
         "The one-year case of the issue (a 1 s series, 365 days at 15 m, 35,040 points) needs "
-        "31.5 M points written first: `.venv/bin/python bench/api.py --days-1s 365` (about 7 "
-        "minutes). Its last run gave API 1,591 ms against direct Flux 1,584 ms, ratio 1.00.",
+        "31.5 M points written and rolled up first: `.venv/bin/python bench/api.py --days-1s 365` "
+        "(about 10 minutes).",
         "",
     ]
     if "serialise" in api:
@@ -135,11 +143,37 @@ def load_section(lines: list[str]) -> None:
     lines += [
         f"{res['replicas']} API replicas called round-robin, {res['clients']} clients mixing "
         f"series, ranges, resolutions and aggregates for {res['seconds']:.0f} s while an ingest "
-        f"wrote (ingest exit status {res['ingest_exit']}): **{res['requests']:,} requests, "
+        f"wrote (ingest exit status {res['ingest_exit']}), rollup tiers "
+        f"`{res.get('tiers') or 'off'}`: **{res['requests']:,} requests, "
         f"{res['requests_per_second']:.1f} req/s, p50 {res['p50_ms']:.0f} ms, p99 "
-        f"{res['p99_ms']:.0f} ms**; statuses {res['statuses']}.",
+        f"{res['p99_ms']:.0f} ms**; statuses {res['statuses']}; answered from "
+        f"{res.get('sources', {})}.",
         "",
     ]
+    raw = res.get("raw")
+    if raw:
+        lines += [
+            "The same mix in the same run with the tiers off (every answer from the raw "
+            f"points): {raw['requests']:,} requests, {raw['requests_per_second']:.1f} req/s, "
+            f"p50 {raw['p50_ms']:.0f} ms, p99 {raw['p99_ms']:.0f} ms; statuses "
+            f"{raw['statuses']}. With tiers, p99 is {raw['p99_ms'] / res['p99_ms']:.1f}x lower "
+            f"(target: p99 <= 1,000 ms, zero 5xx, fewer 429s).",
+            "",
+        ]
+    for label, run in (("tiers on", res), ("tiers off", raw or {})):
+        rows = run.get("by_source") or {}
+        if rows:
+            lines += [
+                f"Latency by what answered ({label}):",
+                "",
+                "| answered by | requests | p50 ms | p99 ms |",
+                "| --- | ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| {k} | {q['requests']:,} | {q['p50_ms']:.0f} | {q['p99_ms']:.0f} |"
+                for k, q in rows.items()
+            ]
+            lines.append("")
     sweep = res.get("sweep") or []
     if sweep:
         lines += [
@@ -166,6 +200,16 @@ def load_section(lines: list[str]) -> None:
         plt.close(fig)
 
 
+def text_section(lines: list[str], title: str, command: str, name: str) -> None:
+    """A benchmark's own text output, as it printed it."""
+    path = OUT / name
+    lines += [f"## {title}", "", f"Produced by `{command}`.", ""]
+    if not path.exists():
+        lines += [f"_No results yet: run `{command}`._", ""]
+        return
+    lines += ["```", path.read_text().rstrip(), "```", ""]
+
+
 def main() -> int:
     IMG.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -179,6 +223,18 @@ def main() -> int:
     ingest_section(lines)
     api_section(lines)
     load_section(lines)
+    text_section(
+        lines,
+        "Hundreds of series: one wide file, parallel loads, catalog and several series",
+        ".venv/bin/python bench/wide.py",
+        "wide-results.txt",
+    )
+    text_section(
+        lines,
+        "Bytes on disk per point, raw and tiers (docs/capacity.md)",
+        ".venv/bin/python bench/capacity.py --days 14 --series 2",
+        "capacity-results.txt",
+    )
     (DOCS / "results.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'results.md'}")
     return 0

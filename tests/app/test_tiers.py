@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -285,6 +286,27 @@ def operator(influx: InfluxServer, bucket: str, *args: str) -> None:
         check=False,
     )
     assert done.returncode == 0, f"ingest {args[0]} failed: {done.stderr[-2000:]}"
+
+
+@contextmanager
+def tiered_bucket(influx: InfluxServer, prefix: str, series: Series) -> Iterator[tuple[str, Any]]:
+    """A fresh raw bucket holding ``series``, its tier buckets made by `python -m ingest tiers`
+    (empty), and a synchronous writer; everything removed afterwards."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
+        api = c.buckets_api()
+        raw = api.create_bucket(bucket_name=name, org=influx.org)
+        writer = c.write_api(write_options=SYNCHRONOUS)
+        writer.write(name, influx.org, line_protocol(series), write_precision="s")
+        operator(influx, name, "tiers")
+        try:
+            yield name, writer
+        finally:
+            api.delete_bucket(raw)
+            for tier in TIERS:
+                found = api.find_bucket_by_name(tier.bucket(name))
+                if found is not None:
+                    api.delete_bucket(found)
 
 
 @pytest.fixture(scope="module")
@@ -716,46 +738,32 @@ async def test_tiers_that_do_not_hold_a_series_never_answer_it(
     """A release upgraded to tiers has empty tier buckets over raw data that is already there;
     a tier filled for new data only starts late. Such a tier must not answer (it would say
     count 0, or miss the old windows): raw answers, until `ingest rollup` fills the tier."""
-    name = f"upgraded_{secrets.token_hex(4)}"
     series = dataset["f_soll_aktiv"]
     params = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-03T00:00:00Z",
               "resolution": "1h", "agg": "count"}  # fmt: skip
-    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
-        api = c.buckets_api()
-        raw = api.create_bucket(bucket_name=name, org=influx.org)
-        c.write_api(write_options=SYNCHRONOUS).write(
-            name, influx.org, line_protocol(series), write_precision="s"
-        )
-        operator(influx, name, "tiers")  # empty tier buckets: the upgrade
-        try:
-            app = AppClient(make_settings(influx, name))
-            async with app as client:
-                store = app.app.state.store
-                empty = await client.get(f"/v1/series/{series.name}/data", params=params)
-                assert empty.headers["X-Data-Source"] == "raw"
-                want = [p["value"] for p in empty.json()["points"]]
-                assert sum(want) == len(series.values)
-                # the second day only, as a load of new data would fill it: still raw
-                operator(influx, name, "rollup", "--start", "2021-05-02T00:00:00Z",
-                         "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
-                await store.catalog(refresh=True)
-                late = await client.get(f"/v1/series/{series.name}/data", params=params)
-                assert late.headers["X-Data-Source"] == "raw"
-                assert [p["value"] for p in late.json()["points"]] == want
-                # the whole range rolled up: the tier answers, with the same numbers
-                operator(influx, name, "rollup", "--start", "2021-05-01T00:00:00Z",
-                         "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
-                await store.catalog(refresh=True)
-                full = await client.get(f"/v1/series/{series.name}/data", params=params)
-                assert full.headers["X-Data-Source"] == "tier:1h"
-                assert full.json()["source"] == "tier:1h"
-                assert [p["value"] for p in full.json()["points"]] == want
-        finally:
-            api.delete_bucket(raw)
-            for tier in TIERS:
-                found = api.find_bucket_by_name(tier.bucket(name))
-                if found is not None:
-                    api.delete_bucket(found)
+    with tiered_bucket(influx, "upgraded", series) as (name, _):  # empty tiers: the upgrade
+        app = AppClient(make_settings(influx, name))
+        async with app as client:
+            store = app.app.state.store
+            empty = await client.get(f"/v1/series/{series.name}/data", params=params)
+            assert empty.headers["X-Data-Source"] == "raw"
+            want = [p["value"] for p in empty.json()["points"]]
+            assert sum(want) == len(series.values)
+            # the second day only, as a load of new data would fill it: still raw
+            operator(influx, name, "rollup", "--start", "2021-05-02T00:00:00Z",
+                     "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
+            await store.catalog(refresh=True)
+            late = await client.get(f"/v1/series/{series.name}/data", params=params)
+            assert late.headers["X-Data-Source"] == "raw"
+            assert [p["value"] for p in late.json()["points"]] == want
+            # the whole range rolled up: the tier answers, with the same numbers
+            operator(influx, name, "rollup", "--start", "2021-05-01T00:00:00Z",
+                     "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
+            await store.catalog(refresh=True)
+            full = await client.get(f"/v1/series/{series.name}/data", params=params)
+            assert full.headers["X-Data-Source"] == "tier:1h"
+            assert full.json()["source"] == "tier:1h"
+            assert [p["value"] for p in full.json()["points"]] == want
 
 
 @pytest.mark.parametrize("resolution", [t.text for t in TIERS])
@@ -778,16 +786,10 @@ async def test_tiers_rolled_up_without_stored_means_never_answer(
 ) -> None:
     """Tier points written before tiers stored `mean` (count, sum, ..., m2 only): such a tier
     does not answer (a mean read from it would find no rows) until `ingest rollup` rewrites it."""
-    name = f"oldtiers_{secrets.token_hex(4)}"
     series = dataset["f_soll_aktiv"]
     params = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-03T00:00:00Z",
               "resolution": "15m", "agg": "mean"}  # fmt: skip
-    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
-        api = c.buckets_api()
-        raw = api.create_bucket(bucket_name=name, org=influx.org)
-        writer = c.write_api(write_options=SYNCHRONOUS)
-        writer.write(name, influx.org, line_protocol(series), write_precision="s")
-        operator(influx, name, "tiers")
+    with tiered_bucket(influx, "oldtiers", series) as (name, writer):
         for tier in TIERS:
             old = "\n".join(
                 line.split(",mean=")[0] + " " + line.rsplit(" ", 1)[1]
@@ -796,22 +798,15 @@ async def test_tiers_rolled_up_without_stored_means_never_answer(
             assert "mean=" not in old
             assert "m2=" in old
             writer.write(tier.bucket(name), influx.org, old, write_precision="s")
-        try:
-            app = AppClient(make_settings(influx, name))
-            async with app as client:
-                before = await client.get(f"/v1/series/{series.name}/data", params=params)
-                assert before.headers["X-Data-Source"] == "raw"
-                want = before.json()["points"]
-                assert len(want) > 96  # two days of quarter hours, some missing
-                operator(influx, name, "rollup", "--start", "2021-05-01T00:00:00Z",
-                         "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
-                await app.app.state.store.catalog(refresh=True)
-                after = await client.get(f"/v1/series/{series.name}/data", params=params)
-                assert after.headers["X-Data-Source"] == "tier:15m"
-                same_answer("mean", after.json()["points"], want, "after the rollup")
-        finally:
-            api.delete_bucket(raw)
-            for tier in TIERS:
-                found = api.find_bucket_by_name(tier.bucket(name))
-                if found is not None:
-                    api.delete_bucket(found)
+        app = AppClient(make_settings(influx, name))
+        async with app as client:
+            before = await client.get(f"/v1/series/{series.name}/data", params=params)
+            assert before.headers["X-Data-Source"] == "raw"
+            want = before.json()["points"]
+            assert len(want) > 96  # two days of quarter hours, some missing
+            operator(influx, name, "rollup", "--start", "2021-05-01T00:00:00Z",
+                     "--end", "2021-05-03T00:00:00Z", "--quiet")  # fmt: skip
+            await app.app.state.store.catalog(refresh=True)
+            after = await client.get(f"/v1/series/{series.name}/data", params=params)
+            assert after.headers["X-Data-Source"] == "tier:15m"
+            same_answer("mean", after.json()["points"], want, "after the rollup")
