@@ -21,16 +21,15 @@ coarser tiers; the API merges tier rows into the windows a request asks for.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from gridts.durations import format_duration, parse_duration
+
 FIELDS = ("count", "sum", "min", "max", "first", "last", "m2")
 DEFAULT_TIERS = "1m,15m,1h"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_GRAMMAR = re.compile(r"([1-9][0-9]{0,5})([smhd])")
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -44,10 +43,7 @@ class Tier:
 
     @property
     def text(self) -> str:
-        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-            if self.seconds % size == 0:
-                return f"{self.seconds // size}{unit}"
-        return f"{self.seconds}s"
+        return format_duration(self.seconds)
 
     def bucket(self, raw_bucket: str) -> str:
         """The bucket that holds this tier of ``raw_bucket``: `grid` -> `grid_15m`."""
@@ -61,10 +57,10 @@ def parse_tiers(text: str) -> tuple[Tier, ...]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        m = _GRAMMAR.fullmatch(part)
-        if m is None:
-            raise ValueError(f"invalid tier {part!r}: a duration such as 1m, 15m, 1h")
-        seconds = int(m[1]) * _UNITS[m[2]]
+        try:
+            seconds = parse_duration(part, digits=6)
+        except ValueError:
+            raise ValueError(f"invalid tier {part!r}: a duration such as 1m, 15m, 1h") from None
         if 86400 % seconds:
             raise ValueError(f"tier {part} does not divide a day")
         tiers.append(Tier(seconds))

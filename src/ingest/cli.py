@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gridts.durations import parse_duration
 from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers
 from ingest.dialect import SERIES_NAME, DialectError
-from ingest.durations import parse_duration
 from ingest.existing import MODES, CheckError, Existing, Overlap
 from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, Shard, SourceResult, run_source
 from ingest.rollup import Collector, Influx, RollupError, RollupStats, missing_tier_buckets

@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from gridts.durations import parse_duration
 from gridts.names import check_series_name
-from ingest.durations import parse_duration
 
 Kind = Literal["target", "measured"]
 Label = Literal["end", "start"]

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from gridts import tiers as stats
+from gridts.durations import parse_duration
 from gridts.names import is_series_name
 from gridts.tiers import Tier, Windows
-from ingest.durations import parse_duration
 from ingest.lineproto import line_prefix
 from ingest.writer import RETRYABLE, Target, _retry_after
 

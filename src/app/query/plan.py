@@ -22,6 +22,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from app.errors import InvalidParameter, NotAcceptable, ScanTooLarge, TooManyPoints, UnknownSeries
+from gridts.durations import format_duration, parse_duration
 from gridts.names import is_series_name
 from gridts.tiers import Tier
 
@@ -37,8 +38,6 @@ LATEST = datetime(2262, 1, 1, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 E = TypeVar("E", bound=StrEnum)
 
-_DURATION = re.compile(r"(?P<n>[1-9][0-9]{0,5})(?P<unit>s|m|h|d|w)")
-_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 DAY = 86_400
 WEEK = 7 * DAY
 MAX_WINDOW_SECONDS = 520 * WEEK
@@ -101,10 +100,7 @@ class Window:
     @property
     def text(self) -> str:
         """The canonical spelling: the largest unit that divides the length (`60m` -> `1h`)."""
-        for unit, size in _UNIT_SECONDS.items():
-            if self.seconds % size == 0:
-                return f"{self.seconds // size}{unit}"
-        raise AssertionError("unreachable: every length is whole seconds")
+        return format_duration(self.seconds, units="smhdw")
 
     @property
     def whole_days(self) -> bool:
@@ -282,13 +278,15 @@ def parse_time(param: str, text: str | None) -> datetime:
 
 def parse_window(text: str) -> Window:
     """A duration in the strict grammar `<1-999999><s|m|h|d|w>`, e.g. `30s`, `15m`, `1d`."""
-    m = _DURATION.fullmatch(text)
-    if m is None:
+    try:
+        if text != text.strip():
+            raise ValueError(text)
+        seconds = parse_duration(text, units="smhdw", digits=6)
+    except ValueError:
         raise InvalidParameter(
             "resolution",
             f"{_quote(text)} is not raw, auto or a duration such as 30s, 15m, 1h, 1d, 1w",
-        )
-    seconds = int(m["n"]) * _UNIT_SECONDS[m["unit"]]
+        ) from None
     if seconds > MAX_WINDOW_SECONDS:
         raise InvalidParameter("resolution", f"{text} is longer than the maximum, 520w")
     return Window(seconds)
