@@ -229,13 +229,13 @@ def _before(parsed: ParsedChunk, line: int) -> ParsedChunk:
 def run_source(
     source: Source,
     opts: Options,
-    sink: Sink | None,
+    sink: Sink,
     rejects: RejectLog,
     on_rows: Callable[[int], None] = lambda _n: None,
     existing: Checker | None = None,
     windows: Collector | None = None,
 ) -> SourceResult:
-    """Ingest one source; ``sink`` None parses only. Writing stops (scanning goes on, so every
+    """Ingest one source into ``sink``. Writing stops (scanning goes on, so every
     bad row is reported) once the rejects across all sources pass ``opts.max_errors``.
     ``existing`` compares each chunk's points with the stored ones just before the chunk is
     handed to ``sink`` (so exactly the points written are compared, after the DST hold-back);
@@ -351,11 +351,11 @@ def run_source(
         if rejects.count > opts.max_errors:
             result.stopped = True
         for stream in streams.values():
-            if sink is not None and not result.stopped:
+            if not result.stopped:
                 for j, utc in stream.pending_stats:
                     stream.stats[j].add(utc)
             stream.pending_stats.clear()
-        if sink is not None and not result.stopped:
+        if not result.stopped:
             compared = (
                 [
                     existing.compare(
@@ -392,8 +392,7 @@ def run_source(
         if pending is not None:
             carry += pending
             pending = next(chunks, None)
-    if sink is not None:
-        _submit(sink, deferred)
+    _submit(sink, deferred)
     return result
 
 

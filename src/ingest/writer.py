@@ -124,10 +124,6 @@ class Writer:
                 self._clients.append(client)
         return client
 
-    @property
-    def failed(self) -> WriteError | None:
-        return self._error
-
     def submit(self, body: bytes, lines: int, *, compressed: bool = False) -> None:
         """Queue one batch (line protocol, or gzip of it when ``compressed``); raises the first
         write error as soon as one has happened."""
