@@ -1,4 +1,4 @@
-"""Domain exceptions of the API and their one mapping to HTTP responses.
+"""Domain exceptions of the API.
 
     ApiError                      any failure the API reports on purpose
     ├── InvalidParameter          422: a parameter that does not parse or is out of range
@@ -13,22 +13,14 @@
         ├── QueryTimeout          504: the query ran over its time budget
         └── InfluxRejected        502: InfluxDB refused the request (bad token, missing bucket)
 
-The pure modules raise only the first branch; `store` raises the upstream branch. `install` is the
-only place that turns them into responses.
+The pure modules raise only the first branch; `store` raises the upstream branch. This module is
+the tree only (no web framework: the pure modules import it); `app.responses` is the one place
+that turns the exceptions into HTTP responses.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
-
-import orjson
-import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-
-log = structlog.get_logger("app.errors")
 
 
 class ApiError(Exception):
@@ -60,9 +52,6 @@ class InvalidParameter(ApiError):
         return {**super().body(), "param": self.param}
 
 
-WINDOW_COST = 40  # see app.query.plan.WINDOW_COST
-
-
 class ScanTooLarge(InvalidParameter):
     """Plans InfluxDB cannot push into its storage engine (median, stddev, windows in a time
     zone) read every stored point in Flux, about 150,000 points a second: past a limit they
@@ -71,14 +60,21 @@ class ScanTooLarge(InvalidParameter):
     kind = "scan_too_large"
 
     def __init__(
-        self, reason: str, points: int, windows: int, cost: int, limit: int, hint: str
+        self,
+        reason: str,
+        points: int,
+        windows: int,
+        cost: int,
+        limit: int,
+        hint: str,
+        window_cost: int,
     ) -> None:
         InvalidParameter.__init__(
             self,
             "agg",
             f"{reason}: about {points:,} stored points and {windows:,} windows cost {cost:,}, "
             f"over the scan limit of {limit:,} (a window costs as much as reading "
-            f"{WINDOW_COST} points); {hint}; or use mean, min, max, sum, count, first or last "
+            f"{window_cost} points); {hint}; or use mean, min, max, sum, count, first or last "
             "(computed inside the storage engine, no limit)",
         )
         self.points = points
@@ -178,69 +174,3 @@ class QueryTimeout(UpstreamError):
 class InfluxRejected(UpstreamError):
     status = 502
     kind = "influx_rejected"
-
-
-def error_response(exc: ApiError) -> Response:
-    """The one place an ApiError becomes an HTTP response."""
-    return Response(
-        orjson.dumps(exc.body()),
-        status_code=exc.status,
-        media_type="application/json",
-        headers=exc.headers(),
-    )
-
-
-def internal_error_response() -> Response:
-    """A 500 without details: the cause goes to the log, never to the client."""
-    return Response(
-        orjson.dumps({"error": "internal", "message": "internal error"}),
-        status_code=500,
-        media_type="application/json",
-    )
-
-
-# Refusals that Starlette makes before a route runs (no route, wrong method); any other status
-# it raises is `http_error`.
-HTTP_KINDS = {404: "not_found", 405: "method_not_allowed"}
-
-
-def install(app: FastAPI) -> None:
-    """Register the handlers that render every error as `{"error", "message", ...}`."""
-
-    async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        request.state.error_kind = exc.kind
-        return error_response(exc)
-
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        errors = list(exc.errors())
-
-        def where(e: Any) -> str:
-            return ".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
-
-        def why(e: Any) -> str:
-            return "required" if e.get("type") == "missing" else str(e.get("msg", "invalid"))
-
-        if len(errors) == 1:
-            err = InvalidParameter(where(errors[0]), why(errors[0]))
-        else:
-            reasons = "; ".join(f"{where(e)}: {why(e)}" for e in errors) or "invalid request"
-            err = InvalidParameter("request", reasons)
-        request.state.error_kind = err.kind
-        return error_response(err)
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        kind = HTTP_KINDS.get(exc.status_code, "http_error")
-        request.state.error_kind = kind
-        return Response(
-            orjson.dumps({"error": kind, "message": str(exc.detail)}),
-            status_code=exc.status_code,
-            media_type="application/json",
-            headers=dict(exc.headers or {}),
-        )
-
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)

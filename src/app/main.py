@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
-from app import errors
+from app import responses
 from app.influx_http import FluxHttp
 from app.logs import configure_logging
 from app.metrics import Metrics
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    errors.install(app)
+    responses.install(app)
     app.include_router(series.router)
     app.include_router(data.router)
     app.include_router(health.router)

@@ -7,8 +7,8 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import internal_error_response
 from app.metrics import Metrics
+from app.responses import internal_error_response
 
 log = structlog.get_logger("app.request")
 # Probes and scrapes arrive every few seconds: logged only at debug level unless they fail.

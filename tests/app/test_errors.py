@@ -572,7 +572,7 @@ def _error_table() -> dict[str, set[int]]:
 
 def test_every_error_the_api_can_emit_is_in_the_table() -> None:
     """A 405 answered `http_error`, which the table did not list."""
-    from app import errors
+    from app import errors, responses
 
     def leaves(cls: type[errors.ApiError]) -> list[type[errors.ApiError]]:
         subs = cls.__subclasses__()
@@ -583,7 +583,7 @@ def test_every_error_the_api_can_emit_is_in_the_table() -> None:
         for c in leaves(errors.ApiError)
         if c not in (errors.ApiError, errors.UpstreamError)  # bases, never raised themselves
     }
-    emitted |= {(kind, status) for status, kind in errors.HTTP_KINDS.items()}
+    emitted |= {(kind, status) for status, kind in responses.HTTP_KINDS.items()}
     emitted |= {("internal", 500)}
     table = _error_table()
     missing = {(k, s) for k, s in emitted if s not in table.get(k, set())}

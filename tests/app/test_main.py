@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -16,3 +18,16 @@ async def test_openapi_version_is_the_package_and_chart_version(api: httpx.Async
     chart = yaml.safe_load((ROOT / "charts/gridts/Chart.yaml").read_text())
     assert doc["info"]["version"] == importlib.metadata.version("gridts")
     assert doc["info"]["version"] == str(chart["appVersion"])
+
+
+def test_pure_modules_import_without_the_web_framework() -> None:
+    """The exception tree and the pure modules (plan, Flux text, points, formats) load in a
+    process that never imports FastAPI or Starlette: only app.responses maps errors to HTTP."""
+    code = (
+        "import sys\n"
+        "import app.errors, app.query.plan, app.query.flux, app.points, app.formats\n"
+        "web = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette'))\n"
+        "assert not web, web\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -760,7 +760,7 @@ def fit_scan(
     if coarser is not None and coarser.window is not None:
         hints.append(f"for this range use resolution={coarser.window.text} or coarser")
     hint = "; ".join(hints) or "shorten the range"
-    raise ScanTooLarge(reason, asked.points, asked.windows, asked.cost, limit, hint)
+    raise ScanTooLarge(reason, asked.points, asked.windows, asked.cost, limit, hint, WINDOW_COST)
 
 
 # Rollup tiers (ADR 0012, gridts.tiers): per series and tier window the exact count, sum, min, max,

@@ -27,8 +27,8 @@ from app.query.plan import (
     raw_overflow,
     scan_reason,
 )
+from app.responses import ERROR_401, ERROR_404, ERROR_422, ERROR_429, ERROR_503, ERROR_504
 from app.routes._json import example
-from app.routes.series import ERROR_401, ERROR_404, ERROR_503
 
 router = APIRouter(
     prefix="/v1", tags=["data"], dependencies=[Depends(require_token), Depends(strict_query)]
@@ -134,41 +134,6 @@ _HEADER = {
     "end": "2021-05-02T10:30:00Z",
     "source": "tier:15m",
 }
-ERROR_422 = {
-    "description": "a parameter is invalid, or the result would exceed the point cap",
-    "content": {
-        "application/json": {
-            "examples": {
-                "bad range": {
-                    "value": {
-                        "error": "invalid_parameter",
-                        "param": "end",
-                        "message": "end: must be after start (the range is [start, end))",
-                    }
-                },
-                "too many points": {
-                    "value": {
-                        "error": "too_many_points",
-                        "param": "resolution",
-                        "message": "resolution: 2880 points would exceed max_points=1000; "
-                        "resolution=2m fits",
-                        "points": 2880,
-                        "max_points": 1000,
-                        "suggested_resolution": "2m",
-                    }
-                },
-            }
-        }
-    },
-}
-ERROR_504 = {
-    "description": "the query ran longer than API_QUERY_TIMEOUT_SECONDS",
-    "content": {
-        "application/json": {
-            "example": {"error": "query_timeout", "message": "the query took longer than 30s"}
-        }
-    },
-}
 
 
 def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int | str, Any]:
@@ -178,8 +143,8 @@ def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int 
             "headers": {
                 "X-Data-Source": {
                     "description": "which data answered: `raw`, or a rollup tier such as "
-                    "`tier:15m` (the coarsest that answers exactly; docs/api.md); JSON has it "
-                    "as `source` when a tier answered",
+                    "`tier:15m` (the coarsest that answers exactly; docs/api.md); JSON has the "
+                    "same as `source`",
                     "schema": {"type": "string", "example": "tier:15m"},
                 },
                 "X-Resolution": {
@@ -197,19 +162,7 @@ def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int 
         404: ERROR_404,
         406: {"description": "Accept names no supported media type"},
         422: ERROR_422,
-        429: {
-            "description": "expensive queries (median, stddev, tz windows) are all taking their "
-            "slots; retry after `Retry-After` seconds",
-            "content": {
-                "application/json": {
-                    "example": {
-                        "error": "busy",
-                        "message": "too many expensive queries (median, stddev or tz windows) "
-                        "running; retry shortly, or use a pushed-down aggregate",
-                    }
-                }
-            },
-        },
+        429: ERROR_429,
         503: ERROR_503,
         504: ERROR_504,
     }

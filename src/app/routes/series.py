@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from app.deps import StoreDep, require_token, strict_query
 from app.errors import UnknownSeries
+from app.responses import ERROR_401, ERROR_404, ERROR_422_QUERY, ERROR_503
 from app.routes._json import example, json_response
 from gridts.names import is_series_name
 
@@ -22,45 +23,6 @@ SERIES_EXAMPLE: dict[str, Any] = {
     "tags": {},
     "first": "2021-05-01T00:00:00Z",
     "last": "2021-06-30T23:59:30Z",
-}
-ERROR_404 = {
-    "description": "no such series",
-    "content": {
-        "application/json": {
-            "example": {"error": "unknown_series", "message": "unknown series: 'nope'"}
-        }
-    },
-}
-ERROR_401 = {
-    "description": "API tokens are configured and the request has none or a wrong one",
-    "content": {
-        "application/json": {
-            "example": {"error": "unauthorized", "message": "invalid bearer token"}
-        }
-    },
-}
-ERROR_422_QUERY = {
-    "description": "a query parameter the route does not take (these routes take none)",
-    "content": {
-        "application/json": {
-            "example": {
-                "error": "invalid_parameter",
-                "param": "limit",
-                "message": "limit: unknown parameter 'limit'; this route takes no parameters",
-            }
-        }
-    },
-}
-ERROR_503 = {
-    "description": "InfluxDB is unreachable; retry after `Retry-After` seconds",
-    "content": {
-        "application/json": {
-            "example": {
-                "error": "influx_unavailable",
-                "message": "InfluxDB is not reachable; retry later",
-            }
-        }
-    },
 }
 
 
