@@ -264,6 +264,33 @@ async def load(base: str, clients: int, seconds: float, name: str, days: int) ->
     }
 
 
+def compare_answers(
+    raw_url: str, tiered_url: str, name: str, start: datetime, end: datetime, every: str
+) -> dict[str, object]:
+    """The tiered API's answer against the tiers-off API's for the same request: equal labels,
+    means within 1e-9 relative (the tier adds in another order)."""
+    query = {"start": iso(start), "end": iso(end), "resolution": every, "agg": "mean"}
+    raw = httpx.get(f"{raw_url}/v1/series/{name}/data", params=query, timeout=300)
+    tiered = httpx.get(f"{tiered_url}/v1/series/{name}/data", params=query, timeout=300)
+    raw.raise_for_status()
+    tiered.raise_for_status()
+    a, b = raw.json()["points"], tiered.json()["points"]
+    labels = [p["time"] for p in a] == [p["time"] for p in b]
+    pairs = zip(a, b, strict=False)  # unequal lengths fail below
+    worst = max(
+        (abs(x["value"] - y["value"]) / max(abs(x["value"]), 1e-300) for x, y in pairs),
+        default=0.0,
+    )
+    ok = labels and len(a) == len(b) > 0 and worst <= 1e-9
+    return {
+        "windows": len(b),
+        "labels_equal": labels,
+        "max_rel_diff": worst,
+        "ok": ok,
+        "source": tiered.headers.get("X-Data-Source", ""),
+    }
+
+
 def serialise(n: int = 100_000, repeats: int = 15) -> dict[str, float]:
     plan = build_plan(
         ["s"],
@@ -389,6 +416,9 @@ def main() -> int:
                         api_proc.pid, api, influx, "f1", DAY0, end1, "1m", max(5, args.repeats // 4)
                     )
             results["latency"] = cases
+            # the issue's acceptance: the year at 15 m, mean, from the tier equals the raw answer
+            same = compare_answers(api_url, tiered_url, "f1", DAY0, end1, "15m")
+            results["tier_equals_raw"] = same
             print(
                 "\nGET /v1/series/{name}/data vs direct Flux HTTP, p50 (target ratio <= 1.3);"
                 "\nAPI CPU: the API process's CPU time per request"
@@ -410,6 +440,13 @@ def main() -> int:
             print(
                 f"  tiers on vs off, {args.days_1s} d at 15 m: {raw15 / tier15:.1f}x faster "
                 "(target >= 20x for a year); the tiered row's Flux is on the 15 m tier",
+                flush=True,
+            )
+            print(
+                f"  tiered answer vs raw answer, {args.days_1s} d at 15 m, mean: "
+                f"{same['windows']:,} windows, labels equal: {same['labels_equal']}, largest "
+                f"relative difference {same['max_rel_diff']:.1e} (<= 1e-9: "
+                f"{'ok' if same['ok'] else 'FAIL'}), source {same['source']}",
                 flush=True,
             )
             concurrent = asyncio.run(load(api_url, args.clients, args.load_seconds, "f30", 3))
@@ -439,7 +476,8 @@ def main() -> int:
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "api.json").write_text(json.dumps(results, indent=2))
-    return 0
+    same = results.get("tier_equals_raw")
+    return 0 if isinstance(same, dict) and same["ok"] else 1
 
 
 if __name__ == "__main__":
