@@ -21,7 +21,7 @@ What it does (issue 10, item 8; the numbers of docs/capacity.md):
    file, and counts the points InfluxDB holds (raw points; windows of each tier).
 
 Bytes per point are the TSM bytes over the points (raw) or the windows (a tier: one window is
-seven fields, count, sum, min, max, first, last, m2). The index and the series file are reported
+eight fields, count, sum, min, max, first, last, m2, mean). The index and the series file are reported
 apart: they grow with the number of series, not of points, and the series file is preallocated.
 """
 
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "src"))
 
 import influxdb_local as il  # noqa: E402
-from gridts.tiers import DEFAULT_TIERS, parse_tiers  # noqa: E402
+from gridts.tiers import DEFAULT_TIERS, STORED_FIELDS, parse_tiers  # noqa: E402
 from ingest import generate  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 field = "value" if name == server.bucket else "count"
                 count = flux_count(server, name, field)
                 d = disk(engine, bucket_id)
-                fields = 1 if name == server.bucket else 7
+                fields = 1 if name == server.bucket else len(STORED_FIELDS)
                 buckets.append({
                     "bucket": name, "points": count, "field_values": count * fields,
                     "bytes_per_point": d.tsm_bytes / count if count else None,
@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         f"raw: {raw['bytes_per_point']:.2f} bytes per point (TSM); all tiers together "
         f"{tier_bytes / raw['tsm_bytes']:.3f} x the raw bytes, "
         f"{tier_bytes / points:.3f} bytes per raw point",
-        "points = raw points, or a tier's windows (7 fields each); B/point = TSM bytes / points; "
+        f"points = raw points, or a tier's windows ({len(STORED_FIELDS)} fields each: "
+        f"{', '.join(STORED_FIELDS)}); B/point = TSM bytes / points; "
         "B/field = per field value; x raw = TSM bytes over the raw bucket's",
     ]
     text = "\n".join(lines)

@@ -228,12 +228,14 @@ def main() -> int:
         if losses.exists():
             run([PY, "-m", "ingest", "load", str(losses), "--series", "active_losses",
                  "--label", "end", "--step", "15m", "--quiet"], env)  # fmt: skip
-        # the concurrent ingest: a second series at 1 s, written during each phase (the second
-        # phase rewrites the same points: the same write load, tiers refreshed again)
+        # the concurrent ingest: a second series at 1 s, loaded once before the phases (so both
+        # query the same three series) and written again during each phase (the same write
+        # load, tiers refreshed again)
         during = work / "g.csv"
         run([PY, "-m", "ingest", "generate", "--start", "2021-06-01", "--end", "2021-06-15",
              "--step", "1s", "--kind", "measured", "--out", str(during), "--quiet"],
             env)  # fmt: skip
+        run([PY, "-m", "ingest", "load", str(during), "--label", "end", "--quiet"], env)
         off = phase("tiers off (raw points only)", args, env, during, "")
         on = phase(f"tiers on ({args.tiers})", args, env, during, args.tiers)
     finally:

@@ -29,6 +29,9 @@ import numpy.typing as npt
 from gridts.durations import format_duration, parse_duration
 
 FIELDS = ("count", "sum", "min", "max", "first", "last", "m2")
+# What a tier point stores: FIELDS and `mean` (= sum / count: a mean at the tier's own window
+# reads one field; ADR 0015).
+STORED_FIELDS = (*FIELDS, "mean")
 DEFAULT_TIERS = "1m,15m,1h"
 
 Floats = npt.NDArray[np.float64]
