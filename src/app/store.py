@@ -1,5 +1,8 @@
 """Runs query plans and the catalog on InfluxDB: the API's only I/O towards the database.
 
+The store picks the queries and parses what InfluxDB answered (``points``); ``shape`` makes the
+plan's windows of those columns (pure, tested without a database).
+
 Transport failures become the upstream branch of `errors`: refused or reset connections and 5xx
 answers are `InfluxUnavailable` (503), a query over its time budget is `QueryTimeout` (504), other
 refusals (bad token, missing bucket, a Flux error) are `InfluxRejected` (502).
@@ -12,11 +15,10 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
-import numpy as np
 import structlog
 from influxdb_client.client.flux_table import FluxRecord, TableList
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -24,34 +26,20 @@ from influxdb_client.domain.dialect import Dialect
 from influxdb_client.rest import ApiException
 from influxdb_client.service.buckets_service import BucketsService
 
+from app import shape
 from app.errors import Busy, InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
 from app.influx_http import FluxHttp
 from app.metrics import Metrics
-from app.points import (
-    Points,
-    add_edge,
-    combine_keys,
-    compose_windows,
-    divide,
-    fill_linear,
-    fill_windows,
-    parse_flux_csv,
-    parse_sum_count,
-    parse_tier_rows,
-    stddev_windows,
-    strictly_increasing,
-)
+from app.points import Points, combine_keys, parse_flux_csv, parse_sum_count, parse_tier_rows
 from app.query import flux
 from app.query.plan import (
     Agg,
-    Fill,
     QueryPlan,
     TierBucket,
     bucket_seconds,
     format_time,
     local_grain,
     utc_aligned,
-    window_start,
 )
 from gridts import tiers
 from gridts.tiers import Tier
@@ -290,28 +278,18 @@ class Store:
         text = await self._csv("data", query)
         return parse_flux_csv(str(text), integer=fn == "count")
 
-    async def _composed(self, plan: QueryPlan, series: str, seconds: int) -> Points | None:
-        """Local windows (``tz``) from UTC buckets the engine aggregates; None when the series
-        has several tag sets (the general path merges them)."""
-        starts = plan.window_starts()
-        labels = [format_time(s) for s in starts]
-        agg = plan.agg.value
+    async def _buckets(
+        self, plan: QueryPlan, series: str, seconds: int
+    ) -> tuple[Points, Points | None]:
+        """The UTC buckets of ``seconds`` the engine aggregates, as InfluxDB answered: the
+        plan's aggregate, or for ``mean`` the buckets' sums and counts."""
         if plan.agg is Agg.MEAN:
             sums, counts = await asyncio.gather(
                 self._bucket_csv(plan, series, seconds, "sum"),
                 self._bucket_csv(plan, series, seconds, "count"),
             )
-            if _several_keys(sums) or _several_keys(counts):
-                return None
-            by_time = dict(zip(counts.times, counts.values, strict=True))
-            per_bucket = [by_time.get(t) for t in sums.times]
-            points = compose_windows(starts, labels, sums.times, sums.values, agg, per_bucket)
-        else:
-            parts = await self._bucket_csv(plan, series, seconds, agg)
-            if _several_keys(parts):
-                return None
-            points = compose_windows(starts, labels, parts.times, parts.values, agg)
-        return fill_windows(points, labels, plan.fill.value, agg)
+            return sums, counts
+        return await self._bucket_csv(plan, series, seconds, plan.agg.value), None
 
     async def _tier_csv(
         self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int
@@ -372,16 +350,7 @@ class Store:
         for stat, column in zip(stats, got, strict=True):
             if column is None:
                 return None
-            if local:
-                kind = "sum" if stat == "count" else stat
-                column = compose_windows(starts, labels, column.times, column.values, kind)
-            else:
-                first_start = inner.first_window_start()
-                # As on the raw path: the window `start` cuts is labelled with its aligned start.
-                cut = first_start is not None and first_start != inner.start
-                if cut and column.times and column.times[0] == format_time(inner.start):
-                    column.times[0] = format_time(first_start)  # type: ignore[arg-type]
-            columns.append(column)
+            columns.append(shape.tier_column(inner, stat, column, starts, labels))
         return columns[0], columns[1] if len(columns) > 1 else None
 
     async def _raw_edges(
@@ -401,77 +370,38 @@ class Store:
                 out.append(tiers.empty())
                 continue
             edge = replace(plan, start=lo, end=hi, window=None, tier=None, max_points=10**9)
-            points = parse_flux_csv(await self.flux_csv(edge, series))
-            if not points.times:
-                out.append(tiers.empty())
-                continue
-            stamps = np.array([t.rstrip("Z") for t in points.times], dtype="datetime64[ns]")
-            nanos = stamps.astype(np.int64)
-            order = np.argsort(nanos, kind="stable")
-            nanos = nanos[order]
-            if plan.agg in (Agg.FIRST, Agg.LAST) and np.any(np.diff(nanos) == 0):
+            windows = shape.edge_windows(plan, parse_flux_csv(await self.flux_csv(edge, series)))
+            if windows is None:
                 return None
-            values = np.array(points.values, dtype=np.float64)[order]
-            out.append(tiers.from_points(nanos // 1_000_000_000, values, plan.tier.seconds))
+            out.append(windows)
         return out[0], out[1]
 
     async def _tier_points(self, plan: QueryPlan, series: str) -> Points | None:
         """The plan's windows from its tier (``plan.tier``), and from the raw points for the
-        edges of a range that does not start or end on the tier's boundaries. ``stddev`` is
-        merged here from the tier's count, sum and m2. None when only the raw points can
+        edges of a range that does not start or end on the tier's boundaries (``shape`` joins
+        them; ``stddev`` from the tier's count, sum and m2). None when only the raw points can
         answer exactly (``first``/``last`` of tag sets sharing a window)."""
-        window = plan.window
-        if window is None or plan.tier is None:
+        if plan.window is None or plan.tier is None:
             return None
-        agg = plan.agg.value
         inner_start, inner_end = plan.tier_range
         inner = replace(plan, start=inner_start, end=inner_end)
         has_edges = (inner_start, inner_end) != (plan.start, plan.end)
-        local = not utc_aligned(plan)
-        needs_labels = local or plan.agg is Agg.STDDEV or plan.fill is not Fill.NONE
-        starts = plan.window_starts() if needs_labels else []
-        labels = [format_time(s) for s in starts]
+        starts, labels = shape.tier_labels(plan)
         if plan.agg is Agg.STDDEV:
             query = flux.tier_rows_query(inner, series)
             text, edges = await asyncio.gather(
                 self._csv("tier", query),
                 self._raw_edges(plan, series) if has_edges else _no_edges(),
             )
-            rows = parse_tier_rows(str(text))
-            for edge in edges or ():
-                for i in range(len(edge)):
-                    rows.times.append(format_time(_from_seconds(int(edge.start[i]))))
-                    rows.count.append(int(edge.count[i]))
-                    rows.sum.append(float(edge.sum[i]))
-                    rows.m2.append(float(edge.m2[i]))
-            points = stddev_windows(rows, starts, labels)
-        else:
-            core, edges = await asyncio.gather(
-                self._tier_core(inner, series, starts, labels, edges=has_edges),
-                self._raw_edges(plan, series) if has_edges else _no_edges(),
-            )
-            if core is None or (has_edges and edges is None):
-                return None
-            values, counts = core
-            if edges is not None:
-                head, tail = edges
-                last_label = format_time(window_start(inner_end, window, plan.tz))
-                first_label = format_time(window_start(plan.start, window, plan.tz))
-                for edge, label, at_start in ((head, first_label, True), (tail, last_label, False)):
-                    if len(edge) == 0:
-                        continue
-                    if counts is not None:  # mean: the sums and counts of the edge
-                        values = add_edge(values, label, float(edge.sum[0]), "sum", at_start)
-                        counts = add_edge(counts, label, int(edge.count[0]), "count", at_start)
-                    else:
-                        stat = edge.count[0] if agg == "count" else getattr(edge, agg)[0]
-                        values = add_edge(values, label, stat.item(), agg, at_start)
-            points = divide(values, counts) if counts is not None else values
-        if plan.fill is not Fill.NONE:
-            points = fill_windows(points, labels, plan.fill.value, agg)
-        points.tables = 1
-        points.source = plan.source
-        return points
+            return shape.tier_stddev(plan, parse_tier_rows(str(text)), edges, starts, labels)
+        core, edges = await asyncio.gather(
+            self._tier_core(inner, series, starts, labels, edges=has_edges),
+            self._raw_edges(plan, series) if has_edges else _no_edges(),
+        )
+        if core is None or (has_edges and edges is None):
+            return None
+        values, counts = core
+        return shape.tier_windows(plan, values, counts, edges, labels)
 
     async def points(self, plan: QueryPlan, series: str) -> Points:
         """The plan's points for one series, window labels at window starts; from the plan's
@@ -487,34 +417,18 @@ class Store:
         self._metrics.source.labels(source="raw").inc()
         seconds = bucket_seconds(plan)
         if seconds is not None:
-            composed = await self._composed(plan, series, seconds)
+            composed = shape.local_windows(plan, *await self._buckets(plan, series, seconds))
             if composed is not None:
                 self._metrics.points_returned.observe(len(composed))
                 return composed
         counts = plan.agg is Agg.COUNT and plan.window is not None
         points = parse_flux_csv(await self.flux_csv(plan, series), integer=counts)
-        if points.tables > 1 or not strictly_increasing(points.times):
+        if shape.several_keys(points):
             # Several tag sets under one name: ask again with the tables merged.
             log.info("series_has_several_keys", series=series, tables=points.tables)
             merged = await self.flux_csv(plan, series, merge_keys=True)
             points = parse_flux_csv(merged, integer=counts)
-        first_start = plan.first_window_start()
-        # Flux labels the window that `start` cuts with `start` itself; the API labels every
-        # window with its aligned start, so that labels line up across requests.
-        if (
-            points.times
-            and first_start is not None
-            and first_start != plan.start
-            and points.times[0] == format_time(plan.start)
-        ):
-            points.times[0] = format_time(first_start)
-        if not points.times and plan.window is not None and plan.fill is not Fill.NONE:
-            # With no row in the range Flux has no table to fill; the windows are still there.
-            empty: float | int | None = 0 if counts else None
-            starts = plan.window_starts()
-            points = Points([format_time(t) for t in starts], [empty] * len(starts))
-        if plan.fill is Fill.LINEAR and plan.window is not None:
-            points = fill_linear(points)
+        points = shape.flux_windows(plan, points)
         self._metrics.points_returned.observe(len(points))
         return points
 
@@ -567,16 +481,6 @@ class Store:
 
 async def _no_edges() -> None:
     return None
-
-
-def _from_seconds(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
-def _several_keys(points: Points) -> bool:
-    """Whether rows come from several tag sets: several tables, or (`keep()` merges their
-    tables) labels that repeat or go back."""
-    return points.tables > 1 or not strictly_increasing(points.times)
 
 
 def _spans(tables: TableList) -> tuple[dict[str, datetime], dict[str, datetime]]:

@@ -185,6 +185,20 @@ def api_bucket(
             c.buckets_api().delete_bucket(created)
 
 
+# The error tests' range, series and check of a JSON error answer.
+DAY = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z"}
+DATA = "/v1/series/f_soll_aktiv/data"
+
+
+async def error_of(r: httpx.Response, status: int, kind: str) -> dict:  # type: ignore[type-arg]
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["error"] == kind
+    assert "Traceback" not in r.text
+    return body  # type: ignore[no-any-return]
+
+
 def make_settings(influx: InfluxServer, bucket: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "influx_url": influx.url,

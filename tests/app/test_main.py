@@ -21,11 +21,12 @@ async def test_openapi_version_is_the_package_and_chart_version(api: httpx.Async
 
 
 def test_pure_modules_import_without_the_web_framework() -> None:
-    """The exception tree and the pure modules (plan, Flux text, points, formats) load in a
-    process that never imports FastAPI or Starlette: only app.responses maps errors to HTTP."""
+    """The exception tree and the pure modules (plan, Flux text, points, shaping, formats) load
+    in a process that never imports FastAPI or Starlette: only app.responses maps errors to
+    HTTP."""
     code = (
         "import sys\n"
-        "import app.errors, app.query.plan, app.query.flux, app.points, app.formats\n"
+        "import app.errors, app.query.plan, app.query.flux, app.points, app.shape, app.formats\n"
         "web = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette'))\n"
         "assert not web, web\n"
     )

@@ -1,0 +1,180 @@
+"""What InfluxDB answered, shaped into a plan's windows: pure.
+
+The store runs the queries and hands over the raw columns, per query as InfluxDB answered them
+(Flux's windows, UTC buckets, a tier's windows, the raw points at the range's edges); these
+functions make the plan's windows of them: local windows composed from UTC buckets, the window
+``start`` cuts labelled with its aligned start, empty windows and fills, tag sets merged, tier
+windows joined with the raw edges, sums divided by counts, standard deviations merged. The
+plain answer (UTC windows, fill ``none``) passes through untouched: no work per point.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from app.points import (
+    Points,
+    TierRows,
+    Value,
+    add_edge,
+    compose_windows,
+    divide,
+    fill_linear,
+    fill_windows,
+    stddev_windows,
+    strictly_increasing,
+)
+from app.query.plan import Agg, Fill, QueryPlan, format_time, utc_aligned, window_start
+from gridts import tiers
+
+# The raw points before and after the part of the range a tier answers (one window each).
+Edges = tuple[tiers.Windows, tiers.Windows]
+
+
+def several_keys(points: Points) -> bool:
+    """Whether rows come from several tag sets: several tables, or (`keep()` merges their
+    tables) labels that repeat or go back."""
+    return points.tables > 1 or not strictly_increasing(points.times)
+
+
+def flux_windows(plan: QueryPlan, points: Points) -> Points:
+    """The plan's points from Flux's answer (its windows, or the raw points): the window
+    ``start`` cuts labelled with its aligned start, every window made when Flux had no row to
+    fill, linear fill. Only the first label is looked at otherwise."""
+    if plan.window is None:
+        return points
+    first_start = plan.first_window_start()
+    # Flux labels the window that `start` cuts with `start` itself; the API labels every
+    # window with its aligned start, so that labels line up across requests.
+    if (
+        points.times
+        and first_start is not None
+        and first_start != plan.start
+        and points.times[0] == format_time(plan.start)
+    ):
+        points.times[0] = format_time(first_start)
+    if not points.times and plan.fill is not Fill.NONE:
+        # With no row in the range Flux has no table to fill; the windows are still there.
+        empty: Value = 0 if plan.agg is Agg.COUNT else None
+        starts = plan.window_starts()
+        points = Points([format_time(t) for t in starts], [empty] * len(starts))
+    if plan.fill is Fill.LINEAR:
+        points = fill_linear(points)
+    return points
+
+
+def local_windows(plan: QueryPlan, parts: Points, counts: Points | None = None) -> Points | None:
+    """The plan's local windows (``tz``) from UTC buckets nesting in them: ``parts`` holds the
+    buckets' aggregate (for ``mean`` their sums, and ``counts`` their counts), fills applied.
+    None when the buckets come from several tag sets (Flux merges them instead)."""
+    if several_keys(parts) or (counts is not None and several_keys(counts)):
+        return None
+    starts = plan.window_starts()
+    labels = [format_time(s) for s in starts]
+    agg = plan.agg.value
+    if counts is not None:
+        by_time = dict(zip(counts.times, counts.values, strict=True))
+        per_bucket = [by_time.get(t) for t in parts.times]
+        points = compose_windows(starts, labels, parts.times, parts.values, agg, per_bucket)
+    else:
+        points = compose_windows(starts, labels, parts.times, parts.values, agg)
+    return fill_windows(points, labels, plan.fill.value, agg)
+
+
+def tier_labels(plan: QueryPlan) -> tuple[list[datetime], list[str]]:
+    """The window starts and labels a tiered answer needs (local windows, ``stddev`` or a
+    fill); none otherwise, so that the plain tiered answer makes no list of windows."""
+    local = not utc_aligned(plan)
+    if not (local or plan.agg is Agg.STDDEV or plan.fill is not Fill.NONE):
+        return [], []
+    starts = plan.window_starts()
+    return starts, [format_time(s) for s in starts]
+
+
+def tier_column(
+    inner: QueryPlan, stat: str, column: Points, starts: list[datetime], labels: list[str]
+) -> Points:
+    """One statistic from the tier (tag sets combined) as the windows of ``inner``: local
+    windows composed from its UTC buckets, or the tier's UTC windows with the window
+    ``start`` cuts labelled with its aligned start (as on the raw path)."""
+    if not utc_aligned(inner):
+        kind = "sum" if stat == "count" else stat
+        return compose_windows(starts, labels, column.times, column.values, kind)
+    first_start = inner.first_window_start()
+    cut = first_start is not None and first_start != inner.start
+    if cut and column.times and column.times[0] == format_time(inner.start):
+        column.times[0] = format_time(first_start)  # type: ignore[arg-type]
+    return column
+
+
+def edge_windows(plan: QueryPlan, points: Points) -> tiers.Windows | None:
+    """The statistics of the raw points at one edge of the range (inside one tier window: one
+    window or none). None when ``first``/``last`` cannot be told apart: two tag sets with
+    points at the same instant."""
+    if plan.tier is None or not points.times:
+        return tiers.empty()
+    stamps = np.array([t.rstrip("Z") for t in points.times], dtype="datetime64[ns]")
+    nanos = stamps.astype(np.int64)
+    order = np.argsort(nanos, kind="stable")
+    nanos = nanos[order]
+    if plan.agg in (Agg.FIRST, Agg.LAST) and np.any(np.diff(nanos) == 0):
+        return None
+    values = np.array(points.values, dtype=np.float64)[order]
+    return tiers.from_points(nanos // 1_000_000_000, values, plan.tier.seconds)
+
+
+def tier_windows(
+    plan: QueryPlan,
+    values: Points,
+    counts: Points | None,
+    edges: Edges | None,
+    labels: list[str],
+) -> Points:
+    """The plan's windows from the tier's ``values`` (for ``mean`` with ``counts``: sums and
+    counts, divided here) and the raw ``edges`` added to the first and the last window, fills
+    applied."""
+    agg = plan.agg.value
+    if edges is not None and plan.window is not None:
+        _, inner_end = plan.tier_range
+        first_label = format_time(window_start(plan.start, plan.window, plan.tz))
+        last_label = format_time(window_start(inner_end, plan.window, plan.tz))
+        head, tail = edges
+        for edge, label, at_start in ((head, first_label, True), (tail, last_label, False)):
+            if len(edge) == 0:
+                continue
+            if counts is not None:  # mean: the sums and counts of the edge
+                values = add_edge(values, label, float(edge.sum[0]), "sum", at_start)
+                counts = add_edge(counts, label, int(edge.count[0]), "count", at_start)
+            else:
+                stat = edge.count[0] if agg == "count" else getattr(edge, agg)[0]
+                values = add_edge(values, label, stat.item(), agg, at_start)
+    points = divide(values, counts) if counts is not None else values
+    return _finish(plan, points, labels)
+
+
+def tier_stddev(
+    plan: QueryPlan,
+    rows: TierRows,
+    edges: Edges | None,
+    starts: list[datetime],
+    labels: list[str],
+) -> Points:
+    """The plan's sample standard deviations, merged from the tier's rows (count, sum, m2) and
+    the raw ``edges``' statistics, fills applied."""
+    for edge in edges or ():
+        for i in range(len(edge)):
+            rows.times.append(format_time(datetime.fromtimestamp(int(edge.start[i]), tz=UTC)))
+            rows.count.append(int(edge.count[i]))
+            rows.sum.append(float(edge.sum[i]))
+            rows.m2.append(float(edge.m2[i]))
+    return _finish(plan, stddev_windows(rows, starts, labels), labels)
+
+
+def _finish(plan: QueryPlan, points: Points, labels: list[str]) -> Points:
+    if plan.fill is not Fill.NONE:
+        points = fill_windows(points, labels, plan.fill.value, plan.agg.value)
+    points.tables = 1
+    points.source = plan.source
+    return points
