@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import sys
 import tempfile
@@ -25,11 +24,12 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gridts.durations import parse_duration
-from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers
+from gridts.tiers import Tier, parse_tiers
 from ingest.dialect import SERIES_NAME, DialectError
 from ingest.existing import MODES, CheckError, Existing, Overlap
 from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, Shard, SourceResult, run_source
 from ingest.rollup import Collector, Influx, RollupError, RollupStats, missing_tier_buckets
+from ingest.settings import ConfigError, Settings, load_settings
 from ingest.sources import SourceError, open_source
 from ingest.timeconv import LABELS
 from ingest.writer import Target, WriteError, Writer, gzip_batch
@@ -169,7 +169,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The ``load`` command's flags (the other commands parse their own); the defaults that
+    come from the environment are read from ``settings``."""
+    settings = settings if settings is not None else load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
         description="Load grid time series from CSV exports into InfluxDB 2.x.",
@@ -233,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--existing",
         choices=MODES,
-        default=os.environ.get("INGEST_EXISTING", "report"),
+        default=settings.ingest_existing,
         help="points already stored at the same series, tags and instant: 'report' writes and "
         "counts them, and how many change value (summary, --report); 'refuse' compares the "
         "whole file first and exits 2 with nothing written if any stored value would change "
@@ -261,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--tiers",
         type=_tiers,
-        default=os.environ.get("INGEST_TIERS", DEFAULT_TIERS),
+        default=settings.ingest_tiers,
         help="rollup tiers to refresh after the raw writes, e.g. 1m,15m,1h; empty: none "
         "(default $INGEST_TIERS or %(default)s; tiers whose buckets do not exist are skipped "
         "with a warning)",
@@ -287,13 +290,6 @@ def _tiers(text: str) -> tuple[Tier, ...]:
         return parse_tiers(text) if isinstance(text, str) else text
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _target(args: argparse.Namespace) -> Target:
-    try:
-        return Target.from_flags(args.url, args.org, args.bucket, args.token)
-    except ValueError as exc:
-        raise DialectError(str(exc)) from exc
 
 
 def _collector(
@@ -406,14 +402,15 @@ class _DryRunSink:
         self.points_written += lines
 
 
-def load(args: argparse.Namespace) -> int:
+def load(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    settings = settings if settings is not None else load_settings()
     ui = _Stderr(args.quiet)
     shard: Shard | None = args.shard
-    if shard is None and os.environ.get("INGEST_SHARD", "").strip():
+    if shard is None and settings.ingest_shard.strip():
         try:
-            shard = Shard.parse(os.environ["INGEST_SHARD"])
+            shard = Shard.parse(settings.ingest_shard)
         except ValueError as exc:
-            ui.error(f"INGEST_SHARD={os.environ['INGEST_SHARD']!r}: {exc}")
+            ui.error(f"INGEST_SHARD={settings.ingest_shard!r}: {exc}")
             return EXIT_INPUT
     opts = Options(
         series=args.series,
@@ -471,7 +468,7 @@ def load(args: argparse.Namespace) -> int:
                 )
                 sink = _DryRunSink(out)
             else:
-                target = _target(args)
+                target = settings.target(args.url, args.org, args.bucket, args.token)
                 if mode == "refuse":
                     # nothing is written before every source has been compared
                     sink = spool = _Spool(args.concurrency)
@@ -533,7 +530,7 @@ def load(args: argparse.Namespace) -> int:
                 writer.close()
             if collector is not None and writer is not None and not refused:
                 rolled = _rollup(collector, target, ui, args.retries)
-        except (SourceError, DialectError, Overlap) as exc:
+        except (SourceError, DialectError, ConfigError, Overlap) as exc:
             ui.error(str(exc))
             status = EXIT_INPUT
         except WriteError as exc:
@@ -673,8 +670,9 @@ def main(argv: list[str] | None = None) -> int:
         from ingest import rollup
 
         return rollup.main(argv)
-    args = build_parser().parse_args(argv)
-    return load(args)
+    settings = load_settings()
+    args = build_parser(settings).parse_args(argv)
+    return load(args, settings)
 
 
 if __name__ == "__main__":
