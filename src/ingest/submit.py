@@ -77,7 +77,10 @@ def token_scope_key(action: str, bucket: str, tiers: str) -> str:
 
 
 def _job_spec_from_args(release: str, image: str, org: str, bucket: str) -> Manifest:
-    """A Job spec equal in substance to the chart's ingest template with default values."""
+    """A Job spec equal in substance to the chart's ingest template with default values.
+
+    Long: one manifest literal mirroring the template key for key (issue 12, item 6 replaces it
+    with the chart's own template)."""
     prefix = fullname(release)
     hardened = {
         "allowPrivilegeEscalation": False,
