@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import sys
 import tempfile
@@ -19,20 +18,25 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gridts.durations import parse_duration
-from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers
+from gridts.tiers import Tier, parse_tiers
 from ingest.dialect import SERIES_NAME, DialectError
 from ingest.existing import MODES, CheckError, Existing, Overlap
 from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, Shard, SourceResult, run_source
 from ingest.rollup import Collector, Influx, RollupError, RollupStats, missing_tier_buckets
-from ingest.sources import SourceError, open_source
+from ingest.settings import ConfigError, Settings, load_settings
+from ingest.sources import Source, SourceError, open_source
 from ingest.timeconv import LABELS
 from ingest.writer import Target, WriteError, Writer, gzip_batch
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 EXIT_OK, EXIT_DATABASE, EXIT_INPUT = 0, 1, 2
 
@@ -169,7 +173,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The ``load`` command's flags (the other commands parse their own); the defaults that
+    come from the environment are read from ``settings``.
+
+    Long: one declaration per flag, in --help order, read top to bottom like the help itself."""
+    settings = settings if settings is not None else load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
         description="Load grid time series from CSV exports into InfluxDB 2.x.",
@@ -233,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--existing",
         choices=MODES,
-        default=os.environ.get("INGEST_EXISTING", "report"),
+        default=settings.ingest_existing,
         help="points already stored at the same series, tags and instant: 'report' writes and "
         "counts them, and how many change value (summary, --report); 'refuse' compares the "
         "whole file first and exits 2 with nothing written if any stored value would change "
@@ -261,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--tiers",
         type=_tiers,
-        default=os.environ.get("INGEST_TIERS", DEFAULT_TIERS),
+        default=settings.ingest_tiers,
         help="rollup tiers to refresh after the raw writes, e.g. 1m,15m,1h; empty: none "
         "(default $INGEST_TIERS or %(default)s; tiers whose buckets do not exist are skipped "
         "with a warning)",
@@ -287,13 +296,6 @@ def _tiers(text: str) -> tuple[Tier, ...]:
         return parse_tiers(text) if isinstance(text, str) else text
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _target(args: argparse.Namespace) -> Target:
-    try:
-        return Target.from_flags(args.url, args.org, args.bucket, args.token)
-    except ValueError as exc:
-        raise DialectError(str(exc)) from exc
 
 
 def _collector(
@@ -341,7 +343,7 @@ def _iso(seconds: int | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _progress(total: int | None, quiet: bool) -> Any:
+def _progress(total: int | None, quiet: bool) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(
@@ -406,16 +408,132 @@ class _DryRunSink:
         self.points_written += lines
 
 
-def load(args: argparse.Namespace) -> int:
+class _Tick:
+    """Progress of one source: the bytes read on the bar, rows and rows/s beside it."""
+
+    def __init__(self, source: Source, bar: tqdm[NoReturn], started: float) -> None:
+        self.source, self.bar, self.started = source, bar, started
+        self.position = 0  # bytes, as far as the bar shows
+        self.rows = 0
+
+    def __call__(self, rows: int) -> None:
+        self.rows += rows
+        position = self.source.progress()
+        self.bar.update(position - self.position)
+        self.position = position
+        rate = self.rows / max(time.monotonic() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{self.rows:,} rows, {rate:,.0f} rows/s", refresh=False)
+
+
+@dataclass
+class _Run:
+    """One load's parts and outcome, for the exit status, the report and the summary line."""
+
+    args: argparse.Namespace
+    shard: Shard | None
+    mode: str  # --existing, "unchecked" with --dry-run
+    rejects: RejectLog
+    started: float
+    results: list[SourceResult] = field(default_factory=list)
+    target: Target | None = None
+    sink: Writer | _DryRunSink | _Spool | None = None
+    writer: Writer | None = None
+    spool: _Spool | None = None
+    existing: Existing | None = None
+    collector: Collector | None = None
+    rolled: RollupStats | None = None
+    refused: bool = False  # --existing refuse found a stored value that would change
+    status: int = EXIT_OK
+
+    @property
+    def checked(self) -> bool:
+        """The stored points were compared (and could be read)."""
+        return self.existing is not None and self.existing.unreadable is None
+
+    def new_writer(self, target: Target) -> Writer:
+        return Writer(
+            target,
+            concurrency=self.args.concurrency,
+            retries=self.args.retries,
+            on_retry=_RetryLog(),
+        )
+
+
+def load(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """``ingest load``: every SOURCE into InfluxDB (line protocol with --dry-run); the exit
+    status."""
+    settings = settings if settings is not None else load_settings()
     ui = _Stderr(args.quiet)
-    shard: Shard | None = args.shard
-    if shard is None and os.environ.get("INGEST_SHARD", "").strip():
+    try:
+        shard = _shard_setting(args.shard, settings)
+        _check_usage(args)
+    except ConfigError as exc:
+        ui.error(str(exc))
+        return EXIT_INPUT
+    started = time.monotonic()
+    with ExitStack() as stack:
+        errors_out = (
+            stack.enter_context(open(args.errors_file, "w", newline="", encoding="utf-8"))
+            if args.errors_file
+            else None
+        )
+        rejects = RejectLog(errors_out, listed=shard is None or shard.lists_rejects)
+        mode = "unchecked" if args.dry_run else args.existing
+        run = _Run(args, shard, mode, rejects, started)
         try:
-            shard = Shard.parse(os.environ["INGEST_SHARD"])
-        except ValueError as exc:
-            ui.error(f"INGEST_SHARD={os.environ['INGEST_SHARD']!r}: {exc}")
-            return EXIT_INPUT
-    opts = Options(
+            _load_sources(run, stack, ui, settings)
+        except (SourceError, DialectError, ConfigError, Overlap) as exc:
+            ui.error(str(exc))
+            run.status = EXIT_INPUT
+        except (WriteError, CheckError, RollupError) as exc:
+            ui.error(_database_failure(exc))
+            run.status = EXIT_DATABASE
+        finally:
+            if run.writer is not None and run.status != EXIT_OK:
+                with suppress(WriteError):
+                    run.writer.close()
+    return _finish(run, ui, time.monotonic() - started)
+
+
+def _shard_setting(flag: Shard | None, settings: Settings) -> Shard | None:
+    """--shard, else $INGEST_SHARD; ConfigError when that is not K/N."""
+    if flag is not None or not settings.ingest_shard.strip():
+        return flag
+    try:
+        return Shard.parse(settings.ingest_shard)
+    except ValueError as exc:
+        raise ConfigError(f"INGEST_SHARD={settings.ingest_shard!r}: {exc}") from exc
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    """ConfigError for flags that do not go together (and an $INGEST_EXISTING argparse did not
+    check)."""
+    if args.series and len(args.sources) > 1:
+        raise ConfigError("--series names one series: give one SOURCE with it")
+    if args.output and not args.dry_run:
+        raise ConfigError("--output goes with --dry-run")
+    if args.existing not in MODES:  # a default from $INGEST_EXISTING skips argparse's check
+        raise ConfigError(f"INGEST_EXISTING={args.existing!r}: use one of {', '.join(MODES)}")
+    if args.dry_run and args.existing == "refuse":
+        raise ConfigError(
+            "--existing refuse compares with the database, which --dry-run never reads"
+        )
+
+
+def _database_failure(exc: WriteError | CheckError | RollupError) -> str:
+    """What to say when InfluxDB failed the load (exit 1)."""
+    if isinstance(exc, WriteError):
+        return f"write failed: {exc}"
+    if isinstance(exc, CheckError):
+        return f"cannot compare with the stored points: {exc}"
+    return (
+        f"raw points written, rollup tiers not refreshed: {exc}; run the same load again "
+        "(idempotent) or python -m ingest rollup for its range"
+    )
+
+
+def _options(args: argparse.Namespace, shard: Shard | None) -> Options:
+    return Options(
         series=args.series,
         fmt=args.format,
         tz=args.tz,
@@ -426,136 +544,115 @@ def load(args: argparse.Namespace) -> int:
         max_errors=args.max_errors,
         shard=shard,
     )
-    if args.series and len(args.sources) > 1:
-        ui.error("--series names one series: give one SOURCE with it")
-        return EXIT_INPUT
-    if args.output and not args.dry_run:
-        ui.error("--output goes with --dry-run")
-        return EXIT_INPUT
-    if args.existing not in MODES:  # a default from $INGEST_EXISTING skips argparse's check
-        ui.error(f"INGEST_EXISTING={args.existing!r}: use one of {', '.join(MODES)}")
-        return EXIT_INPUT
-    if args.dry_run and args.existing == "refuse":
-        ui.error("--existing refuse compares with the database, which --dry-run never reads")
-        return EXIT_INPUT
-    mode = "unchecked" if args.dry_run else args.existing
-    started = time.monotonic()
-    results: list[SourceResult] = []
-    writer: Writer | None = None
-    existing: Existing | None = None
-    spool: _Spool | None = None
-    sink: Writer | _DryRunSink | _Spool
-    status = EXIT_OK
-    refused = False
-    collector: Collector | None = None
-    rolled: RollupStats | None = None
 
-    def new_writer(target: Target) -> Writer:
-        return Writer(
-            target, concurrency=args.concurrency, retries=args.retries, on_retry=_RetryLog()
-        )
 
-    with ExitStack() as stack:
-        errors_out = (
-            stack.enter_context(open(args.errors_file, "w", newline="", encoding="utf-8"))
-            if args.errors_file
-            else None
-        )
-        rejects = RejectLog(errors_out, listed=shard is None or shard.lists_rejects)
-        try:
-            if args.dry_run:
-                out = (
-                    stack.enter_context(open(args.output, "wb"))
-                    if args.output
-                    else sys.stdout.buffer
-                )
-                sink = _DryRunSink(out)
-            else:
-                target = _target(args)
-                if mode == "refuse":
-                    # nothing is written before every source has been compared
-                    sink = spool = _Spool(args.concurrency)
-                    stack.callback(spool.close)
-                else:
-                    sink = writer = new_writer(target)
-                collector = _collector(target, args.tiers, ui, args.retries)
-                if mode != "unchecked":
-                    existing = Existing(
-                        target,
-                        strict=mode == "refuse",
-                        drain=writer.drain if writer is not None else None,
-                        retries=args.retries,
-                        on_retry=_RetryLog(),
-                        on_unreadable=lambda why: print(
-                            f"ingest: warning: {why}; stored points are not compared "
-                            "(--existing unchecked silences this)",
-                            file=sys.stderr,
-                            flush=True,
-                        ),
-                    )
-                    stack.callback(existing.close)
-            for spec in args.sources:
-                source = open_source(spec)
-                with _progress(source.size, args.quiet) as bar:
-                    bar.set_description(Path(source.name).name[:30])
-                    seen = [0, 0]
+def _load_sources(run: _Run, stack: ExitStack, ui: _Stderr, settings: Settings) -> None:
+    """Load every source into the sink, write what a refusing run spooled, refresh the tiers."""
+    args = run.args
+    run.sink = sink = _open_sink(run, stack, ui, settings)
+    opts = _options(args, run.shard)
+    for spec in args.sources:
+        source = open_source(spec)
+        with _progress(source.size, args.quiet) as bar:
+            bar.set_description(Path(source.name).name[:30])
+            tick = _Tick(source, bar, run.started)
+            run.results.append(
+                run_source(source, opts, sink, run.rejects, tick, run.existing, run.collector)
+            )
+        if run.shard is not None and not run.results[-1].series:
+            ui.say(f"ingest: shard {run.shard.text} owns none of the "
+                   f"{run.results[-1].columns} value columns of {source.name}")  # fmt: skip
+    _write_spooled(run, ui)
+    if run.writer is not None:
+        run.writer.close()
+    if run.collector is not None and run.writer is not None and not run.refused:
+        assert run.target is not None
+        run.rolled = _rollup(run.collector, run.target, ui, args.retries)
 
-                    def tick(
-                        rows: int, src: Any = source, bar: Any = bar, seen: Any = seen
-                    ) -> None:
-                        seen[1] += rows
-                        pos = src.progress()
-                        bar.update(pos - seen[0])
-                        seen[0] = pos
-                        rate = seen[1] / max(time.monotonic() - started, 1e-9)
-                        bar.set_postfix_str(f"{seen[1]:,} rows, {rate:,.0f} rows/s", refresh=False)
 
-                    results.append(
-                        run_source(source, opts, sink, rejects, tick, existing, collector)
-                    )
-                if shard is not None and not results[-1].series:
-                    ui.say(f"ingest: shard {shard.text} owns none of the "
-                           f"{results[-1].columns} value columns of {source.name}")  # fmt: skip
-            if spool is not None and existing is not None:
-                if existing.changed:
-                    refused = True
-                    status = EXIT_INPUT
-                elif rejects.count <= args.max_errors:
-                    spool.flush()
-                    ui.say(
-                        f"ingest: {existing.existing:,} points already stored, none changes "
-                        f"value: writing {spool.points_written:,} points"
-                    )
-                    writer = new_writer(target)
-                    for payload, lines in spool.replay():
-                        writer.submit(payload, lines, compressed=True)
-            if writer is not None:
-                writer.close()
-            if collector is not None and writer is not None and not refused:
-                rolled = _rollup(collector, target, ui, args.retries)
-        except (SourceError, DialectError, Overlap) as exc:
-            ui.error(str(exc))
-            status = EXIT_INPUT
-        except WriteError as exc:
-            ui.error(f"write failed: {exc}")
-            status = EXIT_DATABASE
-        except CheckError as exc:
-            ui.error(f"cannot compare with the stored points: {exc}")
-            status = EXIT_DATABASE
-        except RollupError as exc:
-            ui.error(f"raw points written, rollup tiers not refreshed: {exc}; run the same load "
-                     "again (idempotent) or python -m ingest rollup for its range")  # fmt: skip
-            status = EXIT_DATABASE
-        finally:
-            if writer is not None and status != EXIT_OK:
-                with suppress(WriteError):
-                    writer.close()
-    elapsed = time.monotonic() - started
+def _open_sink(
+    run: _Run, stack: ExitStack, ui: _Stderr, settings: Settings
+) -> Writer | _DryRunSink | _Spool:
+    """Where the points go: stdout or --output (--dry-run), a spool (--existing refuse: nothing
+    is written before every source has been compared) or the writer; and with a database, the
+    tiers to refresh and the comparison with the stored points."""
+    args = run.args
     if args.dry_run:
-        written = sink.points_written if status != EXIT_INPUT or results else 0
+        if not args.output:
+            return _DryRunSink(sys.stdout.buffer)
+        return _DryRunSink(stack.enter_context(open(args.output, "wb")))
+    run.target = target = settings.target(args.url, args.org, args.bucket, args.token)
+    sink: Writer | _Spool
+    if run.mode == "refuse":
+        sink = run.spool = _Spool(args.concurrency)
+        stack.callback(run.spool.close)
     else:
-        written = writer.points_written if writer is not None else 0
-    rows = sum(r.rows_read for r in results)
+        sink = run.writer = run.new_writer(target)
+    run.collector = _collector(target, args.tiers, ui, args.retries)
+    if run.mode != "unchecked":
+        run.existing = Existing(
+            target,
+            strict=run.mode == "refuse",
+            drain=run.writer.drain if run.writer is not None else None,
+            retries=args.retries,
+            on_retry=_RetryLog(),
+            on_unreadable=lambda why: print(
+                f"ingest: warning: {why}; stored points are not compared "
+                "(--existing unchecked silences this)",
+                file=sys.stderr,
+                flush=True,
+            ),
+        )
+        stack.callback(run.existing.close)
+    return sink
+
+
+def _write_spooled(run: _Run, ui: _Stderr) -> None:
+    """--existing refuse: refuse (exit 2) if a stored value would change, else write what was
+    spooled, unless the rejects passed --max-errors."""
+    spool, existing = run.spool, run.existing
+    if spool is None or existing is None:
+        return
+    if existing.changed:
+        run.refused = True
+        run.status = EXIT_INPUT
+    elif run.rejects.count <= run.args.max_errors:
+        spool.flush()
+        ui.say(
+            f"ingest: {existing.existing:,} points already stored, none changes "
+            f"value: writing {spool.points_written:,} points"
+        )
+        assert run.target is not None
+        run.writer = run.new_writer(run.target)
+        for payload, lines in spool.replay():
+            run.writer.submit(payload, lines, compressed=True)
+
+
+def _finish(run: _Run, ui: _Stderr, elapsed: float) -> int:
+    """Print the rejects and the changed values, apply --max-errors, write the report and the
+    summary line; the exit status."""
+    args = run.args
+    if args.dry_run:
+        done = run.status != EXIT_INPUT or run.results
+        written = run.sink.points_written if run.sink is not None and done else 0
+    else:
+        written = run.writer.points_written if run.writer is not None else 0
+    _print_rejects(run.rejects, run.shard, args.errors_file)
+    if run.status == EXIT_OK and run.rejects.count > args.max_errors:
+        ui.error(
+            f"{run.rejects.count} rows rejected (more than --max-errors {args.max_errors}); "
+            f"writing stopped after {written:,} points"
+        )
+        run.status = EXIT_INPUT
+    _print_changes(run, ui)
+    summary = _summary(run, written, elapsed)
+    if args.report:
+        args.report.write_text(json.dumps(summary, indent=2) + "\n")
+    ui.say(_summary_line(run, summary, elapsed))
+    return run.status
+
+
+def _print_rejects(rejects: RejectLog, shard: Shard | None, errors_file: Path | None) -> None:
     if rejects.count and not rejects.listed:
         assert shard is not None
         print(
@@ -568,39 +665,45 @@ def load(args: argparse.Namespace) -> int:
             print(f"{src}:{r.line}: {r.reason}", file=sys.stderr)
         if rejects.count > len(rejects.kept):
             more = rejects.count - len(rejects.kept)
-            where = f" (all in {args.errors_file})" if args.errors_file else ""
+            where = f" (all in {errors_file})" if errors_file else ""
             print(f"... and {more} more rejected rows{where}", file=sys.stderr)
-    if status == EXIT_OK and rejects.count > args.max_errors:
+
+
+def _print_changes(run: _Run, ui: _Stderr) -> None:
+    """Stored values that were (or, refused, would have been) replaced by other values."""
+    existing = run.existing
+    if existing is None or not existing.changed:
+        return
+    first = existing.changes[0].describe()
+    if run.refused:
         ui.error(
-            f"{rejects.count} rows rejected (more than --max-errors {args.max_errors}); "
-            f"writing stopped after {written:,} points"
+            f"--existing refuse: {existing.changed:,} of the {existing.existing:,} points "
+            f"already stored would change value; nothing written. First: {first}. "
+            "To replace them on purpose, run again without --existing refuse"
         )
-        status = EXIT_INPUT
-    checked = existing is not None and existing.unreadable is None
-    if existing is not None and existing.changed:
-        first = existing.changes[0].describe()
-        if refused:
-            ui.error(
-                f"--existing refuse: {existing.changed:,} of the {existing.existing:,} points "
-                f"already stored would change value; nothing written. First: {first}. "
-                "To replace them on purpose, run again without --existing refuse"
-            )
-        else:
-            print(
-                f"ingest: warning: {existing.changed:,} of the {existing.existing:,} points "
-                f"already stored were replaced by other values. First: {first}",
-                file=sys.stderr,
-                flush=True,
-            )
-    summary: dict[str, Any] = {
+    else:
+        print(
+            f"ingest: warning: {existing.changed:,} of the {existing.existing:,} points "
+            f"already stored were replaced by other values. First: {first}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _summary(run: _Run, written: int, elapsed: float) -> dict[str, Any]:
+    """The --report document (one key per line: long for that reason)."""
+    existing, writer, collector, rolled = run.existing, run.writer, run.collector, run.rolled
+    checked = run.checked
+    rows = sum(r.rows_read for r in run.results)
+    return {
         "rows_read": rows,
         "points_written": written,
-        "rows_rejected": rejects.count,
+        "rows_rejected": run.rejects.count,
         # a shard's rows_read and rows_rejected are the whole file's (every shard reads every
         # row); its points and series are its own; shard 0 lists the rejected rows
-        "shard": shard.text if shard is not None else None,
-        "columns": sum(r.columns for r in results),
-        "existing_check": mode if existing is None or checked else "unreadable",
+        "shard": run.shard.text if run.shard is not None else None,
+        "columns": sum(r.columns for r in run.results),
+        "existing_check": run.mode if existing is None or checked else "unreadable",
         "points_existing": existing.existing if existing is not None and checked else None,
         "points_changed": existing.changed if existing is not None and checked else None,
         "changes": [c.as_json() for c in existing.changes] if existing is not None else [],
@@ -614,10 +717,10 @@ def load(args: argparse.Namespace) -> int:
                 "existing": existing.tally(s.key).existing if existing and checked else None,
                 "changed": existing.tally(s.key).changed if existing and checked else None,
             }
-            for r in results
+            for r in run.results
             for s in r.series
         ],
-        "sources": [r.source for r in results],
+        "sources": [r.source for r in run.results],
         "seconds": round(elapsed, 3),
         "rows_per_second": round(rows / elapsed, 1) if elapsed > 0 else None,
         "write_retries": writer.retried if writer is not None else 0,
@@ -627,36 +730,40 @@ def load(args: argparse.Namespace) -> int:
         "tiers": [t.text for t in collector.tiers] if collector is not None else [],
         "tier_windows_written": rolled.windows_written if rolled is not None else 0,
         "tier_windows_from_raw": rolled.windows_from_raw if rolled is not None else 0,
-        "exit_status": status,
-        "dry_run": bool(args.dry_run),
+        "exit_status": run.status,
+        "dry_run": bool(run.args.dry_run),
     }
-    if args.report:
-        args.report.write_text(json.dumps(summary, indent=2) + "\n")
-    verb = "parsed" if args.dry_run else "written"
+
+
+def _summary_line(run: _Run, summary: dict[str, Any], elapsed: float) -> str:
+    rows, written = summary["rows_read"], summary["points_written"]
+    verb = "parsed" if run.args.dry_run else "written"
     rate = rows / max(elapsed, 1e-9)
     retries = summary["write_retries"] + summary["check_retries"]
     retried = f", {retries:,} retries" if retries else ""
-    if args.dry_run:
+    if run.args.dry_run:
         stored = ""
-    elif existing is None:
+    elif run.existing is None:
         stored = "; stored points not compared (--existing unchecked)"
-    elif not checked:
+    elif not run.checked:
         stored = "; stored points not compared (cannot read the bucket)"
     else:
-        stored = f"; {existing.existing:,} were stored already, {existing.changed:,} changed value"
+        stored = (
+            f"; {run.existing.existing:,} were stored already, "
+            f"{run.existing.changed:,} changed value"
+        )
     tiered = (
-        f"; tiers {','.join(summary['tiers'])}: {rolled.windows_written:,} windows"
-        if rolled is not None
+        f"; tiers {','.join(summary['tiers'])}: {run.rolled.windows_written:,} windows"
+        if run.rolled is not None
         else ""
     )
     series = f"{len(summary['series'])} series"
-    if shard is not None:
-        series = f"{len(summary['series'])} of {summary['columns']} series (shard {shard.text})"
-    ui.say(
-        f"ingest: {rows:,} rows read, {written:,} points {verb}, {rejects.count:,} rejected, "
+    if run.shard is not None:
+        series = f"{len(summary['series'])} of {summary['columns']} series (shard {run.shard.text})"
+    return (
+        f"ingest: {rows:,} rows read, {written:,} points {verb}, {run.rejects.count:,} rejected, "
         f"{series}, {elapsed:.1f} s ({rate:,.0f} rows/s){retried}{stored}{tiered}"
     )
-    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -673,8 +780,9 @@ def main(argv: list[str] | None = None) -> int:
         from ingest import rollup
 
         return rollup.main(argv)
-    args = build_parser().parse_args(argv)
-    return load(args)
+    settings = load_settings()
+    args = build_parser(settings).parse_args(argv)
+    return load(args, settings)
 
 
 if __name__ == "__main__":

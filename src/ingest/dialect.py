@@ -101,24 +101,7 @@ def sniff(
     lines = [ln.rstrip("\r") for ln in head.split("\n")][:200]
     if not any(ln.strip(BLANK) for ln in lines):
         raise DialectError("the file is empty")
-    data_start: int | None = None
-    sep: str | None = None
-    long = False
-    for i, line in enumerate(lines):
-        if not line.strip(BLANK):
-            continue
-        for cand in (";", "\t", ","):
-            cells = [c.strip().strip('"') for c in line.split(cand)]
-            if len(cells) < 2:
-                continue
-            if sniff_layout(cells[0]) is not None:
-                sep, data_start = cand, i
-            elif len(cells) == 3 and SERIES_NAME.match(cells[0]) and sniff_layout(cells[1]):
-                sep, data_start, long = cand, i, True
-            if sep is not None:
-                break
-        if sep is not None:
-            break
+    sep, data_start, long = _first_data_row(lines)
     if long or fmt == "long":
         return _long_dialect(lines, sep, data_start, series, fmt)
     if sep is None or data_start is None:
@@ -132,18 +115,54 @@ def sniff(
     n_values = len(first_cells) - 1
     if n_values < 1:
         raise DialectError("data rows have a timestamp but no value column")
+    data_start = _header_end(lines, data_start, sep)
+    headers = [_split(ln, sep) for ln in lines[:data_start] if ln.strip(BLANK)]
+    columns = _columns(headers, n_values, series)
+    detected = "swissgrid" if n_values == 1 else "wide"
+    if fmt not in ("auto", detected):
+        raise DialectError(f"--format {fmt} given, but the file looks {detected}")
     # With ';' or tab between fields a comma in a value can only be a decimal comma (thousands
     # separators are not read), and a point stays a decimal point: both are accepted. The first
     # lines may not show it (a frequency file can open with hours of plain "50").
-    decimal = "," if sep != "," else "."
-    # Lines above the first good row are header rows only if they read like headers: a line of
-    # garbage or a row with a date-like first cell is data, so that the parser rejects it with
-    # its line number instead of it vanishing as a "header".
+    return Dialect(
+        separator=sep,
+        decimal="," if sep != "," else ".",
+        header_rows=data_start,
+        layout=layout,
+        columns=tuple(columns),
+        format=detected,
+    )
+
+
+def _first_data_row(lines: list[str]) -> tuple[str | None, int | None, bool]:
+    """The separator and index of the first line that reads as a data row, and whether it is a
+    long file's row (series, time, value); None, None, False when there is none."""
+    for i, line in enumerate(lines):
+        if not line.strip(BLANK):
+            continue
+        for cand in (";", "\t", ","):
+            cells = [c.strip().strip('"') for c in line.split(cand)]
+            if len(cells) < 2:
+                continue
+            if sniff_layout(cells[0]) is not None:
+                return cand, i, False
+            if len(cells) == 3 and SERIES_NAME.match(cells[0]) and sniff_layout(cells[1]):
+                return cand, i, True
+    return None, None, False
+
+
+def _header_end(lines: list[str], data_start: int, sep: str) -> int:
+    """Lines above the first good row are header rows only if they read like headers: a line of
+    garbage or a row with a date-like first cell is data, so that the parser rejects it with
+    its line number instead of it vanishing as a "header"."""
     for i, line in enumerate(lines[:data_start]):
         if line.strip(BLANK) and not _header_like(line, sep):
-            data_start = i
-            break
-    headers = [_split(ln, sep) for ln in lines[:data_start] if ln.strip(BLANK)]
+            return i
+    return data_start
+
+
+def _columns(headers: list[list[str]], n_values: int, series: str | None) -> list[Column]:
+    """The value columns' series and units from the header rows (or ``--series``), checked."""
     columns: list[Column] = []
     for j in range(1, n_values + 1):
         name, unit = _column_meta([row[j] if j < len(row) else "" for row in headers])
@@ -162,17 +181,7 @@ def sniff(
     names = [c.series for c in columns]
     if len(set(names)) != len(names):
         raise DialectError(f"the header names a series twice: {names}")
-    detected = "swissgrid" if n_values == 1 else "wide"
-    if fmt not in ("auto", detected):
-        raise DialectError(f"--format {fmt} given, but the file looks {detected}")
-    return Dialect(
-        separator=sep,
-        decimal=decimal,
-        header_rows=data_start,
-        layout=layout,
-        columns=tuple(columns),
-        format=detected,
-    )
+    return columns
 
 
 def _long_dialect(

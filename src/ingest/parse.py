@@ -125,132 +125,182 @@ def _bounds(
     return a, nl, starts, ends
 
 
+@dataclass
+class _Rows:
+    """Per line of a chunk: accepted or not, its wall-clock seconds, its value spans, and the
+    reasons of the rejected lines (by index)."""
+
+    seconds: NDArray[np.int64]
+    vstart: NDArray[np.int64]
+    vlen: NDArray[np.int64]
+    accepted: NDArray[np.bool_]
+    reasons: dict[int, str]
+
+    @classmethod
+    def empty(cls, lines: int, columns: int) -> _Rows:
+        return cls(
+            seconds=np.zeros(lines, dtype=np.int64),
+            vstart=np.zeros((lines, columns), dtype=np.int64),
+            vlen=np.zeros((lines, columns), dtype=np.int64),
+            accepted=np.zeros(lines, dtype=np.bool_),
+            reasons={},
+        )
+
+
 def parse_chunk(
     chunk: bytes, dialect: Dialect, first_line: int, lines: NDArray[np.int64] | None = None
 ) -> ParsedChunk:
     """Parse whole lines; ``first_line`` is the 1-based number of the chunk's first line, or
     ``lines`` gives each line's number (a long file's rows of one series)."""
     a, nl, starts, ends = _bounds(chunk)
-    n_lines = len(nl)
-    line_no = first_line + np.arange(n_lines, dtype=np.int64) if lines is None else lines
-    nonblank = ends > starts
-    k = dialect.value_columns
-    sep = ord(dialect.separator)
-
-    # Lines the fast path must not touch: quotes, non-ASCII bytes or control characters.
-    odd_bytes = np.flatnonzero(
-        (a >= 128) | (a == QUOTE) | ((a < 32) & (a != NL) & (a != CR) & (a != 9))
-    )
-    careful = np.zeros(n_lines, dtype=np.bool_)
-    if len(odd_bytes):
-        careful[np.searchsorted(nl, odd_bytes)] = True
-    sp = np.flatnonzero(a == sep).astype(np.int64)
-    first_sep = np.searchsorted(sp, starts)
-    n_seps = np.searchsorted(sp, ends) - first_sep
-    careful |= n_seps != k
-    fast = nonblank & ~careful
-
+    line_no = first_line + np.arange(len(nl), dtype=np.int64) if lines is None else lines
     text = a
     if dialect.decimal == ",":
         text = a.copy()
         text[text == COMMA] = POINT
-
-    seconds = np.zeros(n_lines, dtype=np.int64)
-    vstart = np.zeros((n_lines, k), dtype=np.int64)
-    vlen = np.zeros((n_lines, k), dtype=np.int64)
-    accepted = np.zeros(n_lines, dtype=np.bool_)
-    reasons: dict[int, str] = {}
-
-    fi = np.flatnonzero(fast)
-    if len(fi):
-        sidx = first_sep[fi]
-        t_end = sp[sidx]
-        width = dialect.layout.width
-        shaped = (t_end - starts[fi]) == width
-        si = fi[shaped]
-        g = a[starts[si][:, None] + np.arange(width, dtype=np.int64)]
-        dec = decode(g, dialect.layout)
-        seconds[si] = dec.seconds
-        for i, reason in dec.invalid.items():
-            reasons[int(si[i])] = reason
-        time_ok = np.zeros(n_lines, dtype=np.bool_)
-        time_ok[si[dec.ok]] = True
-        for j in range(k):
-            s = sp[first_sep[fi] + j] + 1
-            e = sp[first_sep[fi] + j + 1] if j + 1 < k else ends[fi]
-            vstart[fi, j] = s
-            vlen[fi, j] = e - s
-        values_ok = np.ones(len(fi), dtype=np.bool_)
-        for j in range(k):
-            values_ok &= _simple_numbers(text, vstart[fi, j], vlen[fi, j])
-        accepted[fi] = time_ok[fi] & values_ok
-        # rows whose reason is already known are not retried
-        careful |= nonblank & ~accepted
-        careful[list(reasons)] = False
-
-    careful &= nonblank
-    extra = bytearray()
-    base = len(text)
-    for row in np.flatnonzero(careful):
-        i = int(row)
-        if ends[i] - starts[i] > MAX_ROW:
-            reasons[i] = f"row of {int(ends[i] - starts[i]):,} bytes: longer than {MAX_ROW}"
-            continue
-        raw = bytes(a[int(starts[i]) : int(ends[i])])
-        if not raw.strip():
-            continue  # whitespace only: a blank line, not a row
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            reasons[int(i)] = "undecodable bytes (not UTF-8)"
-            continue
-        if any(ord(c) < 32 and c != "\t" for c in line):
-            reasons[int(i)] = "control characters in the row"
-            continue
-        cells = line.split(dialect.separator)
-        if len(cells) != k + 1:
-            reasons[int(i)] = f"expected {k + 1} columns, found {len(cells)}"
-            continue
-        when = decode_one(cells[0].strip().strip('"'))
-        if isinstance(when, str):
-            reasons[int(i)] = when
-            continue
-        if when[1].absolute != dialect.layout.absolute:
-            reasons[int(i)] = (
-                f"timestamp {cells[0].strip()[:40]!r} "
-                + ("has a UTC offset" if when[1].absolute else "has no UTC offset")
-                + " unlike the file's first row"
-            )
-            continue
-        spans: list[tuple[int, int]] = []
-        for cell in cells[1:]:
-            value = _careful_value(cell, dialect.decimal)
-            if isinstance(value, tuple):
-                reasons[int(i)] = value[0]
-                break
-            spans.append((base + len(extra), len(value)))
-            extra += value.encode("ascii")
-        else:
-            seconds[i] = when[0]
-            for j, (vs, vl) in enumerate(spans):
-                vstart[i, j], vlen[i, j] = vs, vl
-            accepted[i] = True
-
+    rows = _Rows.empty(len(nl), dialect.value_columns)
+    careful = _fast_rows(a, text, nl, starts, ends, dialect, rows)
+    extra = _careful_rows(a, starts, ends, np.flatnonzero(careful), dialect, rows, len(text))
     if extra:
         text = np.concatenate([text, np.frombuffer(bytes(extra), dtype=np.uint8)])
     rejects = [
         Reject(int(line_no[i]), reason, _line_text(a, starts[i], ends[i]))
-        for i, reason in sorted(reasons.items())
+        for i, reason in sorted(rows.reasons.items())
     ]
-    keep = np.flatnonzero(accepted)
+    keep = np.flatnonzero(rows.accepted)
     return ParsedChunk(
         line=line_no[keep],
-        seconds=seconds[keep],
+        seconds=rows.seconds[keep],
         text=text,
-        value_start=vstart[keep],
-        value_len=vlen[keep],
+        value_start=rows.vstart[keep],
+        value_len=rows.vlen[keep],
         rejects=rejects,
     )
+
+
+def _fast_rows(
+    a: NDArray[np.uint8],
+    text: NDArray[np.uint8],
+    nl: NDArray[np.int64],
+    starts: NDArray[np.int64],
+    ends: NDArray[np.int64],
+    dialect: Dialect,
+    rows: _Rows,
+) -> NDArray[np.bool_]:
+    """The rows that fit the file's layout, vectorised, into ``rows``; the mask of the nonblank
+    lines left for the careful path (those whose reason is known already are not retried)."""
+    nonblank = ends > starts
+    k = dialect.value_columns
+    # Lines the fast path must not touch: quotes, non-ASCII bytes or control characters.
+    odd_bytes = np.flatnonzero(
+        (a >= 128) | (a == QUOTE) | ((a < 32) & (a != NL) & (a != CR) & (a != 9))
+    )
+    careful = np.zeros(len(nl), dtype=np.bool_)
+    if len(odd_bytes):
+        careful[np.searchsorted(nl, odd_bytes)] = True
+    sp = np.flatnonzero(a == ord(dialect.separator)).astype(np.int64)
+    first_sep = np.searchsorted(sp, starts)
+    careful |= (np.searchsorted(sp, ends) - first_sep) != k
+    fi = np.flatnonzero(nonblank & ~careful)
+    if len(fi):
+        time_ok = _fast_times(a, starts, fi, sp[first_sep[fi]], dialect, rows)
+        for j in range(k):
+            s = sp[first_sep[fi] + j] + 1
+            e = sp[first_sep[fi] + j + 1] if j + 1 < k else ends[fi]
+            rows.vstart[fi, j] = s
+            rows.vlen[fi, j] = e - s
+        values_ok = np.ones(len(fi), dtype=np.bool_)
+        for j in range(k):
+            values_ok &= _simple_numbers(text, rows.vstart[fi, j], rows.vlen[fi, j])
+        rows.accepted[fi] = time_ok[fi] & values_ok
+        careful |= nonblank & ~rows.accepted
+        careful[list(rows.reasons)] = False
+    return careful & nonblank
+
+
+def _fast_times(
+    a: NDArray[np.uint8],
+    starts: NDArray[np.int64],
+    fi: NDArray[np.int64],
+    t_end: NDArray[np.int64],
+    dialect: Dialect,
+    rows: _Rows,
+) -> NDArray[np.bool_]:
+    """Decode the timestamps of lines ``fi`` (ending at ``t_end``) that have the layout's width
+    into ``rows``; True per line (of the chunk) whose timestamp is valid."""
+    width = dialect.layout.width
+    si = fi[(t_end - starts[fi]) == width]
+    g = a[starts[si][:, None] + np.arange(width, dtype=np.int64)]
+    dec = decode(g, dialect.layout)
+    rows.seconds[si] = dec.seconds
+    for i, reason in dec.invalid.items():
+        rows.reasons[int(si[i])] = reason
+    time_ok = np.zeros(len(rows.accepted), dtype=np.bool_)
+    time_ok[si[dec.ok]] = True
+    return time_ok
+
+
+def _careful_rows(
+    a: NDArray[np.uint8],
+    starts: NDArray[np.int64],
+    ends: NDArray[np.int64],
+    careful: NDArray[np.int64],
+    dialect: Dialect,
+    rows: _Rows,
+    base: int,
+) -> bytearray:
+    """The lines ``careful`` one by one into ``rows``; their values' texts, which go after the
+    chunk's ``base`` bytes."""
+    extra = bytearray()
+    for row in careful:
+        i = int(row)
+        if ends[i] - starts[i] > MAX_ROW:
+            rows.reasons[i] = f"row of {int(ends[i] - starts[i]):,} bytes: longer than {MAX_ROW}"
+            continue
+        got = _careful_row(bytes(a[int(starts[i]) : int(ends[i])]), dialect)
+        if got is None:
+            continue  # whitespace only: a blank line, not a row
+        if isinstance(got, str):
+            rows.reasons[i] = got
+            continue
+        rows.seconds[i], values = got
+        for j, value in enumerate(values):
+            rows.vstart[i, j], rows.vlen[i, j] = base + len(extra), len(value)
+            extra += value.encode("ascii")
+        rows.accepted[i] = True
+    return extra
+
+
+def _careful_row(raw: bytes, dialect: Dialect) -> str | tuple[int, list[str]] | None:
+    """One row by the rules: None for a blank line, else why it is rejected or its wall-clock
+    seconds and value texts."""
+    if not raw.strip():
+        return None
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "undecodable bytes (not UTF-8)"
+    if any(ord(c) < 32 and c != "\t" for c in line):
+        return "control characters in the row"
+    cells = line.split(dialect.separator)
+    if len(cells) != dialect.value_columns + 1:
+        return f"expected {dialect.value_columns + 1} columns, found {len(cells)}"
+    when = decode_one(cells[0].strip().strip('"'))
+    if isinstance(when, str):
+        return when
+    if when[1].absolute != dialect.layout.absolute:
+        return (
+            f"timestamp {cells[0].strip()[:40]!r} "
+            + ("has a UTC offset" if when[1].absolute else "has no UTC offset")
+            + " unlike the file's first row"
+        )
+    values: list[str] = []
+    for cell in cells[1:]:
+        value = _careful_value(cell, dialect.decimal)
+        if isinstance(value, tuple):
+            return value[0]
+        values.append(value)
+    return when[0], values
 
 
 @dataclass

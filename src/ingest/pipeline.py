@@ -13,7 +13,7 @@ every shard; shard 0 lists it (errors file, stderr), the others count it.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import IO, Protocol
@@ -195,7 +195,6 @@ class _Stream:
     columns: list[int]
     converter: TimeConverter | None = None
     prefixes: list[bytes] = field(default_factory=list)
-    pending_stats: list[tuple[int, NDArray[np.int64]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.prefixes = [line_prefix(k.measurement, dict(k.tags)) for k in self.keys]
@@ -226,6 +225,245 @@ def _before(parsed: ParsedChunk, line: int) -> ParsedChunk:
     return out
 
 
+# one buffer's rows by stream: the series name of a long file, "" for a wide file
+Parts = list[tuple[str, ParsedChunk]]
+
+
+def _open(name: str, chunks: Iterator[bytes], opts: Options) -> tuple[Dialect, bytes]:
+    """The dialect, read from the first 64 KiB however small the blocks a stream delivers, and
+    the bytes read after the header rows."""
+    first = b""
+    while len(first) < 1 << 16 and (block := next(chunks, None)) is not None:
+        first += block
+    if first.startswith(BOM):
+        first = first[len(BOM) :]
+    if not first.strip():
+        raise DialectError(f"{name}: the file is empty")
+    try:
+        dialect = sniff(_decode_head(first), series=opts.series, fmt=opts.fmt)
+    except DialectError as exc:
+        raise DialectError(f"{name}: {exc}") from exc
+    skip = 0
+    for _ in range(dialect.header_rows):
+        skip = first.index(b"\n", skip) + 1
+    if dialect.format == "long" and opts.shard is not None:
+        raise DialectError(
+            f"{name}: --shard splits a wide file by its columns; this file is long "
+            "(series, time, value): load it whole"
+        )
+    return dialect, first[skip:]
+
+
+def _wide_stream(dialect: Dialect, opts: Options) -> _Stream:
+    """The one stream of a swissgrid or wide file: the columns this process owns."""
+    n = len(dialect.columns)
+    owned = [j for j in range(n) if opts.shard is None or opts.shard.owns(j)]
+    cols = [dialect.columns[j] for j in owned]
+    keys = [SeriesKey.of(c.series, _tags(c.unit, opts.tags)) for c in cols]
+    stats = [SeriesStats(c.series, c.unit, k) for c, k in zip(cols, keys, strict=True)]
+    return _Stream(stats, keys, owned)
+
+
+def _parse(buf: bytes, dialect: Dialect, line_no: int) -> tuple[Parts, list[Reject]]:
+    """A buffer of whole lines parsed: per stream, and (long files) the rows without a series."""
+    if dialect.format != "long":
+        return [("", parse_chunk(buf, dialect, line_no))], []
+    groups, split_rejects = split_long(buf, dialect.separator, line_no)
+    return [
+        (g.series, parse_chunk(g.chunk, dialect, line_no, g.lines)) for g in groups
+    ], split_rejects
+
+
+def _add_streams(
+    streams: dict[str, _Stream], parts: Parts, opts: Options, source: str
+) -> list[SeriesStats]:
+    """Make the streams (and converters) ``parts`` needs; the stats of the new series."""
+    new: list[SeriesStats] = []
+    for name, parsed in parts:
+        stream = streams.get(name)
+        if stream is None:
+            key = SeriesKey.of(name, _tags(None, opts.tags))
+            stream = streams[name] = _Stream([SeriesStats(name, None, key)], [key], [0])
+            new += stream.stats
+        if stream.converter is None:
+            stream.converter = _converter(parsed, opts, source)
+    return new
+
+
+def _hold_back(parts: Parts, streams: dict[str, _Stream]) -> int | None:
+    """The first line that must wait for the next chunk, or None: rows near a DST change at the
+    end of a chunk wait, in every series alike (pure: reads the converters, changes nothing)."""
+    cut: int | None = None
+    for name, parsed in parts:
+        converter = streams[name].converter
+        assert converter is not None
+        ready = converter.safe_rows(parsed.seconds)
+        if ready < len(parsed):
+            held = int(parsed.line[ready])
+            cut = held if cut is None else min(cut, held)
+    return cut
+
+
+def _cut(parts: Parts, split_rejects: list[Reject], line: int) -> tuple[Parts, list[Reject]]:
+    """What of ``parts`` and ``split_rejects`` lies before ``line``."""
+    return (
+        [(name, _before(parsed, line)) for name, parsed in parts],
+        [r for r in split_rejects if r.line < line],
+    )
+
+
+@dataclass(frozen=True)
+class _Points:
+    """One series' converted points of a chunk: the rows ``good`` of ``parsed``, column ``col``."""
+
+    key: SeriesKey
+    stats: SeriesStats
+    utc: NDArray[np.int64]
+    parsed: ParsedChunk
+    good: NDArray[np.int64]
+    col: int
+
+    @property
+    def value_start(self) -> NDArray[np.int64]:
+        spans: NDArray[np.int64] = self.parsed.value_start[self.good, self.col]
+        return spans
+
+    @property
+    def value_len(self) -> NDArray[np.int64]:
+        spans: NDArray[np.int64] = self.parsed.value_len[self.good, self.col]
+        return spans
+
+
+@dataclass
+class Conversion:
+    """What a chunk gives: rows counted, rejects in line order, line-protocol batches to write
+    and the points they hold (for the statistics, the comparison and the rollup)."""
+
+    rows: int
+    rejects: list[Reject]
+    batches: list[tuple[bytes, int]]
+    points: list[_Points]
+
+
+def _convert(
+    parts: Parts,
+    split_rejects: list[Reject],
+    streams: dict[str, _Stream],
+    absolute: bool,
+    batch_size: int,
+) -> Conversion:
+    """A chunk to line protocol and rejects; no I/O (the converters remember the last instant,
+    to order the rows of a DST fold across chunks)."""
+    bad = list(split_rejects)
+    rows = len(split_rejects)
+    batches: list[tuple[bytes, int]] = []
+    points: list[_Points] = []
+    for name, parsed in parts:
+        stream = streams[name]
+        assert stream.converter is not None
+        conv = stream.converter.convert(parsed.seconds, parsed.line, absolute)
+        bad += parsed.rejects
+        keep = np.ones(len(parsed), dtype=np.bool_)
+        for i, reason in conv.rejects.items():
+            keep[i] = False
+            bad.append(Reject(int(parsed.line[i]), reason, ""))
+        rows += len(parsed) + len(parsed.rejects)
+        good = np.flatnonzero(keep)
+        utc = conv.utc[good]
+        for j, (prefix, col) in enumerate(zip(stream.prefixes, stream.columns, strict=True)):
+            p = _Points(stream.keys[j], stream.stats[j], utc, parsed, good, col)
+            batches += encode(prefix, parsed.text, p.value_start, p.value_len, utc).batches(
+                batch_size
+            )
+            points.append(p)
+    return Conversion(rows, sorted(bad, key=lambda r: r.line), batches, points)
+
+
+class _Delivery:
+    """Hands converted chunks on: rejects to the log, points to the statistics, the comparison
+    with the stored points, the rollup and the sink, until the rejects pass --max-errors. A
+    chunk is written once it has been compared: after the next chunk is parsed."""
+
+    def __init__(
+        self,
+        result: SourceResult,
+        sink: Sink,
+        rejects: RejectLog,
+        existing: Checker | None,
+        windows: Collector | None,
+    ) -> None:
+        self.result, self.sink, self.rejects = result, sink, rejects
+        self.existing, self.windows = existing, windows
+        self._deferred: tuple[list[Future[None]], list[tuple[bytes, int]]] = ([], [])
+
+    def deliver(self, chunk: Conversion, max_errors: int) -> None:
+        result = self.result
+        for r in chunk.rejects:
+            self.rejects.add(result.source, r)
+        result.rows_read += chunk.rows
+        result.rows_rejected += len(chunk.rejects)
+        if self.rejects.count > max_errors:
+            result.stopped = True
+        if result.stopped:
+            return
+        for p in chunk.points:
+            p.stats.add(p.utc)
+        compared: list[Future[None]] = []
+        if self.existing is not None:
+            for p in chunk.points:
+                compared.append(self.existing.compare(result.source, p.key, p.utc, p.parsed.text,
+                                p.value_start, p.value_len, p.parsed.line[p.good]))  # fmt: skip
+        if self.windows is not None:
+            for p in chunk.points:
+                self.windows.add(p.key.measurement, p.key.tags, p.utc, p.parsed.text,
+                                 p.value_start, p.value_len)  # fmt: skip
+        self.flush()
+        self._deferred = (compared, chunk.batches)
+
+    def flush(self) -> None:
+        """Write the deferred chunk's batches once its comparison is done."""
+        compared, batches = self._deferred
+        self._deferred = ([], [])
+        for fut in compared:
+            fut.result()
+        for body, count in batches:
+            self.sink.submit(body, count)
+
+
+class _Reader:
+    """The bytes after the header as buffers of whole lines, a chunk at a time; what a buffer
+    holds back is read again at the front of the next one."""
+
+    def __init__(self, body: bytes, chunks: Iterator[bytes], line_no: int) -> None:
+        self.carry, self.chunks, self.line_no = body, chunks, line_no
+        self.pending = next(chunks, None)
+
+    @property
+    def final(self) -> bool:
+        return self.pending is None
+
+    def buffer(self) -> bytes | None:
+        """The next buffer; None at the end."""
+        buf, self.carry = self.carry, b""
+        return None if not buf and self.final else buf
+
+    def wait(self, buf: bytes) -> None:
+        """All of ``buf`` waits: read it again with the next chunk."""
+        self.carry = buf + (self.pending or b"")
+        self.pending = next(self.chunks, None)
+
+    def advance(self, buf: bytes, cut: int | None) -> None:
+        """``buf`` was used up to line ``cut`` (all of it when None)."""
+        if cut is None:
+            self.line_no += buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+        else:
+            self.carry = buf[_line_offset(buf, cut - self.line_no) :]
+            self.line_no = cut
+        if self.pending is not None:
+            self.carry += self.pending
+            self.pending = next(self.chunks, None)
+
+
 def run_source(
     source: Source,
     opts: Options,
@@ -240,166 +478,28 @@ def run_source(
     ``existing`` compares each chunk's points with the stored ones just before the chunk is
     handed to ``sink`` (so exactly the points written are compared, after the DST hold-back);
     ``windows`` collects the finest rollup windows of the points written."""
-    result = SourceResult(source.name)
     chunks = iter(source.chunks)
-    # the dialect is read from the first 64 KiB, however small the blocks a stream delivers
-    first = b""
-    while len(first) < 1 << 16 and (block := next(chunks, None)) is not None:
-        first += block
-    if first.startswith(BOM):
-        first = first[len(BOM) :]
-    if not first.strip():
-        raise DialectError(f"{source.name}: the file is empty")
-    try:
-        dialect = sniff(_decode_head(first), series=opts.series, fmt=opts.fmt)
-    except DialectError as exc:
-        raise DialectError(f"{source.name}: {exc}") from exc
-    result.dialect = dialect
-    skip = 0
-    for _ in range(dialect.header_rows):
-        skip = first.index(b"\n", skip) + 1
-    long = dialect.format == "long"
-    if long and opts.shard is not None:
-        raise DialectError(
-            f"{source.name}: --shard splits a wide file by its columns; this file is long "
-            "(series, time, value): load it whole"
-        )
+    dialect, body = _open(source.name, chunks, opts)
+    result = SourceResult(source.name, dialect)
     streams: dict[str, _Stream] = {}
-    if not long:
-        result.columns = len(dialect.columns)
-        owned = [j for j in range(len(dialect.columns)) if opts.shard is None or opts.shard.owns(j)]
-        cols = [dialect.columns[j] for j in owned]
-        keys = [SeriesKey.of(c.series, _tags(c.unit, opts.tags)) for c in cols]
-        streams[""] = _Stream(
-            [SeriesStats(c.series, c.unit, k) for c, k in zip(cols, keys, strict=True)],
-            keys,
-            owned,
-        )
-        result.series = streams[""].stats
-    line_no = dialect.header_rows + 1
-    carry = first[skip:]
-    deferred: tuple[list[Future[None]], list[tuple[bytes, int]]] = ([], [])
-    pending = next(chunks, None)
-    while True:
-        final = pending is None
-        buf, carry = carry, b""
-        if not buf and final:
-            break
-        if long:
-            groups, split_rejects = split_long(buf, dialect.separator, line_no)
-            parts = [(g.series, parse_chunk(g.chunk, dialect, line_no, g.lines)) for g in groups]
-        else:
-            split_rejects = []
-            parts = [("", parse_chunk(buf, dialect, line_no))]
-        # a DST zone at the end of the chunk waits for the next one, in every series alike
-        cut_line: int | None = None
-        for name, parsed in parts:
-            stream = streams.get(name)
-            if stream is None:
-                key = SeriesKey.of(name, _tags(None, opts.tags))
-                stream = streams[name] = _Stream([SeriesStats(name, None, key)], [key], [0])
-                result.series.extend(stream.stats)
-            if stream.converter is None:
-                stream.converter = _converter(parsed, opts, source.name)
-            if not final and not dialect.layout.absolute:
-                ready = stream.converter.safe_rows(parsed.seconds)
-                if ready < len(parsed):
-                    held = int(parsed.line[ready])
-                    cut_line = held if cut_line is None else min(cut_line, held)
-        next_line = line_no + buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
-        if cut_line is not None:
-            if cut_line == line_no:
-                # the whole buffer waits: read more before deciding
-                carry = buf + (pending or b"")
-                pending = next(chunks, None)
-                continue
-            offset = _line_offset(buf, cut_line - line_no)
-            carry, next_line = buf[offset:], cut_line
-            parts = [(name, _before(parsed, cut_line)) for name, parsed in parts]
-            split_rejects = [r for r in split_rejects if r.line < cut_line]
-        bad = list(split_rejects)
-        rows = len(split_rejects)
-        batches: list[tuple[bytes, int]] = []
-        checks: list[tuple[SeriesKey, NDArray[np.int64], ParsedChunk, NDArray[np.int64], int]] = []
-        for name, parsed in parts:
-            stream = streams[name]
-            assert stream.converter is not None
-            conv = stream.converter.convert(parsed.seconds, parsed.line, dialect.layout.absolute)
-            bad += parsed.rejects
-            keep = np.ones(len(parsed), dtype=np.bool_)
-            for i, reason in conv.rejects.items():
-                keep[i] = False
-                bad.append(Reject(int(parsed.line[i]), reason, ""))
-            rows += len(parsed) + len(parsed.rejects)
-            good = np.flatnonzero(keep)
-            utc = conv.utc[good]
-            for j, (prefix, col) in enumerate(zip(stream.prefixes, stream.columns, strict=True)):
-                lines = encode(
-                    prefix,
-                    parsed.text,
-                    parsed.value_start[good, col],
-                    parsed.value_len[good, col],
-                    utc,
-                )
-                batches += lines.batches(opts.batch_size)
-                stream.pending_stats.append((j, utc))
-                checks.append((stream.keys[j], utc, parsed, good, col))
-        for r in sorted(bad, key=lambda r: r.line):
-            rejects.add(source.name, r)
-        result.rows_read += rows
-        result.rows_rejected += len(bad)
-        if rejects.count > opts.max_errors:
-            result.stopped = True
-        for stream in streams.values():
-            if not result.stopped:
-                for j, utc in stream.pending_stats:
-                    stream.stats[j].add(utc)
-            stream.pending_stats.clear()
-        if not result.stopped:
-            compared = (
-                [
-                    existing.compare(
-                        source.name,
-                        key,
-                        utc,
-                        parsed.text,
-                        parsed.value_start[good, col],
-                        parsed.value_len[good, col],
-                        parsed.line[good],
-                    )
-                    for key, utc, parsed, good, col in checks
-                ]
-                if existing is not None
-                else []
-            )
-            if windows is not None:
-                for key, utc, parsed, good, col in checks:
-                    windows.add(
-                        key.measurement,
-                        key.tags,
-                        utc,
-                        parsed.text,
-                        parsed.value_start[good, col],
-                        parsed.value_len[good, col],
-                    )
-            # this chunk is written once it has been compared: after the next chunk is parsed
-            _submit(sink, deferred)
-            deferred = (compared, batches)
-        on_rows(rows)
-        line_no = next_line
-        if final and not carry:
-            break
-        if pending is not None:
-            carry += pending
-            pending = next(chunks, None)
-    _submit(sink, deferred)
+    if dialect.format != "long":
+        streams[""] = _wide_stream(dialect, opts)
+        result.series, result.columns = streams[""].stats, len(dialect.columns)
+    delivery = _Delivery(result, sink, rejects, existing, windows)
+    reader = _Reader(body, chunks, dialect.header_rows + 1)
+    while (buf := reader.buffer()) is not None:
+        parts, split_rejects = _parse(buf, dialect, reader.line_no)
+        result.series += _add_streams(streams, parts, opts, source.name)
+        hold = not reader.final and not dialect.layout.absolute
+        cut = _hold_back(parts, streams) if hold else None
+        if cut == reader.line_no:
+            reader.wait(buf)  # the whole buffer waits: read more before deciding
+            continue
+        if cut is not None:
+            parts, split_rejects = _cut(parts, split_rejects, cut)
+        chunk = _convert(parts, split_rejects, streams, dialect.layout.absolute, opts.batch_size)
+        delivery.deliver(chunk, opts.max_errors)
+        on_rows(chunk.rows)
+        reader.advance(buf, cut)
+    delivery.flush()
     return result
-
-
-def _submit(sink: Sink, chunk: tuple[list[Future[None]], list[tuple[bytes, int]]]) -> None:
-    """Write a chunk's batches once its comparison with the stored points is done."""
-    compared, batches = chunk
-    for fut in compared:
-        fut.result()
-    for body, count in batches:
-        sink.submit(body, count)

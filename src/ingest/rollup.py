@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +36,7 @@ from gridts.durations import parse_duration
 from gridts.names import is_series_name
 from gridts.tiers import Tier, Windows
 from ingest.lineproto import line_prefix
+from ingest.settings import Settings, load_settings
 from ingest.writer import RETRYABLE, Target, _retry_after
 
 TagSet = tuple[tuple[str, str], ...]
@@ -549,14 +549,14 @@ class Collector:
 # --- the rollup and tiers commands -------------------------------------------------------------
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
+def _connection(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("--url", help="InfluxDB URL (default $INFLUX_URL)")
     parser.add_argument("--org", help="organisation (default $INFLUX_ORG)")
     parser.add_argument("--bucket", help="the raw bucket (default $INFLUX_BUCKET)")
     parser.add_argument("--token", help="token (default $INFLUX_TOKEN)")
     parser.add_argument(
         "--tiers",
-        default=os.environ.get("INGEST_TIERS", stats.DEFAULT_TIERS),
+        default=settings.ingest_tiers,
         help="tiers (default $INGEST_TIERS or %(default)s)",
     )
 
@@ -583,7 +583,8 @@ def _retention(text: str) -> dict[str, int]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    settings = settings if settings is not None else load_settings()
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
         description="Rollup tiers: exact window statistics (count, sum, min, max, first, last, "
@@ -603,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollup.add_argument("--start", type=_instant, required=True, help="RFC 3339, inclusive")
     rollup.add_argument("--end", type=_instant, required=True, help="RFC 3339, exclusive")
     rollup.add_argument("--quiet", action="store_true", help="no progress")
-    _connection(rollup)
+    _connection(rollup, settings)
     tiers = sub.add_parser(
         "tiers",
         help="create the tier buckets and set their retention (idempotent)",
@@ -615,11 +616,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiers.add_argument(
         "--retention",
         type=_retention,
-        default=os.environ.get("INGEST_TIER_RETENTION", ""),
+        default=settings.ingest_tier_retention,
         help="per tier, e.g. 1m=90d,15m=730d,1h=0 (0: forever; default $INGEST_TIER_RETENTION, "
         "else forever)",
     )
-    _connection(tiers)
+    _connection(tiers, settings)
     return parser
 
 
@@ -629,9 +630,10 @@ def _warn(problem: str, delay: float, attempt: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    args = build_parser(settings).parse_args(argv)
     try:
-        target = Target.from_flags(args.url, args.org, args.bucket, args.token)
+        target = settings.target(args.url, args.org, args.bucket, args.token)
         tiers = stats.parse_tiers(args.tiers)
     except ValueError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)

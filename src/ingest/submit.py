@@ -77,7 +77,10 @@ def token_scope_key(action: str, bucket: str, tiers: str) -> str:
 
 
 def _job_spec_from_args(release: str, image: str, org: str, bucket: str) -> Manifest:
-    """A Job spec equal in substance to the chart's ingest template with default values."""
+    """A Job spec equal in substance to the chart's ingest template with default values.
+
+    Long: one manifest literal mirroring the template key for key (issue 12, item 6 replaces it
+    with the chart's own template)."""
     prefix = fullname(release)
     hardened = {
         "allowPrivilegeEscalation": False,
@@ -183,74 +186,16 @@ def build_job(
     by its columns: an Indexed Job of N pods, pod K loading with ``--shard K/N``.
     """
     if shards is not None:
-        if shards < 2:
-            raise ValueError("--shards wants 2 or more pods (one pod loads the whole file)")
-        if completions is not None and completions != shards:
-            raise ValueError("--shards N makes N completions: leave out --completions")
-        if any(f"$({INDEX_ENV})" in s for s in sources):
-            raise ValueError(
-                f"--shards splits every source by its columns; $({INDEX_ENV}) in a source "
-                "gives each pod its own file: use one or the other"
-            )
-        if "--shard" in extra_args or any(a.startswith("--shard=") for a in extra_args):
-            raise ValueError("--shards passes --shard to the load itself")
-        completions = shards
-        extra_args = [*extra_args, "--shard", f"$({INDEX_ENV})/{shards}"]
+        completions, extra_args = _sharded(shards, completions, sources, extra_args)
     if cronjob is not None:
-        template = cronjob["spec"]["jobTemplate"]
-        spec = copy.deepcopy(template["spec"])
-        labels = dict((template.get("metadata") or {}).get("labels") or {})
-        annotations = {"cronjob.kubernetes.io/instantiate": "manual"}
-        owner = cronjob.get("metadata") or {}
-        owners = (
-            [
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "CronJob",
-                    "name": owner["name"],
-                    "uid": owner["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ]
-            if owner.get("uid")
-            else []
-        )
+        spec, labels, annotations, owners = _from_cronjob(cronjob)
     elif image:
         spec = _job_spec_from_args(release, image, org, bucket)
-        labels = _labels(release)
-        annotations = {}
-        owners = []
+        labels, annotations, owners = _labels(release), {}, []
     else:
         raise ValueError("without the CronJob template an image is needed")
-
-    containers = spec["template"]["spec"]["containers"]
-    matching = [c for c in containers if c["name"] == CONTAINER] or containers[:1]
-    if not matching:
-        raise ValueError("the template has no container")
-    container = matching[0]
-    container["args"] = load_args(sources, series, extra_args)
-    container.pop("command", None)
-    if image:
-        container["image"] = image
-
-    env = [e for e in container.get("env") or [] if e["name"] != INDEX_ENV]
-    for key in ("completionMode", "completions", "parallelism"):
-        spec.pop(key, None)
-    if completions is not None and completions > 1:
-        spec["completionMode"] = "Indexed"
-        spec["completions"] = completions
-        spec["parallelism"] = min(parallelism or completions, completions)
-        env.append(
-            {
-                "name": INDEX_ENV,
-                "valueFrom": {"fieldRef": {"fieldPath": INDEX_FIELD}},
-            }
-        )
-    elif any(f"$({INDEX_ENV})" in s for s in [*sources, *extra_args]):
-        raise ValueError(f"$({INDEX_ENV}) in a source or argument needs --completions > 1")
-    container["env"] = env
-
+    container = _set_container(spec, load_args(sources, series, extra_args), image)
+    _set_completions(spec, container, completions, parallelism, [*sources, *extra_args])
     metadata: Manifest = {"name": name or default_job_name(), "namespace": namespace}
     metadata["labels"] = labels
     if annotations:
@@ -258,6 +203,87 @@ def build_job(
     if owners:
         metadata["ownerReferences"] = owners
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+def _sharded(
+    shards: int, completions: int | None, sources: Sequence[str], extra_args: Sequence[str]
+) -> tuple[int, list[str]]:
+    """``--shards N``: N completions, pod K loading with ``--shard K/N``; ValueError when the
+    other arguments contradict it."""
+    if shards < 2:
+        raise ValueError("--shards wants 2 or more pods (one pod loads the whole file)")
+    if completions is not None and completions != shards:
+        raise ValueError("--shards N makes N completions: leave out --completions")
+    if any(f"$({INDEX_ENV})" in s for s in sources):
+        raise ValueError(
+            f"--shards splits every source by its columns; $({INDEX_ENV}) in a source "
+            "gives each pod its own file: use one or the other"
+        )
+    if "--shard" in extra_args or any(a.startswith("--shard=") for a in extra_args):
+        raise ValueError("--shards passes --shard to the load itself")
+    return shards, [*extra_args, "--shard", f"$({INDEX_ENV})/{shards}"]
+
+
+def _from_cronjob(
+    cronjob: Manifest,
+) -> tuple[Manifest, dict[str, str], dict[str, str], list[Manifest]]:
+    """A copy of the CronJob's Job spec, its labels, and the annotation and owner reference
+    ``kubectl create job --from`` adds."""
+    template = cronjob["spec"]["jobTemplate"]
+    spec = copy.deepcopy(template["spec"])
+    labels = dict((template.get("metadata") or {}).get("labels") or {})
+    owner = cronjob.get("metadata") or {}
+    owners = (
+        [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "name": owner["name"],
+                "uid": owner["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        if owner.get("uid")
+        else []
+    )
+    return spec, labels, {"cronjob.kubernetes.io/instantiate": "manual"}, owners
+
+
+def _set_container(spec: Manifest, args: list[str], image: str | None) -> Manifest:
+    """The ingest container (else the first), set to run ``args`` (with ``image`` when given)."""
+    containers = spec["template"]["spec"]["containers"]
+    matching = [c for c in containers if c["name"] == CONTAINER] or containers[:1]
+    if not matching:
+        raise ValueError("the template has no container")
+    container: Manifest = matching[0]
+    container["args"] = args
+    container.pop("command", None)
+    if image:
+        container["image"] = image
+    return container
+
+
+def _set_completions(
+    spec: Manifest,
+    container: Manifest,
+    completions: int | None,
+    parallelism: int | None,
+    args: Sequence[str],
+) -> None:
+    """More than one completion makes an Indexed Job whose pods see their index in JOB_INDEX;
+    ``$(JOB_INDEX)`` in ``args`` needs one."""
+    env = [e for e in container.get("env") or [] if e["name"] != INDEX_ENV]
+    for key in ("completionMode", "completions", "parallelism"):
+        spec.pop(key, None)
+    if completions is not None and completions > 1:
+        spec["completionMode"] = "Indexed"
+        spec["completions"] = completions
+        spec["parallelism"] = min(parallelism or completions, completions)
+        env.append({"name": INDEX_ENV, "valueFrom": {"fieldRef": {"fieldPath": INDEX_FIELD}}})
+    elif any(f"$({INDEX_ENV})" in s for s in args):
+        raise ValueError(f"$({INDEX_ENV}) in a source or argument needs --completions > 1")
+    container["env"] = env
 
 
 # ---- the cluster ------------------------------------------------------------------------------

@@ -144,7 +144,6 @@ def decode(g: NDArray[np.uint8], layout: Layout) -> Decoded:
     valid &= in_range
     days = days_from_civil(year, np.clip(month, 1, 12), day)
     seconds = days * 86400 + hour * 3600 + minute * 60 + second
-    invalid: dict[int, str] = {}
     if "±" in layout.fields:
         sign = np.where(g[:, layout.fields["±"][0]] == 45, -1, 1)
         off_h = number("O")
@@ -158,7 +157,21 @@ def decode(g: NDArray[np.uint8], layout: Layout) -> Decoded:
         shape_ok &= code >= 0
         weekday_bad = valid & (code >= 0) & (code != (days + 3) % 7)
     bad = shape_ok & (~valid | weekday_bad)
-    for i in np.flatnonzero(bad):
+    invalid = _reasons(g, np.flatnonzero(bad), weekday_bad, in_range, year, days)
+    return Decoded(seconds=np.asarray(seconds, np.int64), ok=shape_ok & ~bad, invalid=invalid)
+
+
+def _reasons(
+    g: NDArray[np.uint8],
+    bad: NDArray[np.int64],
+    weekday_bad: NDArray[np.bool_],
+    in_range: NDArray[np.bool_],
+    year: NDArray[np.int64],
+    days: NDArray[np.int64],
+) -> dict[int, str]:
+    """Why each of the rows ``bad`` (of the layout's shape) names an impossible instant."""
+    invalid: dict[int, str] = {}
+    for i in bad:
         text = bytes(g[i]).decode("ascii", "replace")
         if weekday_bad[i]:
             actual = WEEKDAYS_DE[int((days[i] + 3) % 7)]
@@ -167,7 +180,7 @@ def decode(g: NDArray[np.uint8], layout: Layout) -> Decoded:
             invalid[int(i)] = f"year {int(year[i])} in {text!r} is outside {MIN_YEAR}-{MAX_YEAR}"
         else:
             invalid[int(i)] = f"impossible date or time {text!r}"
-    return Decoded(seconds=np.asarray(seconds, np.int64), ok=shape_ok & ~bad, invalid=invalid)
+    return invalid
 
 
 def decode_one(text: str, layouts: tuple[Layout, ...] = LAYOUTS) -> tuple[int, Layout] | str:

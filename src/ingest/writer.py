@@ -9,7 +9,6 @@ or re-run batch never doubles anything.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -33,22 +32,6 @@ class Target:
     org: str
     bucket: str
     token: str
-
-    @classmethod
-    def from_flags(
-        cls, url: str | None, org: str | None, bucket: str | None, token: str | None
-    ) -> Target:
-        """The flags, else the INFLUX_* variables; ValueError naming every one missing."""
-        values = {
-            "url": url or os.environ.get("INFLUX_URL"),
-            "org": org or os.environ.get("INFLUX_ORG"),
-            "bucket": bucket or os.environ.get("INFLUX_BUCKET"),
-            "token": token or os.environ.get("INFLUX_TOKEN"),
-        }
-        missing = [f"INFLUX_{k.upper()}" for k, v in values.items() if not v]
-        if missing:
-            raise ValueError(f"no InfluxDB connection: set {', '.join(missing)} (or the flags)")
-        return cls(**{k: str(v) for k, v in values.items()})
 
 
 def gzip_batch(body: bytes) -> bytes:
