@@ -21,8 +21,9 @@ What it does (issue 10, item 8; the numbers of docs/capacity.md):
    file, and counts the points InfluxDB holds (raw points; windows of each tier).
 
 Bytes per point are the TSM bytes over the points (raw) or the windows (a tier: one window is
-eight fields, count, sum, min, max, first, last, m2, mean). The index and the series file are reported
-apart: they grow with the number of series, not of points, and the series file is preallocated.
+eight fields, count, sum, min, max, first, last, m2, mean). The index and the series file are
+reported apart: they grow with the number of series, not of points, and the series file is
+preallocated.
 """
 
 from __future__ import annotations
