@@ -46,6 +46,33 @@ def _version() -> str:
         return "0+unknown"
 
 
+def _connect(config: Settings, metrics: Metrics) -> tuple[InfluxDBClientAsync, Store]:
+    """The InfluxDB client (catalog, ping, bucket listing) and the store over it."""
+    client = InfluxDBClientAsync(
+        url=config.influx_url,
+        token=config.influx_token.get_secret_value(),
+        org=config.influx_org,
+        # The store enforces the query budget; the client's own limit is only a backstop.
+        timeout=int((config.api_query_timeout_seconds + 5) * 1000),
+        # InfluxDB runs next to the API: compressing its answers costs both sides more CPU
+        # than the bytes cost on the wire.
+        client_session_kwargs={"headers": {"Accept-Encoding": "identity"}},
+    )
+    store = Store(
+        client,
+        org=config.influx_org,
+        bucket=config.influx_bucket,
+        timeout_seconds=config.api_query_timeout_seconds,
+        catalog_ttl_seconds=config.api_catalog_ttl_seconds,
+        metrics=metrics,
+        heavy_queries=config.api_heavy_queries,
+        heavy_wait_seconds=config.api_heavy_wait_seconds,
+        tiers=config.tiers(),
+        http=FluxHttp(config.influx_url, config.influx_token.get_secret_value(), config.influx_org),
+    )
+    return client, store
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app; `settings` defaults to the environment, read when the app starts."""
     metrics = Metrics()
@@ -54,31 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = settings if settings is not None else load_settings()
         configure_logging(config.log_level)
-        client = InfluxDBClientAsync(
-            url=config.influx_url,
-            token=config.influx_token.get_secret_value(),
-            org=config.influx_org,
-            # The store enforces the query budget; the client's own limit is only a backstop.
-            timeout=int((config.api_query_timeout_seconds + 5) * 1000),
-            # InfluxDB runs next to the API: compressing its answers costs both sides more CPU
-            # than the bytes cost on the wire.
-            client_session_kwargs={"headers": {"Accept-Encoding": "identity"}},
-        )
+        client, app.state.store = _connect(config, metrics)
         app.state.settings = config
-        app.state.store = Store(
-            client,
-            org=config.influx_org,
-            bucket=config.influx_bucket,
-            timeout_seconds=config.api_query_timeout_seconds,
-            catalog_ttl_seconds=config.api_catalog_ttl_seconds,
-            metrics=metrics,
-            heavy_queries=config.api_heavy_queries,
-            heavy_wait_seconds=config.api_heavy_wait_seconds,
-            tiers=config.tiers(),
-            http=FluxHttp(
-                config.influx_url, config.influx_token.get_secret_value(), config.influx_org
-            ),
-        )
         # Which tier buckets exist; InfluxDB down at startup leaves none known until the
         # catalog's next reload asks again.
         await app.state.store.refresh_tiers()

@@ -79,6 +79,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m ops`. Long because it is one declaration per option
+    and subcommand, with its help text."""
     parser = argparse.ArgumentParser(
         prog="python -m ops",
         description="Back up, verify, restore and prune InfluxDB 2.x backups of gridts, "
