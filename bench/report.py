@@ -71,6 +71,25 @@ def ingest_section(lines: list[str]) -> None:
             f"Parse and serialise alone: **{parse['rows'] / parse['cpu_seconds']:,.0f} rows per "
             "CPU-second** (one process, `--dry-run --output /dev/null`).",
         ]
+    rerun = load("ingest-rerun.json")
+    if rerun:  # a later run of some methods, e.g. on a quieter machine: shown as it was measured
+        base = next((r for r in rerun if r["method"] == "ceiling"), None)
+        lines += [
+            "",
+            "A later run of " + ", ".join(f"`{r['method']}`" for r in rerun) + " alone "
+            "(`bench/ingest.py --methods ...`; `bench/out/ingest-rerun.txt`), its ratios within "
+            "that run:",
+            "",
+            "| method | rows | seconds | rows/s | x ceiling | client CPU s | check |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in rerun:
+            rate = r["rows"] / r["seconds"] if r["seconds"] else 0.0
+            ratio = f"{rate / (base['rows'] / base['seconds']):.2f}" if base else "n/a"
+            lines.append(
+                f"| {LABELS.get(r['method'], r['method'])} | {r['rows']:,} | {r['seconds']:.1f} "
+                f"| {rate:,.0f} | {ratio} | {r.get('cpu_seconds', 0):.1f} | {r['status']} |"
+            )
     lines += ["", "![ingest rate against the ceiling and the peers](img/ingest-rates.png)", ""]
     writes = [r for r in rows if r["method"] != "parse" and r["seconds"]]
     fig, ax = plt.subplots(figsize=(8, 3.5))
