@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gridts.settings import MountedSettings
 from gridts.tiers import DEFAULT_TIERS, Tier, parse_tiers
 
-SECRETS_DIR = Path("/run/secrets")
 
-
-class Settings(BaseSettings):
+class Settings(MountedSettings):
     """Environment variables (and files of the same name under /run/secrets) for the API."""
-
-    model_config = SettingsConfigDict(
-        secrets_dir=str(SECRETS_DIR), case_sensitive=False, extra="ignore"
-    )
 
     influx_url: str = Field(description="InfluxDB base URL, e.g. http://influxdb:8086")
     influx_org: str = Field(description="InfluxDB organisation")
@@ -66,20 +58,6 @@ class Settings(BaseSettings):
     def tiers(self) -> tuple[Tier, ...]:
         """The configured tiers, finest first."""
         return parse_tiers(self.api_tiers)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Outside Kubernetes there is no /run/secrets; reading it would only warn.
-        if SECRETS_DIR.is_dir():
-            return init_settings, env_settings, dotenv_settings, file_secret_settings
-        return init_settings, env_settings, dotenv_settings
 
     def bearer_tokens(self) -> tuple[str, ...]:
         """The configured API tokens; empty when auth is off."""

@@ -12,27 +12,19 @@ the file being loaded (``dialect.DialectError``); both exit 2.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gridts.settings import MountedSettings
 from gridts.tiers import DEFAULT_TIERS
 from ingest.writer import Target
-
-SECRETS_DIR = Path("/run/secrets")
 
 
 class ConfigError(ValueError):
     """The configuration (environment, secrets, flags) is incomplete or invalid."""
 
 
-class Settings(BaseSettings):
+class Settings(MountedSettings):
     """Environment variables (and files of the same name under /run/secrets) for the ingest."""
-
-    model_config = SettingsConfigDict(
-        secrets_dir=str(SECRETS_DIR), case_sensitive=False, extra="ignore"
-    )
 
     influx_url: str | None = None
     influx_org: str | None = None
@@ -42,20 +34,6 @@ class Settings(BaseSettings):
     ingest_tiers: str = DEFAULT_TIERS  # --tiers
     ingest_shard: str = ""  # --shard; empty: the whole file
     ingest_tier_retention: str = ""  # tiers --retention; empty: kept forever
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Outside Kubernetes there is no /run/secrets; reading it would only warn.
-        if SECRETS_DIR.is_dir():
-            return init_settings, env_settings, dotenv_settings, file_secret_settings
-        return init_settings, env_settings, dotenv_settings
 
     def target(
         self,

@@ -29,6 +29,7 @@ def test_api_tokens_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_settings_from_mounted_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Files named like the variables, as a Kubernetes Secret mounts them, configure the API."""
     from app import settings as module
+    from gridts import settings as mounted
 
     secrets_dir = tmp_path
     for key, value in {
@@ -40,7 +41,7 @@ def test_settings_from_mounted_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path
     }.items():
         (secrets_dir / key).write_text(value + "\n")
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(module, "SECRETS_DIR", secrets_dir)
+    monkeypatch.setattr(mounted, "SECRETS_DIR", secrets_dir)
     loaded = module.Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
     assert loaded.influx_token.get_secret_value() == "from-a-file"
     assert loaded.bearer_tokens() == ("s1", "s2")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import settings as settings_module
+from gridts import settings as mounted
 from ingest.cli import build_parser, main
 from ingest.dialect import DialectError
 from ingest.settings import ConfigError, Settings
@@ -41,7 +41,7 @@ def test_flags_override_the_environment(bare_env: pytest.MonkeyPatch) -> None:
 
 def test_mounted_secrets_are_read(bare_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "influx_token").write_text("from-a-secret")
-    bare_env.setattr(settings_module, "SECRETS_DIR", tmp_path)
+    bare_env.setattr(mounted, "SECRETS_DIR", tmp_path)
     for name in CONNECTION[:3]:
         bare_env.setenv(name, "x")
     assert Settings(_secrets_dir=tmp_path).target().token == "from-a-secret"
