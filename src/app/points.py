@@ -265,9 +265,9 @@ def compose_windows(
     agg: str,
     counts: list[Value] | None = None,
 ) -> Points:
-    """Windows starting at ``starts`` (labelled ``labels``) from per-bucket aggregates at
-    ``times``, buckets nesting inside the windows. For ``mean``, ``values`` are bucket sums and
-    ``counts`` bucket counts. Windows without a bucket are left out (fills come after)."""
+    """Windows starting at ``starts`` (labelled ``labels``) from per-grain aggregates at
+    ``times``, grains nesting inside the windows. For ``mean``, ``values`` are grain sums and
+    ``counts`` grain counts. Windows without a grain are left out (fills come after)."""
     edges = [s.timestamp() for s in starts]
     acc: dict[int, list[float | int]] = {}
     for n, (t, v) in enumerate(zip(times, values, strict=True)):
@@ -292,7 +292,7 @@ def compose_windows(
             got[0] = max(got[0], v)
         elif agg == "last":
             got[0] = v
-        # first: the earliest bucket already holds it
+        # first: the earliest grain already holds it
     out = Points()
     for w in sorted(acc):
         out.times.append(labels[w])

@@ -1,8 +1,8 @@
 """What InfluxDB answered, shaped into a plan's windows: pure.
 
 The store runs the queries and hands over the raw columns, per query as InfluxDB answered them
-(Flux's windows, UTC buckets, a tier's windows, the raw points at the range's edges); these
-functions make the plan's windows of them: local windows composed from UTC buckets, the window
+(Flux's windows, UTC grains, a tier's windows, the raw points at the range's edges); these
+functions make the plan's windows of them: local windows composed from UTC grains, the window
 ``start`` cuts labelled with its aligned start, empty windows and fills, tag sets merged, tier
 windows joined with the raw edges, sums divided by counts, standard deviations merged. The
 plain answer (UTC windows, fill ``none``) passes through untouched: no work per point.
@@ -66,9 +66,9 @@ def flux_windows(plan: QueryPlan, points: Points) -> Points:
 
 
 def local_windows(plan: QueryPlan, parts: Points, counts: Points | None = None) -> Points | None:
-    """The plan's local windows (``tz``) from UTC buckets nesting in them: ``parts`` holds the
-    buckets' aggregate (for ``mean`` their sums, and ``counts`` their counts), fills applied.
-    None when the buckets come from several tag sets (Flux merges them instead)."""
+    """The plan's local windows (``tz``) from UTC grains nesting in them: ``parts`` holds the
+    grains' aggregate (for ``mean`` their sums, and ``counts`` their counts), fills applied.
+    None when the grains come from several tag sets (Flux merges them instead)."""
     if several_keys(parts) or (counts is not None and several_keys(counts)):
         return None
     starts = plan.window_starts()
@@ -76,8 +76,8 @@ def local_windows(plan: QueryPlan, parts: Points, counts: Points | None = None) 
     agg = plan.agg.value
     if counts is not None:
         by_time = dict(zip(counts.times, counts.values, strict=True))
-        per_bucket = [by_time.get(t) for t in parts.times]
-        points = compose_windows(starts, labels, parts.times, parts.values, agg, per_bucket)
+        per_grain = [by_time.get(t) for t in parts.times]
+        points = compose_windows(starts, labels, parts.times, parts.values, agg, per_grain)
     else:
         points = compose_windows(starts, labels, parts.times, parts.values, agg)
     return fill_windows(points, labels, plan.fill.value, agg)
@@ -97,7 +97,7 @@ def tier_column(
     inner: QueryPlan, stat: str, column: Points, starts: list[datetime], labels: list[str]
 ) -> Points:
     """One statistic from the tier (tag sets combined) as the windows of ``inner``: local
-    windows composed from its UTC buckets, or the tier's UTC windows with the window
+    windows composed from its UTC grains, or the tier's UTC windows with the window
     ``start`` cuts labelled with its aligned start (as on the raw path)."""
     if not utc_aligned(inner):
         kind = "sum" if stat == "count" else stat

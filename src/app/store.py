@@ -36,7 +36,7 @@ from app.query.plan import (
     Agg,
     QueryPlan,
     TierBucket,
-    bucket_seconds,
+    composed_grain,
     format_time,
     local_grain,
     utc_aligned,
@@ -273,23 +273,23 @@ class Store:
         text = await self._csv("data", query)
         return str(text)
 
-    async def _bucket_csv(self, plan: QueryPlan, series: str, seconds: int, fn: str) -> Points:
-        query = flux.bucket_query(plan, series, seconds, fn)
+    async def _grain_csv(self, plan: QueryPlan, series: str, seconds: int, fn: str) -> Points:
+        query = flux.grain_query(plan, series, seconds, fn)
         text = await self._csv("data", query)
         return parse_flux_csv(str(text), integer=fn == "count")
 
-    async def _buckets(
+    async def _grains(
         self, plan: QueryPlan, series: str, seconds: int
     ) -> tuple[Points, Points | None]:
-        """The UTC buckets of ``seconds`` the engine aggregates, as InfluxDB answered: the
-        plan's aggregate, or for ``mean`` the buckets' sums and counts."""
+        """The UTC grains of ``seconds`` the engine aggregates, as InfluxDB answered: the
+        plan's aggregate, or for ``mean`` the grains' sums and counts."""
         if plan.agg is Agg.MEAN:
             sums, counts = await asyncio.gather(
-                self._bucket_csv(plan, series, seconds, "sum"),
-                self._bucket_csv(plan, series, seconds, "count"),
+                self._grain_csv(plan, series, seconds, "sum"),
+                self._grain_csv(plan, series, seconds, "count"),
             )
             return sums, counts
-        return await self._bucket_csv(plan, series, seconds, plan.agg.value), None
+        return await self._grain_csv(plan, series, seconds, plan.agg.value), None
 
     async def _tier_csv(
         self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int
@@ -319,7 +319,7 @@ class Store:
         fills left out: the aggregate's values, or for ``mean`` the windows' sums and counts
         (unless the windows are the tier's own and no raw ``edges`` join them: then the stored
         means, one field instead of two). UTC windows are aggregated by the storage engine;
-        local windows are composed from UTC buckets of ``local_grain`` aggregated there
+        local windows are composed from UTC grains of ``local_grain`` aggregated there
         (``starts``/``labels``: the windows)."""
         window = inner.window
         if window is None or inner.tier is None:
@@ -415,9 +415,9 @@ class Store:
             log.info("tier_cannot_answer", series=series, tier=plan.source, agg=plan.agg.value)
             plan = replace(plan, tier=None)
         self._metrics.source.labels(source="raw").inc()
-        seconds = bucket_seconds(plan)
+        seconds = composed_grain(plan)
         if seconds is not None:
-            composed = shape.local_windows(plan, *await self._buckets(plan, series, seconds))
+            composed = shape.local_windows(plan, *await self._grains(plan, series, seconds))
             if composed is not None:
                 self._metrics.points_returned.observe(len(composed))
                 return composed

@@ -580,19 +580,19 @@ def test_scan_cost_counts_only_windows_flux_builds() -> None:
 
 def test_local_days_compose_from_utc_buckets_so_only_median_and_stddev_scan() -> None:
     from app.errors import ScanTooLarge
-    from app.query.plan import bucket_seconds, fit_scan, scan_reason
+    from app.query.plan import composed_grain, fit_scan, scan_reason
 
     month = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-31T00:00:00Z", "resolution": "1d"}
     zoned = plan(agg="max", tz="Europe/Zurich", **month)
-    assert bucket_seconds(zoned) == 7200  # May in Zurich: UTC+2 all month, midnights at 22:00Z
+    assert composed_grain(zoned) == 7200  # May in Zurich: UTC+2 all month, midnights at 22:00Z
     march = {**month, "start": "2021-03-01T00:00:00Z", "end": "2021-04-01T00:00:00Z"}
-    assert bucket_seconds(plan(agg="max", tz="Europe/Zurich", **march)) == 3600  # +1 and +2
+    assert composed_grain(plan(agg="max", tz="Europe/Zurich", **march)) == 3600  # +1 and +2
     assert scan_reason(zoned) is None
     assert fit_scan(zoned, 1.0, 500_000) is zoned  # 30 days at 1 s: pushed down, no limit
     nepal = plan(agg="sum", tz="Asia/Kathmandu", **month)
-    assert bucket_seconds(nepal) == 900  # UTC+05:45: quarter hours tile its days
+    assert composed_grain(nepal) == 900  # UTC+05:45: quarter hours tile its days
     median = plan(agg="median", tz="Europe/Zurich", **month)
-    assert bucket_seconds(median) is None
+    assert composed_grain(median) is None
     with pytest.raises(ScanTooLarge, match="median reads every stored point"):
         fit_scan(median, 1.0, 500_000)
-    assert bucket_seconds(plan(agg="max", **month)) is None  # UTC days: plain aggregateWindow
+    assert composed_grain(plan(agg="max", **month)) is None  # UTC days: plain aggregateWindow

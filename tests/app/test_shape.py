@@ -9,7 +9,7 @@ import pytest
 
 from app import shape
 from app.points import Points, TierRows, combine_keys
-from app.query.plan import Agg, DataParams, QueryPlan, bucket_seconds, build_plan, format_time
+from app.query.plan import Agg, DataParams, QueryPlan, build_plan, composed_grain, format_time
 from gridts.tiers import Tier
 
 
@@ -26,7 +26,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
-# --- local windows from UTC buckets ------------------------------------------------------------
+# --- local windows from UTC grains ------------------------------------------------------------
 
 
 def test_zurich_dst_day_composed_from_utc_hours() -> None:
@@ -34,7 +34,7 @@ def test_zurich_dst_day_composed_from_utc_hours() -> None:
     exactly its own UTC hours, labelled with its local midnight in UTC."""
     p = plan(start="2021-03-27T23:00:00Z", end="2021-03-29T22:00:00Z", resolution="1d",
              tz="Europe/Zurich", agg="mean")  # fmt: skip
-    assert bucket_seconds(p) == 3600
+    assert composed_grain(p) == 3600
     times = hours(utc(2021, 3, 27, 23), 47)
     sums = Points(times, [2.0 * h for h in range(47)], 1)  # two points per hour, mean h
     counts = Points(times, [2] * 47, 1)

@@ -118,13 +118,13 @@ def step_query(bucket: str, series: str, start: datetime, stop: datetime) -> Flu
     )
 
 
-# The fixed Flux functions a bucket query may aggregate with: never text from a request.
-_BUCKET_FN = {"sum": "sum", "count": "count", "min": "min", "max": "max", "first": "first",
+# The fixed Flux functions a grain or tier query may aggregate with: never text from a request.
+_WINDOW_FN = {"sum": "sum", "count": "count", "min": "min", "max": "max", "first": "first",
               "last": "last"}  # fmt: skip
 
 
-def bucket_query(plan: QueryPlan, series: str, seconds: int, fn: str) -> FluxQuery:
-    """Per-bucket aggregates on UTC buckets of ``seconds``, pushed down into the storage engine;
+def grain_query(plan: QueryPlan, series: str, seconds: int, fn: str) -> FluxQuery:
+    """Per-grain aggregates on UTC grains of ``seconds``, pushed down into the storage engine;
     the store composes local windows from them."""
     params: dict[str, object] = {
         "p_bucket": plan.bucket,
@@ -135,7 +135,7 @@ def bucket_query(plan: QueryPlan, series: str, seconds: int, fn: str) -> FluxQue
     }
     text = (
         _SOURCE
-        + f'\n    |> aggregateWindow(every: p_every, fn: {_BUCKET_FN[fn]}, timeSrc: "_start", '
+        + f'\n    |> aggregateWindow(every: p_every, fn: {_WINDOW_FN[fn]}, timeSrc: "_start", '
         + "createEmpty: false)"
         + '\n    |> keep(columns: ["_time", "_value"])'
     )
@@ -178,7 +178,7 @@ def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: in
     }
     text = (
         _TIER_SOURCE
-        + f"\n    |> aggregateWindow(every: p_every, offset: p_offset, fn: {_BUCKET_FN[fn]}, "
+        + f"\n    |> aggregateWindow(every: p_every, offset: p_offset, fn: {_WINDOW_FN[fn]}, "
         + 'timeSrc: "_start", createEmpty: false)'
         + '\n    |> keep(columns: ["_time", "_value"])'
     )

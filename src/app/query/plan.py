@@ -647,21 +647,21 @@ def utc_aligned(plan: QueryPlan) -> bool:
     return local_grain(plan) == plan.window.seconds
 
 
-# Local windows are composed from at most this many UTC buckets per window, and per request.
-MAX_BUCKETS_PER_WINDOW = 96
-MAX_BUCKETS = 1_000_000
+# Local windows are composed from at most this many UTC grains per window, and per request.
+MAX_GRAINS_PER_WINDOW = 96
+MAX_GRAINS = 1_000_000
 
 
-def bucket_seconds(plan: QueryPlan) -> int | None:
-    """The UTC bucket (``local_grain``) that tiles every local window of a plan with ``tz``,
-    when its aggregate composes and the buckets stay few; None when the windows are UTC
+def composed_grain(plan: QueryPlan) -> int | None:
+    """The UTC grain (``local_grain``) that tiles every local window of a plan with ``tz``,
+    when its aggregate composes and the grains stay few; None when the windows are UTC
     windows anyway, or must be made by Flux with a location."""
     if plan.window is None or plan.agg not in COMPOSABLE_AGGS or utc_aligned(plan):
         return None
     grain = local_grain(plan)
-    if grain is None or plan.window.seconds // grain > MAX_BUCKETS_PER_WINDOW:
+    if grain is None or plan.window.seconds // grain > MAX_GRAINS_PER_WINDOW:
         return None
-    if (plan.end - plan.start).total_seconds() / grain > MAX_BUCKETS:
+    if (plan.end - plan.start).total_seconds() / grain > MAX_GRAINS:
         return None
     return grain
 
@@ -673,7 +673,7 @@ def scan_reason(plan: QueryPlan) -> str | None:
         return None
     if plan.agg in SCAN_AGGS:
         return f"{plan.agg.value} reads every stored point"
-    if not utc_aligned(plan) and bucket_seconds(plan) is None:
+    if not utc_aligned(plan) and composed_grain(plan) is None:
         return f"windows in tz={plan.tz} read every stored point (no storage pushdown)"
     return None
 
@@ -819,7 +819,7 @@ def pick_tier(
     grain = tier_grain(plan)
     if grain is None or plan.agg not in TIER_AGGS:
         return None
-    if not utc_aligned(plan) and bucket_seconds_limit(plan, grain):
+    if not utc_aligned(plan) and too_many_grains(plan, grain):
         return None
     usable = []
     for found in sorted(tiers, key=lambda t: t.tier.seconds, reverse=True):
@@ -855,10 +855,10 @@ def tier_range(plan: QueryPlan, tier: Tier) -> tuple[datetime, datetime]:
     return _from_micros(-(-start_us // step) * step), _from_micros(end_us // step * step)
 
 
-def bucket_seconds_limit(plan: QueryPlan, grain: int) -> bool:
-    """Whether composing the plan's local windows from UTC buckets of ``grain`` would take more
-    buckets than the API composes in one request."""
-    return (plan.end - plan.start).total_seconds() / grain > MAX_BUCKETS
+def too_many_grains(plan: QueryPlan, grain: int) -> bool:
+    """Whether composing the plan's local windows from UTC grains of ``grain`` would take more
+    grains than the API composes in one request."""
+    return (plan.end - plan.start).total_seconds() / grain > MAX_GRAINS
 
 
 def with_tier(
