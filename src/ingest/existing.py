@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +35,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-from ingest.writer import RETRYABLE, Target, _message, _retry_after
+from ingest.writer import RETRYABLE, Target, _message, _retry_after, retry_delay
 
 MODES = ("report", "refuse", "unchecked")
 QUERY = (
@@ -461,8 +460,7 @@ class Existing:
                 wait = _retry_after(resp)
             if attempt >= self.retries:
                 raise CheckError(f"{problem} (gave up after {attempt + 1} attempts)")
-            delay = random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))  # noqa: S311
-            delay = max(delay, min(wait, 60.0)) if wait is not None else delay
+            delay = retry_delay(attempt, self.backoff, self.max_backoff, wait)
             if self.on_retry is not None:
                 self.on_retry(problem, delay, attempt + 1)
             time.sleep(delay)

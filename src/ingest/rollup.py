@@ -37,7 +37,7 @@ from gridts.names import is_series_name
 from gridts.tiers import Tier, Windows
 from ingest.lineproto import line_prefix
 from ingest.settings import Settings, load_settings
-from ingest.writer import RETRYABLE, Target, _retry_after
+from ingest.writer import RETRYABLE, Target, _retry_after, retry_delay
 
 TagSet = tuple[tuple[str, str], ...]
 # Columns of a Flux row that are not the series key's tags.
@@ -140,10 +140,7 @@ class Influx:
                 wait = _retry_after(resp)
             if attempt == self.retries:
                 raise RollupError(f"{problem} (gave up after {attempt + 1} attempts)")
-            # Retry-After, when InfluxDB names one, is the least wait (as for the raw writes): a
-            # rate limiter refuses a client that comes back earlier, and the retries run out.
-            delay = min(self.max_backoff, self.backoff * 2**attempt)
-            delay = max(delay, min(wait, 60.0)) if wait is not None else delay
+            delay = retry_delay(attempt, self.backoff, self.max_backoff, wait, jitter=False)
             if self._on_retry is not None:
                 self._on_retry(problem, delay, attempt + 1)
             time.sleep(delay)

@@ -50,6 +50,22 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
+def retry_delay(
+    attempt: int,
+    backoff: float,
+    max_backoff: float,
+    retry_after: float | None,
+    *,
+    jitter: bool = True,
+) -> float:
+    """Seconds to wait before retry ``attempt`` + 1: exponential backoff (with full jitter, or
+    its upper bound), and at least InfluxDB's ``Retry-After`` (capped at 60 s) when it named one:
+    a rate limiter refuses a client that comes back earlier."""
+    bound = min(max_backoff, backoff * 2**attempt)
+    delay = random.uniform(0, bound) if jitter else bound  # noqa: S311
+    return max(delay, min(retry_after, 60.0)) if retry_after is not None else delay
+
+
 def _message(resp: httpx.Response) -> str:
     try:
         data = resp.json()
@@ -146,8 +162,7 @@ class Writer:
             if attempt >= self.retries or self._error:
                 self._fail(f"{problem} (gave up after {attempt + 1} attempts)")
                 return
-            delay = random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))  # noqa: S311
-            delay = max(delay, min(wait, 60.0)) if wait is not None else delay
+            delay = retry_delay(attempt, self.backoff, self.max_backoff, wait)
             if self._on_retry is not None:
                 self._on_retry(problem, delay, attempt + 1)
             time.sleep(delay)
