@@ -656,6 +656,11 @@ def api_snapshot() -> dict[str, object]:
     return snapshot
 
 
+def old_api_pods_gone() -> bool:
+    pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=api")["items"]
+    return not any("deletionTimestamp" in p["metadata"] for p in pods)
+
+
 def summary_of(logs: str) -> dict[str, object]:
     """The JSON summary `python -m ops` prints last."""
     lines = [line for line in logs.splitlines() if line.startswith("{")]
@@ -717,6 +722,10 @@ def test_backup_and_restore_onto_a_new_volume() -> None:
     kubectl("-n", NAMESPACE, "rollout", "restart", f"deployment/{RELEASE}-api")
     kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{RELEASE}-api", "--timeout=5m",
             timeout=400)  # fmt: skip
+    # `rollout status` returns while the old pods serve out their preStop delay, still behind the
+    # Service for a moment and still holding the token the new InfluxDB refuses (401): wait for
+    # them to be gone, as the runbook's `helm test` after the restart does.
+    wait_until("the API's old pods gone", old_api_pods_gone, 180, 2)
     wait_until(
         "the API answering with the restored data",
         lambda: httpx.get(f"{state.api}/v1/series", timeout=10).json()["series"],
