@@ -37,13 +37,13 @@ WORKDIR /src
 # The venv is made from `python3` as PATH finds it in this base image.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --python "$(command -v python3)"
+    /opt/uv/bin/uv sync --frozen --no-dev --extra ops --no-install-project --python "$(command -v python3)"
 
 # Then the project itself, installed as a regular (non-editable) package.
 COPY README.md ./
 COPY src ./src
 RUN --mount=type=cache,target=/root/.cache/uv \
-    /opt/uv/bin/uv sync --frozen --no-dev --no-editable --python "$(command -v python3)"
+    /opt/uv/bin/uv sync --frozen --no-dev --extra ops --no-editable --python "$(command -v python3)"
 
 # ---- runtime: the same Python, the venv, a numeric non-root user; no pip, uv or compilers --------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -18,7 +18,7 @@ $(UV):
 	@.tools/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	@touch $@
 
 deps: $(VENV)/.synced ## Python dependencies into .venv (locked by uv.lock)

@@ -1,4 +1,4 @@
-"""``python -m ingest``: load CSV exports into InfluxDB 2.x, generate test files, submit Jobs.
+"""``python -m ingest``: load CSV exports into InfluxDB 2.x, generate test files, build tiers.
 
 Exit status: 0 done; 1 InfluxDB unreachable or refusing writes (or, with ``--existing refuse``,
 reads); 2 bad input (more rejected rows than ``--max-errors``, an empty, missing or unreadable
@@ -51,7 +51,7 @@ or every point is stored one step late):
   python -m ingest load wide.csv --label end --shard 0/2    # and --shard 1/2 in a second process
 
 shards: --shard K/N loads the value columns j (0-based, time column not counted) with
-j mod N == K, so N processes (an Indexed Job: ingest submit --shards N passes
+j mod N == K, so N processes (an Indexed Job: ops submit --shards N passes
 --shard '$(JOB_INDEX)/N') load one wide file between them, each series in exactly one. Every
 shard reads and checks every row, so rows are accepted, rejected and converted (DST, --label
 end, the inferred --step) exactly as by one load; a rejected row is rejected by every shard and
@@ -184,7 +184,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         description="Load grid time series from CSV exports into InfluxDB 2.x.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{load,generate,submit,rollup,tiers}"
+        dest="command", required=True, metavar="{load,generate,rollup,tiers}"
     )
     load = sub.add_parser(
         "load",
@@ -285,7 +285,6 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     sub.add_parser(
         "generate", help="write files in the operator's frequency dialect", add_help=False
     )
-    sub.add_parser("submit", help="start an ingest Job on Kubernetes and follow it", add_help=False)
     sub.add_parser("rollup", help="(re)build rollup tiers from the raw points", add_help=False)
     sub.add_parser("tiers", help="create the tier buckets, set their retention", add_help=False)
     return parser
@@ -773,9 +772,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return generate.main(argv[1:])
     if argv and argv[0] == "submit":
-        from ingest import submit  # type: ignore[attr-defined,unused-ignore]
-
-        return int(submit.main(argv[1:]))
+        print("ingest: submit moved to the operations package: python -m ops submit, with the "
+              "same arguments", file=sys.stderr)  # fmt: skip
+        return 2
     if argv and argv[0] in ("rollup", "tiers"):
         from ingest import rollup
 

@@ -69,7 +69,7 @@ class Shard:
         if not sep or not k.strip().isdigit() or not n.strip().isdigit():
             hint = (
                 " ($(JOB_INDEX) is replaced by the pod's index only inside an Indexed Job: "
-                "python -m ingest submit --shards N)"
+                "python -m ops submit --shards N)"
                 if "JOB_INDEX" in text or "$" in text
                 else ""
             )

@@ -1,4 +1,4 @@
-"""``python -m ops``: backup, verify, restore and prune InfluxDB backups.
+"""``python -m ops``: backup, verify, restore and prune InfluxDB backups; submit ingest Jobs.
 
 Progress goes to stderr, one line per step; the summary is one JSON object on stdout (also
 when the command fails: ``"ok": false`` with the error and the exit status).
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ops",
         description="Back up, verify, restore and prune InfluxDB 2.x backups of gridts, "
-        "through InfluxDB's own backup and restore API.",
+        "through InfluxDB's own backup and restore API; start ingest Jobs on Kubernetes.",
         epilog=EXAMPLES + "\n" + EXIT_STATUS,
         formatter_class=_Formatter,
     )
@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = command("list", "the finished backups in a directory, oldest first")
     ls.add_argument("dir", type=Path, help="backup directory")
+    # Handled before this parser (main): listed here for the help only.
+    sub.add_parser(
+        "submit", help="start an ingest Job on Kubernetes and follow it (--help)", add_help=False
+    )
     return parser
 
 
@@ -304,6 +308,11 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "submit":  # streams a Job's logs: no JSON summary
+        from ops import submit
+
+        return submit.main(argv[1:])
     args = build_parser().parse_args(argv)
     quiet = getattr(args, "quiet", False)
 

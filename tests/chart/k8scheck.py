@@ -512,20 +512,25 @@ def gridts_image_repository(objects: list[Obj]) -> set[str]:
     return images
 
 
-def chart_modules() -> set[str]:
-    return {p.stem for p in (CHART / "files").glob("*.py")}
+def runnable_module(module: str) -> bool:
+    """`python -m module` runs something of src/: a package with a __main__, or a module with a
+    `__main__` guard."""
+    path = ROOT / "src" / Path(*module.split(".")) if module else ROOT / "src"
+    if (path / "__main__.py").exists():
+        return True
+    file = path.with_suffix(".py")
+    return file.exists() and 'if __name__ == "__main__":' in file.read_text()
 
 
 def entrypoint_problems(objects: list[Obj], dockerfile: Dockerfile | None = None) -> list[str]:
     """Containers of the gridts image use the Dockerfile's ENTRYPOINT (an init, then
-    `python -m`) with a module as args[0]: a package of src/ (with __main__), or a chart module
-    mounted from the scripts ConfigMap and put on PYTHONPATH."""
+    `python -m`) with a module of src/ as args[0] (a package with __main__, or a module with a
+    `__main__` guard)."""
     dockerfile = dockerfile or Dockerfile.parse()
     found = []
     if dockerfile.entrypoint[-2:] != ["python", "-m"]:
         return [f"Dockerfile ENTRYPOINT is {dockerfile.entrypoint}, the checks expect python -m"]
     uid, _ = dockerfile.user
-    config_maps = by_kind(objects, "ConfigMap")
     for pod in pod_templates(objects):
         for container in pod.containers():
             if container["image"] not in gridts_image_repository(objects):
@@ -540,16 +545,6 @@ def entrypoint_problems(objects: list[Obj], dockerfile: Dockerfile | None = None
             )
             if run_as != uid:
                 found.append(f"{where}: runAsUser {run_as} is not the image's USER {uid}")
-            if (ROOT / "src" / module / "__init__.py").exists():
-                continue
-            if module not in chart_modules():
-                found.append(f"{where}: `python -m {module}` is neither in src/ nor in the chart")
-                continue
-            env = {e["name"]: e.get("value") for e in container.get("env") or []}
-            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts") or []}
-            volumes = {v["name"]: v for v in pod.spec.get("volumes") or []}
-            volume = volumes.get(mounts.get(env.get("PYTHONPATH") or "", ""), {})
-            config_map = config_maps.get(volume.get("configMap", {}).get("name", ""), {})
-            if f"{module}.py" not in (config_map.get("data") or {}):
-                found.append(f"{where}: {module}.py is not mounted on PYTHONPATH")
+            if not runnable_module(module):
+                found.append(f"{where}: `python -m {module}` is not a runnable module of src/")
     return found

@@ -92,7 +92,7 @@ def test_restore_is_a_suspended_template_full_with_a_tokens_step() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["backups"]["persistentVolumeClaim"]["readOnly"] is True
     (tokens,) = pod["containers"]
-    assert tokens["args"] == ["influx_tokens"]
+    assert tokens["args"] == ["ops.tokens_job"]
     tokens_job = one(objects, "Job", "-tokens-1")["spec"]["template"]["spec"]["containers"][0]
     assert env(tokens)["TOKEN_SPECS"] == env(tokens_job)["TOKEN_SPECS"], "the same Secrets"
     assert env(tokens)["INFLUX_ONBOARD"]["value"] == "false"

@@ -89,7 +89,7 @@ def test_helm_3_and_4_render_the_same_objects(values_name: str) -> None:
 @pytest.mark.parametrize("values_name", IDS)
 def test_rendered_objects_validate_strictly(values_name: str, kube_version: str) -> None:
     objects = rendered(values_name)
-    assert len(objects) >= 10
+    assert len(objects) >= 9  # the smallest release (external InfluxDB) renders 9
     assert k.schema_errors(objects, kube_version) == []
 
 
@@ -518,8 +518,8 @@ def test_helm_test_pod_checks_readyz_and_a_query() -> None:
     pod = one(rendered("ingress-tls"), "Pod", "-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     (container,) = pod["spec"]["containers"]
-    assert container["args"] == ["gridts_smoke"]
-    source = (CHART / "files" / "gridts_smoke.py").read_text()
+    assert container["args"] == ["ops.smoke"]
+    source = (k.ROOT / "src" / "ops" / "smoke.py").read_text()
     assert '"/readyz"' in source
     assert '"/v1/series"' in source
     env = {e["name"]: e for e in container["env"]}
@@ -553,7 +553,7 @@ def test_notes_give_exact_commands(tmp_path: Path) -> None:
     )
     assert "helm test prod -n gridts" in notes
     assert "https://grid.example.com/v1/series" in notes
-    assert "python -m ingest submit --namespace gridts --release prod" in notes
+    assert "python -m ops submit --namespace gridts --release prod" in notes
 
 
 def values_keys(node: object, prefix: str = "") -> list[str]:
@@ -615,15 +615,6 @@ def test_schema_rejects_unknown_keys_everywhere() -> None:
             walk(child, f"{path}.{key}".lstrip("."))
 
     walk(schema, "")
-
-
-def test_chart_python_modules_pass_ruff_and_mypy() -> None:
-    """make lint covers src/ tests/ bench/ scripts/; the chart's modules are checked here."""
-    venv = k.ROOT / ".venv" / "bin"
-    files = [str(p) for p in sorted((CHART / "files").glob("*.py"))]
-    k.run([str(venv / "ruff"), "check", "--no-cache", *files], cwd=k.ROOT)
-    k.run([str(venv / "ruff"), "format", "--check", "--no-cache", *files], cwd=k.ROOT)
-    k.run([str(venv / "mypy"), "--strict", *files], cwd=k.ROOT)
 
 
 def test_existing_influxdb_claim_replaces_the_claim_template() -> None:

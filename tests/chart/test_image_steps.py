@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.chart import k8scheck as k
-from tests.chart.k8scheck import CHART, ROOT, Dockerfile
+from tests.chart.k8scheck import ROOT, Dockerfile
 
 
 def uv_binary() -> str:
@@ -170,10 +170,10 @@ def test_ingest_cli_runs_as_the_cronjob_runs_it(image_venv: Path) -> None:
 
 
 def test_chart_modules_run_on_the_image_dependencies(image_venv: Path) -> None:
-    for module in ("influx_tokens", "gridts_smoke"):
-        proc = run(image_venv, "-c", f"import {module}", PYTHONPATH=str(CHART / "files"))
+    for module in ("ops.tokens_job", "ops.smoke"):
+        proc = run(image_venv, "-c", f"import {module}")
         assert proc.returncode == 0, proc.stderr
-    proc = run_image(image_venv, "influx_tokens", PYTHONPATH=str(CHART / "files"))
+    proc = run_image(image_venv, "ops.tokens_job")
     assert proc.returncode == 2, "missing configuration is exit 2 (the Job fails without retries)"
 
 
@@ -251,7 +251,6 @@ def test_sigterm_stops_a_chart_job_promptly(image_venv: Path, tmp_path: Path) ->
         pytest.skip("unshare --pid is not permitted here (no CAP_SYS_ADMIN)")
     env = {
         "PATH": image_path(image_venv),
-        "PYTHONPATH": str(CHART / "files"),
         "INFLUX_URL": f"http://127.0.0.1:{free_port()}",
         "INFLUX_ORG": "grid",
         "INFLUX_BUCKET": "grid",
@@ -261,7 +260,7 @@ def test_sigterm_stops_a_chart_job_promptly(image_venv: Path, tmp_path: Path) ->
         "WAIT_SECONDS": "600",
     }
     outer = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--kill-child", *entrypoint("influx_tokens")],
+        ["unshare", "--pid", "--fork", "--kill-child", *entrypoint("ops.tokens_job")],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -280,7 +279,7 @@ def test_sigterm_stops_a_chart_job_promptly(image_venv: Path, tmp_path: Path) ->
         try:
             outer.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{entrypoint('influx_tokens')} as PID 1 ignored SIGTERM")
+            pytest.fail(f"{entrypoint('ops.tokens_job')} as PID 1 ignored SIGTERM")
         assert outer.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), outer.returncode
     finally:
         if outer.poll() is None:

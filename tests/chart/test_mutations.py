@@ -122,8 +122,9 @@ def test_missing_configmap_and_service_account_are_reported(tmp_path: Path) -> N
     chart = broken_chart(
         tmp_path,
         "tokens-job.yaml",
-        'name: {{ include "gridts.componentName" (list . "scripts") }}',
-        "name: hook-scripts",
+        "        - name: tmp\n          emptyDir:",
+        "        - name: scripts\n          configMap:\n            name: hook-scripts\n"
+        "        - name: tmp\n          emptyDir:",
     )
     assert any("ConfigMap 'hook-scripts'" in f for f in all_findings(chart))
     chart = broken_chart(
@@ -173,4 +174,13 @@ def test_command_not_matching_the_image_entrypoint_is_reported(tmp_path: Path) -
     chart = broken_chart(tmp_path, "api-deployment.yaml", "args: [app]", 'command: ["uvicorn"]')
     assert any("overrides the image ENTRYPOINT" in f for f in all_findings(chart))
     chart = broken_chart(tmp_path / "mod", "api-deployment.yaml", "args: [app]", "args: [api]")
-    assert any("`python -m api` is neither in src/" in f for f in all_findings(chart))
+    assert any("`python -m api` is not a runnable module of src/" in f for f in all_findings(chart))
+    # a module of a package: it must exist and run something when run as a script
+    for module in ("ops.token_job", "ops.errors", "ops.tokens_job.main"):
+        chart = broken_chart(
+            tmp_path / module, "tokens-job.yaml", "args: [ops.tokens_job]", f"args: [{module}]"
+        )
+        assert any(
+            f"`python -m {module}` is not a runnable module of src/" in f
+            for f in all_findings(chart)
+        ), module

@@ -1,7 +1,7 @@
 """The platform on a real Kubernetes, as an operator runs it from the README.
 
 One story, in order: images from the Dockerfile; `helm install --wait`; ingest Jobs from the
-CronJob, from `python -m ingest submit` and as an Indexed Job, each checked through the API's
+CronJob, from `python -m ops submit` and as an Indexed Job, each checked through the API's
 Service against the source file (exact count, sum); `helm test`; the InfluxDB pod deleted in the
 middle of an ingest; an API pod deleted and a `helm upgrade` under a steady client (zero failed
 requests); uninstall and reinstall (data kept); a backup, the InfluxDB volume lost and the release
@@ -270,10 +270,10 @@ def test_ingest_job_from_cronjob() -> None:
 
 
 def test_ingest_submit() -> None:
-    """python -m ingest submit: Swissgrid losses file, logs followed, exact"""
+    """python -m ops submit: Swissgrid losses file, logs followed, exact"""
     assert state.files
     losses = state.files["losses"]
-    out = sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE,
+    out = sh([PY, "-m", "ops", "submit", "-n", NAMESPACE, "--release", RELEASE,
               "--name", "ingest-losses", f"{DATA_DIR}/{losses.name}", "--series", losses.series,
               "--", "--label", "end", "--step", "15m"], timeout=900).stdout  # fmt: skip
     assert "ingest-losses" in out
@@ -290,7 +290,7 @@ def test_indexed_job() -> None:
         )
         copy_to_exports(path)
         days.append(src)
-    sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE,
+    sh([PY, "-m", "ops", "submit", "-n", NAMESPACE, "--release", RELEASE,
         "--name", "ingest-days", f"{DATA_DIR}/day-$(JOB_INDEX).csv", "--series", "freq_days",
         "--completions", "3", "--parallelism", "2", "--", "--label", "end"],
        timeout=900)  # fmt: skip
@@ -445,7 +445,7 @@ def test_influxdb_pod_deleted_mid_ingest() -> None:
     claim_before = kjson("-n", NAMESPACE, "get", "pvc", f"data-{RELEASE}-influxdb-0")["spec"][
         "volumeName"
     ]
-    sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE, "--no-wait",
+    sh([PY, "-m", "ops", "submit", "-n", NAMESPACE, "--release", RELEASE, "--no-wait",
         "--name", "ingest-big", f"{DATA_DIR}/big.csv", "--series", big.series,
         "--", "--label", "end"])  # fmt: skip
 
@@ -739,7 +739,7 @@ def test_backup_and_restore_onto_a_new_volume() -> None:
         assert_exact(source)
     # The ingest's new token writes: re-running an ingest of before the backup changes nothing.
     enduse = state.files["enduse"]
-    sh([PY, "-m", "ingest", "submit", "-n", NAMESPACE, "--release", RELEASE,
+    sh([PY, "-m", "ops", "submit", "-n", NAMESPACE, "--release", RELEASE,
         "--name", "ingest-after-restore", f"{DATA_DIR}/{enduse.name}", "--series", enduse.series,
         "--", "--label", "end", "--step", "15m"], timeout=900)  # fmt: skip
     assert_exact(enduse)

@@ -33,10 +33,18 @@ import pytest
 
 from ingest.cli import main as ingest_main
 from ingest.pipeline import ERRORS_COLUMNS
+from ops.submit import main as submit_main
 from tests.ingest.test_load import count, flux, ingest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+
+
+def submit_help() -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert submit_main(["--help"]) == 0
+    return out.getvalue()
 
 
 def help_of(*argv: str) -> str:
@@ -80,9 +88,7 @@ README_LOADS = [  # loads, and the generator whose files they load (not tiers an
     for c in commands(README_INGEST, ".venv/bin/python -m ingest")
     if shlex.split(c)[3] in ("load", "generate")
 ]
-SUBMITS = commands(help_of("submit"), "python -m ingest submit") + commands(
-    README, "python -m ingest submit"
-)
+SUBMITS = commands(submit_help(), "python -m ops submit") + commands(README, "python -m ops submit")
 
 ENDUSE = ("enduse.tsv", "../shared/data/swissgrid-enduse-2019-15min.tsv")
 # the kind of file each documented source is: (series, rows, first stored instant)

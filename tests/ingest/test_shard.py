@@ -285,7 +285,7 @@ def test_invalid_shard_specs_exit_2_with_a_clear_message(
         ("2/2", "want 0 <= K < N"),
         ("0/0", "want 0 <= K < N"),
         ("1", "--shard wants K/N"),
-        ("$(JOB_INDEX)/2", "only inside an Indexed Job: python -m ingest submit --shards N"),
+        ("$(JOB_INDEX)/2", "only inside an Indexed Job: python -m ops submit --shards N"),
     ]:
         done = run(influx_env, "load", path, "--label", "end", "--shard", spec)
         assert done.returncode == 2, spec

@@ -184,7 +184,7 @@ imagePullSecrets:
 {{- end -}}
 
 {{/* Pod labels: the component's labels, then the user's podLabels, which may not replace one
-     of the chart's (selectors, NetworkPolicies and `ingest submit` rely on them).
+     of the chart's (selectors, NetworkPolicies and `ops submit` rely on them).
      Call with (list $ "component" podLabels "where.podLabels"). */}}
 {{- define "gridts.podLabels" -}}
 {{- $root := index . 0 -}}
@@ -257,7 +257,7 @@ annotations:
      its action, the bucket and the tiers. The Job stores it next to the token, and the API and
      ingest pods refer to it (INFLUX_TOKEN_SCOPE), so a pod made for a new scope (tiers changed,
      or an upgrade from a version whose tokens covered the raw bucket only) starts only once the
-     Secret holds a token made for it. `python -m ingest submit --from-args` computes the same.
+     Secret holds a token made for it. `python -m ops submit` copies the CronJob's.
      Call with (list . "read"|"read-write"). */}}
 {{- define "gridts.tokenScopeKey" -}}
 {{- $root := index . 0 -}}
@@ -372,7 +372,7 @@ INGEST_TIERS: tiers.list
 {{- end }}
 {{- end -}}
 
-{{/* The ingest Job spec, shared by the CronJob's jobTemplate (and mirrored by ingest submit). */}}
+{{/* The ingest Job spec: the CronJob's jobTemplate, which `ops submit` copies. */}}
 {{- define "gridts.ingest.jobSpec" -}}
 {{- $v := .Values.ingest -}}
 backoffLimit: {{ $v.backoffLimit }}

@@ -1,4 +1,4 @@
-"""The chart's tokens module (charts/gridts/files/influx_tokens.py) against a real influxd.
+"""The tokens Job's module (ops.tokens_job) against a real influxd.
 
 The Kubernetes half (Secrets) is replaced by a dict-backed store, since there is no cluster;
 the InfluxDB half is real: the read-only token reads and cannot write, the write-only token
@@ -9,39 +9,21 @@ starts), and the InfluxDB readiness probe of the chart is run against it before 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
+from ops import tokens_job as tokens
 from tests.chart import k8scheck as k
-from tests.chart.k8scheck import CHART
 from tests.conftest import InfluxServer, il
-
-
-def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "influx_tokens", CHART / "files" / "influx_tokens.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["influx_tokens"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tokens = load_module()
 
 
 @pytest.fixture

@@ -1,46 +1,37 @@
-"""``python -m ingest submit``: start an ingest Job on Kubernetes and follow its logs.
+"""``python -m ops submit``: start an ingest Job on Kubernetes and follow its logs.
 
-The Job is what ``kubectl create job --from=cronjob/<release>-gridts-ingest`` would make: a copy
-of the Helm release's suspended CronJob template (image, token Secret, volumes, security
-context, failure policy) with the container's arguments replaced by ``ingest load SOURCE...``.
-With ``--from-args`` the Job is built from the arguments alone, mirroring the chart's template,
-for clusters where the CronJob cannot be read.
+The Job is what ``kubectl create job --from=cronjob/<release>-ingest`` makes: a copy of the Helm
+release's ingest CronJob template (image, token Secret, volumes, security context, failure
+policy) with the container's arguments replaced by ``ingest load SOURCE...``. The template is
+the release's CronJob in the cluster, found by its labels, or one given with ``--template`` (e.g.
+``helm template ... -s templates/ingest-cronjob.yaml``): the chart is the one source of the Job,
+nothing here restates it.
 
 Exit status: 0 the Job completed; 1 the cluster was unreachable or the Job failed (the ingest's
-own status 1: InfluxDB unreachable); 2 bad usage, or the ingest exited 2 (bad input).
+own status 1: InfluxDB unreachable); 2 bad usage, no ingest CronJob for the release, or the
+ingest exited 2 (bad input).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
-
-from gridts.tiers import DEFAULT_TIERS
 
 Manifest = dict[str, Any]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-CHART_NAME = "gridts"
 CONTAINER = "ingest"
-IMAGE_USER = 10001  # the Dockerfile's USER
+# The chart's labels of its ingest CronJob (charts/gridts/templates/_helpers.tpl, gridts.labels).
+COMPONENT_LABEL = "app.kubernetes.io/component=ingest"
+RELEASE_LABEL = "app.kubernetes.io/instance"
 INDEX_ENV = "JOB_INDEX"
 INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-
-
-def fullname(release: str) -> str:
-    """The chart's resource-name prefix (charts/gridts/templates/_helpers.tpl, gridts.fullname)."""
-    name = release if CHART_NAME in release else f"{release}-{CHART_NAME}"
-    return name[:63].rstrip("-")
-
-
-def cronjob_name(release: str) -> str:
-    return f"{fullname(release)}-ingest"[:63].rstrip("-")
 
 
 def load_args(
@@ -59,147 +50,36 @@ def default_job_name() -> str:
     return f"ingest-{int(time.time())}"
 
 
-def _labels(release: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": CHART_NAME,
-        "app.kubernetes.io/instance": release,
-        "app.kubernetes.io/component": "ingest",
-        "app.kubernetes.io/part-of": CHART_NAME,
-        "app.kubernetes.io/managed-by": "gridts-ingest-submit",
-    }
-
-
-def token_scope_key(action: str, bucket: str, tiers: str) -> str:
-    """The key of the token Secret that names the token's scope, as the chart derives it
-    (gridts.tokenScopeKey): the chart's tokens Job writes it next to the token."""
-    digest = hashlib.sha256(f"{action} {bucket} {tiers}".encode()).hexdigest()
-    return f"scope-{digest[:16]}"
-
-
-def _job_spec_from_args(release: str, image: str, org: str, bucket: str) -> Manifest:
-    """A Job spec equal in substance to the chart's ingest template with default values.
-
-    Long: one manifest literal mirroring the template key for key (issue 12, item 6 replaces it
-    with the chart's own template)."""
-    prefix = fullname(release)
-    hardened = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "privileged": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container: Manifest = {
-        "name": CONTAINER,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": [],
-        "env": [
-            {"name": "INFLUX_URL", "value": f"http://{prefix}-influxdb:8086"},
-            {"name": "INFLUX_ORG", "value": org},
-            {"name": "INFLUX_BUCKET", "value": bucket},
-            {
-                "name": "INFLUX_TOKEN",
-                "valueFrom": {
-                    "secretKeyRef": {"name": f"{prefix}-ingest-influx-token", "key": "token"}
-                },
-            },
-            {
-                # the pod starts once the Secret holds a token for the raw and tier buckets
-                "name": "INFLUX_TOKEN_SCOPE",
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": f"{prefix}-ingest-influx-token",
-                        "key": token_scope_key("read-write", bucket, DEFAULT_TIERS),
-                    }
-                },
-            },
-            {"name": "INGEST_TIERS", "value": DEFAULT_TIERS},
-        ],
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"memory": "2Gi"},
-        },
-        "securityContext": hardened,
-        # The root filesystem is read-only; /tmp is a pod-private emptyDir.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
-    }
-    return {
-        "backoffLimit": 3,
-        "activeDeadlineSeconds": 3600,
-        "ttlSecondsAfterFinished": 86400,
-        "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [2]},
-                },
-                {
-                    "action": "Ignore",
-                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                },
-            ]
-        },
-        "template": {
-            "metadata": {"labels": _labels(release)},
-            "spec": {
-                "serviceAccountName": f"{prefix}-ingest",
-                "automountServiceAccountToken": False,
-                "restartPolicy": "Never",
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": IMAGE_USER,
-                    "runAsGroup": IMAGE_USER,
-                    "fsGroup": IMAGE_USER,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
-            },
-        },
-    }
-
-
 def build_job(
+    cronjob: Manifest,
     *,
     namespace: str,
-    release: str,
     sources: Sequence[str],
     series: str | None = None,
     extra_args: Sequence[str] = (),
-    cronjob: Manifest | None = None,
     image: str | None = None,
     name: str | None = None,
     completions: int | None = None,
     parallelism: int | None = None,
     shards: int | None = None,
-    org: str = "grid",
-    bucket: str = "grid",
 ) -> Manifest:
-    """The Job manifest (a plain dict, as the API server takes it).
+    """The Job manifest (a plain dict, as the API server takes it): the ``cronjob``'s template
+    (the release's CronJob as a dict), as ``kubectl create job --from`` copies it, running
+    ``ingest load`` on ``sources``.
 
-    From ``cronjob`` (the release's CronJob as a dict) when given, like ``kubectl create job
-    --from``; otherwise from the arguments, which then need ``image``. ``image`` also overrides
-    the template's image. ``completions`` > 1 makes an Indexed Job: ``$(JOB_INDEX)`` in a source
-    is replaced by each pod's index (0..completions-1). ``shards`` N splits each (wide) source
-    by its columns: an Indexed Job of N pods, pod K loading with ``--shard K/N``.
+    ``image`` overrides the template's image. ``completions`` > 1 makes an Indexed Job:
+    ``$(JOB_INDEX)`` in a source is replaced by each pod's index (0..completions-1). ``shards`` N
+    splits each (wide) source by its columns: an Indexed Job of N pods, pod K loading with
+    ``--shard K/N``.
     """
     if shards is not None:
         completions, extra_args = _sharded(shards, completions, sources, extra_args)
-    if cronjob is not None:
-        spec, labels, annotations, owners = _from_cronjob(cronjob)
-    elif image:
-        spec = _job_spec_from_args(release, image, org, bucket)
-        labels, annotations, owners = _labels(release), {}, []
-    else:
-        raise ValueError("without the CronJob template an image is needed")
+    spec, labels, annotations, owners = _from_cronjob(cronjob)
     container = _set_container(spec, load_args(sources, series, extra_args), image)
     _set_completions(spec, container, completions, parallelism, [*sources, *extra_args])
     metadata: Manifest = {"name": name or default_job_name(), "namespace": namespace}
     metadata["labels"] = labels
-    if annotations:
-        metadata["annotations"] = annotations
+    metadata["annotations"] = annotations
     if owners:
         metadata["ownerReferences"] = owners
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
@@ -300,10 +180,65 @@ def _clients(context: str | None) -> tuple[Any, Any]:
     return k8s.client.BatchV1Api(), k8s.client.CoreV1Api()
 
 
-def read_cronjob(batch: Any, namespace: str, name: str) -> Manifest:
-    cronjob = batch.read_namespaced_cron_job(name, namespace)
-    serialized: Manifest = batch.api_client.sanitize_for_serialization(cronjob)
-    return serialized
+class NoTemplate(Exception):
+    """No ingest CronJob to copy, or more than one where one is needed (exit 2)."""
+
+
+def find_cronjob(batch: Any, namespace: str, release: str, name: str | None = None) -> Manifest:
+    """The release's ingest CronJob: ``name`` when given, else the one CronJob in ``namespace``
+    that the chart labelled as the ingest of ``release``."""
+    if name:
+        found = [batch.read_namespaced_cron_job(name, namespace)]
+    else:
+        selector = f"{RELEASE_LABEL}={release},{COMPONENT_LABEL}"
+        found = batch.list_namespaced_cron_job(namespace, label_selector=selector).items
+    cronjobs: list[Manifest] = [batch.api_client.sanitize_for_serialization(c) for c in found]
+    return _the_one(
+        cronjobs,
+        f"release {release!r} in namespace {namespace!r}",
+        "is the release installed there (helm list -A)? Else name it with --cronjob",
+    )
+
+
+def template_from_text(text: str, release: str | None = None) -> Manifest:
+    """The ingest CronJob among YAML or JSON documents (``helm template`` output, or a
+    CronJob saved with ``kubectl get -o yaml``), of ``release`` when given."""
+    import yaml
+
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError as exc:
+        raise NoTemplate(f"the template is not YAML: {exc}") from None
+    cronjobs = [
+        d
+        for d in documents
+        if d.get("kind") == "CronJob"
+        and _label(d, "app.kubernetes.io/component") == "ingest"
+        and (release is None or _label(d, RELEASE_LABEL) == release)
+    ]
+    return _the_one(
+        cronjobs,
+        f"release {release!r} in the template" if release else "the template",
+        "render the chart's templates/ingest-cronjob.yaml (helm template RELEASE CHART -s "
+        "templates/ingest-cronjob.yaml), with --release RELEASE",
+    )
+
+
+def _label(manifest: Manifest, key: str) -> str | None:
+    labels = (manifest.get("metadata") or {}).get("labels") or {}
+    value = labels.get(key)
+    return str(value) if value is not None else None
+
+
+def _the_one(cronjobs: list[Manifest], where: str, hint: str) -> Manifest:
+    if not cronjobs:
+        raise NoTemplate(
+            f"no ingest CronJob of {where} (labels {RELEASE_LABEL}, {COMPONENT_LABEL}): {hint}"
+        )
+    if len(cronjobs) > 1:
+        names = ", ".join(sorted(c["metadata"]["name"] for c in cronjobs))
+        raise NoTemplate(f"more than one ingest CronJob for {where} ({names}): pass --cronjob")
+    return cronjobs[0]
 
 
 def _finished(job: Any) -> str | None:
@@ -374,7 +309,7 @@ def follow(
             if pod.status.phase == "Pending":
                 reason = stuck_reason(pod)
                 if reason:
-                    print(f"ingest submit: pod {pod.metadata.name}: {reason}", file=sys.stderr)
+                    print(f"ops submit: pod {pod.metadata.name}: {reason}", file=sys.stderr)
                     return EXIT_FAILED
                 continue
             followed.add(pod.metadata.name)
@@ -397,7 +332,7 @@ def follow(
         if state == "Failed":
             return EXIT_USAGE if EXIT_USAGE in codes else EXIT_FAILED
         time.sleep(2)
-    print(f"ingest submit: timed out after {timeout:.0f}s; job/{name} goes on", file=sys.stderr)
+    print(f"ops submit: timed out after {timeout:.0f}s; job/{name} goes on", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -420,28 +355,32 @@ def submit(
 EXAMPLES = """\
 examples (the operator's exports label each value with the END of its interval: pass
 -- --label end, or every point is stored one step late):
-  python -m ingest submit https://host/export.csv.gz --series load -- --label end
-  python -m ingest submit /srv/ingest/data/day-0.csv --release prod -n grid -- --label end
-  python -m ingest submit https://host/enduse.tsv --series enduse -- --label end --step 15m
-  python -m ingest submit '/srv/ingest/data/day-$(JOB_INDEX).csv' --completions 7 -- --label end
-  python -m ingest submit /srv/ingest/data/wide.csv --shards 4 -- --label end   # 4 pods, 1 file
-  python -m ingest submit a.csv --dry-run -- --label end     # print the Job, touch no cluster
+  python -m ops submit https://host/export.csv.gz --series load -- --label end
+  python -m ops submit /srv/ingest/data/day-0.csv --release prod -n grid -- --label end
+  python -m ops submit https://host/enduse.tsv --series enduse -- --label end --step 15m
+  python -m ops submit '/srv/ingest/data/day-$(JOB_INDEX).csv' --completions 7 -- --label end
+  python -m ops submit /srv/ingest/data/wide.csv --shards 4 -- --label end   # 4 pods, 1 file
+  python -m ops submit a.csv --dry-run -- --label end    # print the Job, create nothing
+  helm template gridts charts/gridts -s templates/ingest-cronjob.yaml |
+    python -m ops submit a.csv --template - --dry-run -- --label end    # no cluster at all
 
 --shards N: an Indexed Job of N pods that load the same wide file(s) between them, pod K
 the value columns j with j mod N == K (`ingest load --shard '$(JOB_INDEX)/N'`; rejected rows
 are listed in pod 0's log).
 
 Arguments after `--` go to `ingest load` unchanged (`-- --label end --existing refuse`: exit 2,
-nothing written, if a stored value would change). The Job is a copy of the release's CronJob
-template (what `kubectl create job --from=cronjob/<release>-gridts-ingest` makes), so it runs
-with the release's image, token, volumes and limits. A token that may only write loads with a
+nothing written, if a stored value would change). The Job is a copy of the release's ingest
+CronJob (what `kubectl create job --from=cronjob/<release>-ingest` makes; found by the labels
+app.kubernetes.io/instance=<release> and app.kubernetes.io/component=ingest), so it runs with
+the release's image, token, volumes and limits. A token that may only write loads with a
 warning and no count of stored points (`ingest load --help`, --existing).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Long: one declaration per option; nothing else happens here."""
     parser = argparse.ArgumentParser(
-        prog="python -m ingest submit",
+        prog="python -m ops submit",
         description="Start an ingest Job on Kubernetes from the Helm release's CronJob template "
         "and follow its logs.",
         epilog=EXAMPLES,
@@ -456,17 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--series", help="series name, passed to ingest load")
     parser.add_argument("-n", "--namespace", default="gridts", help="namespace (default gridts)")
     parser.add_argument("--release", default="gridts", help="Helm release name (default gridts)")
-    parser.add_argument("--cronjob", help="CronJob to copy (default <release fullname>-ingest)")
+    parser.add_argument(
+        "--cronjob", help="CronJob to copy (default: the release's ingest CronJob, by its labels)"
+    )
+    parser.add_argument(
+        "--template",
+        metavar="FILE",
+        help="take the CronJob from this YAML file (- for stdin: helm template output) instead "
+        "of the cluster",
+    )
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("--name", help="Job name (default ingest-<unix time>)")
-    parser.add_argument("--image", help="override the image (required with --from-args)")
-    parser.add_argument(
-        "--from-args",
-        action="store_true",
-        help="build the Job from arguments instead of reading the CronJob",
-    )
-    parser.add_argument("--org", default="grid", help="with --from-args: INFLUX_ORG")
-    parser.add_argument("--bucket", default="grid", help="with --from-args: INFLUX_BUCKET")
+    parser.add_argument("--image", help="override the template's image")
     parser.add_argument(
         "--completions", type=int, help="Indexed Job with this many pods; see $(JOB_INDEX)"
     )
@@ -481,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the Job as JSON, built from the arguments; touch no cluster",
+        help="print the Job as JSON instead of creating it (with --template: touch no cluster)",
     )
     parser.add_argument("--no-wait", action="store_true", help="create the Job and return")
     parser.add_argument(
@@ -490,48 +430,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _template(args: argparse.Namespace) -> Manifest:
+    """The CronJob to copy: from --template, else from the cluster. NoTemplate, OSError or the
+    client's errors when there is none to be had."""
+    if args.template:
+        text = sys.stdin.read() if args.template == "-" else Path(args.template).read_text()
+        return template_from_text(text, None if args.cronjob else args.release)
+    batch, _ = _clients(args.context)
+    return find_cronjob(batch, args.namespace, args.release, args.cronjob)
+
+
 def main(argv: list[str]) -> int:
     argv = list(argv)
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help exits 0, a usage error 2
         return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
-    if args.from_args and not args.image:
-        parser.print_usage(sys.stderr)
-        print("ingest submit: --from-args needs --image", file=sys.stderr)
+    try:
+        cronjob = _template(args)
+    except (NoTemplate, OSError) as exc:
+        print(f"ops submit: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    cronjob: Manifest | None = None
-    if not args.from_args and not args.dry_run:
-        try:
-            batch, _ = _clients(args.context)
-            name = args.cronjob or cronjob_name(args.release)
-            cronjob = read_cronjob(batch, args.namespace, name)
-        except Exception as exc:
-            print(f"ingest submit: cannot read the CronJob: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+    except Exception as exc:  # the cluster: unreachable, refused, no such CronJob
+        print(f"ops submit: cannot read the CronJob: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         job = build_job(
+            cronjob,
             namespace=args.namespace,
-            release=args.release,
             sources=args.sources,
             series=args.series,
             extra_args=extra,
-            cronjob=cronjob,
-            image=args.image or ("gridts:latest" if args.dry_run and cronjob is None else None),
+            image=args.image,
             name=args.name,
             completions=args.completions,
             parallelism=args.parallelism,
             shards=args.shards,
-            org=args.org,
-            bucket=args.bucket,
         )
     except ValueError as exc:
-        print(f"ingest submit: {exc}", file=sys.stderr)
+        print(f"ops submit: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.dry_run:
         print(json.dumps(job, indent=2))
@@ -539,7 +480,7 @@ def main(argv: list[str]) -> int:
     try:
         return submit(job, context=args.context, wait=not args.no_wait, timeout=args.timeout)
     except Exception as exc:
-        print(f"ingest submit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"ops submit: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -1,4 +1,4 @@
-"""The tokens Job's wait for InfluxDB (charts/gridts/files/influx_tokens.py, `Influx.wait_ready`)
+"""The tokens Job's wait for InfluxDB (ops.tokens_job, `Influx.wait_ready`)
 against real HTTP servers on loopback, no mocks.
 
 On a fresh cluster the Job can start before its connection reaches InfluxDB: a ClusterIP that
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.chart.test_tokens_live import tokens
+from ops import tokens_job as tokens
 from tests.conftest import InfluxServer
 
 Answer = tuple[int, str, bytes]  # status, content type, body
@@ -182,7 +182,7 @@ def test_a_stored_token_is_kept_when_influxdb_cannot_say(influx: InfluxServer, b
     """Checking a stored token uses it; a 503 then says nothing about the token. Replacing it
     anyway would revoke the token the running API pods hold: the run fails instead (exit 1, the
     Job retries) and the Secret keeps its token."""
-    from tests.chart.test_tokens_live import MemorySecrets
+    from tests.ops.test_tokens_job import MemorySecrets
 
     spec = tokens.parse_specs(
         '[{"secret": "api", "key": "token", "action": "read", "purpose": "api"}]'

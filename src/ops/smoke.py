@@ -1,6 +1,6 @@
 """`helm test` check of a gridts release: the API is ready and answers one query.
 
-Run as `python -m gridts_smoke` in the gridts image (mounted from the chart's ConfigMap).
+Run by the chart's `helm test` Pod as `python -m ops.smoke` in the gridts image.
 Environment: API_URL (e.g. http://rel-gridts-api.ns.svc:80), API_TOKEN (optional bearer token).
 Exit code 0 when /readyz is 200 and GET /v1/series returns JSON, 1 otherwise.
 """

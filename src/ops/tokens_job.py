@@ -1,8 +1,8 @@
 """Onboard InfluxDB if needed, then create the least-privilege InfluxDB tokens of a gridts
 release and store them in Secrets.
 
-Run by the chart's tokens Job as `python -m influx_tokens` in the gridts image (the chart mounts
-this file from a ConfigMap and puts it on PYTHONPATH). It
+Run by the chart's tokens Job (and the restore Job's tokens step) as `python -m ops.tokens_job`
+in the gridts image. It
 
 1. waits until InfluxDB answers /health, with a new connection for every attempt, telling "not
    ready" (nothing listening, 503) from "not InfluxDB" (a 404 or another server's answer, e.g. a
@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+
+import gridts.tiers
 
 ACTIONS = {"read": ("read",), "write": ("write",), "read-write": ("read", "write")}
 
@@ -150,13 +152,9 @@ def shard_group_seconds(retention: int) -> int:
 
 def parse_tiers(text: str) -> list[str]:
     """TIERS (`1m,15m,1h`) -> the tiers' canonical texts, finest first, exactly as the API and
-    the ingest name their buckets (gridts.tiers, in the same image; imported only when tiers are
-    configured). A tier that does not divide a day or the next tier is a configuration error."""
-    if not text.strip():
-        return []
-    from gridts.tiers import parse_tiers as parse
-
-    return [tier.text for tier in parse(text)]
+    the ingest name their buckets (gridts.tiers). A tier that does not divide a day or the next
+    tier is a configuration error."""
+    return [tier.text for tier in gridts.tiers.parse_tiers(text)]
 
 
 def parse_tier_retention(text: str, tiers: list[str]) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""`python -m ingest submit`: the Job it would create, validated like the chart's objects."""
+"""`python -m ops submit`: the Job it would create from the release's own CronJob, validated like
+the chart's objects. (Reading the CronJob from a cluster and following the Job: tests/e2e.)"""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import re
 import subprocess
 import sys
 from functools import cache
+from pathlib import Path
 
 import pytest
+import yaml
 
-from ingest import submit
+from ops import submit
 from tests.chart import k8scheck as k
 from tests.chart.k8scheck import CHART, ROOT, External, Obj, one
 
@@ -31,22 +34,45 @@ def assert_valid(objects: list[Obj], job: Obj, external: External | None = None)
     assert k.problems(with_job(objects, job), external) == []
 
 
-@pytest.mark.parametrize("name", ["grid", "gridts", "prod-gridts-eu"])
-def test_cronjob_name_matches_the_chart(name: str) -> None:
-    objects = release(name)
-    assert one(objects, "CronJob", "-ingest")["metadata"]["name"] == submit.cronjob_name(name)
+@pytest.mark.parametrize(
+    ("name", "sets"),
+    [
+        ("grid", []),
+        ("gridts", []),
+        ("prod-gridts-eu", []),
+        ("grid", ["nameOverride=tsdb"]),
+        ("grid", ["fullnameOverride=platform"]),
+    ],
+)
+def test_the_release_cronjob_is_found_by_its_labels(name: str, sets: list[str]) -> None:
+    """Whatever the chart names it (nameOverride, fullnameOverride): nothing here restates the
+    chart's naming."""
+    objects = k.render_chart(sets=sets, release=name)
+    text = yaml.safe_dump_all(objects)
+    expected = one(objects, "CronJob", "-ingest")
+    assert submit.template_from_text(text, name) == expected
+    with pytest.raises(submit.NoTemplate, match="no ingest CronJob of release 'other'"):
+        submit.template_from_text(text, "other")
+
+
+def test_a_template_with_two_releases_needs_one_named() -> None:
+    text = yaml.safe_dump_all([*release("a"), *release("b")])
+    assert submit.template_from_text(text, "b")["metadata"]["name"] == "b-gridts-ingest"
+    with pytest.raises(submit.NoTemplate, match="more than one ingest CronJob"):
+        submit.template_from_text(text)
+    with pytest.raises(submit.NoTemplate, match="not YAML"):
+        submit.template_from_text("kind: [CronJob")
 
 
 def test_job_from_the_cronjob_template() -> None:
     objects = release()
     cronjob = one(objects, "CronJob", "-ingest")
     job = submit.build_job(
+        {**cronjob, "metadata": {**cronjob["metadata"], "uid": "0b7e-uid"}},
         namespace="gridts",
-        release="grid",
         sources=["https://example.com/a.csv", "https://example.com/b.csv"],
         series="load",
         extra_args=["--label", "end", "--step", "15m"],
-        cronjob={**cronjob, "metadata": {**cronjob["metadata"], "uid": "0b7e-uid"}},
         name="ingest-1",
     )
     assert_valid(objects, job)
@@ -68,6 +94,12 @@ def test_job_from_the_cronjob_template() -> None:
     assert container["image"] == template["template"]["spec"]["containers"][0]["image"]
     assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
     assert job["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    # The network policy lets the Job's pods reach InfluxDB.
+    policy = one(objects, "NetworkPolicy", "-influxdb")
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert any(
+        k.selector_matches(p["podSelector"], labels) for p in policy["spec"]["ingress"][0]["from"]
+    )
     # The template itself is left as it was.
     assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "ingest",
@@ -75,36 +107,12 @@ def test_job_from_the_cronjob_template() -> None:
     ]
 
 
-def test_job_from_arguments_mirrors_the_chart() -> None:
-    objects = release()
-    job = submit.build_job(
-        namespace="gridts",
-        release="grid",
-        sources=["https://example.com/a.csv"],
-        image="registry.example.com/gridts:0.1.0",
-        name="ingest-2",
-    )
-    assert_valid(objects, job)
-    pod = job["spec"]["template"]["spec"]
-    cron_pod = one(objects, "CronJob", "-ingest")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["securityContext"] == cron_pod["securityContext"]
-    assert pod["containers"][0]["env"] == cron_pod["containers"][0]["env"]
-    assert pod["containers"][0]["securityContext"] == cron_pod["containers"][0]["securityContext"]
-    # The network policy lets the Job's pods reach InfluxDB.
-    policy = one(objects, "NetworkPolicy", "-influxdb")
-    labels = job["spec"]["template"]["metadata"]["labels"]
-    assert any(
-        k.selector_matches(p["podSelector"], labels) for p in policy["spec"]["ingress"][0]["from"]
-    )
-
-
 def test_indexed_job_and_image_override() -> None:
     objects = release("grid", "production")
     job = submit.build_job(
+        one(objects, "CronJob", "-ingest"),
         namespace="gridts",
-        release="grid",
         sources=["/srv/ingest/data/day-$(JOB_INDEX).csv.gz"],
-        cronjob=one(objects, "CronJob", "-ingest"),
         image="registry.example.com/grid/gridts:0.2.0",
         completions=4,
         parallelism=8,
@@ -135,21 +143,32 @@ def test_indexed_job_and_image_override() -> None:
 
 
 def test_bad_requests_are_refused() -> None:
+    cronjob = one(release(), "CronJob", "-ingest")
     with pytest.raises(ValueError, match="SOURCE"):
-        submit.build_job(namespace="n", release="r", sources=[], image="i")
-    with pytest.raises(ValueError, match="image"):
-        submit.build_job(namespace="n", release="r", sources=["a"])
+        submit.build_job(cronjob, namespace="n", sources=[])
     with pytest.raises(ValueError, match="completions"):
-        submit.build_job(namespace="n", release="r", sources=["a-$(JOB_INDEX)"], image="i")
+        submit.build_job(cronjob, namespace="n", sources=["a-$(JOB_INDEX)"])
 
 
-def test_main_dry_run_prints_a_valid_job(capsys: pytest.CaptureFixture[str]) -> None:
-    code = submit.main(
-        ["a.csv", "--dry-run", "--name", "ingest-4", "--series", "x", "--", "--label", "end"]
-    )
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart's ingest CronJob as `helm template -s templates/ingest-cronjob.yaml` prints it."""
+    helm = [k.tool("helm"), "template", "gridts", str(CHART)]
+    out = k.run([*helm, "-s", "templates/ingest-cronjob.yaml"], cwd=ROOT)
+    path = tmp_path_factory.mktemp("template") / "ingest-cronjob.yaml"
+    path.write_text(out)
+    return path
+
+
+def test_main_dry_run_prints_a_valid_job(
+    template: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["a.csv", "--template", str(template), "--dry-run", "--name", "ingest-4"]
+    code = submit.main([*args, "--series", "x", "--", "--label", "end"])
     assert code == 0
     job = json.loads(capsys.readouterr().out)
     assert k.schema_errors([job], k.KUBE_VERSIONS[-1]) == []
+    assert job["metadata"]["name"] == "ingest-4"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "ingest",
         "load",
@@ -159,26 +178,47 @@ def test_main_dry_run_prints_a_valid_job(capsys: pytest.CaptureFixture[str]) -> 
         "--label",
         "end",
     ]
+    # the rest is the template's, unchanged
+    spec = yaml.safe_load(template.read_text())["spec"]["jobTemplate"]["spec"]
+    for key in ("podFailurePolicy", "backoffLimit", "activeDeadlineSeconds"):
+        assert job["spec"][key] == spec[key]
+    assert job["spec"]["template"]["spec"]["volumes"] == spec["template"]["spec"]["volumes"]
 
 
-def test_main_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_usage_errors_exit_2(template: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert submit.main([]) == 2
-    assert submit.main(["a.csv", "--from-args"]) == 2
     assert submit.main(["--help"]) == 0
     assert "kubectl create job --from" in capsys.readouterr().out
+    for args, says in [
+        (["a.csv", "--template", str(template), "--release", "prod"], "no ingest CronJob"),
+        (["a.csv", "--template", str(template.parent / "missing.yaml")], "No such file"),
+        (
+            ["a.csv", "--template", str(template), "--completions", "0", "--shards", "1"],
+            "2 or more",
+        ),
+    ]:
+        assert submit.main([*args, "--dry-run"]) == 2
+        assert says in capsys.readouterr().err
 
 
-def test_the_ingest_cli_dispatches_submit() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ingest", "submit", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def test_submit_is_a_command_of_ops_and_no_longer_of_ingest() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    proc = run("ops", "submit", "--help")
     assert proc.returncode == 0, proc.stderr
-    assert "python -m ingest submit" in proc.stdout
+    assert "python -m ops submit" in proc.stdout
+    assert "submit" in run("ops", "--help").stdout
+    moved = run("ingest", "submit", "a.csv")
+    assert moved.returncode == 2
+    assert "python -m ops submit" in moved.stderr
 
 
 def test_log_lines_are_whole_even_when_chunks_split_them() -> None:
@@ -214,11 +254,10 @@ def test_a_pod_that_cannot_start_is_reported() -> None:
 def test_shards_make_an_indexed_job_whose_pods_split_one_file() -> None:
     objects = release()
     job = submit.build_job(
+        one(objects, "CronJob", "-ingest"),
         namespace="gridts",
-        release="grid",
         sources=["/srv/ingest/data/w.csv"],
         extra_args=["--label", "end"],
-        cronjob=one(objects, "CronJob", "-ingest"),
         shards=3,
         parallelism=2,
     )
@@ -228,6 +267,7 @@ def test_shards_make_an_indexed_job_whose_pods_split_one_file() -> None:
     (container,) = spec["template"]["spec"]["containers"]
     assert container["args"][-2:] == ["--shard", "$(JOB_INDEX)/3"]
     assert [e["name"] for e in container["env"]].count("JOB_INDEX") == 1
+    cronjob = one(objects, "CronJob", "-ingest")
     for bad, says in [
         ({"shards": 1}, "2 or more"),
         ({"shards": 3, "completions": 4}, "leave out --completions"),
@@ -237,4 +277,4 @@ def test_shards_make_an_indexed_job_whose_pods_split_one_file() -> None:
     ]:
         kwargs = {"sources": ["w.csv"], **bad}
         with pytest.raises(ValueError, match=re.escape(says)):
-            submit.build_job(namespace="n", release="r", image="i", **kwargs)  # type: ignore[arg-type]
+            submit.build_job(cronjob, namespace="n", **kwargs)  # type: ignore[arg-type]
