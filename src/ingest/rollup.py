@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from gridts import tiers as stats
-from gridts.durations import parse_duration
+from gridts.durations import parse_influx_duration
 from gridts.names import is_series_name
 from gridts.tiers import Tier, Windows
 from ingest.lineproto import line_prefix
@@ -569,12 +569,13 @@ def _instant(text: str) -> int:
 
 
 def _retention(text: str) -> dict[str, int]:
-    """`1m=90d,15m=730d,1h=0`: seconds per tier (0: kept forever)."""
+    """`1m=90d,15m=730d,1h=0`: seconds per tier (0: kept forever), in InfluxDB's duration
+    grammar like every retention."""
     out: dict[str, int] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         tier, _, keep = part.partition("=")
         try:
-            out[tier.strip()] = 0 if keep.strip() == "0" else parse_duration(keep)
+            out[tier.strip()] = 0 if keep.strip() == "0" else parse_influx_duration(keep)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{part!r}: {exc}") from exc
     return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from gridts.durations import parse_influx_duration
 from ops.backup import run_backup
 from ops.errors import EXIT_OK, EXIT_USAGE, CorruptBackup, OpsError, UsageError
 from ops.influx import Influx
@@ -56,15 +56,12 @@ examples:
   python -m ops prune --dir /backups --keep 7 --max-age 30d --dry-run
 """
 
-DURATION = re.compile(r"(\d+)([smhdw])")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def duration(text: str) -> timedelta:
-    parts = DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30d, 12h or 2w")
-    return timedelta(seconds=sum(int(n) * UNITS[u] for n, u in parts))
+    try:
+        return timedelta(seconds=parse_influx_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive(text: str) -> int:

@@ -50,7 +50,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +59,7 @@ from typing import Any, Protocol
 import httpx
 
 import gridts.tiers
+from gridts.durations import parse_influx_duration
 
 ACTIONS = {"read": ("read",), "write": ("write",), "read-write": ("read", "write")}
 
@@ -115,29 +115,15 @@ class ConfigError(Exception):
     """A setting that cannot work; retrying does not help (exit 2)."""
 
 
-DURATION_PART = re.compile(r"(\d+)(ns|us|µs|ms|s|m|h|d|w)")
-UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1,
-    "m": 60,
-    "h": 3600,
-    "d": 86400,
-    "w": 604800,
-}
-
-
 def retention_seconds(text: str) -> int:
     """An InfluxDB duration ("52w", "30d", "1h30m"; empty or 0 for forever) in seconds."""
     text = text.strip()
     if text in ("", "0"):
         return 0
-    parts = DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"retention {text!r} is not a duration such as 52w, 30d or 1h30m")
-    seconds = int(sum(int(n) * UNIT_SECONDS[u] for n, u in parts))
+    try:
+        seconds = parse_influx_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"retention {exc}") from None
     if 0 < seconds < 3600:
         raise ValueError(f"retention {text!r} is shorter than InfluxDB's minimum of 1h")
     return seconds

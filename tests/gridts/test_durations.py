@@ -1,10 +1,16 @@
-"""The one duration grammar (gridts.durations), as the ingest, the tiers and the API use it."""
+"""The duration grammars (gridts.durations): ours, as the ingest, the tiers and the API use it,
+and InfluxDB's, for every retention and the age of backups."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from gridts.durations import format_duration, parse_duration
+from gridts.durations import format_duration, parse_duration, parse_influx_duration
+from ingest.rollup import _retention as rollup_retention
+from ops import tokens_job
+from ops.cli import duration as ops_duration
 
 
 @pytest.mark.parametrize(
@@ -45,3 +51,48 @@ def test_format_round_trips(seconds: int) -> None:
     assert format_duration(604800) == "7d"
     assert format_duration(604800, units="smhdw") == "1w"
     assert format_duration(5400) == "90m"
+
+
+# ---- InfluxDB's grammar: how long data and backups are kept ----------------------------------
+
+INFLUX_CASES = [
+    ("52w", 52 * 604800),
+    ("30d", 30 * 86400),
+    ("1h30m", 5400),
+    ("90m", 5400),
+    ("1w2d", 9 * 86400),
+    ("3600s", 3600),
+    ("7200000ms", 7200),
+    (" 2h ", 7200),
+]
+INFLUX_REFUSED = ["", "h", "1.5h", "-1h", "1 h", "1H", "1y", "1h-30m", "30dd", "P30D"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), INFLUX_CASES)
+def test_influx_durations(text: str, seconds: int) -> None:
+    assert parse_influx_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", INFLUX_REFUSED)
+def test_influx_durations_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration such as 52w, 30d or 1h30m"):
+        parse_influx_duration(text)
+
+
+@pytest.mark.parametrize(("text", "seconds"), INFLUX_CASES)
+def test_every_retention_and_age_reads_the_same_grammar(text: str, seconds: int) -> None:
+    """The chart's retentions (the tokens Job), `ingest tiers --retention` and `ops backup
+    --max-age` take the same texts and mean the same seconds."""
+    assert tokens_job.retention_seconds(text) == seconds
+    assert rollup_retention(f"1m={text}") == {"1m": seconds}
+    assert ops_duration(text.strip()).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", INFLUX_REFUSED[1:])  # "" is "forever" for a retention
+def test_every_retention_and_age_refuses_the_same_texts(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        tokens_job.retention_seconds(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        rollup_retention(f"1m={text}")
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        ops_duration(text)
