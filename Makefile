@@ -32,7 +32,7 @@ tools: ## helm, kustomize, chromium: what the chart and page tests need (cached 
 
 setup: deps influxd tools ## everything the tests and the local run need
 
-lint: deps ## ruff (lint and format) and mypy --strict on src/
+lint: deps ## ruff (lint and format) and mypy --strict on src/ and tests/
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -42,6 +43,13 @@ class Series:
     unit: str | None
     values: pd.Series  # float, indexed by UTC timestamps
     tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        """The UTC timestamps of `values` (the stubs only know a Series' index as an Index)."""
+        index = self.values.index
+        assert isinstance(index, pd.DatetimeIndex)
+        return index
 
 
 def _frequency() -> Series:
@@ -77,7 +85,7 @@ def _enduse() -> Series:
         "2021-05-01T00:00:00Z", "2021-05-03T00:00:00Z", freq="15min", inclusive="left"
     )
     s = pd.Series(np.round(rng.uniform(1.5e6, 2.1e6, len(index)), 1), index=index)
-    return Series("enduse", "kWh", s[s.index.hour != 12])  # one empty hour a day
+    return Series("enduse", "kWh", s[index.hour != 12])  # one empty hour a day
 
 
 def _tagged() -> Series:
@@ -114,7 +122,7 @@ _WEEKDAYS = ["Mo.", "Di.", "Mi.", "Do.", "Fr.", "Sa.", "So."]
 
 
 def _local_ends(series: Series, step: str) -> pd.DatetimeIndex:
-    return (series.values.index + pd.Timedelta(step)).tz_convert("Europe/Zurich")
+    return (series.index + pd.Timedelta(step)).tz_convert("Europe/Zurich")
 
 
 def operator_file(series: Series, path: Path, step: str) -> Path:
@@ -155,7 +163,7 @@ def line_protocol(series: Series) -> str:
     if series.unit is not None:
         tags["unit"] = series.unit
     key = series.name + "".join(f",{k}={v}" for k, v in sorted(tags.items()))
-    seconds = series.values.index.as_unit("s").asi8.tolist()
+    seconds = series.index.as_unit("s").asi8.tolist()
     return "\n".join(
         f"{key} value={v!r} {t}" for t, v in zip(seconds, series.values.tolist(), strict=True)
     )
@@ -190,17 +198,17 @@ DAY = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z"}
 DATA = "/v1/series/f_soll_aktiv/data"
 
 
-async def error_of(r: httpx.Response, status: int, kind: str) -> dict:  # type: ignore[type-arg]
+async def error_of(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/json"
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert body["error"] == kind
     assert "Traceback" not in r.text
-    return body  # type: ignore[no-any-return]
+    return body
 
 
-def make_settings(influx: InfluxServer, bucket: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+def make_settings(influx: InfluxServer, bucket: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
         "influx_url": influx.url,
         "influx_org": influx.org,
         "influx_bucket": bucket,
@@ -209,7 +217,7 @@ def make_settings(influx: InfluxServer, bucket: str, **overrides: object) -> Set
         "api_query_timeout_seconds": 20,
         **overrides,
     }
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 class AppClient:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,10 +87,10 @@ def _answer(
 def raw(values: pd.Series, start: str, end: str) -> list[tuple[str, float]]:
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     rows = values[(values.index >= t0) & (values.index < t1)]
-    return [(label(ts), float(v)) for ts, v in rows.items()]
+    return [(label(ts), float(v)) for ts, v in zip(rows.index, rows, strict=True)]
 
 
-def same(got: list[dict[str, Any]], want: list[tuple[str, float | None]]) -> None:
+def same(got: list[dict[str, Any]], want: Sequence[tuple[str, float | None]]) -> None:
     """Equal labels, and values equal to float rounding (sums may add in another order)."""
     got_times, want_times = [p["time"] for p in got], [t for t, _ in want]
     assert got_times == want_times, (
@@ -117,7 +117,7 @@ def local_clock_starts(t0: pd.Timestamp, t1: pd.Timestamp, step: int, tz: str) -
     before = np.concatenate([[since[0] - 60], since[:-1]])
     # a multiple of the step strictly between the previous minute's wall time and this one's
     jumped = (since - before > 60) & ((since - 1) // step > before // step)
-    starts = grid[(since % step == 0) | jumped]
+    starts: pd.DatetimeIndex = grid[(since % step == 0) | jumped]
     first = starts[starts <= t0][-1]
     return starts[(starts > t0) | (starts == first)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -21,12 +22,12 @@ END = "2021-05-02T03:52:30Z"
 AGGS = list(expected.AGGS)
 
 
-async def get_points(api: httpx.AsyncClient, name: str, **params: str) -> dict:  # type: ignore[type-arg]
+async def get_points(api: httpx.AsyncClient, name: str, **params: str) -> dict[str, Any]:
     r = await api.get(f"/v1/series/{name}/data", params=params)
     assert r.status_code == 200, r.text
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert body["series"] == name
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 @pytest.mark.parametrize("resolution", ["1m", "15m", "1h", "1d"])
@@ -74,7 +75,7 @@ async def test_raw_is_half_open(api: httpx.AsyncClient, dataset: dict[str, Serie
     start, end = "2021-05-02T00:00:00Z", "2021-05-02T00:05:00Z"
     body = await get_points(api, "f_soll_aktiv", start=start, end=end, resolution="raw")
     want = expected.raw(dataset["f_soll_aktiv"].values, start, end)
-    expected.same(body["points"], want)  # type: ignore[arg-type]
+    expected.same(body["points"], want)
     assert body["points"][-1]["time"] < end
     assert body["agg"] is None
 

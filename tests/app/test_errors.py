@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -364,7 +365,7 @@ async def test_unknown_parameters_are_422_naming_them(
     assert "unknown parameter" in body["message"]
 
 
-def _declared(app_schema: dict, url: str) -> list[str]:  # type: ignore[type-arg]
+def _declared(app_schema: dict[str, Any], url: str) -> list[str]:
     template = "/v1/series/{name}/data" if url == DATA else url
     template = "/v1/series/{name}" if url == "/v1/series/f_soll_aktiv" else template
     operation = app_schema["paths"][template]["get"]

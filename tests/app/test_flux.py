@@ -112,7 +112,10 @@ def test_catalog_query() -> None:
     assert 'yield(name: "first")' in q.text
     assert 'yield(name: "last")' in q.text
     assert q.params["p_bucket"] == "grid"
-    assert q.params["p_start"] < q.params["p_stop"]  # type: ignore[operator]
+    start, stop = q.params["p_start"], q.params["p_stop"]
+    assert isinstance(start, datetime)
+    assert isinstance(stop, datetime)
+    assert start < stop
 
 
 _IDENTIFIER = re.compile(r"\bp_[a-z]+\b")

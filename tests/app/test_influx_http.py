@@ -17,8 +17,12 @@ from app.query.plan import DataParams, build_plan
 
 
 def client_body(text: str, params: dict[str, object]) -> object:
-    dialect = Dialect(header=True, delimiter=",", annotations=[], date_time_format="RFC3339")
-    query = Query(query=text, dialect=dialect, extern=_BaseQueryApi._build_flux_ast(params))
+    dialect = Dialect(  # type: ignore[no-untyped-call]
+        header=True, delimiter=",", annotations=[], date_time_format="RFC3339"
+    )
+    query = Query(  # type: ignore[no-untyped-call]
+        query=text, dialect=dialect, extern=_BaseQueryApi._build_flux_ast(params)
+    )
     with InfluxDBClient(url="http://unused", token="t") as client:
         return client.api_client.sanitize_for_serialization(query)
 

@@ -16,6 +16,7 @@ from app.query.plan import (
     DataParams,
     Fill,
     Format,
+    QueryPlan,
     Window,
     build_plan,
     format_time,
@@ -32,13 +33,15 @@ from app.query.plan import (
 CAP = 100_000
 
 
-def plan(series: list[str] | None = None, **kw: str):  # type: ignore[no-untyped-def]
+def plan(series: list[str] | None = None, /, **kw: str | None) -> QueryPlan:
     params = DataParams(**{"start": "2021-05-02T00:00:00Z", "end": "2021-05-03T00:00:00Z", **kw})
     return build_plan(series or ["f"], params, bucket="b", max_points_cap=CAP)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 # --- times -----------------------------------------------------------------------------------
@@ -421,7 +424,7 @@ def test_tz_applies_to_every_window() -> None:
 )
 def test_invalid_parameters(kw: dict[str, str | None], param: str, message: str) -> None:
     with pytest.raises(InvalidParameter) as info:
-        plan(**kw)  # type: ignore[arg-type]
+        plan(**kw)
     assert info.value.param == param
     assert info.value.message.startswith(message)
     assert info.value.status == 422

@@ -56,7 +56,9 @@ def test_parse_flux_csv_empty_and_nan() -> None:
     assert len(parse_flux_csv("")) == 0
     assert len(parse_flux_csv("\r\n")) == 0
     p = parse_flux_csv(",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,NaN\n")
-    assert math.isnan(p.values[0])  # type: ignore[arg-type]
+    first = p.values[0]
+    assert first is not None
+    assert math.isnan(first)
 
 
 def test_parse_flux_csv_error_table() -> None:

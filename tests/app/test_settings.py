@@ -42,8 +42,8 @@ def test_settings_from_mounted_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path
         (secrets_dir / key).write_text(value + "\n")
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(mounted, "SECRETS_DIR", secrets_dir)
-    loaded = module.Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    loaded = module.Settings(_secrets_dir=secrets_dir)
     assert loaded.influx_token.get_secret_value() == "from-a-file"
     assert loaded.bearer_tokens() == ("s1", "s2")
     monkeypatch.setenv("API_TOKENS", "from-env")
-    assert module.Settings(_secrets_dir=secrets_dir).bearer_tokens() == ("from-env",)  # type: ignore[call-arg]
+    assert module.Settings(_secrets_dir=secrets_dir).bearer_tokens() == ("from-env",)

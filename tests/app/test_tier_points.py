@@ -53,8 +53,11 @@ def test_parse_tier_rows() -> None:
 def test_combine_keys_of_tag_sets() -> None:
     two = Points([H0, H1, H0], [1.0, 5.0, 3.0], 1)  # labels go back: two tag sets
     assert combine_keys(two, "sum") == Points([H0, H1], [4.0, 5.0], 1)
-    assert combine_keys(two, "min").values == [1.0, 5.0]
-    assert combine_keys(two, "max").values == [3.0, 5.0]
+    low, high = combine_keys(two, "min"), combine_keys(two, "max")
+    assert low is not None
+    assert low.values == [1.0, 5.0]
+    assert high is not None
+    assert high.values == [3.0, 5.0]
     assert combine_keys(two, "first") is None  # which came first is not in the rows
     one = Points([H0, H1], [1.0, 2.0], 1)
     assert combine_keys(one, "first") is one

@@ -281,17 +281,17 @@ def selector_problems(objects: list[Obj]) -> list[str]:
                     elif backend["port"].get("name") not in port_names | {None}:
                         found.append(f"{what}: backend port {backend['port']} not on the Service")
         if kind == "ServiceMonitor":
-            selected = [
+            monitored = [
                 s
                 for s in services.values()
                 if matches(spec["selector"]["matchLabels"], s["metadata"].get("labels") or {})
             ]
-            if not selected:
+            if not monitored:
                 found.append(f"{what}: selects no Service")
             for endpoint in spec.get("endpoints", []):
                 if not any(
                     endpoint["port"] in {p.get("name") for p in s["spec"]["ports"]}
-                    for s in selected
+                    for s in monitored
                 ):
                     found.append(
                         f"{what}: endpoint port {endpoint['port']!r} on no selected Service"

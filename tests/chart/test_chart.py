@@ -222,13 +222,13 @@ def test_token_split_read_for_api_read_write_for_ingest() -> None:
     # The ingest reads too: raw counts and edge windows for the tiers, stored points on reload.
     assert set(specs) == {"read", "read-write"}
 
-    def token_secret(pod: dict[str, object]) -> str:
-        (c,) = pod["containers"]  # type: ignore[misc]
+    def token_secret(pod: Obj) -> str:
+        (c,) = pod["containers"]
         (ref,) = [e for e in c["env"] if e["name"] == "INFLUX_TOKEN"]
         return str(ref["valueFrom"]["secretKeyRef"]["name"])
 
-    def scope_ref(pod: dict[str, object]) -> tuple[str, str]:
-        (c,) = pod["containers"]  # type: ignore[misc]
+    def scope_ref(pod: Obj) -> tuple[str, str]:
+        (c,) = pod["containers"]
         (ref,) = [e for e in c["env"] if e["name"] == "INFLUX_TOKEN_SCOPE"]
         key = ref["valueFrom"]["secretKeyRef"]
         return str(key["name"]), str(key["key"])
@@ -606,12 +606,12 @@ def test_schema_rejects_unknown_keys_everywhere() -> None:
         "limits",
     }
 
-    def walk(node: dict[str, object], path: str) -> None:
+    def walk(node: Obj, path: str) -> None:
         if node.get("type") == "object" and path.rsplit(".", 1)[-1] not in free_form:
             assert node.get("additionalProperties") is False, (
                 f"{path or '<root>'} allows unknown keys"
             )
-        for key, child in (node.get("properties") or {}).items():  # type: ignore[attr-defined]
+        for key, child in (node.get("properties") or {}).items():
             walk(child, f"{path}.{key}".lstrip("."))
 
     walk(schema, "")

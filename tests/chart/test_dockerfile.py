@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_chart_containers_use_the_entrypoint_and_the_image_user() -> None:
         sets=["ingest.sources={https://example.com/a.csv}", "api.auth.enabled=true"]
     )
     assert k.entrypoint_problems(objects) == []
-    args = {
+    args: dict[str, Any] = {
         c["name"]: c.get("args")
         for p in k.pod_templates(objects)
         for c in p.containers()

@@ -135,9 +135,11 @@ def pydantic_bounds(field: str) -> dict[str, float]:
     bounds = {}
     for item in Settings.model_fields[field].metadata:
         if isinstance(item, Gt):
-            bounds["exclusiveMinimum"] = float(item.gt)  # type: ignore[arg-type]
+            assert isinstance(item.gt, int | float), item
+            bounds["exclusiveMinimum"] = float(item.gt)
         if isinstance(item, Ge):
-            bounds["minimum"] = float(item.ge)  # type: ignore[arg-type]
+            assert isinstance(item.ge, int | float), item
+            bounds["minimum"] = float(item.ge)
     return bounds
 
 
@@ -146,9 +148,10 @@ def test_api_settings_schema_has_the_apis_own_types_and_bounds() -> None:
     `helm install`."""
     props = SCHEMA["properties"]["api"]["properties"]["settings"]["properties"]
     assert set(props) == set(SETTINGS)
+    json_types: dict[object, str] = {int: "integer", float: "number"}
     for key, (_, field) in SETTINGS.items():
         annotation = Settings.model_fields[field].annotation
-        assert props[key]["type"] == {int: "integer", float: "number"}[annotation], key  # type: ignore[index]
+        assert props[key]["type"] == json_types[annotation], key
         schema_bounds = {
             b: float(props[key][b]) for b in ("minimum", "exclusiveMinimum") if b in props[key]
         }

@@ -19,7 +19,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -516,7 +518,7 @@ def test_api_pod_deleted_under_steady_client() -> None:
 
 
 def token_of(secret: str) -> str:
-    data = kjson("-n", NAMESPACE, "get", "secret", secret)["data"]
+    data: dict[str, str] = kjson("-n", NAMESPACE, "get", "secret", secret)["data"]
     return next(iter(data.values()))
 
 
@@ -630,12 +632,12 @@ BACKUP_SETS = ["--set", "backup.enabled=true", "--set", "backup.suspend=true",
 SNAPSHOT_RANGE = {"start": "2018-12-31T00:00:00Z", "end": "2021-09-01T00:00:00Z"}
 
 
-def api_snapshot() -> dict[str, object]:
+def api_snapshot() -> dict[str, Any]:
     """Everything the API serves, summed up: the catalog, and every series' daily count and
     sum over the whole story's range, and one hour of the 1 s series at full resolution."""
     catalog = httpx.get(f"{state.api}/v1/series", timeout=30)
     assert catalog.status_code == 200, catalog.text
-    snapshot: dict[str, object] = {"catalog": catalog.json()}
+    snapshot: dict[str, Any] = {"catalog": catalog.json()}
     for series in sorted(s["name"] for s in catalog.json()["series"]):
         for agg in ("count", "sum"):
             resp = httpx.get(
@@ -661,7 +663,7 @@ def old_api_pods_gone() -> bool:
     return not any("deletionTimestamp" in p["metadata"] for p in pods)
 
 
-def summary_of(logs: str) -> dict[str, object]:
+def summary_of(logs: str) -> dict[str, Any]:
     """The JSON summary `python -m ops` prints last."""
     lines = [line for line in logs.splitlines() if line.startswith("{")]
     assert lines, f"no summary in the logs:\n{logs[-3000:]}"
@@ -675,7 +677,7 @@ def test_backup_and_restore_onto_a_new_volume() -> None:
          "--wait", "--timeout", "10m")  # fmt: skip
     wait_until("the setup Job", setup_job_done, 300, 2)
     before = api_snapshot()
-    assert len(before["catalog"]["series"]) >= 4, before["catalog"]  # type: ignore[index]
+    assert len(before["catalog"]["series"]) >= 4, before["catalog"]
 
     # The backup, as the schedule would run it.
     kubectl("-n", NAMESPACE, "create", "job", "--from", f"cronjob/{RELEASE}-backup", "backup-e2e")
@@ -683,7 +685,7 @@ def test_backup_and_restore_onto_a_new_volume() -> None:
     backup = summary_of(kubectl("-n", NAMESPACE, "logs", "job/backup-e2e"))
     assert backup["ok"] is True, backup
     assert backup["scope"] == {"kind": "full"}
-    assert backup["counts"]["shards"] > 10, backup  # type: ignore[index]
+    assert backup["counts"]["shards"] > 10, backup
 
     # The volume is lost: StatefulSet and claim deleted, then the release reinstalled.
     claim = f"data-{RELEASE}-influxdb-0"
@@ -712,7 +714,7 @@ def test_backup_and_restore_onto_a_new_volume() -> None:
     restore = summary_of(kubectl("-n", NAMESPACE, "logs", "job/restore-e2e", "-c", "restore"))
     assert restore["ok"] is True, restore
     assert restore["mode"] == "full"
-    assert restore["shards"] == backup["counts"]["shards"]  # type: ignore[index]
+    assert restore["shards"] == backup["counts"]["shards"]
     assert restore["operatorTokenChanged"] is False  # the admin Secret was kept
     tokens_log = kubectl("-n", NAMESPACE, "logs", "job/restore-e2e", "-c", "tokens")
     # the API's new token reads the raw bucket and its tiers, and nothing writes with it
@@ -763,7 +765,7 @@ def test_kustomize_dev_overlay_twice() -> None:
         kubectl("apply", "-k", str(overlay), timeout=300)
         wait_until(
             f"the dev overlay ({tag}) rolled out",
-            lambda tag=tag: dev_rolled_out(tag),  # type: ignore[misc]
+            partial(dev_rolled_out, tag),
             600,
             3,
         )

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,12 +113,18 @@ def enduse_file(path: Path) -> None:
     path.write_text("Zeitstempel\tkWh\n" + "\n".join(rows) + "\n")
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    """No request lines in the test output."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A directory behind a local HTTP server: the examples' ``https://host/`` files."""
     root = tmp_path_factory.mktemp("served")
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    handler = partial(_QuietHandler, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

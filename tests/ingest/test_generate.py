@@ -204,8 +204,9 @@ def test_time_correction_days_are_whole_local_days(tmp_path: Path) -> None:
 
 def test_measured_values_follow_the_target_with_small_noise(tmp_path: Path) -> None:
     target, measured = tmp_path / "t.csv", tmp_path / "m.csv"
-    for path, kind in ((target, "target"), (measured, "measured")):
-        generate.write_frequency_file(path, "2021-05-01", "2021-05-08", "1m", kind=kind)  # type: ignore[arg-type]
+    kinds: list[tuple[Path, generate.Kind]] = [(target, "target"), (measured, "measured")]
+    for path, kind in kinds:
+        generate.write_frequency_file(path, "2021-05-01", "2021-05-08", "1m", kind=kind)
     diffs = []
     for (lt, vt), (lm, vm) in zip(rows(target), rows(measured), strict=True):
         assert lt == lm

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -85,12 +86,12 @@ def count(env: dict[str, str], series: str) -> int:
     ],
 )
 def test_real_swissgrid_file_lands_each_row_at_its_own_15_minute_instant(
-    influx_env: dict[str, str], path: Path, series: str, kwargs: dict[str, object]
+    influx_env: dict[str, str], path: Path, series: str, kwargs: dict[str, Any]
 ) -> None:
     proc = ingest("load", path, "--series", series, "--label", "end", "--step", "15m",
                   "--quiet", env=influx_env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    source = pd.read_csv(path, header=None, **kwargs)  # type: ignore[call-overload]
+    source = pd.read_csv(path, header=None, **kwargs)
     got = points(influx_env, series)
     # Both files are gap-free from 01.01.2019 00:15 local (interval end): the n-th row's
     # interval starts exactly n quarter hours after 2018-12-31 23:00 UTC, DST or not.

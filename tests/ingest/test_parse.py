@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from ingest.dialect import DialectError, sniff
 from ingest.lineproto import encode, line_prefix
-from ingest.parse import parse_chunk
+from ingest.parse import ParsedChunk, parse_chunk
 from ingest.timelayout import WEEKDAYS_DE
 from tests.conftest import SHARED_DATA
 
@@ -25,7 +26,7 @@ def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> int:
     return int(datetime(y, mo, d, h, mi, s, tzinfo=UTC).timestamp())
 
 
-def values(chunk, col: int = 0) -> list[str]:  # type: ignore[no-untyped-def]
+def values(chunk: ParsedChunk, col: int = 0) -> list[str]:
     return [
         bytes(chunk.text[s : s + n]).decode()
         for s, n in zip(chunk.value_start[:, col], chunk.value_len[:, col], strict=True)
@@ -186,7 +187,7 @@ decimals = st.decimals(min_value=-100000, max_value=100000, places=3, allow_nan=
 
 @settings(max_examples=FUZZ, deadline=None)
 @given(st.lists(st.tuples(local_times, decimals), min_size=1, max_size=50))
-def test_valid_operator_rows_round_trip(rows: list) -> None:  # type: ignore[type-arg]
+def test_valid_operator_rows_round_trip(rows: list[tuple[datetime, Decimal]]) -> None:
     d = sniff(OPERATOR_HEAD)
     body = "".join(
         f"{WEEKDAYS_DE[t.weekday()]}. {t:%d.%m.%y %H:%M:%S};{str(v).replace('.', ',')}\r\n"

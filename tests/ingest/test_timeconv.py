@@ -25,7 +25,9 @@ def utc(text: str) -> int:
     return wall(text)
 
 
-def convert(labels: list[str], label: str = "end", step: int | None = Q) -> tuple[list[int], dict]:
+def convert(
+    labels: list[str], label: str = "end", step: int | None = Q
+) -> tuple[list[int], dict[int, str]]:
     conv = TimeConverter("Europe/Zurich", label, step)
     seconds = np.array([wall(x) for x in labels], dtype=np.int64)
     out = conv.convert(seconds, np.arange(1, len(labels) + 1, dtype=np.int64))

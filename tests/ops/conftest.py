@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -66,7 +67,7 @@ def file_totals(path: Path) -> tuple[int, float]:
 @dataclass(frozen=True)
 class Ops:
     code: int
-    summary: dict[str, object]
+    summary: dict[str, Any]
     stderr: str
 
 
@@ -93,7 +94,9 @@ Stats = dict[tuple[str, str], tuple[int, float, str, float, str, float]]
 
 def stats(server: InfluxServer, token: str | None = None) -> Stats:
     """Per bucket and series: count, sum, first time and value, last time and value."""
-    found: dict[str, dict[tuple[str, str], list[object]]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    sums: dict[tuple[str, str], float] = {}
+    edges: dict[str, dict[tuple[str, str], tuple[str, float]]] = {"first": {}, "last": {}}
     with InfluxDBClient(
         url=server.url, token=token or server.token, org=server.org, timeout=120_000
     ) as client:
@@ -112,18 +115,17 @@ def stats(server: InfluxServer, token: str | None = None) -> Stats:
                     for record in table.records:
                         key = (bucket, str(record.get_measurement()))
                         value = record.get_value()
-                        found.setdefault(fn, {})[key] = (
-                            [int(value)]
-                            if fn == "count"
-                            else [float(value)]
-                            if fn == "sum"
-                            else [record.get_time().isoformat(), float(value)]
-                        )
-    counts = found.get("count", {})
+                        if fn == "count":
+                            counts[key] = int(value)
+                        elif fn == "sum":
+                            sums[key] = float(value)
+                        else:
+                            edges[fn][key] = (record.get_time().isoformat(), float(value))
+    first, last = edges["first"], edges["last"]
     return {
-        key: tuple(v for fn in ("count", "sum", "first", "last") for v in found[fn][key])  # type: ignore[misc]
-        for key in counts
-        if all(key in found.get(fn, {}) for fn in ("sum", "first", "last"))
+        key: (count, sums[key], *first[key], *last[key])
+        for key, count in counts.items()
+        if key in sums and key in first and key in last
     }
 
 

@@ -77,7 +77,7 @@ def test_prune_cli_summary(tmp_path: Path, backups: dict[str, list[str]]) -> Non
     done = ops(None, "prune", "--dir", str(tmp_path), "--keep", "1", "--dry-run")
     assert done.code == 0
     assert done.summary["dryRun"] is True
-    assert len(done.summary["deleted"]) == 6  # type: ignore[arg-type]
+    assert len(done.summary["deleted"]) == 6
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,7 @@ def test_verify_passes_a_sound_backup(source: Source) -> None:
     for path in (source.backups, source.backup):
         done = ops(None, "verify", str(path))
         assert done.code == 0, done.stderr
-        (result,) = done.summary["backups"]  # type: ignore[misc]
+        (result,) = done.summary["backups"]
         assert result["ok"] is True
         assert "sound" in done.stderr
 
@@ -188,7 +188,7 @@ async def test_full_restore_onto_a_wiped_data_directory(source: Source) -> None:
     assert done.code == 0, done.stderr
     assert done.summary["mode"] == "full"
     assert done.summary["operatorTokenChanged"] is False
-    assert done.summary["shards"] == source.summary["counts"]["shards"]  # type: ignore[index]
+    assert done.summary["shards"] == source.summary["counts"]["shards"]
     assert stats(server) == source.stats
     # The read-only token made before the backup works again, and the API answers the same.
     assert await api_answers(server, source.api_token) == answers_before
