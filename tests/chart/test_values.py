@@ -205,13 +205,11 @@ def test_extra_env_follows_the_charts_own(tmp_path: Path) -> None:
     assert any("proxy-auth" in p for p in k.problems(objects))
 
 
-def test_ingest_submit_keeps_the_extra_env_of_the_template(tmp_path: Path) -> None:
-    from ingest import submit
+def test_ops_submit_keeps_the_extra_env_of_the_template(tmp_path: Path) -> None:
+    from ops import submit
 
     cronjob = one(render(tmp_path, {"ingest": {"extraEnv": EXTRA[:1]}}), "CronJob", "-ingest")
-    job = submit.build_job(
-        namespace="gridts", release="grid", sources=["https://example.com/a.csv"], cronjob=cronjob
-    )
+    job = submit.build_job(cronjob, namespace="gridts", sources=["https://example.com/a.csv"])
     (c,) = job["spec"]["template"]["spec"]["containers"]
     assert c["env"][-1] == EXTRA[0]
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -268,13 +269,14 @@ def test_shards_make_an_indexed_job_whose_pods_split_one_file() -> None:
     assert container["args"][-2:] == ["--shard", "$(JOB_INDEX)/3"]
     assert [e["name"] for e in container["env"]].count("JOB_INDEX") == 1
     cronjob = one(objects, "CronJob", "-ingest")
-    for bad, says in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"shards": 1}, "2 or more"),
         ({"shards": 3, "completions": 4}, "leave out --completions"),
         ({"shards": 2, "sources": ["d-$(JOB_INDEX).csv"]}, "use one or the other"),
         ({"shards": 2, "extra_args": ["--shard", "0/2"]}, "passes --shard"),
         ({"extra_args": ["--shard", "$(JOB_INDEX)/2"]}, "needs --completions > 1"),
-    ]:
-        kwargs = {"sources": ["w.csv"], **bad}
+    ]
+    for bad, says in cases:
+        kwargs: dict[str, Any] = {"sources": ["w.csv"], **bad}
         with pytest.raises(ValueError, match=re.escape(says)):
-            submit.build_job(cronjob, namespace="n", **kwargs)  # type: ignore[arg-type]
+            submit.build_job(cronjob, namespace="n", **kwargs)

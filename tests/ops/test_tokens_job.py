@@ -14,16 +14,17 @@ import secrets
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import influxdb_local as il
 from ops import tokens_job as tokens
 from tests.chart import k8scheck as k
-from tests.conftest import InfluxServer, il
+from tests.conftest import InfluxServer
 
 
 @pytest.fixture
@@ -50,6 +51,10 @@ class MemorySecrets:
             self.data.get((name, key)), self.authorizations.get(name) or None, keys
         )
 
+    def as_factory(self) -> Callable[[str], tokens.SecretStore]:
+        """What `tokens.run` takes: the store of a namespace (this one for any)."""
+        return lambda _namespace: self
+
     def write(
         self,
         name: str,
@@ -57,7 +62,7 @@ class MemorySecrets:
         token: str,
         labels: dict[str, str],
         authorization_id: str,
-        extra: dict[str, str],
+        extra: Mapping[str, str],
     ) -> None:
         assert labels["app.kubernetes.io/part-of"] == "gridts"
         for old in [item for item in self.data if item[0] == name]:
@@ -331,7 +336,7 @@ def test_two_installs_on_one_influxdb_keep_each_others_tokens(
             "WAIT_SECONDS": "20",
         }
         store = MemorySecrets()
-        assert tokens.run(tokens.Config.from_env(env), lambda _, s=store: s) == 0
+        assert tokens.run(tokens.Config.from_env(env), store.as_factory()) == 0
         installs[namespace] = (tokens.Config.from_env(env), store)
     a_config, a_secrets = installs["team-a"]
     b_config, b_secrets = installs["team-b"]
