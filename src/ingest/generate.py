@@ -431,7 +431,9 @@ def write_frequency_file(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The generate command's flags (long: one declaration per flag, in --help order)."""
+    """The generate command's flags.
+
+    Long: one declaration per flag, in --help order."""
     p = argparse.ArgumentParser(
         prog="python -m ingest generate",
         description=(
