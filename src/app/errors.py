@@ -28,6 +28,8 @@ class ApiError(Exception):
 
     status: ClassVar[int] = 500
     kind: ClassVar[str] = "error"
+    # Seconds after which a retry may succeed, sent as Retry-After; None: no such header.
+    retry_after_seconds: ClassVar[int | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -37,7 +39,9 @@ class ApiError(Exception):
         return {"error": self.kind, "message": self.message}
 
     def headers(self) -> dict[str, str]:
-        return {}
+        if self.retry_after_seconds is None:
+            return {}
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class InvalidParameter(ApiError):
@@ -151,19 +155,13 @@ class Busy(ApiError):
 
     status = 429
     kind = "busy"
-    retry_after_seconds: ClassVar[int] = 5
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_seconds)}
+    retry_after_seconds = 5
 
 
 class InfluxUnavailable(UpstreamError):
     status = 503
     kind = "influx_unavailable"
-    retry_after_seconds: ClassVar[int] = 5
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_seconds)}
+    retry_after_seconds = 5
 
 
 class QueryTimeout(UpstreamError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +50,34 @@ def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:
     if numbers is not None and _LABELS.fullmatch("".join(points.times)):
         body["points"] = orjson.Fragment(_points_text(plan, points.times, numbers))
         return orjson.dumps(body)
-    pairs = zip(points.times, points.values)  # noqa: B905 - same length by construction
-    if plan.window is None:
-        body["points"] = [{"time": t, "value": v} for t, v in pairs]
-    else:
-        clipped = plan.clipped()
-        body["points"] = [{"time": t, "value": v, "partial": t in clipped} for t, v in pairs]
+    body["points"] = list(_point_dicts("value", points.times, points.values, _clipped(plan)))
     return orjson.dumps(body)
+
+
+def _clipped(plan: QueryPlan) -> frozenset[str] | None:
+    """The labels of the cut windows; None for raw points, which have no `partial`."""
+    return None if plan.window is None else plan.clipped()
+
+
+def _point_dicts(
+    key: str, times: Sequence[str], values: Sequence[object], clipped: frozenset[str] | None
+) -> Iterator[dict[str, object]]:
+    """`{"time", key, "partial"}` per label (`partial` only when ``clipped`` is not None)."""
+    pairs = zip(times, values)  # noqa: B905 - same length by construction
+    if clipped is None:
+        return ({"time": t, key: v} for t, v in pairs)
+    return ({"time": t, key: v, "partial": t in clipped} for t, v in pairs)
+
+
+def _ndjson(
+    plan: QueryPlan, key: str, times: Sequence[str], values: Sequence[object]
+) -> Iterator[bytes]:
+    """One JSON object a line, in chunks of CHUNK_ROWS lines."""
+    dumps, clipped = orjson.dumps, _clipped(plan)
+    for lo in range(0, len(times), CHUNK_ROWS):
+        hi = lo + CHUNK_ROWS
+        dicts = _point_dicts(key, times[lo:hi], values[lo:hi], clipped)
+        yield b"".join(dumps(d) + b"\n" for d in dicts)
 
 
 def _points_text(plan: QueryPlan, times: list[str], numbers: list[str]) -> str:
@@ -78,17 +99,7 @@ def _points_text(plan: QueryPlan, times: list[str], numbers: list[str]) -> str:
 
 
 def series_ndjson(plan: QueryPlan, points: Points) -> Iterator[bytes]:
-    dumps = orjson.dumps
-    times, values = points.times, points.values
-    windowed, clipped = plan.window is not None, plan.clipped()
-    for lo in range(0, len(times), CHUNK_ROWS):
-        rows = zip(times[lo : lo + CHUNK_ROWS], values[lo : lo + CHUNK_ROWS])  # noqa: B905
-        if windowed:
-            yield b"".join(
-                dumps({"time": t, "value": v, "partial": t in clipped}) + b"\n" for t, v in rows
-            )
-        else:
-            yield b"".join(dumps({"time": t, "value": v}) + b"\n" for t, v in rows)
+    yield from _ndjson(plan, "value", points.times, points.values)
 
 
 def series_csv(plan: QueryPlan, points: Points) -> Iterator[bytes]:
@@ -112,26 +123,12 @@ def table_json(
         "series": [{"name": m.name, "unit": m.unit} for m in metas],
         **header(plan),
     }
-    pairs = zip(axis, rows)  # noqa: B905
-    if plan.window is None:
-        body["points"] = [{"time": t, "values": r} for t, r in pairs]
-    else:
-        clipped = plan.clipped()
-        body["points"] = [{"time": t, "values": r, "partial": t in clipped} for t, r in pairs]
+    body["points"] = list(_point_dicts("values", axis, rows, _clipped(plan)))
     return orjson.dumps(body)
 
 
 def table_ndjson(plan: QueryPlan, axis: list[str], rows: list[list[Value]]) -> Iterator[bytes]:
-    dumps = orjson.dumps
-    windowed, clipped = plan.window is not None, plan.clipped()
-    for lo in range(0, len(axis), CHUNK_ROWS):
-        pairs = zip(axis[lo : lo + CHUNK_ROWS], rows[lo : lo + CHUNK_ROWS])  # noqa: B905
-        if windowed:
-            yield b"".join(
-                dumps({"time": t, "values": r, "partial": t in clipped}) + b"\n" for t, r in pairs
-            )
-        else:
-            yield b"".join(dumps({"time": t, "values": r}) + b"\n" for t, r in pairs)
+    yield from _ndjson(plan, "values", axis, rows)
 
 
 def table_csv(

@@ -12,6 +12,7 @@ import itertools
 import math
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -103,14 +104,35 @@ class Points:
         )
 
 
+def _refuse_errors(text: str) -> None:
+    """InfluxRejected when Flux's CSV reports an error (an `error` column) instead of rows."""
+    if text.startswith(("error,", ",error,")) or "\nerror," in text:
+        raise InfluxRejected("InfluxDB reported an error while running the query")
+
+
+def _columns(names: list[str], wanted: tuple[str, ...], message: str) -> list[int]:
+    """The index of each of ``wanted`` in a CSV header; InfluxRejected(``message``) when one
+    is missing."""
+    try:
+        return [names.index(name) for name in wanted]
+    except ValueError:
+        raise InfluxRejected(message) from None
+
+
+def _numbers(texts: list[str], convert: Callable[[str], float]) -> list[Value]:
+    """CSV cells as numbers; an empty cell (null) as None."""
+    if "" in texts:
+        return [convert(v) if v else None for v in texts]
+    return list(map(convert, texts))
+
+
 def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
     """Rows of Flux's annotation-free CSV with `_time` and `_value` columns.
 
     Written as whole-list comprehensions, block by block (a block is a header and its rows):
     this runs once per point of every response, so it is the API's hottest loop.
     """
-    if text.startswith(("error,", ",error,")) or "\nerror," in text:
-        raise InfluxRejected("InfluxDB reported an error while running the query")
+    _refuse_errors(text)
     single = _single_block(text, integer)
     if single is not None:
         return single
@@ -128,22 +150,13 @@ def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
     tables: set[str] = set()
     for n, at in enumerate(headers):
         names = lines[at].split(",")
-        try:
-            i_time, i_value, i_table = (
-                names.index("_time"),
-                names.index("_value"),
-                names.index("table"),
-            )
-        except ValueError:
-            raise InfluxRejected("unexpected result columns from InfluxDB") from None
+        i_time, i_value, i_table = _columns(
+            names, ("_time", "_value", "table"), "unexpected result columns from InfluxDB"
+        )
         stop = headers[n + 1] if n + 1 < len(headers) else len(lines)
         rows = [line.split(",") for line in lines[at + 1 : stop] if line]
         out.times.extend([r[i_time] for r in rows])
-        raw = [r[i_value] for r in rows]
-        if "" in raw:
-            out.values.extend([convert(v) if v else None for v in raw])
-        else:
-            out.values.extend(map(convert, raw))
+        out.values.extend(_numbers([r[i_value] for r in rows], convert))
         if rows:  # the table ids at the block's ends; labels out of order reveal the rest
             tables.update((rows[0][i_table], rows[-1][i_table]))
     out.tables = len(tables)
@@ -171,11 +184,7 @@ def _single_block(text: str, integer: bool) -> Points | None:
     times, tables = flat[i_time::width], len(set(flat[i_table::width]))
     if _NUMBERS.fullmatch(",".join(raw)):  # no null, NaN or infinity: parsed when read
         return Points.of_texts(times, raw, tables, integer=integer)
-    convert = int if integer else float
-    values: list[Value] = (
-        [convert(v) if v else None for v in raw] if "" in raw else list(map(convert, raw))
-    )
-    return Points(times, values, tables)
+    return Points(times, _numbers(raw, int if integer else float), tables)
 
 
 # Below this size the comprehensions win; above it pandas' C reader is several times faster.
@@ -378,24 +387,16 @@ class TierRows:
 def parse_tier_rows(text: str) -> TierRows:
     """Flux's annotation-free CSV of pivoted tier rows (`_time`, `count`, `sum`, `m2`),
     block by block."""
-    if text.startswith(("error,", ",error,")) or "\nerror," in text:
-        raise InfluxRejected("InfluxDB reported an error while running the query")
+    _refuse_errors(text)
     out = TierRows()
-    index: tuple[int, int, int, int] | None = None
+    index: list[int] | None = None
     for line in text.splitlines():
         if not line:
             continue
         cells = line.split(",")
         if line.startswith(",result,"):
-            try:
-                index = (
-                    cells.index("_time"),
-                    cells.index("count"),
-                    cells.index("sum"),
-                    cells.index("m2"),
-                )
-            except ValueError:
-                raise InfluxRejected("unexpected tier columns from InfluxDB") from None
+            wanted = ("_time", "count", "sum", "m2")
+            index = _columns(cells, wanted, "unexpected tier columns from InfluxDB")
             continue
         if index is None:
             raise InfluxRejected("unexpected result from InfluxDB")
@@ -469,8 +470,7 @@ def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) 
 def parse_sum_count(text: str) -> tuple[Points, Points]:
     """Flux's annotation-free CSV of windows' `sum` and `count` rows (`_time`, `_field`,
     `_value`; several tag sets possibly interleaved): the sums and the counts as two columns."""
-    if text.startswith(("error,", ",error,")) or "\nerror," in text:
-        raise InfluxRejected("InfluxDB reported an error while running the query")
+    _refuse_errors(text)
     sums, counts = Points(), Points()
     tables: set[str] = set()
     for n, block in enumerate(text.split("\n,result,")):
@@ -479,15 +479,10 @@ def parse_sum_count(text: str) -> tuple[Points, Points]:
         body = body.strip()
         if not body:
             continue
-        try:
-            i_time, i_field, i_value, i_table = (
-                names.index("_time"),
-                names.index("_field"),
-                names.index("_value"),
-                names.index("table"),
-            )
-        except ValueError:
-            raise InfluxRejected("unexpected columns from InfluxDB") from None
+        wanted = ("_time", "_field", "_value", "table")
+        i_time, i_field, i_value, i_table = _columns(
+            names, wanted, "unexpected columns from InfluxDB"
+        )
         width = len(names)
         flat = body.replace("\r\n", ",").replace("\n", ",").split(",")
         if len(flat) % width:
@@ -507,9 +502,6 @@ def parse_sum_count(text: str) -> tuple[Points, Points]:
             if f not in ("sum", "count"):
                 continue
             target.times.extend(t)
-            if "" in v:
-                target.values.extend([convert(x) if x else None for x in v])
-            else:
-                target.values.extend(map(convert, v))
+            target.values.extend(_numbers(v, convert))
     sums.tables = counts.tables = len(tables)
     return sums, counts

@@ -13,46 +13,32 @@ from starlette.responses import Response
 
 from app.errors import ApiError, InvalidParameter
 
+
+def error_doc(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document of an error response with one example body."""
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
 # OpenAPI documents of the errors, shared by the routes.
-ERROR_404 = {
-    "description": "no such series",
-    "content": {
-        "application/json": {
-            "example": {"error": "unknown_series", "message": "unknown series: 'nope'"}
-        }
+ERROR_404 = error_doc(
+    "no such series", {"error": "unknown_series", "message": "unknown series: 'nope'"}
+)
+ERROR_401 = error_doc(
+    "API tokens are configured and the request has none or a wrong one",
+    {"error": "unauthorized", "message": "invalid bearer token"},
+)
+ERROR_422_QUERY = error_doc(
+    "a query parameter the route does not take (these routes take none)",
+    {
+        "error": "invalid_parameter",
+        "param": "limit",
+        "message": "limit: unknown parameter 'limit'; this route takes no parameters",
     },
-}
-ERROR_401 = {
-    "description": "API tokens are configured and the request has none or a wrong one",
-    "content": {
-        "application/json": {
-            "example": {"error": "unauthorized", "message": "invalid bearer token"}
-        }
-    },
-}
-ERROR_422_QUERY = {
-    "description": "a query parameter the route does not take (these routes take none)",
-    "content": {
-        "application/json": {
-            "example": {
-                "error": "invalid_parameter",
-                "param": "limit",
-                "message": "limit: unknown parameter 'limit'; this route takes no parameters",
-            }
-        }
-    },
-}
-ERROR_503 = {
-    "description": "InfluxDB is unreachable; retry after `Retry-After` seconds",
-    "content": {
-        "application/json": {
-            "example": {
-                "error": "influx_unavailable",
-                "message": "InfluxDB is not reachable; retry later",
-            }
-        }
-    },
-}
+)
+ERROR_503 = error_doc(
+    "InfluxDB is unreachable; retry after `Retry-After` seconds",
+    {"error": "influx_unavailable", "message": "InfluxDB is not reachable; retry later"},
+)
 ERROR_422 = {
     "description": "a parameter is invalid, or the result would exceed the point cap",
     "content": {
@@ -80,27 +66,19 @@ ERROR_422 = {
         }
     },
 }
-ERROR_504 = {
-    "description": "the query ran longer than API_QUERY_TIMEOUT_SECONDS",
-    "content": {
-        "application/json": {
-            "example": {"error": "query_timeout", "message": "the query took longer than 30s"}
-        }
+ERROR_504 = error_doc(
+    "the query ran longer than API_QUERY_TIMEOUT_SECONDS",
+    {"error": "query_timeout", "message": "the query took longer than 30s"},
+)
+ERROR_429 = error_doc(
+    "expensive queries (median, stddev, tz windows) are all taking their slots; retry after "
+    "`Retry-After` seconds",
+    {
+        "error": "busy",
+        "message": "too many expensive queries (median, stddev or tz windows) running; retry "
+        "shortly, or use a pushed-down aggregate",
     },
-}
-ERROR_429 = {
-    "description": "expensive queries (median, stddev, tz windows) are all taking their "
-    "slots; retry after `Retry-After` seconds",
-    "content": {
-        "application/json": {
-            "example": {
-                "error": "busy",
-                "message": "too many expensive queries (median, stddev or tz windows) "
-                "running; retry shortly, or use a pushed-down aggregate",
-            }
-        }
-    },
-}
+)
 
 
 def error_response(exc: ApiError) -> Response:

@@ -48,14 +48,14 @@ from numpy.typing import NDArray
 
 from gridts.durations import parse_duration
 from gridts.names import check_series_name
+from ingest.timeconv import DEFAULT_ZONE
+from ingest.timelayout import WEEKDAYS_DE
 
 Kind = Literal["target", "measured"]
 Label = Literal["end", "start"]
 
-DEFAULT_TZ = "Europe/Zurich"
 DEFAULT_SERIES = {"target": "f_soll_aktiv", "measured": "f_ist"}
 UNIT = "Hz"
-WEEKDAYS = ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So")  # Monday first, as date.weekday()
 MIN_STEP_S = 1
 MAX_STEP_S = 15 * 60
 # Share of local days with time correction, half of them slow (49,99), half fast (50,01).
@@ -101,7 +101,7 @@ def _zone(tz: str | tzinfo) -> tzinfo:
         raise ValueError(f"unknown time zone {tz!r}") from exc
 
 
-def parse_instant(value: str | date | datetime, tz: str | tzinfo = DEFAULT_TZ) -> int:
+def parse_instant(value: str | date | datetime, tz: str | tzinfo = DEFAULT_ZONE) -> int:
     """UTC epoch seconds of a bound: a local date (midnight), a local or an offset ISO instant.
 
     A local wall time that does not exist (spring gap) or exists twice (autumn) is refused: give
@@ -275,7 +275,7 @@ def _day_table(first_day: int, last_day: int) -> NDArray[np.uint8]:
     parts = []
     for day in range(first_day, last_day + 1):
         d = date.fromordinal(epoch + day)
-        parts.append(f"{WEEKDAYS[d.weekday()]}. {d.day:02d}.{d.month:02d}.{d.year % 100:02d} ")
+        parts.append(f"{WEEKDAYS_DE[d.weekday()]}. {d.day:02d}.{d.month:02d}.{d.year % 100:02d} ")
     text = "".join(parts).encode()
     return np.frombuffer(text, dtype=np.uint8).reshape(-1, 13)
 
@@ -313,7 +313,7 @@ def iter_rows(
     kind: Kind = "target",
     seed: int = 0,
     crlf: bool = False,
-    tz: str | tzinfo = DEFAULT_TZ,
+    tz: str | tzinfo = DEFAULT_ZONE,
     label: Label = "end",
     chunk_rows: int | None = None,
     series_offset: int = 0,
@@ -382,7 +382,7 @@ def write_frequency_file(
     seed: int = 0,
     crlf: bool = False,
     gzip: bool | None = None,
-    tz: str | tzinfo = DEFAULT_TZ,
+    tz: str | tzinfo = DEFAULT_ZONE,
     label: Label = "end",
     series_offset: int = 0,
     chunk_rows: int | None = None,
@@ -431,7 +431,9 @@ def write_frequency_file(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The generate command's flags (long: one declaration per flag, in --help order)."""
+    """The generate command's flags.
+
+    Long: one declaration per flag, in --help order."""
     p = argparse.ArgumentParser(
         prog="python -m ingest generate",
         description=(
@@ -484,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="several series: one file with a value column per series, instead of one file each",
     )
-    p.add_argument("--tz", default=DEFAULT_TZ, help=f"local time zone ({DEFAULT_TZ})")
+    p.add_argument("--tz", default=DEFAULT_ZONE, help=f"local time zone ({DEFAULT_ZONE})")
     p.add_argument(
         "--label",
         choices=("end", "start"),

@@ -27,7 +27,7 @@ from ingest.lineproto import encode, line_prefix
 from ingest.parse import ParsedChunk, Reject, parse_chunk, split_long
 from ingest.rollup import Collector
 from ingest.sources import Source
-from ingest.timeconv import TimeConverter
+from ingest.timeconv import DEFAULT_ZONE, TimeConverter
 
 BOM = b"\xef\xbb\xbf"
 # the --errors-file header: file, line number, why it was rejected, the row's text (cut at 200)
@@ -99,7 +99,7 @@ class Shard:
 class Options:
     series: str | None = None
     fmt: str = "auto"
-    tz: str = "Europe/Zurich"
+    tz: str = DEFAULT_ZONE
     label: str = "instant"
     step: int | None = None
     batch_size: int = 5000

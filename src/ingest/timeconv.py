@@ -29,6 +29,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 LABELS = ("instant", "start", "end")
+# The zone of the operator's wall-clock labels: the default of the ingest's --tz and of the
+# generator's; defined here only.
+DEFAULT_ZONE = "Europe/Zurich"
 
 
 @dataclass(frozen=True)

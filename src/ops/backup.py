@@ -17,11 +17,12 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ops.errors import UsageError
-from ops.influx import Influx, shard_ids
+from ops.influx import Influx, Metadata, shard_ids
 from ops.manifest import (
     PARTIAL,
     FileEntry,
@@ -106,81 +107,115 @@ def run_backup(
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     version = influx.version()
     started = now()
-    scope = {"kind": "full"} if bucket is None else {"kind": "bucket", "bucket": bucket}
-    name = f"{stamp(started)}-" + ("full" if bucket is None else f"bucket-{safe(bucket)}")
     root.mkdir(parents=True, exist_ok=True)
-    suffix = 1
-    while (root / name).exists() or (root / f"{PARTIAL}{name}").exists():
-        suffix += 1
-        name = f"{stamp(started)}-{suffix}-" + name.split("-", 1)[1]
+    name = free_name(root, started, bucket)
     partial = root / f"{PARTIAL}{name}"
     (partial / "shards").mkdir(parents=True)
     try:
         say(f"backup {name}: metadata of {influx.url} (InfluxDB {version})")
         meta = influx.metadata()
         chosen = select(meta.buckets, bucket, org)
-        if bucket is not None:
-            scope["org"] = str(chosen[0].get("organizationName"))
-        files: list[FileEntry] = []
-        if bucket is None:
-            # Only full backups keep the metadata stores: they hold every token in clear text.
-            files.append(write_file(partial, "kv.bolt.gz", "kv", meta.kv, compress=True))
-            if meta.sql is not None:
-                files.append(write_file(partial, "sql.sqlite.gz", "sql", meta.sql, compress=True))
-        files.append(
-            write_file(
-                partial,
-                "buckets.json",
-                "buckets",
-                json.dumps(chosen, indent=1).encode(),
-                compress=False,
-            )
-        )
-        wanted = [(b, shard_id) for b in chosen for shard_id in shard_ids(b)]
-        summary, skipped = [], []
-        done_bytes = 0
-        for b in chosen:
-            summary.append(
-                {
-                    "org": b.get("organizationName"),
-                    "orgID": b.get("organizationID"),
-                    "bucket": b.get("bucketName"),
-                    "bucketID": b.get("bucketID"),
-                    "shards": shard_ids(b),
-                }
-            )
-        for i, (b, shard_id) in enumerate(wanted, 1):
-            entry = backup_shard(influx, partial, shard_id, str(b.get("bucketID")))
-            if entry is None:
-                skipped.append(shard_id)
-                say(f"backup {name}: shard {shard_id} is gone (retention or deletion), skipped")
-                continue
-            files.append(entry)
-            done_bytes += entry.bytes
-            say(
-                f"backup {name}: shard {i}/{len(wanted)} id {shard_id} of "
-                f"{b.get('organizationName')}/{b.get('bucketName')}: {entry.tsm_files} TSM "
-                f"files, {entry.bytes / 1e6:.1f} MB ({done_bytes / 1e6:.1f} MB so far)"
-            )
+        files = write_metadata(partial, meta, chosen, full=bucket is None)
+        shards, skipped = backup_shards(influx, partial, name, chosen, say)
         manifest = Manifest(
             name=name,
             created=iso(started),
             finished=iso(now()),
             source={"url": influx.url, "influxdbVersion": version},
-            scope=scope,
-            files=files,
-            buckets=summary,
+            scope=backup_scope(bucket, chosen),
+            files=files + shards,
+            buckets=bucket_summary(chosen),
             skipped_shards=skipped,
         )
-        fsync_dir(partial / "shards")
-        write_manifest(partial, manifest)
-        final = root / name
-        partial.rename(final)
-        fsync_dir(root)
+        final = publish(root, partial, manifest)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return final, manifest
+
+
+def free_name(root: Path, started: datetime, bucket: str | None) -> str:
+    """The backup's folder name: its start and scope (``20261130T030000Z-full``), with a counter
+    after the start when that name is taken under ``root``, finished or partial."""
+    name = f"{stamp(started)}-" + ("full" if bucket is None else f"bucket-{safe(bucket)}")
+    suffix = 1
+    while (root / name).exists() or (root / f"{PARTIAL}{name}").exists():
+        suffix += 1
+        name = f"{stamp(started)}-{suffix}-" + name.split("-", 1)[1]
+    return name
+
+
+def backup_scope(bucket: str | None, chosen: list[dict[str, Any]]) -> dict[str, str]:
+    """The manifest's scope: full, or the one bucket and the organization it was found in."""
+    if bucket is None:
+        return {"kind": "full"}
+    return {"kind": "bucket", "bucket": bucket, "org": str(chosen[0].get("organizationName"))}
+
+
+def bucket_summary(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifest's summary of each bucket backed up: names, IDs and shard IDs."""
+    return [
+        {
+            "org": b.get("organizationName"),
+            "orgID": b.get("organizationID"),
+            "bucket": b.get("bucketName"),
+            "bucketID": b.get("bucketID"),
+            "shards": shard_ids(b),
+        }
+        for b in chosen
+    ]
+
+
+def write_metadata(
+    folder: Path, meta: Metadata, chosen: list[dict[str, Any]], full: bool
+) -> list[FileEntry]:
+    """The metadata files: the KV and SQL stores (full backups only) and the bucket manifest of
+    the chosen buckets."""
+    files: list[FileEntry] = []
+    if full:
+        # Only full backups keep the metadata stores: they hold every token in clear text.
+        files.append(write_file(folder, "kv.bolt.gz", "kv", meta.kv, compress=True))
+        if meta.sql is not None:
+            files.append(write_file(folder, "sql.sqlite.gz", "sql", meta.sql, compress=True))
+    buckets = json.dumps(chosen, indent=1).encode()
+    files.append(write_file(folder, "buckets.json", "buckets", buckets, compress=False))
+    return files
+
+
+def backup_shards(
+    influx: Influx, folder: Path, name: str, chosen: list[dict[str, Any]], say: Say
+) -> tuple[list[FileEntry], list[int]]:
+    """Every shard of the chosen buckets, one after the other: the files written, and the IDs of
+    the shards InfluxDB no longer had (skipped)."""
+    wanted = [(b, shard_id) for b in chosen for shard_id in shard_ids(b)]
+    files: list[FileEntry] = []
+    skipped: list[int] = []
+    done_bytes = 0
+    for i, (b, shard_id) in enumerate(wanted, 1):
+        entry = backup_shard(influx, folder, shard_id, str(b.get("bucketID")))
+        if entry is None:
+            skipped.append(shard_id)
+            say(f"backup {name}: shard {shard_id} is gone (retention or deletion), skipped")
+            continue
+        files.append(entry)
+        done_bytes += entry.bytes
+        say(
+            f"backup {name}: shard {i}/{len(wanted)} id {shard_id} of "
+            f"{b.get('organizationName')}/{b.get('bucketName')}: {entry.tsm_files} TSM "
+            f"files, {entry.bytes / 1e6:.1f} MB ({done_bytes / 1e6:.1f} MB so far)"
+        )
+    return files, skipped
+
+
+def publish(root: Path, partial: Path, manifest: Manifest) -> Path:
+    """The manifest written last, then the partial folder renamed to the backup's name: from
+    then on it is a finished backup. Its final path."""
+    fsync_dir(partial / "shards")
+    write_manifest(partial, manifest)
+    final = root / manifest.name
+    partial.rename(final)
+    fsync_dir(root)
+    return final
 
 
 def timed(start: float) -> float:

@@ -34,6 +34,7 @@ import httpx
 from ops.errors import InfluxError, UsageError
 
 CHUNK = 1 << 20
+GZIP_BODY = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
 
 OPERATOR_HINT = (
     "backup and restore need InfluxDB's operator token (the one made at onboarding, valid for "
@@ -142,6 +143,23 @@ class Influx:
             raise UsageError(f"InfluxDB answered {status} to {what}: {message}")
         raise InfluxError(f"InfluxDB answered {status} to {what}: {message}")
 
+    def post_gzip(self, path: str, body: Iterator[bytes]) -> httpx.Response:
+        """POST of a gzip-compressed body, as the backup stores it."""
+        return self.request("POST", path, content=body, headers=GZIP_BODY)
+
+    def first_id(self, path: str, params: dict[str, str], key: str) -> str | None:
+        """The ID of the first item of list ``key`` that GET ``path`` answers; None when the
+        list is empty or the answer is 404."""
+        try:
+            response = self.http.get(path, params=params)
+        except httpx.TransportError as exc:
+            raise InfluxError(f"InfluxDB at {self.url} unreachable: {describe(exc)}") from exc
+        if response.status_code == 404:
+            return None
+        self.check(response, f"GET {path}")
+        items = response.json().get(key) or []
+        return str(items[0]["id"]) if items else None
+
     # ---- what the commands need -----------------------------------------------------------
 
     def version(self, wait_seconds: float | None = None) -> str:
@@ -220,12 +238,7 @@ class Influx:
 
     def restore_kv(self, body: Iterator[bytes]) -> str | None:
         """Replaces the KV store; the restored operator token (None if hashed)."""
-        response = self.request(
-            "POST",
-            "/api/v2/restore/kv",
-            content=body,
-            headers={"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"},
-        )
+        response = self.post_gzip("/api/v2/restore/kv", body)
         try:
             token = response.json().get("token")
         except (ValueError, AttributeError):
@@ -233,12 +246,7 @@ class Influx:
         return str(token) if token else None
 
     def restore_sql(self, body: Iterator[bytes]) -> None:
-        self.request(
-            "POST",
-            "/api/v2/restore/sql",
-            content=body,
-            headers={"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"},
-        )
+        self.post_gzip("/api/v2/restore/sql", body)
 
     def restore_bucket(self, manifest: dict[str, Any]) -> tuple[str, dict[int, int]]:
         """Creates a bucket from a bucket manifest; its ID and old -> new shard IDs."""
@@ -248,34 +256,13 @@ class Influx:
         return str(body["id"]), mapping
 
     def restore_shard(self, shard_id: int, body: Iterator[bytes]) -> None:
-        self.request(
-            "POST",
-            f"/api/v2/restore/shards/{shard_id}",
-            content=body,
-            headers={"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"},
-        )
+        self.post_gzip(f"/api/v2/restore/shards/{shard_id}", body)
 
     def org_id(self, name: str) -> str | None:
-        try:
-            response = self.http.get("/api/v2/orgs", params={"org": name})
-        except httpx.TransportError as exc:
-            raise InfluxError(f"InfluxDB at {self.url} unreachable: {describe(exc)}") from exc
-        if response.status_code == 404:
-            return None
-        self.check(response, "GET /api/v2/orgs")
-        orgs = response.json().get("orgs") or []
-        return str(orgs[0]["id"]) if orgs else None
+        return self.first_id("/api/v2/orgs", {"org": name}, "orgs")
 
     def bucket_id(self, org_id: str, name: str) -> str | None:
-        try:
-            response = self.http.get("/api/v2/buckets", params={"orgID": org_id, "name": name})
-        except httpx.TransportError as exc:
-            raise InfluxError(f"InfluxDB at {self.url} unreachable: {describe(exc)}") from exc
-        if response.status_code == 404:
-            return None
-        self.check(response, "GET /api/v2/buckets")
-        buckets = response.json().get("buckets") or []
-        return str(buckets[0]["id"]) if buckets else None
+        return self.first_id("/api/v2/buckets", {"orgID": org_id, "name": name}, "buckets")
 
     def delete_bucket(self, bucket_id: str) -> None:
         self.request("DELETE", f"/api/v2/buckets/{bucket_id}")

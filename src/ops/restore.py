@@ -156,16 +156,7 @@ def restore_full(
         if sql is not None:
             say(f"restore {manifest.name}: SQL store")
             influx.restore_sql(chunks(folder / sql.path))
-        shards = manifest.shard_files()
-        for i, entry in enumerate(shards, 1):
-            assert entry.shard is not None
-            influx.restore_shard(entry.shard, chunks(folder / entry.path))
-            result.shards += 1
-            result.bytes += entry.bytes
-            say(
-                f"restore {manifest.name}: shard {i}/{len(shards)} id {entry.shard}, "
-                f"{entry.bytes / 1e6:.1f} MB"
-            )
+        send_shards(influx, folder, manifest.name, manifest.shard_files(), result, say)
     except OpsError as exc:
         raise type(exc)(
             f"{exc} -- the restore stopped after replacing the metadata: {influx.url} now holds "
@@ -183,60 +174,106 @@ def restore_bucket(
     org: str | None = None,
     say: Say = _stderr,
 ) -> Restored:
+    """One bucket of a backup onto a running InfluxDB, under its name or ``new_bucket``; the new
+    bucket is deleted again if a shard cannot be restored."""
     folder, manifest = choose(source, False, bucket, say)
+    summary, buckets_file, shard_files = bucket_files(manifest, bucket)
+    check_or_refuse(folder, manifest, [buckets_file, *shard_files], say)
+    backed_up = backed_up_bucket(folder, manifest, buckets_file, str(summary.get("bucketID")))
+    influx.version()
+    target_org = org or str(summary.get("org"))
+    name = new_bucket or bucket
+    org_id = free_target(influx, target_org, name)
+    request = bucket_request(backed_up, name, org_id, target_org, shard_files)
+    say(f"restore {manifest.name}: bucket {bucket!r} as {target_org}/{name}")
+    new_id, mapping = influx.restore_bucket(request)
+    result = Restored(manifest.name, "bucket", [f"{target_org}/{name}"])
+    try:
+        send_shards(influx, folder, manifest.name, shard_files, result, say, mapping)
+    except BaseException as exc:
+        undone = delete_again(influx, new_id, name)
+        if isinstance(exc, OpsError):
+            raise type(exc)(f"{exc} ({undone})") from exc
+        raise
+    return result
+
+
+def bucket_files(
+    manifest: Manifest, bucket: str
+) -> tuple[dict[str, Any], FileEntry, list[FileEntry]]:
+    """What a backup holds of ``bucket``: its summary in the manifest, the bucket manifest file
+    and the bucket's shard files."""
     entries = [b for b in manifest.buckets if b.get("bucket") == bucket]
     if not entries:
         raise UsageError(f"{manifest.name} holds no bucket {bucket!r}")
     summary = entries[0]
-    bucket_id = str(summary.get("bucketID"))
     buckets_file = manifest.file("buckets")
     if buckets_file is None:
         raise CorruptBackup([f"{manifest.name}: no bucket manifest"])
-    shard_files = manifest.shard_files(bucket_id)
-    check_or_refuse(folder, manifest, [buckets_file, *shard_files], say)
-    backed_up = [
+    return summary, buckets_file, manifest.shard_files(str(summary.get("bucketID")))
+
+
+def backed_up_bucket(
+    folder: Path, manifest: Manifest, buckets_file: FileEntry, bucket_id: str
+) -> dict[str, Any]:
+    """The bucket's entry in the backup's bucket manifest (retention, shard groups, shards)."""
+    backed_up: list[dict[str, Any]] = [
         b for b in json.loads((folder / buckets_file.path).read_bytes())
         if str(b.get("bucketID")) == bucket_id
     ]  # fmt: skip
     if not backed_up:
         raise CorruptBackup([f"{manifest.name}/buckets.json: no bucket {bucket_id}"])
-    influx.version()
-    target_org = org or str(summary.get("org"))
-    org_id = influx.org_id(target_org)
+    return backed_up[0]
+
+
+def free_target(influx: Influx, org: str, name: str) -> str:
+    """The ID of the organization ``org`` of the target, after checking that it has no bucket
+    ``name`` yet."""
+    org_id = influx.org_id(org)
     if org_id is None:
-        raise UsageError(f"no organization {target_org!r} in {influx.url} (give --org)")
-    name = new_bucket or bucket
+        raise UsageError(f"no organization {org!r} in {influx.url} (give --org)")
     if influx.bucket_id(org_id, name) is not None:
         raise UsageError(
-            f"bucket {name!r} exists in {target_org!r}: restore under a new name (--new-bucket), "
+            f"bucket {name!r} exists in {org!r}: restore under a new name (--new-bucket), "
             "or delete it first"
         )
-    request = bucket_request(backed_up[0], name, org_id, target_org, shard_files)
-    say(f"restore {manifest.name}: bucket {bucket!r} as {target_org}/{name}")
-    new_id, mapping = influx.restore_bucket(request)
-    result = Restored(manifest.name, "bucket", [f"{target_org}/{name}"])
-    try:
-        for i, entry in enumerate(shard_files, 1):
-            assert entry.shard is not None
+    return org_id
+
+
+def send_shards(
+    influx: Influx,
+    folder: Path,
+    backup: str,
+    shards: list[FileEntry],
+    result: Restored,
+    say: Say,
+    mapping: dict[int, int] | None = None,
+) -> None:
+    """Each shard file into InfluxDB, counted in ``result``: under its own ID (a full restore) or
+    under the new ID ``mapping`` gives it (a bucket restored under new shard IDs)."""
+    for i, entry in enumerate(shards, 1):
+        assert entry.shard is not None
+        target, renamed = entry.shard, ""
+        if mapping is not None:
             if entry.shard not in mapping:
                 raise InfluxError(f"InfluxDB gave no new ID for shard {entry.shard}")
-            influx.restore_shard(mapping[entry.shard], chunks(folder / entry.path))
-            result.shards += 1
-            result.bytes += entry.bytes
-            say(
-                f"restore {manifest.name}: shard {i}/{len(shard_files)} id {entry.shard} -> "
-                f"{mapping[entry.shard]}, {entry.bytes / 1e6:.1f} MB"
-            )
-    except BaseException as exc:
-        try:
-            influx.delete_bucket(new_id)
-            undone = f"bucket {name!r} deleted again"
-        except OpsError as cleanup:
-            undone = f"deleting the half-restored bucket {name!r} failed too: {cleanup}"
-        if isinstance(exc, OpsError):
-            raise type(exc)(f"{exc} ({undone})") from exc
-        raise
-    return result
+            target, renamed = mapping[entry.shard], f" -> {mapping[entry.shard]}"
+        influx.restore_shard(target, chunks(folder / entry.path))
+        result.shards += 1
+        result.bytes += entry.bytes
+        say(
+            f"restore {backup}: shard {i}/{len(shards)} id {entry.shard}{renamed}, "
+            f"{entry.bytes / 1e6:.1f} MB"
+        )
+
+
+def delete_again(influx: Influx, bucket_id: str, name: str) -> str:
+    """Deletes the half-restored bucket; what became of it, for the error message."""
+    try:
+        influx.delete_bucket(bucket_id)
+        return f"bucket {name!r} deleted again"
+    except OpsError as cleanup:
+        return f"deleting the half-restored bucket {name!r} failed too: {cleanup}"
 
 
 def bucket_request(

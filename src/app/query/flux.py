@@ -37,6 +37,11 @@ _SOURCE = """from(bucket: p_bucket)
     |> filter(fn: (r) => r._measurement == p_series and r._field == "value")"""
 
 
+def _series_params(bucket: str, series: str, start: datetime, stop: datetime) -> dict[str, object]:
+    """The parameters that pick one series of a bucket in [start, stop) (as in ``_SOURCE``)."""
+    return {"p_bucket": bucket, "p_series": series, "p_start": start, "p_stop": stop}
+
+
 @dataclass(frozen=True)
 class FluxQuery:
     """Flux text plus the values it refers to as `p_*` parameters."""
@@ -60,12 +65,7 @@ def series_query(plan: QueryPlan, series: str, *, merge_keys: bool = False) -> F
     source = _SOURCE + (_MERGE if merge_keys else "")
     if series not in plan.series:
         raise ValueError(f"{series!r} is not part of the plan")
-    params: dict[str, object] = {
-        "p_bucket": plan.bucket,
-        "p_series": series,
-        "p_start": plan.start,
-        "p_stop": plan.end,
-    }
+    params = _series_params(plan.bucket, series, plan.start, plan.end)
     if plan.window is None:
         params["p_limit"] = plan.raw_limit
         text = source + '\n    |> keep(columns: ["_time", "_value"])' + "\n    |> limit(n: p_limit)"
@@ -113,9 +113,7 @@ data |> last() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "l
 def step_query(bucket: str, series: str, start: datetime, stop: datetime) -> FluxQuery:
     """The first two points of a series in [start, stop): their distance is its spacing."""
     text = _SOURCE + "\n    |> limit(n: 2)" + '\n    |> keep(columns: ["_time"])'
-    return FluxQuery(
-        text, {"p_bucket": bucket, "p_series": series, "p_start": start, "p_stop": stop}
-    )
+    return FluxQuery(text, _series_params(bucket, series, start, stop))
 
 
 # The fixed Flux functions a grain or tier query may aggregate with: never text from a request.
@@ -126,13 +124,8 @@ _WINDOW_FN = {"sum": "sum", "count": "count", "min": "min", "max": "max", "first
 def grain_query(plan: QueryPlan, series: str, seconds: int, fn: str) -> FluxQuery:
     """Per-grain aggregates on UTC grains of ``seconds``, pushed down into the storage engine;
     the store composes local windows from them."""
-    params: dict[str, object] = {
-        "p_bucket": plan.bucket,
-        "p_series": series,
-        "p_start": plan.start,
-        "p_stop": plan.end,
-        "p_every": timedelta(seconds=seconds),
-    }
+    params = _series_params(plan.bucket, series, plan.start, plan.end)
+    params["p_every"] = timedelta(seconds=seconds)
     text = (
         _SOURCE
         + f'\n    |> aggregateWindow(every: p_every, fn: {_WINDOW_FN[fn]}, timeSrc: "_start", '
@@ -190,12 +183,7 @@ def tier_rows_query(plan: QueryPlan, series: str) -> FluxQuery:
     row per tier window and tag set)."""
     if plan.tier is None:
         raise ValueError("the plan reads no tier")
-    params: dict[str, object] = {
-        "p_bucket": plan.source_bucket,
-        "p_series": series,
-        "p_start": plan.start,
-        "p_stop": plan.end,
-    }
+    params = _series_params(plan.source_bucket, series, plan.start, plan.end)
     text = """from(bucket: p_bucket)
     |> range(start: p_start, stop: p_stop)
     |> filter(fn: (r) => r._measurement == p_series

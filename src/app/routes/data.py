@@ -106,8 +106,9 @@ async def data_params(
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> DataParams:
-    """The data routes' parameters as they arrived (checked by the plan, not here). Long
-    because it is one declaration per parameter, each with its OpenAPI text and example."""
+    """The data routes' parameters as they arrived (checked by the plan, not here).
+
+    Long: one declaration per parameter, each with its OpenAPI text and example."""
     return DataParams(
         start=start,
         end=end,
