@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gridts.cli import positive
 from gridts.durations import parse_duration
 from gridts.tiers import Tier, parse_tiers
 from ingest.dialect import SERIES_NAME, DialectError
@@ -32,7 +33,7 @@ from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, Shard, SourceRes
 from ingest.rollup import Collector, Influx, RollupError, RollupStats, missing_tier_buckets
 from ingest.settings import ConfigError, Settings, load_settings
 from ingest.sources import Source, SourceError, open_source
-from ingest.timeconv import LABELS
+from ingest.timeconv import DEFAULT_ZONE, LABELS
 from ingest.writer import Target, WriteError, Writer, gzip_batch
 
 if TYPE_CHECKING:
@@ -149,13 +150,6 @@ def _shard(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _nonnegative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -203,7 +197,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "header; wide: time and one column per series; long: series, time, value",
     )
     load.add_argument(
-        "--tz", type=_zone, default="Europe/Zurich", help="IANA zone of local timestamps"
+        "--tz", type=_zone, default=DEFAULT_ZONE, help="IANA zone of local timestamps"
     )
     load.add_argument(
         "--label",
@@ -259,8 +253,8 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "below; default $INGEST_SHARD, else the whole file)",
     )
     load.add_argument("--report", type=Path, help="write a JSON summary here")
-    load.add_argument("--batch-size", type=_positive, default=5000, help="lines per write")
-    load.add_argument("--concurrency", type=_positive, default=4, help="writes in flight")
+    load.add_argument("--batch-size", type=positive, default=5000, help="lines per write")
+    load.add_argument("--concurrency", type=positive, default=4, help="writes in flight")
     load.add_argument(
         "--retries",
         type=_nonnegative,

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from gridts.cli import positive
 from gridts.durations import parse_influx_duration
 from ops.backup import run_backup
 from ops.errors import EXIT_OK, EXIT_USAGE, CorruptBackup, OpsError, UsageError
@@ -64,20 +65,14 @@ def duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m ops`. Long because it is one declaration per option
-    and subcommand, with its help text."""
+    """The command line of `python -m ops`.
+
+    Long: one declaration per option and subcommand, with its help text."""
     parser = argparse.ArgumentParser(
         prog="python -m ops",
         description="Back up, verify, restore and prune InfluxDB 2.x backups of gridts, "
