@@ -41,7 +41,7 @@ from app.query.plan import (
     local_grain,
     utc_aligned,
 )
-from gridts import tiers
+from gridts import pending, tiers
 from gridts.tiers import Tier
 
 log = structlog.get_logger("app.store")
@@ -217,13 +217,26 @@ class Store:
         """The tier with the series it covers: those whose first and last tier windows hold
         the series' first and last raw points (per name, over its tag sets). Read on the
         `mean` field, the newest one: tiers rolled up before it existed answer nothing until
-        `ingest rollup` rewrites them."""
+        `ingest rollup` rewrites them. And the ranges it does not hold yet: the open
+        pending-rollup markers of its bucket (``pending``)."""
         name = found.tier.bucket(self.bucket)
         query = flux.catalog_query(name, field="mean")
-        tables = await self._run(
-            "catalog",
-            lambda: self._query_api.query(query.text, org=self._org, params=query.params),
+        tables, markers = await asyncio.gather(
+            self._run(
+                "catalog",
+                lambda: self._query_api.query(query.text, org=self._org, params=query.params),
+            ),
+            self._csv("catalog", flux.FluxQuery(pending.open_markers_flux(), {"p_bucket": name})),
         )
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        try:
+            for marker in pending.parse_markers(markers):
+                ranges.setdefault(marker.series, []).append((marker.start, marker.stop))
+        except ValueError as exc:  # a Flux error: keep what was known
+            raise InfluxRejected(str(exc)) from None
+        if ranges:
+            log.info("tier_pending", tier=found.tier.text, series=len(ranges),
+                     example=min(ranges))  # fmt: skip
         firsts, lasts = _spans(tables)
         step = timedelta(seconds=found.tier.seconds)
 
@@ -239,7 +252,11 @@ class Store:
         if missing:
             log.info("tier_incomplete", tier=found.tier.text, series=len(missing),
                      example=missing[0])  # fmt: skip
-        return replace(found, covered=covered)
+        return replace(
+            found,
+            covered=covered,
+            pending={s: tuple(sorted(r)) for s, r in ranges.items()},
+        )
 
     async def series(self, name: str) -> SeriesInfo:
         """One series' metadata; a miss reloads the catalog once before it is a 404."""

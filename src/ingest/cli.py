@@ -29,8 +29,9 @@ from gridts.durations import parse_duration
 from gridts.tiers import Tier, parse_tiers
 from ingest.dialect import SERIES_NAME, DialectError
 from ingest.existing import MODES, CheckError, Existing, Overlap
+from ingest.pending import Pending, clear, iso, read_open
 from ingest.pipeline import ERRORS_COLUMNS, Options, RejectLog, Shard, SourceResult, run_source
-from ingest.rollup import Collector, Influx, RollupError, RollupStats, missing_tier_buckets
+from ingest.rollup import Collector, Influx, RollupError, RollupStats, tier_buckets, widen
 from ingest.settings import ConfigError, Settings, load_settings
 from ingest.sources import Source, SourceError, open_source
 from ingest.timeconv import DEFAULT_ZONE, LABELS
@@ -293,18 +294,21 @@ def _tiers(text: str) -> tuple[Tier, ...]:
 
 def _collector(
     target: Target, tiers: tuple[Tier, ...], ui: _Stderr, retries: int
-) -> Collector | None:
-    """What refreshes the tiers after the load; None when there are none to refresh (the API
-    answers from raw where a tier bucket does not exist, so skipping one is safe)."""
-    if not tiers:
-        return None
+) -> tuple[Collector | None, list[str]]:
+    """What refreshes the tiers after the load, None when there are none to refresh (the API
+    answers from raw where a tier bucket does not exist, so skipping one is safe); and every
+    tier bucket that exists, configured here or not (each gets the load's pending-rollup
+    markers: the API must not answer from a tier this load does not refresh)."""
     influx = Influx(target, retries=retries, on_retry=_RetryLog())
     try:
-        missing = missing_tier_buckets(influx, tiers)
+        existing = tier_buckets(influx)
     except RollupError as exc:
         raise WriteError(str(exc)) from exc
     finally:
         influx.close()
+    if not tiers:
+        return None, sorted(existing)
+    missing = [t.bucket(target.bucket) for t in tiers if t.bucket(target.bucket) not in existing]
     present = tuple(t for t in tiers if t.bucket(target.bucket) not in missing)
     if missing and not present:
         # no tiers set up here: the API answers from raw, nothing is stale
@@ -317,17 +321,62 @@ def _collector(
             file=sys.stderr,
             flush=True,
         )
-    return Collector(present) if present else None
+    return (Collector(present) if present else None), sorted(existing)
 
 
-def _rollup(collector: Collector, target: Target, ui: _Stderr, retries: int) -> RollupStats:
+def _rollup(
+    collector: Collector, pending: Pending | None, target: Target, ui: _Stderr, retries: int
+) -> RollupStats:
+    """Refresh the tiers of what the load wrote; then clear its markers in those tier buckets,
+    and other loads' markers of the same series that this rollup covered: those whose raw
+    writes were over (`written`) before it read the raw points, inside the range it rewrote."""
     ui.say(f"ingest: refreshing tiers {','.join(t.text for t in collector.tiers)} "
            f"of {collector.series} series")  # fmt: skip
     influx = Influx(target, retries=retries, on_retry=_RetryLog())
     try:
-        return collector.finish(influx)
+        buckets = [t.bucket(target.bucket) for t in collector.tiers]
+        spans = collector.spans()
+        others = {}
+        if pending is not None:
+            for bucket in buckets:
+                others[bucket] = [
+                    m
+                    for m in read_open(influx, bucket)
+                    if m.load != pending.load and m.state == "written" and m.series in spans
+                ]
+        rolled = collector.finish(influx)
+        if pending is not None:
+            pending.done(buckets)
+            for bucket, found in others.items():
+                covered = [m for m in found if m.within(*widen(*spans[m.series], collector.tiers))]
+                if clear(influx, bucket, covered):
+                    ui.say(f"ingest: cleared {len(covered)} pending-rollup markers of earlier "
+                           f"loads in {bucket}")  # fmt: skip
+        return rolled
     finally:
         influx.close()
+
+
+def _warn_pending(pending: Pending | None) -> None:
+    """The tier buckets that still do not hold what this load wrote, and how to fill them."""
+    if pending is None:
+        return
+    ranges = pending.still_open()
+    if not ranges:
+        return
+    lo = min(a for a, _ in ranges.values())
+    hi = max(b for _, b in ranges.values())
+    names = sorted(ranges)
+    shown = " ".join(names[:5]) + (f" ... ({len(names)} series)" if len(names) > 5 else "")
+    print(
+        f"ingest: warning: tiers {', '.join(pending.open_buckets())} do not hold the points "
+        f"written in [{iso(lo)}, {iso(hi)}) (series {shown}): the API answers that range from "
+        f"raw until python -m ingest rollup --start {iso(lo)} --end {iso(hi)}"
+        f"{' --series ' + ' '.join(names) if len(names) <= 5 else ''} (with --tiers naming "
+        "every tier) refreshes them",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _iso(seconds: int | None) -> str | None:
@@ -434,6 +483,7 @@ class _Run:
     spool: _Spool | None = None
     existing: Existing | None = None
     collector: Collector | None = None
+    pending: Pending | None = None
     rolled: RollupStats | None = None
     refused: bool = False  # --existing refuse found a stored value that would change
     status: int = EXIT_OK
@@ -485,6 +535,12 @@ def load(args: argparse.Namespace, settings: Settings | None = None) -> int:
             if run.writer is not None and run.status != EXIT_OK:
                 with suppress(WriteError):
                     run.writer.close()
+            if run.pending is not None and run.status != EXIT_OK:
+                # no raw write of this load is in flight any more: its markers say exactly
+                # what it covered, so that a re-run or a rollup of that range clears them
+                with suppress(RollupError):
+                    run.pending.written()
+        _warn_pending(run.pending)
     return _finish(run, ui, time.monotonic() - started)
 
 
@@ -550,7 +606,9 @@ def _load_sources(run: _Run, stack: ExitStack, ui: _Stderr, settings: Settings) 
             bar.set_description(Path(source.name).name[:30])
             tick = _Tick(source, bar, run.started)
             run.results.append(
-                run_source(source, opts, sink, run.rejects, tick, run.existing, run.collector)
+                run_source(
+                    source, opts, sink, run.rejects, tick, run.existing, run.collector, run.pending
+                )
             )
         if run.shard is not None and not run.results[-1].series:
             ui.say(f"ingest: shard {run.shard.text} owns none of the "
@@ -558,9 +616,13 @@ def _load_sources(run: _Run, stack: ExitStack, ui: _Stderr, settings: Settings) 
     _write_spooled(run, ui)
     if run.writer is not None:
         run.writer.close()
+    if run.pending is not None:
+        run.pending.written()
+        if run.refused:  # nothing written
+            run.pending.done(run.pending.buckets)
     if run.collector is not None and run.writer is not None and not run.refused:
         assert run.target is not None
-        run.rolled = _rollup(run.collector, run.target, ui, args.retries)
+        run.rolled = _rollup(run.collector, run.pending, run.target, ui, args.retries)
 
 
 def _open_sink(
@@ -581,7 +643,11 @@ def _open_sink(
         stack.callback(run.spool.close)
     else:
         sink = run.writer = run.new_writer(target)
-    run.collector = _collector(target, args.tiers, ui, args.retries)
+    run.collector, tier_bucket_names = _collector(target, args.tiers, ui, args.retries)
+    if tier_bucket_names:
+        markers = Influx(target, retries=args.retries, on_retry=_RetryLog())
+        stack.callback(markers.close)
+        run.pending = Pending(markers, tier_bucket_names, int(time.time()))
     if run.mode != "unchecked":
         run.existing = Existing(
             target,

@@ -25,6 +25,7 @@ from ingest.dialect import Dialect, DialectError, sniff
 from ingest.existing import SeriesKey
 from ingest.lineproto import encode, line_prefix
 from ingest.parse import ParsedChunk, Reject, parse_chunk, split_long
+from ingest.pending import Pending
 from ingest.rollup import Collector
 from ingest.sources import Source
 from ingest.timeconv import DEFAULT_ZONE, TimeConverter
@@ -391,9 +392,10 @@ class _Delivery:
         rejects: RejectLog,
         existing: Checker | None,
         windows: Collector | None,
+        pending: Pending | None = None,
     ) -> None:
         self.result, self.sink, self.rejects = result, sink, rejects
-        self.existing, self.windows = existing, windows
+        self.existing, self.windows, self.pending = existing, windows, pending
         self._deferred: tuple[list[Future[None]], list[tuple[bytes, int]]] = ([], [])
 
     def deliver(self, chunk: Conversion, max_errors: int) -> None:
@@ -417,6 +419,14 @@ class _Delivery:
             for p in chunk.points:
                 self.windows.add(p.key.measurement, p.key.tags, p.utc, p.parsed.text,
                                  p.value_start, p.value_len)  # fmt: skip
+        if self.pending is not None:  # markers before the chunk's raw writes (next flush)
+            spans: dict[str, tuple[int, int]] = {}
+            for p in chunk.points:
+                if len(p.utc):
+                    lo, hi = int(p.utc.min()), int(p.utc.max())
+                    old = spans.get(p.key.measurement, (lo, hi))
+                    spans[p.key.measurement] = (min(lo, old[0]), max(hi, old[1]))
+            self.pending.cover(spans)
         self.flush()
         self._deferred = (compared, chunk.batches)
 
@@ -472,12 +482,14 @@ def run_source(
     on_rows: Callable[[int], None] = lambda _n: None,
     existing: Checker | None = None,
     windows: Collector | None = None,
+    pending: Pending | None = None,
 ) -> SourceResult:
     """Ingest one source into ``sink``. Writing stops (scanning goes on, so every
     bad row is reported) once the rejects across all sources pass ``opts.max_errors``.
     ``existing`` compares each chunk's points with the stored ones just before the chunk is
     handed to ``sink`` (so exactly the points written are compared, after the DST hold-back);
-    ``windows`` collects the finest rollup windows of the points written."""
+    ``windows`` collects the finest rollup windows of the points written; ``pending`` writes the
+    pending-rollup markers of a chunk's series before the chunk is handed to ``sink``."""
     chunks = iter(source.chunks)
     dialect, body = _open(source.name, chunks, opts)
     result = SourceResult(source.name, dialect)
@@ -485,7 +497,7 @@ def run_source(
     if dialect.format != "long":
         streams[""] = _wide_stream(dialect, opts)
         result.series, result.columns = streams[""].stats, len(dialect.columns)
-    delivery = _Delivery(result, sink, rejects, existing, windows)
+    delivery = _Delivery(result, sink, rejects, existing, windows, pending)
     reader = _Reader(body, chunks, dialect.header_rows + 1)
     while (buf := reader.buffer()) is not None:
         parts, split_rejects = _parse(buf, dialect, reader.line_no)

@@ -456,6 +456,36 @@ def missing_tier_buckets(influx: Influx, tiers: tuple[Tier, ...]) -> list[str]:
     return [name for name in names if _bucket(influx, name) is None]
 
 
+def tier_buckets(influx: Influx) -> dict[str, Tier]:
+    """Every tier bucket of the raw bucket that the token sees, whatever tiers are configured:
+    `<bucket>_<tier>` with a valid tier in its own spelling (`grid_15m`, not `grid_900s`)."""
+    prefix = influx.target.bucket + "_"
+    found: dict[str, Tier] = {}
+    offset = 0
+    while True:
+        page = influx.api(
+            "GET",
+            "/api/v2/buckets",
+            "bucket list",
+            absent_ok=True,
+            params={"org": influx.target.org, "limit": 100, "offset": offset},
+        )
+        buckets = (page or {}).get("buckets", [])
+        for b in buckets:
+            name = str(b.get("name", ""))
+            if not name.startswith(prefix):
+                continue
+            try:
+                parsed = stats.parse_tiers(name[len(prefix) :])
+            except ValueError:
+                continue
+            if len(parsed) == 1 and parsed[0].text == name[len(prefix) :]:
+                found[name] = parsed[0]
+        if len(buckets) < 100:
+            return found
+        offset += len(buckets)
+
+
 def values_of(text: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """The float of each value text span (the digits written to InfluxDB, which parses them the
     same way: correctly rounded), without a Python object per value.
@@ -529,6 +559,14 @@ class Collector:
     @property
     def series(self) -> int:
         return len(self._parts)
+
+    def spans(self) -> dict[str, tuple[int, int]]:
+        """Per series name (over its tag sets), the points collected: [lo, hi] (seconds)."""
+        out: dict[str, tuple[int, int]] = {}
+        for (measurement, _tags), (lo, hi) in self._span.items():
+            old = out.get(measurement, (lo, hi))
+            out[measurement] = (min(lo, old[0]), max(hi, old[1]))
+        return out
 
     def finish(
         self, influx: Influx, on_series: Callable[[str], None] = lambda _s: None
@@ -628,6 +666,8 @@ def _warn(problem: str, delay: float, attempt: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    from ingest.pending import clear, read_open
+
     settings = load_settings()
     args = build_parser(settings).parse_args(argv)
     try:
@@ -657,19 +697,38 @@ def main(argv: list[str]) -> int:
             print(f"ingest: error: tier buckets missing: {', '.join(missing)} "
                   "(python -m ingest tiers creates them)", file=sys.stderr)  # fmt: skip
             return 2
-        names = args.series or series_in(influx, args.start, args.end)
-        bad = [n for n in names if not is_series_name(n)]
+        bad = [n for n in args.series or [] if not is_series_name(n)]
         if bad:
             print(f"ingest: error: invalid series names: {bad}", file=sys.stderr)
             return 2
+        # Loads' pending-rollup markers inside the range, read before the raw points are: the
+        # rollup of their series clears them (and covers series a killed load left only there).
+        buckets = [t.bucket(influx.target.bucket) for t in tiers]
+        markers = {
+            b: [
+                m
+                for m in read_open(influx, b)
+                if m.within(args.start, args.end) and (not args.series or m.series in args.series)
+            ]
+            for b in buckets
+        }
+        names = args.series or sorted(
+            set(series_in(influx, args.start, args.end))
+            | {m.series for found in markers.values() for m in found if is_series_name(m.series)}
+        )
         result = RollupStats()
         for i, name in enumerate(names, 1):
             refresh(influx, tiers, name, args.start, args.end - 1, None, result)
             if not args.quiet:
                 print(f"ingest: rollup {i}/{len(names)} {name}", file=sys.stderr, flush=True)
+        cleared = sum(
+            clear(influx, b, [m for m in found if m.series in names])
+            for b, found in markers.items()
+        )
         print(
             f"ingest: rollup of {len(names)} series: {result.windows_written:,} tier windows "
-            f"written from {result.points_read:,} raw points",
+            f"written from {result.points_read:,} raw points"
+            + (f"; {cleared} pending-rollup markers cleared" if cleared else ""),
             file=sys.stderr,
         )
         return 0

@@ -138,6 +138,38 @@ def test_pick_tier_with_no_tiers_or_missing_buckets() -> None:
     assert pick_tier(plan(resolution="1h"), only_fine, NOW) == Tier(60)
 
 
+def test_pick_tier_skips_a_tier_whose_windows_meet_a_pending_range() -> None:
+    """Open pending-rollup markers (a load's raw points not rolled up yet): a tier answers only
+    where the windows it would read do not meet them; half-open ranges, exact at the edges."""
+    t = int(datetime(2021, 5, 1, 10, 30, tzinfo=UTC).timestamp())
+    marked = tuple(TierBucket(x.tier, pending={"s": ((t, t + 60),)}) for x in ALL)
+    other = tuple(TierBucket(x.tier, pending={"other": ((t, t + 60),)}) for x in ALL)
+    day = plan(resolution="1h")
+    assert pick_tier(day, ALL, NOW) == Tier(3600)
+    assert pick_tier(day, other, NOW) == Tier(3600)  # another series' marker
+    assert pick_tier(day, marked, NOW) is None
+    for end, res, want in [
+        ("2021-05-01T10:00:00Z", "1h", 3600),  # stops a window before the 1h window holding it
+        ("2021-05-01T11:00:00Z", "1h", None),  # holds it
+        ("2021-05-01T10:30:00Z", "30m", 900),  # stops right at its start
+        ("2021-05-01T10:45:00Z", "15m", None),  # meets it by one window of each tier
+        ("2021-05-01T10:31:00Z", "1m", None),
+    ]:
+        got = pick_tier(plan(resolution=res, end=end), marked, NOW)
+        assert (got.seconds if got else None) == want, (end, res)
+    for start, res, want in [
+        ("2021-05-01T10:31:00Z", "1m", 60),  # starts right at its stop
+        ("2021-05-01T10:30:00Z", "1m", None),
+        ("2021-05-01T11:00:00Z", "1h", 3600),
+        ("2021-05-01T10:00:00Z", "1h", None),
+    ]:
+        got = pick_tier(plan(resolution=res, start=start), marked, NOW)
+        assert (got.seconds if got else None) == want, (start, res)
+    # an unaligned start: the tier's interior starts at the next window, edges are raw
+    got = pick_tier(plan(resolution="1m", start="2021-05-01T10:30:59Z"), marked, NOW)
+    assert got == Tier(60)
+
+
 def test_stddev_from_a_tier_counts_its_rows_against_the_scan_limit() -> None:
     year = {"start": "2021-01-01T00:00:00Z", "end": "2022-01-01T00:00:00Z"}
     p = plan(resolution="1d", agg="stddev", **year)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gridts.pending import MEASUREMENT
 from ingest.cli import main as ingest_main
 from ingest.generate import main as generate_main
 from ingest.rollup import Influx, ensure_tier_buckets, refresh
@@ -239,7 +240,12 @@ def earlier_data(api: Influx) -> pd.Series:
 
 
 def tier_write(bucket: str, tier: str) -> Callable[[Request], bool]:
-    return lambda r: r.kind == "write" and r.bucket == f"{bucket}_{tier}"
+    """Tier points written to one tier bucket (not the load's pending-rollup markers)."""
+    return lambda r: r.kind == "write" and r.bucket == f"{bucket}_{tier}" and not is_marker_write(r)
+
+
+def is_marker_write(r: Request) -> bool:
+    return r.kind == "write" and r.body.startswith(MEASUREMENT.encode())
 
 
 def rollup_query(bucket: str, what: str) -> Callable[[Request], bool]:
@@ -253,8 +259,8 @@ def rollup_query(bucket: str, what: str) -> Callable[[Request], bool]:
 
 
 def tier_lookup(bucket: str, tier: str) -> Callable[[Request], bool]:
-    """The load asks whether each tier bucket exists before it writes anything."""
-    return lambda r: r.path == "/api/v2/buckets" and r.params.get("name") == f"{bucket}_{tier}"
+    """The load lists the buckets (which tier buckets exist) before it writes anything."""
+    return lambda r: r.path == "/api/v2/buckets" and r.method == "GET"
 
 
 TARGETS = [

@@ -12,8 +12,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from enum import StrEnum
@@ -779,6 +779,20 @@ class TierBucket:
     # the raw points (a tier bucket created on a release that already held data starts empty,
     # and must not answer until `ingest rollup` has filled it). None: not checked.
     covered: frozenset[str] | None = None
+    # Ranges the tier does not hold yet, per series: [start, stop) in seconds since the epoch,
+    # from the open pending-rollup markers of its bucket (gridts.pending: a load wrote or is
+    # writing raw points there and has not rolled them up). The tier does not answer over them.
+    pending: Mapping[str, tuple[tuple[int, int], ...]] = field(
+        default_factory=dict, hash=False, compare=True
+    )
+
+    def stale(self, series: Iterable[str], start: datetime, end: datetime) -> bool:
+        """Whether the tier windows in [start, end) of any of ``series`` may not match the raw
+        points: a pending range meets them."""
+        if not self.pending or start >= end:
+            return False
+        lo, hi = start.timestamp(), end.timestamp()
+        return any(a < hi and lo < b for s in series for a, b in self.pending.get(s, ()))
 
 
 def tier_grain(plan: QueryPlan) -> int | None:
@@ -807,8 +821,9 @@ def pick_tier(
     A tier answers when the aggregate follows from its statistics (not the median, not raw
     points); its window divides every window of the plan (``tier_grain``: local windows are
     unions of tier windows too); the range lies inside the tier's retention (``now`` minus
-    retention at or before ``start``); and, for ``stddev``, whose tier rows are merged by the
-    API, at most ``max_rows`` rows are read.
+    retention at or before ``start``); for ``stddev``, whose tier rows are merged by the
+    API, at most ``max_rows`` rows are read; and no pending range of a series (a load's raw
+    points not rolled up yet, ``TierBucket.pending``) meets the tier windows it would read.
 
     A tier window that ``start`` or ``end`` cuts would bring points from outside the range, so
     the coarsest tier whose boundaries both ends lie on is preferred. When none is, and
@@ -834,13 +849,14 @@ def pick_tier(
         too_many = max_rows is not None and tier_rows(plan, found.tier) > max_rows
         if plan.agg is Agg.STDDEV and too_many:
             continue
-        usable.append(found.tier)
-    for tier in usable:
+        usable.append(found)
+    usable = [f for f in usable if not f.stale(plan.series, *tier_range(plan, f.tier))]
+    for tier in (f.tier for f in usable):
         if tier_range(plan, tier) == (plan.start, plan.end):
             return tier
     if not edges:
         return None
-    for tier in usable:
+    for tier in (f.tier for f in usable):
         inner_start, inner_end = tier_range(plan, tier)
         if inner_start < inner_end:
             return tier
