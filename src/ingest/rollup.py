@@ -666,8 +666,6 @@ def _warn(problem: str, delay: float, attempt: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from ingest.pending import clear, read_open
-
     settings = load_settings()
     args = build_parser(settings).parse_args(argv)
     try:
@@ -678,62 +676,73 @@ def main(argv: list[str]) -> int:
         return 2
     influx = Influx(target, on_retry=_warn)
     try:
-        if args.command == "tiers":
-            by_text = {t.text: t for t in tiers}
-            unknown = sorted(set(args.retention) - set(by_text))
-            if unknown:
-                print(f"ingest: error: --retention names tiers not in --tiers: {unknown}",
-                      file=sys.stderr)  # fmt: skip
-                return 2
-            retention = {by_text[k]: v for k, v in args.retention.items()}
-            for line in ensure_tier_buckets(influx, tiers, retention):
-                print(f"ingest: {line}", file=sys.stderr)
-            return 0
-        if args.end <= args.start:
-            print("ingest: error: --end must be after --start", file=sys.stderr)
-            return 2
-        missing = missing_tier_buckets(influx, tiers)
-        if missing:
-            print(f"ingest: error: tier buckets missing: {', '.join(missing)} "
-                  "(python -m ingest tiers creates them)", file=sys.stderr)  # fmt: skip
-            return 2
-        bad = [n for n in args.series or [] if not is_series_name(n)]
-        if bad:
-            print(f"ingest: error: invalid series names: {bad}", file=sys.stderr)
-            return 2
-        # Loads' pending-rollup markers inside the range, read before the raw points are: the
-        # rollup of their series clears them (and covers series a killed load left only there).
-        buckets = [t.bucket(influx.target.bucket) for t in tiers]
-        markers = {
-            b: [
-                m
-                for m in read_open(influx, b)
-                if m.within(args.start, args.end) and (not args.series or m.series in args.series)
-            ]
-            for b in buckets
-        }
-        names = args.series or sorted(
-            set(series_in(influx, args.start, args.end))
-            | {m.series for found in markers.values() for m in found if is_series_name(m.series)}
-        )
-        result = RollupStats()
-        for i, name in enumerate(names, 1):
-            refresh(influx, tiers, name, args.start, args.end - 1, None, result)
-            if not args.quiet:
-                print(f"ingest: rollup {i}/{len(names)} {name}", file=sys.stderr, flush=True)
-        cleared = sum(
-            clear(influx, b, [m for m in found if m.series in names])
-            for b, found in markers.items()
-        )
-        print(
-            f"ingest: rollup of {len(names)} series: {result.windows_written:,} tier windows "
-            f"written from {result.points_read:,} raw points"
-            + (f"; {cleared} pending-rollup markers cleared" if cleared else ""),
-            file=sys.stderr,
-        )
-        return 0
+        command = _tiers_command if args.command == "tiers" else _rollup_command
+        return command(influx, tiers, args)
     except RollupError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
         return 1
     finally:
         influx.close()
+
+
+def _error(message: str) -> int:
+    print(f"ingest: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _tiers_command(influx: Influx, tiers: tuple[Tier, ...], args: argparse.Namespace) -> int:
+    """``ingest tiers``: create the tier buckets, set their retention."""
+    by_text = {t.text: t for t in tiers}
+    unknown = sorted(set(args.retention) - set(by_text))
+    if unknown:
+        return _error(f"--retention names tiers not in --tiers: {unknown}")
+    retention = {by_text[k]: v for k, v in args.retention.items()}
+    for line in ensure_tier_buckets(influx, tiers, retention):
+        print(f"ingest: {line}", file=sys.stderr)
+    return 0
+
+
+def _rollup_command(influx: Influx, tiers: tuple[Tier, ...], args: argparse.Namespace) -> int:
+    """``ingest rollup``: rewrite the tiers of a range from raw, and clear the pending-rollup
+    markers of loads inside it."""
+    from ingest.pending import clear, read_open
+
+    if args.end <= args.start:
+        return _error("--end must be after --start")
+    missing = missing_tier_buckets(influx, tiers)
+    if missing:
+        return _error(
+            f"tier buckets missing: {', '.join(missing)} (python -m ingest tiers creates them)"
+        )
+    bad = [n for n in args.series or [] if not is_series_name(n)]
+    if bad:
+        return _error(f"invalid series names: {bad}")
+    # Loads' pending-rollup markers inside the range, read before the raw points are: the
+    # rollup of their series clears them (and covers series a killed load left only there).
+    markers = {
+        b: [
+            m
+            for m in read_open(influx, b)
+            if m.within(args.start, args.end) and (not args.series or m.series in args.series)
+        ]
+        for b in (t.bucket(influx.target.bucket) for t in tiers)
+    }
+    names = args.series or sorted(
+        set(series_in(influx, args.start, args.end))
+        | {m.series for found in markers.values() for m in found if is_series_name(m.series)}
+    )
+    result = RollupStats()
+    for i, name in enumerate(names, 1):
+        refresh(influx, tiers, name, args.start, args.end - 1, None, result)
+        if not args.quiet:
+            print(f"ingest: rollup {i}/{len(names)} {name}", file=sys.stderr, flush=True)
+    cleared = sum(
+        clear(influx, b, [m for m in found if m.series in names]) for b, found in markers.items()
+    )
+    print(
+        f"ingest: rollup of {len(names)} series: {result.windows_written:,} tier windows "
+        f"written from {result.points_read:,} raw points"
+        + (f"; {cleared} pending-rollup markers cleared" if cleared else ""),
+        file=sys.stderr,
+    )
+    return 0

@@ -117,8 +117,7 @@ async def check_pending(apis: Apis, marker: tuple[int, int], outer: tuple[int, i
         # an unaligned range whose tier interior meets the marker by one window: raw too
         assert await answer(apis, w0 - 3 * t + 1, w0 + t + 1, res) == "raw", res
     # local days: Zurich's days are unions of UTC hours
-    day = {"tz": "Europe/Zurich"}
-    assert await answer(apis, *_iso_pair(DAY), "1d", **day) == "raw"
+    assert await answer(apis, *_iso_pair(DAY), "1d", tz="Europe/Zurich") == "raw"
 
 
 async def check_repaired(apis: Apis, outer: tuple[int, int]) -> None:
