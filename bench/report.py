@@ -219,10 +219,12 @@ def load_section(lines: list[str]) -> None:
         plt.close(fig)
 
 
-def text_section(lines: list[str], title: str, command: str, name: str) -> None:
-    """A benchmark's own text output, as it printed it."""
+def text_section(lines: list[str], title: str, command: str, name: str, note: str = "") -> None:
+    """A benchmark's own text output, as it printed it (after ``note``, when given)."""
     path = OUT / name
     lines += [f"## {title}", "", f"Produced by `{command}`.", ""]
+    if note:
+        lines += [note, ""]
     if not path.exists():
         lines += [f"_No results yet: run `{command}`._", ""]
         return
@@ -253,6 +255,18 @@ def main() -> int:
         "Bytes on disk per point, raw and tiers (docs/capacity.md)",
         ".venv/bin/python bench/capacity.py --days 14 --series 2",
         "capacity-results.txt",
+    )
+    text_section(
+        lines,
+        "Before and after the reshape (issue 12): two source trees in one run",
+        "git worktree add --detach ../wt-base bbb82f6 && "
+        ".venv/bin/python bench/reshape.py --trees base=../wt-base/src,head=src",
+        "reshape-results.txt",
+        note="The same ingest and API workloads against the tree before issue 12 (`base`, "
+        "bbb82f6) and main's HEAD (`head`), one influxd, the trees alternating round by round "
+        "and request by request. Compare the ratios, not the times: a ratio whose per-round "
+        "spread lies on both sides of 1 is within this machine's noise. What each row measures "
+        "and the reading of the latest run: [bench/README.md](../bench/README.md).",
     )
     (DOCS / "results.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'results.md'}")
