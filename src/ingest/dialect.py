@@ -166,6 +166,11 @@ def _columns(headers: list[list[str]], n_values: int, series: str | None) -> lis
     columns: list[Column] = []
     for j in range(1, n_values + 1):
         name, unit = _column_meta([row[j] if j < len(row) else "" for row in headers])
+        if unit is not None and unit.endswith("\\"):
+            raise DialectError(
+                f"the unit {unit!r} of column {j + 1} ends with a backslash, which InfluxDB's "
+                "line protocol cannot store"
+            )
         columns.append(Column(series=name or "", unit=unit))
     if series is not None:
         if n_values != 1:

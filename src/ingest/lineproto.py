@@ -18,15 +18,21 @@ _POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
 
 
 def _escape(text: str, specials: str) -> str:
-    out = text.replace("\\", "\\\\")
+    """``text`` as InfluxDB 2 reads it back: a backslash escapes only the specials (comma,
+    space, and in tags `=`), every other backslash is kept as it is, so backslashes are not
+    doubled (InfluxDB would store both). A text ending in a backslash cannot be written at all
+    (the backslash would escape the separator after it): ValueError, which the dialect reports
+    for units before anything is written."""
+    if text.endswith("\\"):
+        raise ValueError(f"{text!r} ends with a backslash, which line protocol cannot store")
     for ch in specials:
-        out = out.replace(ch, "\\" + ch)
-    return out
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 def line_prefix(measurement: str, tags: Mapping[str, str]) -> bytes:
     """``measurement,tag=value value=``: escaped once per series, shared by all its lines."""
-    head = _escape(measurement, ", ")
+    head = _escape(measurement, ", ")  # a series name (gridts.names) has neither
     for key in sorted(tags):  # sorted tags are what InfluxDB stores; saves it the work
         if tags[key]:
             head += f",{_escape(key, ',= ')}={_escape(tags[key], ',= ')}"

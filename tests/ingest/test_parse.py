@@ -1,4 +1,4 @@
-"""Dialect sniffing, the vectorised parser and line protocol: exact results and exact reasons."""
+"""Dialect sniffing and the vectorised parser: exact results and exact reasons."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.dialect import DialectError, sniff
-from ingest.lineproto import encode, line_prefix
 from ingest.parse import ParsedChunk, parse_chunk
 from ingest.timelayout import WEEKDAYS_DE
 from tests.conftest import SHARED_DATA
@@ -152,31 +150,6 @@ def test_wide_files_keep_each_column() -> None:
     chunk = parse_chunk(head.split("\n", 1)[1].encode(), d, first_line=2)
     assert values(chunk, 0) == ["1.5"]
     assert values(chunk, 1) == ["-2"]
-
-
-# -- line protocol -----------------------------------------------------------------------------
-
-
-def test_line_prefix_escapes_measurement_and_tags() -> None:
-    assert line_prefix("a b,c", {"unit": "EUR/MWh", "site": "x=y z"}) == (
-        rb"a\ b\,c,site=x\=y\ z,unit=EUR/MWh value="
-    )
-
-
-def test_encode_builds_exact_lines_and_batches() -> None:
-    text = np.frombuffer(b"50 49.99 -1", dtype=np.uint8)
-    lines = encode(
-        b"f,unit=Hz value=",
-        text,
-        np.array([0, 3, 9]),
-        np.array([2, 5, 2]),
-        np.array([0, 999_999_999, 1_619_820_030]),
-    )
-    assert lines.body.tobytes() == (
-        b"f,unit=Hz value=50 0\nf,unit=Hz value=49.99 999999999\nf,unit=Hz value=-1 1619820030\n"
-    )
-    assert [n for _, n in lines.batches(2)] == [2, 1]
-    assert b"".join(b for b, _ in lines.batches(2)) == lines.body.tobytes()
 
 
 # -- properties --------------------------------------------------------------------------------
