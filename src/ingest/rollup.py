@@ -14,6 +14,11 @@ The range is widened to whole windows of the coarsest tier, so each tier point w
 whole window computed from everything InfluxDB holds: two files meeting mid-window give the
 same tiers as one file, and a re-run rewrites the same values (idempotent; kill -9 and a re-run
 repair). Tier points carry the raw points' tags (one tier series per raw series key).
+
+After writing, a rollup **settles** (``settle``): it counts the raw points per coarsest window
+again and rolls up from raw every window it wrote whose count changed meanwhile (a concurrent
+load's points landed after its read), so that the last writer of every window wrote it from the
+final raw points (ADR 0014, addendum "concurrent writers of a tier window").
 """
 
 from __future__ import annotations
