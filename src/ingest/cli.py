@@ -345,10 +345,17 @@ def _rollup(
                     if m.load != pending.load and m.state == "written" and m.series in spans
                 ]
         rolled = collector.finish(influx)
+        if rolled.windows_rechecked:
+            ui.say(f"ingest: {rolled.windows_rechecked} tier windows changed while rolled up "
+                   "(a concurrent load wrote raw points there): rolled up again")  # fmt: skip
+        unsettled = {s: (min(a for a, _ in r), max(b for _, b in r))
+                     for s, r in rolled.unsettled.items()}  # fmt: skip
         if pending is not None:
+            pending.keep_open(unsettled)  # before done: the API stays on raw there
             pending.done(buckets)
             for bucket, found in others.items():
-                covered = [m for m in found if m.within(*widen(*spans[m.series], collector.tiers))]
+                covered = [m for m in found if m.series not in unsettled
+                           and m.within(*widen(*spans[m.series], collector.tiers))]  # fmt: skip
                 if clear(influx, bucket, covered):
                     ui.say(f"ingest: cleared {len(covered)} pending-rollup markers of earlier "
                            f"loads in {bucket}")  # fmt: skip
@@ -789,6 +796,8 @@ def _summary(run: _Run, written: int, elapsed: float) -> dict[str, Any]:
         "tiers": [t.text for t in collector.tiers] if collector is not None else [],
         "tier_windows_written": rolled.windows_written if rolled is not None else 0,
         "tier_windows_from_raw": rolled.windows_from_raw if rolled is not None else 0,
+        # coarsest windows a concurrent load changed during the rollup, rolled up again
+        "tier_windows_rechecked": rolled.windows_rechecked if rolled is not None else 0,
         "exit_status": run.status,
         "dry_run": bool(run.args.dry_run),
     }

@@ -105,6 +105,7 @@ class Pending:
         self._span: dict[str, tuple[int, int]] = {}  # the points covered, [lo, hi]
         self._state = WRITING
         self._cleared: set[str] = set()
+        self._kept: dict[str, tuple[int, int]] = {}  # left open by keep_open, [start, stop)
 
     @property
     def series(self) -> list[str]:
@@ -156,13 +157,39 @@ class Pending:
             times = self._time.values()
             _delete(self.influx, bucket, min(times), max(times), f'load="{self.load}"')
 
+    def keep_open(self, ranges: Mapping[str, tuple[int, int]]) -> None:
+        """Tier windows of these series in [start, stop) kept changing while this load rolled
+        them up (concurrent loads): markers of their own (`written`, under this load's id with
+        `-open`, so that ``done`` does not delete them) keep the API on raw there until a later
+        load of the range or ``ingest rollup`` clears them. Written before ``done``."""
+        if not ranges:
+            return
+        lines = [
+            marker_line(s, self.open_id, marker_time(self.started, stop), start, stop, WRITTEN)
+            for s, (start, stop) in ranges.items()
+        ]
+        body = ("\n".join(lines) + "\n").encode()
+        for bucket in self.buckets:
+            self.influx.write(bucket, body)
+            self.writes += 1
+        self._kept.update(ranges)
+
+    @property
+    def open_id(self) -> str:
+        return f"{self.load}-open"
+
     def still_open(self) -> dict[str, tuple[int, int]]:
         """Series whose markers some bucket keeps: their ranges."""
-        if all(b in self._cleared for b in self.buckets):
-            return {}
-        return dict(self._range)
+        out = dict(self._kept)
+        if not all(b in self._cleared for b in self.buckets):
+            for series, (start, stop) in self._range.items():
+                old = out.get(series, (start, stop))
+                out[series] = (min(start, old[0]), max(stop, old[1]))
+        return out
 
     def open_buckets(self) -> list[str]:
+        if self._kept:
+            return list(self.buckets)
         return [b for b in self.buckets if b not in self._cleared] if self._range else []
 
     def _write(self, ranges: Mapping[str, tuple[int, int]], state: str) -> None:

@@ -14,6 +14,11 @@ The range is widened to whole windows of the coarsest tier, so each tier point w
 whole window computed from everything InfluxDB holds: two files meeting mid-window give the
 same tiers as one file, and a re-run rewrites the same values (idempotent; kill -9 and a re-run
 repair). Tier points carry the raw points' tags (one tier series per raw series key).
+
+After writing, a rollup **settles** (``settle``): it counts the raw points per coarsest window
+again and rolls up from raw every window it wrote whose count changed meanwhile (a concurrent
+load's points landed after its read), so that the last writer of every window wrote it from the
+final raw points (ADR 0014, addendum "concurrent writers of a tier window").
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ READ_SPAN_SECONDS = 86_400
 # 44,640 rows), and tier points written up to this many lines per request.
 COUNT_DAYS = 31
 WRITE_LINES = 5_000
+# Rounds of "count again, roll up again what changed" after a rollup's tier writes (settle): one
+# round per concurrent load that landed raw points in a window meanwhile.
+SETTLE_ROUNDS = 4
 # Decimal texts of at most this many digits are read by one exact division (values_of).
 _EXACT_DIGITS = 15
 _POW10 = np.array([float(10**k) for k in range(_EXACT_DIGITS + 1)])  # exact doubles
@@ -63,7 +71,11 @@ class RollupStats:
     windows_from_file: int = 0  # finest windows taken from the parsed columns
     windows_from_raw: int = 0  # finest windows recomputed from raw points
     points_read: int = 0  # raw points read back
+    # coarsest windows whose raw count changed while they were rolled up (rolled up again)
+    windows_rechecked: int = 0
     series: set[str] = field(default_factory=set)
+    # per series, runs of coarsest windows [start, stop) that kept changing (settle gave up)
+    unsettled: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 def tier_lines(measurement: str, tags: Mapping[str, str], windows: Windows) -> bytes:
@@ -335,14 +347,82 @@ def refresh(
 ) -> RollupStats:
     """Rewrite every tier window of ``series`` that meets [lo, hi] (seconds, inclusive) from what
     InfluxDB holds, using ``parsed`` finest windows (per series key) where the raw counts prove
-    them exact."""
+    them exact; then ``settle`` them: a coarsest window whose raw count changed while it was
+    rolled up (a concurrent load's raw points landed) is rolled up again from raw. Ranges that
+    did not settle in ``SETTLE_ROUNDS`` are left in ``result.unsettled``."""
     result = result if result is not None else RollupStats()
     if not tiers:
         return result
-    finest = tiers[0].seconds
     start, stop = widen(lo, hi, tiers)
-    parsed = parsed or {}
+    written = _rollup_range(influx, tiers, series, start, stop, parsed or {}, result)
+    unsettled = settle(influx, tiers, series, start, stop, written, result)
+    if unsettled:
+        result.unsettled.setdefault(series, []).extend(unsettled)
+    return result
+
+
+def _changed(
+    now: Mapping[TagSet, Mapping[int, int]], written: Mapping[TagSet, Mapping[int, int]]
+) -> list[int]:
+    """The windows written whose raw count ``now`` differs from the count written, any series
+    key. Windows not written are not this writer's to check: it left no tier point there."""
+    out: set[int] = set()
+    for tags, wrote in written.items():
+        have = now.get(tags, {})
+        out.update(w for w, n in wrote.items() if have.get(w, 0) != n)
+    return sorted(out)
+
+
+def settle(
+    influx: Influx,
+    tiers: tuple[Tier, ...],
+    series: str,
+    start: int,
+    stop: int,
+    written: dict[TagSet, dict[int, int]],
+    result: RollupStats,
+) -> list[tuple[int, int]]:
+    """After the tier windows of [start, stop) (whole coarsest windows) were written with the
+    coarsest counts ``written``: count the raw points per coarsest window again (one pushed-down
+    query) and roll up from raw, and write again, every window whose count differs; until none
+    does, at most ``SETTLE_ROUNDS`` times. The runs still differing (empty: settled).
+
+    Why (ADR 0014, concurrent writers of a tier window): a concurrent load may land raw points
+    in a window after this rollup read it and write its own tiers before this one writes. The
+    last writer of a window has then checked, after its write, a raw count that every raw write
+    of the window had reached (a later raw write would be followed by its load's tier write), and
+    found it equal to what it wrote: points are only added, so equal counts mean the very points
+    it read."""
+    coarse = tiers[-1].seconds
+    for round_ in range(SETTLE_ROUNDS + 1):
+        changed = _changed(raw_counts(influx, series, start, stop, coarse), written)
+        if not changed or round_ == SETTLE_ROUNDS:
+            return _runs(changed, coarse)
+        result.windows_rechecked += len(changed)
+        for a, b in _runs(changed, coarse):
+            again = _rollup_range(influx, tiers, series, a, b, {}, result)
+            for counts in written.values():
+                for w in range(a, b, coarse):
+                    counts.pop(w, None)
+            for tags, counts in again.items():
+                written.setdefault(tags, {}).update(counts)
+    raise AssertionError("unreachable")
+
+
+def _rollup_range(
+    influx: Influx,
+    tiers: tuple[Tier, ...],
+    series: str,
+    start: int,
+    stop: int,
+    parsed: Mapping[TagSet, Windows],
+    result: RollupStats,
+) -> dict[TagSet, dict[int, int]]:
+    """Write every tier window of ``series`` in [start, stop) (whole coarsest windows); the
+    coarsest windows' counts written, per series key."""
+    finest, coarse = tiers[0].seconds, tiers[-1].seconds
     span = READ_SPAN_SECONDS
+    written: dict[TagSet, dict[int, int]] = {}
     # One pushed-down count per day first: the days without points (gaps, a range wider than
     # the data) cost nothing more.
     counted = raw_counts(influx, series, start, stop, span).values()
@@ -381,9 +461,13 @@ def refresh(
                 body = tier_lines(series, tag_map, level)
                 out.add(tier.bucket(influx.target.bucket), body, len(level))
                 result.windows_written += len(level)
+                if tier.seconds == coarse:
+                    mine_counts = written.setdefault(tags, {})
+                    for w, n in zip(level.start.tolist(), level.count.tolist(), strict=True):
+                        mine_counts[int(w)] = mine_counts.get(int(w), 0) + int(n)
             result.series.add(series)
     out.flush()
-    return result
+    return written
 
 
 def series_in(influx: Influx, start: int, stop: int) -> list[str]:
@@ -736,13 +820,37 @@ def _rollup_command(influx: Influx, tiers: tuple[Tier, ...], args: argparse.Name
         refresh(influx, tiers, name, args.start, args.end - 1, None, result)
         if not args.quiet:
             print(f"ingest: rollup {i}/{len(names)} {name}", file=sys.stderr, flush=True)
+    settled = [n for n in names if n not in result.unsettled]
     cleared = sum(
-        clear(influx, b, [m for m in found if m.series in names]) for b, found in markers.items()
+        clear(influx, b, [m for m in found if m.series in settled]) for b, found in markers.items()
     )
     print(
         f"ingest: rollup of {len(names)} series: {result.windows_written:,} tier windows "
         f"written from {result.points_read:,} raw points"
-        + (f"; {cleared} pending-rollup markers cleared" if cleared else ""),
+        + (f"; {cleared} pending-rollup markers cleared" if cleared else "")
+        + (
+            f"; {result.windows_rechecked} windows changed while they were rolled up (a load "
+            "wrote raw points there) and were rolled up again"
+            if result.windows_rechecked
+            else ""
+        ),
         file=sys.stderr,
     )
-    return 0
+    return _unsettled(result.unsettled)
+
+
+def _unsettled(unsettled: Mapping[str, list[tuple[int, int]]]) -> int:
+    """``ingest rollup``'s exit status: 1 (and the series named) when windows kept changing
+    through every round of ``settle``: loads of that range are still writing."""
+    if not unsettled:
+        return 0
+    lo = min(a for runs in unsettled.values() for a, _ in runs)
+    hi = max(b for runs in unsettled.values() for _, b in runs)
+    print(
+        f"ingest: error: tier windows of {', '.join(sorted(unsettled))} in "
+        f"[{_flux_time(lo)}, {_flux_time(hi)}) kept changing while they were rolled up "
+        f"({SETTLE_ROUNDS} rounds: loads are writing there); their pending-rollup markers stay "
+        "open: run this rollup again once those loads have ended",
+        file=sys.stderr,
+    )
+    return 1

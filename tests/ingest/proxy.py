@@ -2,9 +2,11 @@
 
 Each `Rule` matches requests (writes to one bucket, Flux queries of one kind, ...) and either
 refuses them with a status and ``Retry-After`` (the first ``times`` of them, every ``every``-th,
-or for as long as a throttle window lasts) or **holds** the first one until the test releases it,
-so that a test can kill the client at a known point (the held request is then dropped, never
-forwarded: it did not happen). Everything no rule refuses is forwarded unchanged.
+or for as long as a throttle window lasts) or **holds** the first one (the ``nth``) until the test
+releases it, so that a test can kill the client at a known point (the held request is then
+dropped, never forwarded: it did not happen), or **pauses** it: held the same way, then
+forwarded once released, so that a test can order the requests of concurrent clients.
+Everything no rule refuses is forwarded unchanged.
 """
 
 from __future__ import annotations
@@ -78,8 +80,10 @@ class Request:
 class Rule:
     """What to do with the requests ``match`` picks.
 
-    - ``hold``: the first match waits until ``release`` is set, then is dropped (no answer);
-      ``held`` is set while it waits.
+    - ``hold``: the ``nth`` match (the first by default) waits until ``release`` is set, then is
+      dropped (no answer); ``held`` is set while it waits.
+    - ``pause``: as ``hold``, but the request is forwarded once released (a delay the test
+      ends); ``forwarded`` is set once influxd answered it.
     - otherwise refused with ``status`` and ``Retry-After: retry_after``: every ``every``-th
       match, at most ``times`` of them (None: no limit); with ``window``, a refusal starts a
       throttle that refuses every match arriving within ``retry_after`` seconds of it, the way a
@@ -93,17 +97,20 @@ class Rule:
     retry_after: float = 0.2
     window: bool = False
     hold: bool = False
+    pause: bool = False
+    nth: int = 1
     matched: int = 0
     refused: int = 0
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    forwarded: threading.Event = field(default_factory=threading.Event)
     _until: float = 0.0
 
     def decide(self, now: float) -> str:
         """`forward`, `refuse` or `hold` for one more matching request (under the proxy's lock)."""
         self.matched += 1
-        if self.hold:
-            return "hold" if self.matched == 1 else "forward"
+        if self.hold or self.pause:
+            return "hold" if self.matched == self.nth else "forward"
         if self.window and now < self._until:
             self.refused += 1
             return "refuse"
@@ -206,6 +213,10 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             if action == "hold" and rule is not None:
                 rule.held.set()
                 rule.release.wait()
+                if rule.pause:
+                    self._forward(request)
+                    rule.forwarded.set()
+                    return
                 self.close_connection = True  # dropped: the request never reached influxd
                 return
             if action == "refuse" and rule is not None:
