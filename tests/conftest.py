@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import influxdb_local as il  # scripts/: on the path by pyproject.toml (pytest's pythonpath)
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import influxdb_local as il  # noqa: E402
 
 # The real-cluster test builds and starts a Kubernetes: only `make e2e` (GRIDTS_E2E=1) runs it.
 collect_ignore = [] if os.environ.get("GRIDTS_E2E") else ["e2e"]

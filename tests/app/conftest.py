@@ -28,13 +28,12 @@ import pytest
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 
+import influxdb_local as il
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import SHARED_DATA, InfluxServer
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import influxdb_local as il  # noqa: E402
 
 
 @dataclass

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.kube import CACHE_BIN, ROOT, diagnostics, sh
-
-sys.path.insert(0, str(ROOT / "scripts"))
 import cluster_build
 import cluster_local
+from tests.e2e.kube import CACHE_BIN, diagnostics, sh
 
 NAMESPACE = "gridts-e2e"
 _steps: list[tuple[str, float, str]] = []
