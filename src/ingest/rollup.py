@@ -30,11 +30,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
-import pandas as pd
 
 from gridts import tiers as stats
 from gridts.durations import parse_influx_duration
@@ -43,6 +42,9 @@ from gridts.tiers import Tier, Windows
 from ingest.lineproto import line_prefix
 from ingest.settings import Settings, load_settings
 from ingest.writer import RETRYABLE, Target, _retry_after, retry_delay
+
+if TYPE_CHECKING:  # pandas is imported where a rollup reads InfluxDB: not for --help or a parse
+    import pandas as pd
 
 TagSet = tuple[tuple[str, str], ...]
 # Columns of a Flux row that are not the series key's tags.
@@ -173,6 +175,8 @@ class Influx:
 
     def query(self, flux: str) -> pd.DataFrame:
         """Flux's annotation-free CSV as a frame (strings; empty when no rows)."""
+        import pandas as pd
+
         self.queries += 1
         body = {"query": flux, "type": "flux", "dialect": {"annotations": [], "header": True}}
         resp = self._call(
@@ -221,6 +225,8 @@ def _source(bucket: str, series: str, start: int, stop: int) -> str:
 
 def _seconds(column: pd.Series) -> np.ndarray:
     """RFC 3339 texts (whole seconds, UTC) as seconds since the epoch."""
+    import pandas as pd
+
     return pd.to_datetime(column, utc=True).dt.as_unit("s").astype("int64").to_numpy()
 
 
