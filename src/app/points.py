@@ -85,12 +85,13 @@ class Points:
         return points
 
     def _unpack(self) -> None:
-        """The cells parsed into lists, exactly as ``parse_flux_csv`` without them would."""
+        """The cells parsed into lists, exactly as ``parse_flux_csv`` without them would (the
+        same ``tables``, kept as the caller may have set it)."""
         cells, self._cells = self._cells, None
         if cells is not None:
             got = _parse_lists(cells.text, cells.integer)
             self._times, self._values, self._texts = got._times, got._values, got._texts
-            self._convert, self.tables = got._convert, got.tables
+            self._convert = got._convert
 
     @property
     def times(self) -> list[str]:
