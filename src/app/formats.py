@@ -8,9 +8,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
+from numpy.lib.stride_tricks import sliding_window_view
 
-from app.points import Points, Value
+from app.points import Cells, CsvCells, Mask, Points, Value
 from app.query.plan import QueryPlan, format_time
 
 CHUNK_ROWS = 5_000
@@ -46,6 +48,11 @@ def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:
     """`{"series", "unit", ..., "points": [{"time", "value", "partial"}, ...]}`; NaN becomes
     null; `partial` (windows only) marks a window the range cuts."""
     body = {"series": meta.name, "unit": meta.unit, **header(plan)}
+    cells = points.cells()
+    spliced = None if cells is None else _points_spliced(plan, cells)
+    if spliced is not None:
+        body["points"] = orjson.Fragment(spliced)
+        return orjson.dumps(body)
     numbers = points.json_numbers()
     if numbers is not None and _LABELS.fullmatch("".join(points.times)):
         body["points"] = orjson.Fragment(_points_text(plan, points.times, numbers))
@@ -88,7 +95,9 @@ def _points_text(plan: QueryPlan, times: list[str], numbers: list[str]) -> str:
         rows = [f'{{"time":"{t}","value":{v}}}' for t, v in pairs]
     else:
         clipped = plan.clipped()
-        if clipped.isdisjoint(times[:1] + times[-1:]):  # only the first or last can be cut
+        # every label looked at, as the other formats do (in order, only the first and the
+        # last can be cut; tag sets that Flux could not merge come in another order)
+        if clipped.isdisjoint(times):
             rows = [f'{{"time":"{t}","value":{v},"partial":false}}' for t, v in pairs]
         else:
             rows = [
@@ -96,6 +105,75 @@ def _points_text(plan: QueryPlan, times: list[str], numbers: list[str]) -> str:
                 for t, v in pairs
             ]
     return "[" + ",".join(rows) + "]"
+
+
+def _labels_allowed(labels: Cells) -> bool:
+    """Whether every label matches ``_LABELS`` (`[0-9TZ:.+-]*`; the padding is `0`)."""
+    matrix = labels.matrix
+    # from `+` to `:`: `+ , - . / 0-9 :`, of which `,` and `/` are not allowed
+    ranged = matrix - np.uint8(ord("+")) <= ord(":") - ord("+")
+    if not np.all(ranged | (matrix == ord("T")) | (matrix == ord("Z"))):
+        return False
+    return not (np.any(matrix == ord(",")) or np.any(matrix == ord("/")))
+
+
+def _partial(plan: QueryPlan, labels: Cells) -> Mask:
+    """Per row, whether its label is one of the windows the range cuts."""
+    partial = np.zeros(len(labels.lengths), dtype=np.bool_)
+    for label in plan.clipped():
+        partial |= labels.matching(label.encode())
+    return partial
+
+
+# A point's end and the comma after it, with `partial` and without (a point of raw data).
+_TAIL, _TAIL_TRUE, _TAIL_RAW = b',"partial":false},', b',"partial":true},', b"},"
+_HEAD, _KEY = b'{"time":"', b'","value":'
+
+
+def _points_spliced(plan: QueryPlan, cells: CsvCells) -> bytes | None:
+    """``_points_text`` of points that are still Flux's CSV (``CsvCells``), as bytes, with no
+    Python object per point (issue 10, item 7).
+
+    The response's bytes are laid out first, each point as long as its value makes it. What
+    lies between two values (a point's end, the next one's label and keys) is one row of a
+    byte matrix. Each value is copied to its place with the bytes before it in the CSV, as
+    many as the longest value has more, and then the rows of the matrix over those. None when
+    that cannot be (values whose lengths differ by more than a label and its keys, labels of
+    several lengths) or a label has a byte ``_LABELS`` does not allow: ``_points_text``
+    answers then."""
+    labels = cells.labels()
+    start, stop = cells.value_spans
+    lengths = stop - start
+    if not len(cells) or labels.pad is not None or not _labels_allowed(labels):
+        return None
+    before = len(_HEAD) + labels.matrix.shape[1] + len(_KEY)  # a point's bytes before its value
+    widest = int(lengths.max())
+    if widest - int(lengths.min()) > before or int((stop - widest).min()) < 0:
+        return None
+    partial = (
+        np.zeros(len(cells), dtype=np.bool_) if plan.window is None else _partial(plan, labels)
+    )
+    tail = _TAIL_RAW if plan.window is None else _TAIL
+    # between[i]: the end of point i - 1 (of none for i = 0: `[` last), point i up to its value
+    between = np.empty((len(cells) + 1, len(tail) + before), dtype=np.uint8)
+    between[:, : len(tail)] = np.frombuffer(tail, dtype=np.uint8)
+    between[0, len(tail) - 1] = ord("[")
+    if np.any(partial):  # `true` is a byte shorter: the row starts on the value's last byte
+        cut = np.flatnonzero(partial)
+        between[cut + 1, 1 : len(tail)] = np.frombuffer(_TAIL_TRUE, dtype=np.uint8)
+        between[cut + 1, 0] = cells.data[stop[cut] - 1]
+    between[:-1, len(tail) : len(tail) + len(_HEAD)] = np.frombuffer(_HEAD, dtype=np.uint8)
+    between[:-1, len(tail) + len(_HEAD) : -len(_KEY)] = labels.matrix
+    between[:-1, -len(_KEY) :] = np.frombuffer(_KEY, dtype=np.uint8)
+    ends = np.cumsum(before + lengths + len(tail) - partial)  # after `[` and what is before it
+    at = np.append(0, ends)  # where each row of `between` goes
+    out = np.empty(int(ends[-1]) + len(tail) + before, dtype=np.uint8)
+    values = sliding_window_view(cells.data, widest)[stop - widest]
+    sliding_window_view(out, widest, writeable=True)[ends + partial - widest] = values
+    sliding_window_view(out, between.shape[1], writeable=True)[at] = between
+    out[ends[-1] + len(tail) - 1] = ord("]")  # for the comma after the last point
+    done: bytes = out[len(tail) - 1 : ends[-1] + len(tail)].tobytes()
+    return done
 
 
 def series_ndjson(plan: QueryPlan, points: Points) -> Iterator[bytes]:

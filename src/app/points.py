@@ -17,12 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from app.errors import InfluxRejected
 from gridts import tiers
 
 Value = float | int | None
+Bytes = npt.NDArray[np.uint8]
+Ints = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
 
 
 # A value as InfluxDB's CSV writes a finite float or an integer: also a JSON number.
@@ -39,9 +44,12 @@ class Points:
     answers go from InfluxDB to the JSON response untouched, and the text of a decimal number
     is already JSON (``json_numbers``). Reading ``values`` parses them once (and from then on
     the floats are what the caller may change, so the text is dropped).
+
+    One block of Flux's CSV stays its bytes (``cells``) until something reads ``times`` or
+    ``values``: then it is parsed as before (``_parse_lists``), one string per cell.
     """
 
-    __slots__ = ("_convert", "_texts", "_values", "source", "tables", "times")
+    __slots__ = ("_cells", "_convert", "_texts", "_times", "_values", "source", "tables")
 
     def __init__(
         self,
@@ -50,10 +58,11 @@ class Points:
         tables: int = 0,
         source: str = "raw",
     ) -> None:
-        self.times: list[str] = [] if times is None else times
+        self._times: list[str] = [] if times is None else times
         self._values: list[Value] | None = [] if values is None else values
         self._texts: list[str] | None = None
         self._convert: type[float] | type[int] = float
+        self._cells: CsvCells | None = None
         self.tables = tables
         self.source = source
 
@@ -68,8 +77,35 @@ class Points:
         points._convert = int if integer else float
         return points
 
+    @classmethod
+    def of_cells(cls, cells: CsvCells) -> Points:
+        """Points that are one block of Flux's CSV, its cells still bytes (``CsvCells``)."""
+        points = cls(None, None, cells.tables)
+        points._cells = cells
+        return points
+
+    def _unpack(self) -> None:
+        """The cells parsed into lists, exactly as ``parse_flux_csv`` without them would (the
+        same ``tables``, kept as the caller may have set it)."""
+        cells, self._cells = self._cells, None
+        if cells is not None:
+            got = _parse_lists(cells.text, cells.integer)
+            self._times, self._values, self._texts = got._times, got._values, got._texts
+            self._convert = got._convert
+
+    @property
+    def times(self) -> list[str]:
+        self._unpack()
+        return self._times
+
+    @times.setter
+    def times(self, times: list[str]) -> None:
+        self._unpack()
+        self._times = times
+
     @property
     def values(self) -> list[Value]:
+        self._unpack()
         if self._values is None:
             self._values = list(map(self._convert, self._texts or ()))
         self._texts = None
@@ -77,15 +113,31 @@ class Points:
 
     @values.setter
     def values(self, values: list[Value]) -> None:
+        self._unpack()
         self._values, self._texts = values, None
 
     def json_numbers(self) -> list[str] | None:
         """The values as JSON number texts, exactly as InfluxDB wrote them, while nothing has
         read or replaced them; else None."""
+        self._unpack()
         return self._texts
 
+    def cells(self) -> CsvCells | None:
+        """The block of Flux's CSV these points are, while nothing has read or replaced its
+        labels or values; else None."""
+        return self._cells
+
+    def increasing(self) -> bool:
+        """Whether the labels are in strictly increasing time order (``strictly_increasing``),
+        told from the cells while they are bytes."""
+        if self._cells is not None:
+            verdict = self._cells.increasing()
+            if verdict is not None:
+                return verdict
+        return strictly_increasing(self.times)
+
     def __len__(self) -> int:
-        return len(self.times)
+        return len(self._cells) if self._cells is not None else len(self._times)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Points):
@@ -97,9 +149,10 @@ class Points:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        self._unpack()
         shown = self._texts if self._texts is not None else self._values
         return (
-            f"Points(times={self.times!r}, values={shown!r}, tables={self.tables}, "
+            f"Points(times={self._times!r}, values={shown!r}, tables={self.tables}, "
             f"source={self.source!r})"
         )
 
@@ -129,10 +182,20 @@ def _numbers(texts: list[str], convert: Callable[[str], float]) -> list[Value]:
 def parse_flux_csv(text: str, *, integer: bool = False) -> Points:
     """Rows of Flux's annotation-free CSV with `_time` and `_value` columns.
 
-    Written as whole-list comprehensions, block by block (a block is a header and its rows):
-    this runs once per point of every response, so it is the API's hottest loop.
+    The usual answer, one block of finite numbers, stays its bytes (``CsvCells``): read with
+    numpy, no Python object per point, until something reads its labels or values. Anything
+    else is read as whole-list comprehensions, block by block (a block is a header and its
+    rows): this runs once per point of every response, so it is the API's hottest loop.
     """
+    cells = CsvCells.parse(text, integer=integer)
+    if cells is not None:  # no line of it starts with `error,`
+        return Points.of_cells(cells)
     _refuse_errors(text)
+    return _parse_lists(text, integer)
+
+
+def _parse_lists(text: str, integer: bool) -> Points:
+    """``parse_flux_csv`` into lists: a string per label, a text or a number per value."""
     single = _single_block(text, integer)
     if single is not None:
         return single
@@ -185,6 +248,220 @@ def _single_block(text: str, integer: bool) -> Points | None:
     if _NUMBERS.fullmatch(",".join(raw)):  # no null, NaN or infinity: parsed when read
         return Points.of_texts(times, raw, tables, integer=integer)
     return Points(times, _numbers(raw, int if integer else float), tables)
+
+
+# The bytes the cells of Flux's CSV are read by.
+_DIGIT, _DOT, _MINUS, _SLASH, _COMMA, _LF, _CR = 0x30, 0x2E, 0x2D, 0x2F, 0x2C, 0x0A, 0x0D
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The cells of one column as the rows of a byte matrix as wide as the longest, each
+    followed by ``fill`` bytes up to that width; ``pad`` marks those (None: no cell is
+    shorter than the matrix is wide)."""
+
+    matrix: Bytes
+    lengths: Ints
+    pad: Mask | None
+
+    @classmethod
+    def of(cls, data: Bytes, start: Ints, stop: Ints, fill: int) -> Cells:
+        """The cells ``data[start[i]:stop[i]]``: one copy of their rows, no object per cell."""
+        lengths = stop - start
+        width = int(lengths.max()) if len(lengths) else 0
+        if not width:
+            return cls(np.zeros((len(start), 0), dtype=np.uint8), lengths, None)
+        last = len(data) - width
+        rows = sliding_window_view(data, width)[np.minimum(start, last)]
+        for row in np.flatnonzero(start > last).tolist():  # near the end: what is left
+            tail = data[start[row] :]
+            rows[row, : len(tail)] = tail  # (the cell, shorter than `width`, is all in it)
+        if lengths.min() == width:
+            return cls(rows, lengths, None)
+        # per row, the row of a small table for its length (one gather: a fifth of the time
+        # a comparison of each byte's place with its row's length takes)
+        pad = np.take(np.arange(width) >= np.arange(width + 1)[:, None], lengths, axis=0)
+        past = pad.view(np.uint8)
+        rows *= 1 - past
+        rows += past * np.uint8(fill)
+        return cls(rows, lengths, pad)
+
+    def matching(self, text: bytes) -> Mask:
+        """Per row, whether its cell is ``text``."""
+        if len(text) > self.matrix.shape[1]:
+            return np.zeros(len(self.lengths), dtype=np.bool_)
+        same: Mask = np.all(self.matrix[:, : len(text)] == np.frombuffer(text, np.uint8), axis=1)
+        both: Mask = same & (self.lengths == len(text))
+        return both
+
+
+class CsvCells:
+    """One block of Flux's annotation-free CSV (`,result,table,_time,_value` and perhaps more
+    columns) as its bytes (``data``) and where its `_time` and `_value` cells start and stop
+    in them (``time_spans``, ``value_spans``). Made only when every value is a finite decimal
+    or integer (``_NUMBERS``) and the rows are plain (``parse``); it then stands for exactly
+    what ``_parse_lists`` makes of ``text``.
+
+    No Python object per point: the JSON response is assembled from these spans with numpy
+    (``app.formats``), InfluxDB's texts copied as they are (issue 10, item 7).
+    """
+
+    __slots__ = ("_labels", "data", "integer", "tables", "text", "time_spans", "value_spans")
+
+    def __init__(
+        self,
+        text: str,
+        data: Bytes,
+        spans: tuple[tuple[Ints, Ints], tuple[Ints, Ints]],
+        tables: int,
+        *,
+        integer: bool,
+    ) -> None:
+        self.text, self.data, self.tables, self.integer = text, data, tables, integer
+        self.time_spans, self.value_spans = spans
+        self._labels: Cells | None = None
+
+    def __len__(self) -> int:
+        return len(self.value_spans[0])
+
+    @classmethod
+    def parse(cls, text: str, *, integer: bool = False) -> CsvCells | None:
+        """The cells of a single block: rows of the header's width, each with an empty first
+        cell and a `result` other than `result` (a second block's header), lines ended by
+        `\\n` or `\\r\\n`, nothing but printable ASCII in them, and a finite number in every
+        `_value`; None for anything else (``_parse_lists`` reads it as before)."""
+        if not text.startswith(",result,") or not text.isascii():
+            return None
+        raw = text.encode("ascii")
+        cut = raw.find(b"\n")
+        names = raw[: max(cut, 0)].decode().rstrip("\r").split(",")
+        if cut < 0 or not {"_time", "_value", "table"} <= set(names):
+            return None
+        end = len(raw)
+        while end > cut + 1 and raw[end - 1] in b"\r\n":
+            end -= 1  # the blank line after the block
+        data = np.frombuffer(raw, dtype=np.uint8)
+        grid = _separators(data, cut + 1, end, len(names))
+        if grid is None:
+            return None
+        seps, returns = grid
+
+        def spans(name: str) -> tuple[Ints, Ints]:
+            j = names.index(name)  # never 0: the first name is empty
+            stop = seps[:, j] - returns if j == len(names) - 1 else seps[:, j]
+            return seps[:, j - 1] + 1, stop
+
+        if _any_cell(raw, *spans("result"), b"result"):
+            return None  # a header: a second block
+        if not _finite_numbers(Cells.of(data, *spans("_value"), _DIGIT)):
+            return None
+        tables = _distinct(data, *spans("table"))
+        return cls(text, data, (spans("_time"), spans("_value")), tables, integer=integer)
+
+    def labels(self) -> Cells:
+        """The `_time` cells (padded with `0`, which a label may hold: ``pad`` tells)."""
+        if self._labels is None:
+            self._labels = Cells.of(self.data, *self.time_spans, _DIGIT)
+        return self._labels
+
+    def increasing(self) -> bool | None:
+        """Whether the labels strictly increase, when all have 20 bytes (then they compare
+        as bytes, as ``strictly_increasing`` compares them as strings); else None."""
+        if len(self) < 2:
+            return True
+        labels = self.labels()
+        if labels.pad is not None or labels.matrix.shape[1] != 20:
+            return None
+        a, b, c = _label_numbers(labels.matrix)
+        later = (a[1:] > a[:-1]) | (
+            (a[1:] == a[:-1]) & ((b[1:] > b[:-1]) | ((b[1:] == b[:-1]) & (c[1:] > c[:-1])))
+        )
+        return bool(np.all(later))
+
+
+def _any_cell(raw: bytes, start: Ints, stop: Ints, text: bytes) -> bool:
+    """Whether any of the cells ``raw[start[i]:stop[i]]`` is ``text`` (those as long first)."""
+    same_length = start[stop - start == len(text)]
+    return any(raw[at : at + len(text)] == text for at in same_length.tolist())
+
+
+def _distinct(data: Bytes, start: Ints, stop: Ints) -> int:
+    """How many different cells ``data[start[i]:stop[i]]`` there are."""
+    if not len(start):
+        return 0
+    if np.all(stop - start == 1):  # the usual table ids: 0, 1, ...
+        return len(np.unique(data[start]))
+    matrix = Cells.of(data, start, stop, 0).matrix  # zeros after each: no cell holds one
+    if not np.any(matrix != matrix[0]):
+        return 1
+    return len(np.unique(matrix.view(f"V{matrix.shape[1]}")))
+
+
+# 20 bytes as three unsigned big-endian numbers: they order as the bytes do.
+_LABEL_NUMBERS = np.dtype([("a", ">u8"), ("b", ">u8"), ("c", ">u4")])
+
+
+def _label_numbers(labels: Bytes) -> tuple[Ints, Ints, Ints]:
+    """Labels of 20 bytes, one a row, as three numbers each that order as the bytes do."""
+    whole = labels.view(_LABEL_NUMBERS).ravel()
+    return whole["a"], whole["b"], whole["c"]
+
+
+def _separators(data: Bytes, begin: int, end: int, width: int) -> tuple[Ints, Ints] | None:
+    """Where each cell of ``data[begin:end]`` ends (rows of ``width`` cells; the comma or the
+    `\\n` after it, ``end`` for the last), as a (rows, width) matrix, and per row 1 when its
+    line ends in `\\r\\n`; None when the rows are not plain (a blank line, a row of another
+    width, a first cell that is not empty, a byte below `-` other than `,`, `\\r` and `\\n`
+    such as a space or a quote, a `\\r` not before a `\\n`, or DEL)."""
+    body = data[begin:end]
+    if not len(body) or body.max() > 0x7E:
+        return None
+    low = np.flatnonzero(body < _MINUS)  # separators, and whatever else needs a look
+    kinds = body[low]
+    returns = kinds == _CR
+    if np.any((kinds != _COMMA) & (kinds != _LF) & ~returns):
+        return None
+    lines = np.flatnonzero(returns)
+    if len(lines):
+        after = lines + 1  # what follows each `\r`: `\n`, or it is in a cell
+        if after[-1] == len(low) or np.any(kinds[after] != _LF):
+            return None
+        if np.any(low[after] != low[lines] + 1):
+            return None
+    seps = low[~returns]
+    newline = kinds[~returns] == _LF
+    if (len(seps) + 1) % width:
+        return None
+    ends_line = np.append(newline, True).reshape(-1, width)
+    if not np.all(ends_line[:, -1]) or np.any(ends_line[:, :-1]):
+        return None
+    grid = (np.append(seps, len(body)) + begin).reshape(-1, width)
+    starts = np.concatenate(([begin], grid[:-1, -1] + 1))
+    if np.any(grid[:, 0] != starts):  # the first cell: empty
+        return None
+    crlf = (data[grid[:, -1] - 1] == _CR).astype(np.int64)
+    return grid, crlf
+
+
+def _finite_numbers(cells: Cells) -> bool:
+    """Whether every cell is a number of ``_NUMBERS``: `-?[0-9]+(\\.[0-9]+)?` (cells padded
+    with `0`). The signs and dots are found in the flat matrix, a few per row at most."""
+    matrix, lengths = cells.matrix, cells.lengths
+    if not len(lengths) or lengths.min() < 1:
+        return False
+    if np.any(matrix - np.uint8(_MINUS) > 12) or np.any(matrix == _SLASH):
+        return False  # a byte other than a digit, `.` and `-`
+    width = matrix.shape[1]
+    signs = np.flatnonzero(matrix == _MINUS)
+    if np.any(signs % width) or np.any(lengths[signs // width] < 2):
+        return False  # a sign after the first byte, or nothing after it
+    signed = np.zeros(len(lengths), dtype=np.bool_)
+    signed[signs // width] = True
+    row, place = np.divmod(np.flatnonzero(matrix == _DOT), width)
+    if np.any(row[1:] == row[:-1]):
+        return False  # two dots
+    # a digit before the dot (the bytes before it are digits but for the sign) and after it
+    return not (np.any(place <= signed[row]) or np.any(place >= lengths[row] - 1))
 
 
 # Below this size the comprehensions win; above it pandas' C reader is several times faster.
@@ -335,7 +612,7 @@ def combine_keys(points: Points, agg: str) -> Points | None:
     ``count``), the minimum or the maximum of the tag sets' values, in time order. None for
     ``first``/``last`` when two tag sets share a label: which value came first in the window is
     not in the rows (the caller reads the raw points instead)."""
-    if points.tables <= 1 and strictly_increasing(points.times):
+    if points.tables <= 1 and points.increasing():
         return points
     acc: dict[str, float | int] = {}
     for t, v in zip(points.times, points.values, strict=True):

@@ -24,7 +24,6 @@ from app.points import (
     fill_linear,
     fill_windows,
     stddev_windows,
-    strictly_increasing,
 )
 from app.query.plan import Agg, Fill, QueryPlan, format_time, utc_aligned, window_start
 from gridts import tiers
@@ -36,7 +35,7 @@ Edges = tuple[tiers.Windows, tiers.Windows]
 def several_keys(points: Points) -> bool:
     """Whether rows come from several tag sets: several tables, or (`keep()` merges their
     tables) labels that repeat or go back."""
-    return points.tables > 1 or not strictly_increasing(points.times)
+    return points.tables > 1 or not points.increasing()
 
 
 def flux_windows(plan: QueryPlan, points: Points) -> Points:
@@ -48,14 +47,14 @@ def flux_windows(plan: QueryPlan, points: Points) -> Points:
     first_start = plan.first_window_start()
     # Flux labels the window that `start` cuts with `start` itself; the API labels every
     # window with its aligned start, so that labels line up across requests.
-    if (
-        points.times
-        and first_start is not None
+    if (  # (the labels looked at last: points still Flux's CSV stay so, ``Points.cells``)
+        first_start is not None
         and first_start != plan.start
+        and len(points)
         and points.times[0] == format_time(plan.start)
     ):
         points.times[0] = format_time(first_start)
-    if not points.times and plan.fill is not Fill.NONE:
+    if plan.fill is not Fill.NONE and not len(points):
         # With no row in the range Flux has no table to fill; the windows are still there.
         empty: Value = 0 if plan.agg is Agg.COUNT else None
         starts = plan.window_starts()

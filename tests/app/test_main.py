@@ -32,3 +32,11 @@ def test_pure_modules_import_without_the_web_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_keep_freed_memory() -> None:
+    """glibc's heap thresholds set at start (``python -m app``); nothing where there is none."""
+    from app.__main__ import keep_freed_memory
+
+    assert keep_freed_memory()  # glibc here
+    assert not keep_freed_memory("/nonexistent/libc.so.6")

@@ -848,3 +848,65 @@ async def test_tiers_rolled_up_without_stored_means_never_answer(
             after = await client.get(f"/v1/series/{series.name}/data", params=params)
             assert after.headers["X-Data-Source"] == "tier:15m"
             same_answer("mean", after.json()["points"], want, "after the rollup")
+
+
+# ---- points that stay Flux's CSV: the spliced JSON (issue 10, item 7) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("which", "name", "params", "spliced"),
+    [
+        # a tier's own windows: the stored means, untouched
+        ("tiers", "hz_1s", {"resolution": "1m"}, True),
+        ("tiers", "hz_1s", {"resolution": "15m"}, True),
+        ("tiers", "active_losses", {"resolution": "15m"}, True),
+        ("tiers", "active_losses", {"resolution": "1h", "agg": "max"}, True),
+        ("tiers", "two_sites", {"resolution": "1h", "agg": "sum"}, False),  # tag sets combined
+        ("tiers", "hz_1s", {"resolution": "5m", "fill": "null"}, False),  # filled
+        # the raw points' windows from Flux, the last one cut; and raw points
+        ("raw", "f_soll_aktiv", {"resolution": "30s"}, True),
+        ("raw", "f_soll_aktiv", {"end": "2021-05-02T23:50:00Z", "resolution": "1h"}, True),
+        ("raw", "f_soll_aktiv", {"start": "2021-05-01T00:07:00Z", "resolution": "1h"}, False),
+        ("raw", "f_soll_aktiv", {"end": "2021-05-01T02:00:00Z", "resolution": "raw"}, True),
+        ("raw", "active_losses", {"resolution": "15m", "agg": "count"}, True),
+    ],
+)
+async def test_spliced_json_is_the_text_paths_bytes(
+    with_tiers: httpx.AsyncClient,
+    raw_only: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    which: str,
+    name: str,
+    params: dict[str, str],
+    spliced: bool,
+) -> None:
+    """Against the real InfluxDB: the JSON written from Flux's CSV bytes (``CsvCells``) is,
+    byte for byte, what the text path writes from the same answer (InfluxDB's texts, at any
+    size: pandas' floats not asked for)."""
+    from app import formats
+    from app import points as module
+
+    client = with_tiers if which == "tiers" else raw_only
+    start, end = SPANS[name]
+    query = {"start": start, "end": end, "agg": "mean", **params}
+    done: list[bool] = []
+    splice = formats._points_spliced
+
+    def counted(plan: Any, cells: Any) -> bytes | None:
+        out = splice(plan, cells)
+        done.append(out is not None)
+        return out
+
+    monkeypatch.setattr(formats, "_points_spliced", counted)
+    fast = await client.get(f"/v1/series/{name}/data", params=query)
+    assert fast.status_code == 200, fast.text
+    assert any(done) == spliced, query
+    monkeypatch.setattr(module.CsvCells, "parse", classmethod(lambda *a, **k: None))
+    monkeypatch.setattr(module, "PANDAS_FROM_BYTES", 10**12)
+    slow = await client.get(f"/v1/series/{name}/data", params=query)
+    assert slow.status_code == 200, slow.text
+    assert fast.json()["points"], "the comparison must not be vacuous"
+    assert fast.content == slow.content, query
+    assert fast.headers["X-Data-Source"] == slow.headers["X-Data-Source"]
+    if which == "tiers" and spliced:
+        assert fast.headers["X-Data-Source"].startswith("tier:")

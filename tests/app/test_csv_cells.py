@@ -1,0 +1,267 @@
+"""Points that stay Flux's CSV (``app.points.CsvCells``) and their JSON spliced from its bytes
+(``app.formats``) against the text-preserving path they replace (``_parse_lists``,
+``Points.of_texts``, ``_points_text``): the same points, the same bytes, over random
+single-block bodies (issue 10, item 7)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from app import formats, shape
+from app import points as module
+from app.errors import InfluxRejected
+from app.points import CsvCells, Points, combine_keys, parse_flux_csv, strictly_increasing
+from app.query.plan import DataParams, QueryPlan, build_plan, format_time
+
+META = formats.SeriesMeta("f", "Hz")
+
+
+def plan_of(start: str, end: str, resolution: str = "15m") -> QueryPlan:
+    return build_plan(
+        ["f"],
+        DataParams(start=start, end=end, resolution=resolution),
+        bucket="b",
+        max_points_cap=100_000,
+    )
+
+
+PLANS = {
+    "aligned": plan_of("2021-05-02T10:00:00Z", "2021-05-02T22:00:00Z"),
+    "first cut": plan_of("2021-05-02T10:07:00Z", "2021-05-02T22:00:00Z"),
+    "last cut": plan_of("2021-05-02T10:00:00Z", "2021-05-02T21:50:00Z"),
+    "both cut": plan_of("2021-05-02T10:07:00Z", "2021-05-02T21:50:00Z"),
+    "raw": plan_of("2021-05-02T10:00:00Z", "2021-05-02T22:00:00Z", "raw"),
+}
+
+
+def reference(text: str, integer: bool = False) -> Points:
+    """What ``parse_flux_csv`` made before ``CsvCells``: the text path at every size."""
+    small = module.PANDAS_FROM_BYTES
+    module.PANDAS_FROM_BYTES = 10**12
+    try:
+        module._refuse_errors(text)
+        return module._parse_lists(text, integer)
+    finally:
+        module.PANDAS_FROM_BYTES = small
+
+
+# Finite numbers as InfluxDB writes them, and texts that are not (the cells path refuses).
+_DIGITS = st.text("0123456789", min_size=1, max_size=25)
+_NUMBER = st.one_of(
+    st.builds(lambda s, a, b: f"{s}{a}.{b}", st.sampled_from(["", "-"]), _DIGITS, _DIGITS),
+    st.builds(lambda s, a: f"{s}{a}", st.sampled_from(["", "-"]), _DIGITS),
+    st.floats(allow_nan=False, allow_infinity=False, width=64).map(
+        lambda f: format(f, "f").rstrip("0").rstrip(".") or "0"
+    ),
+    st.integers(-(10**20), 10**20).map(str),
+)
+_NOT_NUMBER = st.sampled_from(
+    ["", "NaN", "+Inf", "-Inf", "1e5", "1e-07", "-", ".5", "1.", "--1", "1.2.3", "+1", " 1", "0x1"]
+)
+
+
+_INTEGER = st.integers(-(2**63), 2**63 - 1).map(str)  # counts: InfluxDB's integers
+
+
+@dataclass
+class Body:
+    text: str
+    plain: bool  # every value a finite number, every label 20 bytes: the splice must answer
+    plan: QueryPlan
+    integer: bool  # counts
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> Body:
+    """A single block of Flux's annotation-free CSV: labels from the plan's windows (the cut
+    ones first and last), sometimes out of order, fractional or of another table."""
+    name = draw(st.sampled_from(sorted(PLANS)))
+    plan = PLANS[name]
+    starts = plan.window_starts() or [plan.start]
+    labels = [format_time(t) for t in starts]
+    n = draw(st.integers(0, min(12, len(labels))))
+    times = labels[:n] if draw(st.booleans()) else labels[len(labels) - n :]
+    if n and draw(st.integers(0, 5)) == 0:
+        times = draw(st.permutations(times))
+    fractional = n > 0 and draw(st.integers(0, 6)) == 0
+    if fractional:
+        times = [t[:-1] + "." + draw(st.text("0123456789", min_size=1, max_size=9)) + "Z"
+                 for t in times]  # fmt: skip
+    bad = n > 0 and draw(st.integers(0, 4)) == 0
+    integer = draw(st.booleans())
+    number = _INTEGER if integer else _NUMBER
+    values = [draw(_NOT_NUMBER if bad and draw(st.booleans()) else number) for _ in range(n)]
+    bad = bad and not module._NUMBERS.fullmatch(",".join(values))
+    tables = draw(st.lists(st.sampled_from(["0", "0", "1", "12"]), min_size=n, max_size=n))
+    columns = draw(
+        st.sampled_from(
+            [
+                ["", "result", "table", "_time", "_value"],
+                ["", "result", "table", "_value", "_time"],
+                ["", "result", "table", "_start", "_stop", "_time", "_value", "_field"],
+            ]
+        )
+    )
+    cells = {"": "", "result": "_result", "_start": "2021-05-02T10:00:00Z",
+             "_stop": "2021-05-02T22:00:00Z", "_field": "value"}  # fmt: skip
+    eol = draw(st.sampled_from(["\r\n", "\n"]))
+    rows = [
+        ",".join({**cells, "table": k, "_time": t, "_value": v}[c] for c in columns)
+        for t, v, k in zip(times, values, tables, strict=True)
+    ]
+    end = draw(st.sampled_from(["", eol, eol + eol]))
+    text = eol.join([",".join(columns), *rows]) + (end if rows else eol)
+    spread = max(map(len, values), default=0) - min(map(len, values), default=0)
+    # spliced unless a value is longer than another by more than a label and its keys
+    plain = n > 0 and not bad and not fractional and spread <= 39
+    return Body(text, plain, plan, integer)
+
+
+@contextmanager
+def no_cells() -> Iterator[None]:
+    """``parse_flux_csv`` as before ``CsvCells``."""
+    parse = CsvCells.parse
+    CsvCells.parse = classmethod(lambda cls, text, *, integer=False: None)  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        CsvCells.parse = parse  # type: ignore[method-assign]
+
+
+def answers(body: Body) -> tuple[bytes, bytes, bytes, bytes]:
+    """The JSON of the route's steps on the parsed points (``flux_windows``, and the tier's
+    ``combine_keys``), the CSV and the NDJSON."""
+    plan, integer = body.plan, body.integer
+    points = shape.flux_windows(plan, parse_flux_csv(body.text, integer=integer))
+    tier = combine_keys(parse_flux_csv(body.text, integer=integer), "mean")
+    tier_json = b"" if tier is None else formats.series_json(plan, META, tier)
+    json = formats.series_json(plan, META, points)
+    csv = b"".join(formats.series_csv(plan, parse_flux_csv(body.text, integer=integer)))
+    ndjson = b"".join(formats.series_ndjson(plan, parse_flux_csv(body.text, integer=integer)))
+    return json, tier_json, csv, ndjson
+
+
+def outcome(body: Body) -> tuple[bytes, ...] | str:
+    """``answers``, or the error they stopped with (a value Python cannot read, a count past
+    64 bits: both paths alike)."""
+    try:
+        return answers(body)
+    except (ValueError, TypeError) as exc:
+        return type(exc).__name__
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=bodies())
+def test_the_same_bytes_as_the_text_path(body: Body) -> None:
+    integer = body.integer
+    cells = CsvCells.parse(body.text, integer=integer)
+    if cells is not None:
+        fast, slow = Points.of_cells(cells), reference(body.text, integer)
+        assert len(fast) == len(slow)
+        assert fast.tables == slow.tables
+        assert fast.increasing() == strictly_increasing(slow.times)
+        assert fast.times == slow.times  # read: the text path's lists
+        assert fast.json_numbers() == slow.json_numbers()
+    if body.plain:
+        assert cells is not None, body.text
+        assert formats._points_spliced(body.plan, cells) is not None
+    event("spliced" if body.plain else "cells" if cells is not None else "read as before")
+    new = outcome(body)
+    with no_cells():
+        assert CsvCells.parse(body.text) is None
+        old = outcome(body)
+    assert new == old
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\r\n",
+        ",result,table,_time,_value\r\n",
+        ",result,table,_time,_value\r\n\r\n",
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,\r\n",
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,NaN\r\n",
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1\r\n"
+        ",result,table,_time,_value\r\n,_result,1,2021-05-02T10:15:00Z,2\r\n",  # two blocks
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1\r\n\r\n"
+        ",result,table,_time,_value\r\n,_result,1,2021-05-02T10:15:00Z,2\r\n",
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1\r\n"
+        "\r\n,_result,0,2021-05-02T10:15:00Z,2\r\n",  # a blank line inside
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1,2\r\n",  # too wide
+        ',result,table,_time,_value\r\n,"_result",0,2021-05-02T10:00:00Z,1\r\n',  # quoted
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1\r\r\n"
+        ",_result,0,2021-05-02T10:15:00Z,2\r\n",  # a `\r` in a cell
+        ",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,1\r2\n",  # and last
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1 \r\n",
+        ",result,table,_time,_value\r\nx,_result,0,2021-05-02T10:00:00Z,1\r\n",  # a first cell
+        ",result,table,_time,_value\r\n,_res\x7fult,0,2021-05-02T10:00:00Z,1\r\n",
+        ",result,table,_time,_value\r\n,_résult,0,2021-05-02T10:00:00Z,1\r\n",
+        ",result,table,_start\n,_result,0,2021-05-02T10:00:00Z\n",  # no _time and _value
+    ],
+)
+def test_anything_else_is_read_as_before(text: str) -> None:
+    """Texts the cells refuse: no ``CsvCells``, and the same points as before."""
+    assert CsvCells.parse(text) is None
+    try:
+        want = reference(text)
+    except (InfluxRejected, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            parse_flux_csv(text)
+        return
+    got = parse_flux_csv(text)
+    assert got.cells() is None
+    assert (got.times, got.tables) == (want.times, want.tables)
+    assert [None if isinstance(v, float) and math.isnan(v) else v for v in got.values] == [
+        None if isinstance(v, float) and math.isnan(v) else v for v in want.values
+    ]
+
+
+def test_errors_are_still_refused() -> None:
+    for text in ("error,reference\nsomething failed,\n", ",error,reference\n,failed,\n",
+                 ",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,1\n"
+                 "error,reference\nboom,\n"):  # fmt: skip
+        with pytest.raises(InfluxRejected):
+            parse_flux_csv(text)
+
+
+def test_a_year_at_15m_is_spliced_as_the_text_path_writes_it() -> None:
+    """35,040 windows (over pandas' threshold): the spliced JSON, byte for byte, and the values
+    read from it are the pandas path's."""
+    plan = plan_of("2021-01-01T00:00:00Z", "2022-01-01T00:00:00Z")
+    labels = [format_time(t) for t in plan.window_starts()]
+    values = [repr(50 + ((i * 7919) % 1000 - 500) / 1e4 + i / 1e9) for i in range(len(labels))]
+    text = ",result,table,_time,_value\r\n" + "".join(
+        f",_result,0,{t},{v}\r\n" for t, v in zip(labels, values, strict=True)
+    ) + "\r\n"  # fmt: skip
+    assert len(text) > module.PANDAS_FROM_BYTES
+    fast = parse_flux_csv(text)
+    cells = fast.cells()
+    assert cells is not None
+    assert formats._points_spliced(plan, cells) is not None
+    body = formats.series_json(plan, META, fast)
+    assert body == formats.series_json(plan, META, reference(text))
+    assert parse_flux_csv(text).values == list(map(float, values))  # read: pandas, as before
+
+
+def test_a_value_far_longer_than_the_others_is_written_by_the_text_path() -> None:
+    """Values whose lengths differ by more than a label and its keys: no splice, same bytes."""
+    plan = PLANS["aligned"]
+    long = "1." + "2" * 60
+    text = (
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1\r\n"
+        f",_result,0,2021-05-02T10:15:00Z,{long}\r\n\r\n"
+    )
+    cells = parse_flux_csv(text).cells()
+    assert cells is not None
+    assert formats._points_spliced(plan, cells) is None
+    got = formats.series_json(plan, META, parse_flux_csv(text))
+    assert got == formats.series_json(plan, META, reference(text))
+    assert long.encode() in got
