@@ -135,6 +135,31 @@ def stale_writer_rule(bucket: str) -> Rule:
     return Rule(tier_write(bucket, "1m"), pause=True)
 
 
+def stale_load_while(
+    capsys: pytest.CaptureFixture[str],
+    api: Influx,
+    influx: InfluxServer,
+    influx_env: dict[str, str],
+    stale: Path,
+    other: Path,
+    report: Path,
+) -> dict[str, Any]:
+    """Load ``stale`` through a proxy that holds its first tier write (all its reads done), load
+    ``other`` whole meanwhile, then let the held writes land: the stale load's report."""
+    rule = stale_writer_rule(api.target.bucket)
+    with running(influx.url, rule) as proxy:
+        argv = [*load_argv(influx_env, stale, url=proxy.url), "--report", str(report)]
+        paused = start(argv, rule, report)
+        paused.wait_held()
+        code, err = load(capsys, influx_env, other)  # whole, while the other waits
+        assert code == 0, err
+        return paused.finish()
+
+
+def assert_both_exact(influx_env: dict[str, str], pair: dict[str, Path]) -> None:
+    assert_exact(influx_env, combine(read_csv_points(pair["early"]), read_csv_points(pair["late"])))
+
+
 # (boundary, which file the stale writer loads)
 EDGES = [(b, side) for b in BOUNDARIES for side in ("early", "late")]
 
@@ -153,17 +178,11 @@ def test_a_load_that_read_raw_before_its_neighbour_wrote_does_not_leave_a_stale_
     """`early` stale: its end edge; `late` stale: its start edge."""
     pair = files[boundary]
     other = "late" if stale == "early" else "early"
-    rule = stale_writer_rule(tiered.target.bucket)
-    with running(influx.url, rule) as proxy:
-        report = tmp_path / "stale.json"
-        argv = [*load_argv(influx_env, pair[stale], url=proxy.url), "--report", str(report)]
-        paused = start(argv, rule, report)
-        paused.wait_held()
-        code, err = load(capsys, influx_env, pair[other])  # whole, while the other waits
-        assert code == 0, err
-        summary = paused.finish()
+    summary = stale_load_while(
+        capsys, tiered, influx, influx_env, pair[stale], pair[other], tmp_path / "stale.json"
+    )
     no_open_markers(tiered)
-    assert_exact(influx_env, combine(read_csv_points(pair["early"]), read_csv_points(pair["late"])))
+    assert_both_exact(influx_env, pair)
     assert summary["tier_windows_rechecked"], summary  # the stale writer saw and repaired it
 
 
@@ -197,7 +216,7 @@ def test_the_neighbours_raw_writes_partly_in_when_the_stale_writer_counts_and_re
         late.finish()
         summary = early.finish()
     no_open_markers(tiered)
-    assert_exact(influx_env, combine(read_csv_points(pair["early"]), read_csv_points(pair["late"])))
+    assert_both_exact(influx_env, pair)
     assert summary["tier_windows_rechecked"], summary
 
 
@@ -214,17 +233,11 @@ def test_a_rerun_racing_with_the_neighbours_first_run(
     pair = files["mid-minute"]
     code, err = load(capsys, influx_env, pair["early"])
     assert code == 0, err
-    rule = stale_writer_rule(tiered.target.bucket)
-    with running(influx.url, rule) as proxy:
-        report = tmp_path / "rerun.json"
-        argv = [*load_argv(influx_env, pair["early"], url=proxy.url), "--report", str(report)]
-        rerun = start(argv, rule, report)
-        rerun.wait_held()
-        code, err = load(capsys, influx_env, pair["late"])
-        assert code == 0, err
-        summary = rerun.finish()
+    summary = stale_load_while(
+        capsys, tiered, influx, influx_env, pair["early"], pair["late"], tmp_path / "rerun.json"
+    )
     no_open_markers(tiered)
-    assert_exact(influx_env, combine(read_csv_points(pair["early"]), read_csv_points(pair["late"])))
+    assert_both_exact(influx_env, pair)
     assert summary["tier_windows_rechecked"], summary
 
 
@@ -239,15 +252,9 @@ def test_a_first_run_and_a_rerun_of_the_same_file_at_once(
     """A guard: both write the same points and each reads after its own raw writes, so each
     computes every window from all of them; whichever writes last is right."""
     pair = files["mid-minute"]
-    rule = stale_writer_rule(tiered.target.bucket)
-    with running(influx.url, rule) as proxy:
-        report = tmp_path / "first.json"
-        argv = [*load_argv(influx_env, pair["early"], url=proxy.url), "--report", str(report)]
-        first = start(argv, rule, report)
-        first.wait_held()
-        code, err = load(capsys, influx_env, pair["early"])
-        assert code == 0, err
-        summary = first.finish()
+    summary = stale_load_while(
+        capsys, tiered, influx, influx_env, pair["early"], pair["early"], tmp_path / "first.json"
+    )
     no_open_markers(tiered)
     assert_exact(influx_env, read_csv_points(pair["early"]))
     assert not summary["tier_windows_rechecked"], summary  # nothing changed under it
@@ -276,7 +283,7 @@ def test_ingest_rollup_that_read_raw_before_a_load_wrote_does_not_leave_a_stale_
         assert code == 0, err
         summary = repair.finish()
     no_open_markers(tiered)
-    assert_exact(influx_env, combine(read_csv_points(pair["early"]), read_csv_points(pair["late"])))
+    assert_both_exact(influx_env, pair)
     assert "changed while they were rolled up" in str(summary["stderr"]), summary
 
 

@@ -325,16 +325,7 @@ def test_two_installs_on_one_influxdb_keep_each_others_tokens(
     rendered = kustomize_job_env()
     installs = {}
     for namespace in ("team-a", "team-b"):
-        env = {
-            **rendered,
-            "INFLUX_URL": influx.url,
-            "INFLUX_ORG": influx.org,
-            "INFLUX_BUCKET": bucket,
-            "INFLUX_ADMIN_TOKEN": influx.token,
-            "INFLUX_ONBOARD": "false",
-            "NAMESPACE": namespace,
-            "WAIT_SECONDS": "20",
-        }
+        env = rendered_job_env(influx, bucket, rendered, namespace)
         store = MemorySecrets()
         assert tokens.run(tokens.Config.from_env(env), store.as_factory()) == 0
         installs[namespace] = (tokens.Config.from_env(env), store)
@@ -392,20 +383,27 @@ def tier_cleanup(influx: InfluxServer, bucket: str) -> Iterator[None]:
             httpx.delete(f"{influx.url}/api/v2/buckets/{b['id']}", headers=headers)
 
 
-def job_run(
-    influx: InfluxServer, bucket: str, rendered: dict[str, str], store: MemorySecrets
-) -> int:
-    env = {
+def rendered_job_env(
+    influx: InfluxServer, bucket: str, rendered: dict[str, str], namespace: str = "gridts"
+) -> dict[str, str]:
+    """The tokens Job's environment as rendered, pointed at the test's influxd and bucket."""
+    return {
         **rendered,
         "INFLUX_URL": influx.url,
         "INFLUX_ORG": influx.org,
         "INFLUX_BUCKET": bucket,
         "INFLUX_ADMIN_TOKEN": influx.token,
         "INFLUX_ONBOARD": "false",
-        "NAMESPACE": "gridts",
+        "NAMESPACE": namespace,
         "WAIT_SECONDS": "20",
     }
-    return int(tokens.run(tokens.Config.from_env(env), lambda _: store))
+
+
+def job_run(
+    influx: InfluxServer, bucket: str, rendered: dict[str, str], store: MemorySecrets
+) -> int:
+    config = tokens.Config.from_env(rendered_job_env(influx, bucket, rendered))
+    return int(tokens.run(config, lambda _: store))
 
 
 def retention_of(influx: InfluxServer, name: str) -> int | None:
