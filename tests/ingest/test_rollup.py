@@ -166,6 +166,36 @@ def test_parsed_windows_that_disagree_with_raw_are_recomputed(influx_api: Influx
     assert_tiers_equal_points(influx_api, "f", times, values)
 
 
+def test_a_sparse_series_is_read_back_a_day_at_a_time(influx_api: Influx) -> None:
+    """A point every 15 minutes makes every minute window with a point dirty, a few windows
+    apart: one read per day, not one per point (20 days were 1,900 queries)."""
+    times, values = frequency(20 * 96, seed=7, step=900)
+    write_raw(influx_api, "f", times, values)
+    before = influx_api.queries
+    done = refresh(influx_api, TIERS, "f", int(times[0]), int(times[-1]))
+    assert done.raw_reads == 20
+    assert done.points_read == len(times)
+    # the days, the minutes of the block, the reads, the settle step's count
+    assert influx_api.queries - before == 1 + 1 + 20 + 1
+    assert_tiers_equal_points(influx_api, "f", times, values)
+
+
+def test_a_read_joining_dirty_windows_takes_only_theirs(influx_api: Influx) -> None:
+    """Two dirty minutes half an hour apart are read together; the minutes between them come
+    from the file and must not be counted twice."""
+    times, values = frequency(7200, seed=8)
+    write_raw(influx_api, "f", times, values)
+    wrong = stats.from_points(times, values, 60)
+    for minute in (10, 40):  # parsed counts the raw counts disagree with: recomputed
+        wrong.count[minute] += 1
+    done = refresh(influx_api, TIERS, "f", int(times[0]), int(times[-1]), {UNIT: wrong})
+    assert done.raw_reads == 1
+    assert done.windows_from_raw == 2
+    minutes = (times - T0) // 60
+    assert done.points_read == int(np.sum(minutes == 10) + np.sum(minutes == 40))
+    assert_tiers_equal_points(influx_api, "f", times, values)
+
+
 # --- through the command line, as an operator runs it -------------------------------------------
 
 
