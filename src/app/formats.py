@@ -141,19 +141,54 @@ def _points_spliced(plan: QueryPlan, cells: CsvCells) -> bytes | None:
     that cannot be (values whose lengths differ by more than a label and its keys, labels of
     several lengths) or a label has a byte ``_LABELS`` does not allow: ``_points_text``
     answers then."""
+    if cells.pieces and plan.window is not None:
+        return _pieces_spliced(plan, cells.pieces)
+    labels = cells.labels()
+    if not len(cells) or labels.pad is not None:
+        return None
+    if plan.window is None:
+        return _spliced(cells, _TAIL_RAW, np.zeros(len(cells), dtype=np.bool_))
+    return _spliced(cells, _TAIL, _partial(plan, labels))
+
+
+def prerender(piece: CsvCells) -> None:
+    """A piece's points (``CsvReader``) as JSON windows none of which is partial, made while
+    the rest of the answer arrives; ``_points_spliced`` takes them (``CsvCells.rendered``)."""
+    labels = piece.labels()
+    if len(piece) and labels.pad is None:
+        piece.rendered = _spliced(piece, _TAIL, np.zeros(len(piece), dtype=np.bool_))
+
+
+def _pieces_spliced(plan: QueryPlan, pieces: list[CsvCells]) -> bytes | None:
+    """``_points_spliced`` of windows read in pieces: the pieces' JSON arrays joined, each
+    made while the answer arrived (``prerender``) unless it holds a partial window."""
+    parts: list[memoryview] = []
+    for piece in pieces:
+        labels = piece.labels()
+        if labels.pad is not None:
+            return None
+        partial = _partial(plan, labels)
+        done = piece.rendered
+        if done is None or np.any(partial):
+            done = _spliced(piece, _TAIL, partial)
+        if done is None:
+            return None
+        parts.append(memoryview(done)[1:-1])
+    return b"[" + b",".join(parts) + b"]"
+
+
+def _spliced(cells: CsvCells, tail: bytes, partial: Mask) -> bytes | None:
+    """The JSON array of the points of ``cells`` (labels of one length, ``pad`` None), each
+    ended by ``tail`` (``partial`` ones by ``_TAIL_TRUE``); None as ``_points_spliced``."""
     labels = cells.labels()
     start, stop = cells.value_spans
     lengths = stop - start
-    if not len(cells) or labels.pad is not None or not _labels_allowed(labels):
+    if not _labels_allowed(labels):
         return None
     before = len(_HEAD) + labels.matrix.shape[1] + len(_KEY)  # a point's bytes before its value
     widest = int(lengths.max())
     if widest - int(lengths.min()) > before or int((stop - widest).min()) < 0:
         return None
-    partial = (
-        np.zeros(len(cells), dtype=np.bool_) if plan.window is None else _partial(plan, labels)
-    )
-    tail = _TAIL_RAW if plan.window is None else _TAIL
     # between[i]: the end of point i - 1 (of none for i = 0: `[` last), point i up to its value
     between = np.empty((len(cells) + 1, len(tail) + before), dtype=np.uint8)
     between[:, : len(tail)] = np.frombuffer(tail, dtype=np.uint8)

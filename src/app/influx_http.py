@@ -10,6 +10,7 @@ bucket listing stay on the client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,13 +93,23 @@ class FluxHttp:
     async def query(self, text: str, params: dict[str, object]) -> str:
         """The CSV answer; a status outside 2xx is an ApiException with that status, as from
         influxdb-client (the store maps it)."""
+        parts: list[bytes] = []
+        await self.query_into(text, params, parts.append)
+        return b"".join(parts).decode("utf-8")
+
+    async def query_into(
+        self, text: str, params: dict[str, object], sink: Callable[[bytes], None]
+    ) -> None:
+        """The CSV answer handed to ``sink`` as it arrives (``points.CsvReader``); a status
+        outside 2xx is an ApiException, before any byte reaches ``sink``."""
         async with self._session.post(
             self._url, params=self._params, data=query_body(text, params)
         ) as response:
-            body = await response.read()
             if not 200 <= response.status <= 299:
+                await response.read()
                 raise ApiException(status=response.status, reason=response.reason)  # type: ignore[no-untyped-call]
-            return body.decode("utf-8")
+            async for chunk in response.content.iter_any():
+                sink(chunk)
 
     async def close(self) -> None:
         await self._session.close()

@@ -306,20 +306,30 @@ class CsvCells:
     (``app.formats``), InfluxDB's texts copied as they are (issue 10, item 7).
     """
 
-    __slots__ = ("_labels", "data", "integer", "tables", "text", "time_spans", "value_spans")
+    __slots__ = ("_labels", "data", "integer", "pieces", "rendered", "table_ids", "text",
+                 "time_spans", "value_spans")  # fmt: skip
 
     def __init__(
         self,
         text: str,
         data: Bytes,
         spans: tuple[tuple[Ints, Ints], tuple[Ints, Ints]],
-        tables: int,
+        table_ids: frozenset[bytes],
         *,
         integer: bool,
     ) -> None:
-        self.text, self.data, self.tables, self.integer = text, data, tables, integer
+        self.text, self.data, self.table_ids, self.integer = text, data, table_ids, integer
         self.time_spans, self.value_spans = spans
         self._labels: Cells | None = None
+        # Read while the answer arrived (``CsvReader``): the blocks of its header and each run
+        # of its rows, in order, whose rows these cells are; and for a piece, the JSON of its
+        # points as windows none of which is partial (``app.formats.prerender``).
+        self.pieces: list[CsvCells] = []
+        self.rendered: bytes | None = None
+
+    @property
+    def tables(self) -> int:
+        return len(self.table_ids)
 
     def __len__(self) -> int:
         return len(self.value_spans[0])
@@ -358,6 +368,43 @@ class CsvCells:
         tables = _distinct(data, *spans("table"))
         return cls(text, data, (spans("_time"), spans("_value")), tables, integer=integer)
 
+    @classmethod
+    def joined(cls, text: str, pieces: list[tuple[int, CsvCells]], *, integer: bool) -> CsvCells:
+        """The cells of ``text`` from ``pieces`` that read all of its rows: each the block of
+        the header and a run of the rows, with where in ``text`` its own text's rows begin
+        less the header's length (so that a place in a piece plus it is the place in ``text``)."""
+        data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+
+        def shifted(spans: list[tuple[Ints, Ints]], by: list[int]) -> tuple[Ints, Ints]:
+            return (
+                np.concatenate([a + k for (a, _), k in zip(spans, by, strict=True)]),
+                np.concatenate([b + k for (_, b), k in zip(spans, by, strict=True)]),
+            )
+
+        shifts = [k for k, _ in pieces]
+        cells = [c for _, c in pieces]
+        whole = cls(
+            text,
+            data,
+            (
+                shifted([c.time_spans for c in cells], shifts),
+                shifted([c.value_spans for c in cells], shifts),
+            ),
+            frozenset().union(*(c.table_ids for c in cells)),
+            integer=integer,
+        )
+        whole.pieces = cells
+        labels = [c._labels for c in cells]
+        widths = {None if got is None or got.pad is not None else got.matrix.shape[1]
+                  for got in labels}  # fmt: skip
+        if len(widths) == 1 and None not in widths:  # all read, of one width: stacked
+            whole._labels = Cells(
+                np.vstack([got.matrix for got in labels if got is not None]),
+                np.concatenate([got.lengths for got in labels if got is not None]),
+                None,
+            )
+        return whole
+
     def labels(self) -> Cells:
         """The `_time` cells (padded with `0`, which a label may hold: ``pad`` tells)."""
         if self._labels is None:
@@ -379,22 +426,106 @@ class CsvCells:
         return bool(np.all(later))
 
 
+# Rows of an answer are read in pieces of at least this many bytes while the rest arrives.
+PIECE_BYTES = 64 * 1024
+
+
+class CsvReader:
+    """Flux's CSV answer read while it arrives (issue 10, item 7). InfluxDB sends a large
+    answer over about as long as it took to start it (a year at 15 m: the first byte after
+    10 ms, the last after 22): each time ``piece_bytes`` of whole rows are in, they are read as
+    a block of their own (the header and those rows: ``CsvCells``) and handed to ``on_piece``
+    (which makes their JSON), so that little is left to do after the last byte.
+
+    ``points`` is exactly ``parse_flux_csv`` of the whole text: the pieces joined into the
+    ``CsvCells`` of the whole when every row was read so (one plain block: every check of
+    ``CsvCells.parse`` is one of a row, or of its table id, whose set is the union of the
+    pieces'), else the whole text read by ``parse_flux_csv``. An answer smaller than a piece
+    is read whole, as before."""
+
+    def __init__(
+        self,
+        *,
+        integer: bool = False,
+        on_piece: Callable[[CsvCells], None] | None = None,
+        piece_bytes: int | None = None,
+    ) -> None:
+        self._integer, self._on_piece = integer, on_piece
+        self._piece_bytes = PIECE_BYTES if piece_bytes is None else piece_bytes
+        self._buffer = bytearray()
+        self._head = b""  # the header line, with its line end
+        self._read = 0  # bytes of ``_buffer`` read (the header and the pieces' rows)
+        self._pieces: list[tuple[int, CsvCells]] = []
+        self._failed = False  # a piece that is not plain: the whole text is read at the end
+
+    def feed(self, chunk: bytes) -> None:
+        """The next bytes of the answer."""
+        self._buffer += chunk
+        if self._failed:
+            return
+        if not self._head:
+            cut = self._buffer.find(b"\n")
+            if cut < 0:
+                return
+            self._head, self._read = bytes(self._buffer[: cut + 1]), cut + 1
+        if len(self._buffer) - self._read >= self._piece_bytes:
+            last = self._buffer.rfind(b"\n", self._read)
+            if last >= self._read:
+                self._piece(last + 1)
+
+    def _piece(self, end: int) -> None:
+        """The rows from ``_read`` to ``end`` read as a block."""
+        rows = self._buffer[self._read : end]
+        if end < len(self._buffer) and rows.endswith((b"\n\n", b"\n\r\n")):
+            self._failed = True  # a blank line before more rows: not one block
+            return
+        try:
+            text = (self._head + rows).decode("ascii")
+        except UnicodeDecodeError:
+            self._failed = True
+            return
+        cells = CsvCells.parse(text, integer=self._integer)
+        if cells is None:
+            self._failed = True
+            return
+        if self._on_piece is not None:
+            self._on_piece(cells)
+        self._pieces.append((self._read - len(self._head), cells))
+        self._read = end
+
+    def points(self) -> Points:
+        """The whole answer's points (``parse_flux_csv``); InfluxRejected as it raises."""
+        text = self._buffer.decode("utf-8")
+        if self._pieces and not self._failed:
+            if self._buffer[self._read :].strip(b"\r\n"):
+                self._piece(len(self._buffer))
+            if not self._failed:
+                return Points.of_cells(CsvCells.joined(text, self._pieces, integer=self._integer))
+        return parse_flux_csv(text, integer=self._integer)
+
+
 def _any_cell(raw: bytes, start: Ints, stop: Ints, text: bytes) -> bool:
     """Whether any of the cells ``raw[start[i]:stop[i]]`` is ``text`` (those as long first)."""
     same_length = start[stop - start == len(text)]
     return any(raw[at : at + len(text)] == text for at in same_length.tolist())
 
 
-def _distinct(data: Bytes, start: Ints, stop: Ints) -> int:
-    """How many different cells ``data[start[i]:stop[i]]`` there are."""
+def _distinct(data: Bytes, start: Ints, stop: Ints) -> frozenset[bytes]:
+    """The different cells ``data[start[i]:stop[i]]``."""
     if not len(start):
-        return 0
+        return frozenset()
     if np.all(stop - start == 1):  # the usual table ids: 0, 1, ...
-        return len(np.unique(data[start]))
+        return frozenset(bytes([b]) for b in np.unique(data[start]).tolist())
     matrix = Cells.of(data, start, stop, 0).matrix  # zeros after each: no cell holds one
     if not np.any(matrix != matrix[0]):
-        return 1
-    return len(np.unique(matrix.view(f"V{matrix.shape[1]}")))
+        rows = matrix[:1]
+    else:
+        rows = (
+            np.unique(matrix.view(f"V{matrix.shape[1]}"))
+            .view(np.uint8)
+            .reshape(-1, matrix.shape[1])
+        )
+    return frozenset(row.tobytes().rstrip(b"\0") for row in rows)
 
 
 # 20 bytes as three unsigned big-endian numbers: they order as the bytes do.

@@ -26,14 +26,23 @@ from influxdb_client.domain.dialect import Dialect
 from influxdb_client.rest import ApiException
 from influxdb_client.service.buckets_service import BucketsService
 
-from app import shape
+from app import formats, shape
 from app.errors import Busy, InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
 from app.influx_http import FluxHttp
 from app.metrics import Metrics
-from app.points import Points, combine_keys, parse_flux_csv, parse_sum_count, parse_tier_rows
+from app.points import (
+    CsvReader,
+    Points,
+    combine_keys,
+    parse_flux_csv,
+    parse_sum_count,
+    parse_tier_rows,
+)
 from app.query import flux
 from app.query.plan import (
     Agg,
+    Fill,
+    Format,
     QueryPlan,
     TierBucket,
     composed_grain,
@@ -292,8 +301,7 @@ class Store:
 
     async def _grain_csv(self, plan: QueryPlan, series: str, seconds: int, fn: str) -> Points:
         query = flux.grain_query(plan, series, seconds, fn)
-        text = await self._csv("data", query)
-        return parse_flux_csv(str(text), integer=fn == "count")
+        return await self._read("data", query, integer=fn == "count")
 
     async def _grains(
         self, plan: QueryPlan, series: str, seconds: int
@@ -309,19 +317,19 @@ class Store:
         return await self._grain_csv(plan, series, seconds, plan.agg.value), None
 
     async def _tier_csv(
-        self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int
+        self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int, *, render: bool
     ) -> Points:
         query = flux.tier_query(plan, series, stat, seconds, offset)
-        text = await self._csv("tier", query)
-        return parse_flux_csv(str(text), integer=stat == "count")
+        return await self._read("tier", query, integer=stat == "count", render=render)
 
     async def _tier_column(
-        self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int
+        self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int, *, render: bool
     ) -> Points | None:
         """One statistic per UTC window of ``seconds`` from the tier, aggregated in the storage
         engine, tag sets combined; None when they cannot be (``combine_keys``)."""
         kind = "sum" if stat == "count" else stat
-        return combine_keys(await self._tier_csv(plan, series, stat, seconds, offset), kind)
+        column = await self._tier_csv(plan, series, stat, seconds, offset, render=render)
+        return combine_keys(column, kind)
 
     async def _tier_core(
         self,
@@ -350,8 +358,11 @@ class Store:
         else:
             seconds, offset = window.seconds, window.offset_seconds
         own_windows = not local and (seconds, offset) == (inner.tier.seconds, 0)
+        # the JSON of the windows begun as they arrive when they are the answer as they come
+        render = not local and not edges and _passes_through(inner)
         if inner.agg is Agg.MEAN and own_windows and not edges:
-            means = combine_keys(await self._tier_csv(inner, series, "mean", seconds, 0), "mean")
+            stored = await self._tier_csv(inner, series, "mean", seconds, 0, render=render)
+            means = combine_keys(stored, "mean")
             if means is not None:  # one tag set: else sums and counts, below
                 return means, None
         got: list[Points | None]
@@ -362,12 +373,12 @@ class Store:
             got = [combine_keys(sums, "sum"), combine_keys(counts, "sum")]
         else:
             stats = (inner.agg.value,)
-            got = [await self._tier_column(inner, series, stats[0], seconds, offset)]
+            got = [await self._tier_column(inner, series, stats[0], seconds, offset, render=render)]
         columns: list[Points] = []
-        for stat, column in zip(stats, got, strict=True):
-            if column is None:
+        for stat, got_column in zip(stats, got, strict=True):
+            if got_column is None:
                 return None
-            columns.append(shape.tier_column(inner, stat, column, starts, labels))
+            columns.append(shape.tier_column(inner, stat, got_column, starts, labels))
         return columns[0], columns[1] if len(columns) > 1 else None
 
     async def _raw_edges(
@@ -439,7 +450,8 @@ class Store:
                 self._metrics.points_returned.observe(len(composed))
                 return composed
         counts = plan.agg is Agg.COUNT and plan.window is not None
-        points = parse_flux_csv(await self.flux_csv(plan, series), integer=counts)
+        query = flux.series_query(plan, series)
+        points = await self._read("data", query, integer=counts, render=_passes_through(plan))
         if shape.several_keys(points):
             # Several tag sets under one name: ask again with the tables merged.
             log.info("series_has_several_keys", series=series, tables=points.tables)
@@ -448,6 +460,19 @@ class Store:
         points = shape.flux_windows(plan, points)
         self._metrics.points_returned.observe(len(points))
         return points
+
+    async def _read(
+        self, kind: str, query: flux.FluxQuery, *, integer: bool = False, render: bool = False
+    ) -> Points:
+        """A Flux query's answer as points (``parse_flux_csv``), read while it arrives
+        (``CsvReader``); with ``render``, the JSON of its windows made meanwhile
+        (``formats.prerender``)."""
+        if self._http is None:
+            return parse_flux_csv(await self._csv(kind, query), integer=integer)
+        http = self._http
+        reader = CsvReader(integer=integer, on_piece=formats.prerender if render else None)
+        await self._run(kind, lambda: http.query_into(query.text, query.params, reader.feed))
+        return reader.points()
 
     async def _csv(self, kind: str, query: flux.FluxQuery) -> str:
         """A Flux query's annotation-free CSV answer, under the time budget."""
@@ -494,6 +519,18 @@ class Store:
             self._metrics.flux_seconds.labels(query=kind, outcome=outcome).observe(
                 time.perf_counter() - started
             )
+
+
+def _passes_through(plan: QueryPlan) -> bool:
+    """Whether the plan's answer is the windows as InfluxDB writes them, in JSON: one series,
+    no fill, a first window that the range does not cut (``shape`` relabels that one)."""
+    return (
+        plan.format is Format.JSON
+        and plan.window is not None
+        and len(plan.series) == 1
+        and plan.fill is Fill.NONE
+        and plan.first_window_start() == plan.start
+    )
 
 
 async def _no_edges() -> None:

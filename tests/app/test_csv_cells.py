@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 from app import formats, shape
 from app import points as module
 from app.errors import InfluxRejected
-from app.points import CsvCells, Points, combine_keys, parse_flux_csv, strictly_increasing
+from app.points import (
+    CsvCells,
+    CsvReader,
+    Points,
+    combine_keys,
+    parse_flux_csv,
+    strictly_increasing,
+)
 from app.query.plan import DataParams, QueryPlan, build_plan, format_time
 
 META = formats.SeriesMeta("f", "Hz")
@@ -265,3 +272,106 @@ def test_a_value_far_longer_than_the_others_is_written_by_the_text_path() -> Non
     got = formats.series_json(plan, META, parse_flux_csv(text))
     assert got == formats.series_json(plan, META, reference(text))
     assert long.encode() in got
+
+
+# --- read while it arrives (CsvReader) ----------------------------------------------------------
+
+
+def read_in_pieces(text: str, cuts: list[int], piece_bytes: int, *, integer: bool) -> Points:
+    """``text`` fed to a ``CsvReader`` in chunks cut at ``cuts``, its pieces' JSON made."""
+    raw = text.encode()
+    reader = CsvReader(integer=integer, on_piece=formats.prerender, piece_bytes=piece_bytes)
+    at = 0
+    for cut in sorted(c % (len(raw) + 1) for c in cuts):
+        reader.feed(raw[at:cut])
+        at = max(at, cut)
+    reader.feed(raw[at:])
+    return reader.points()
+
+
+def pieces_outcome(body: Body, cuts: list[int], piece_bytes: int) -> tuple[bytes, ...] | str:
+    """``answers`` with every parse read in pieces."""
+
+    def in_pieces(text: str, *, integer: bool = False) -> Points:
+        return read_in_pieces(text, cuts, piece_bytes, integer=integer)
+
+    globals()["parse_flux_csv"] = in_pieces  # what ``answers`` parses with
+    try:
+        return outcome(body)
+    finally:
+        globals()["parse_flux_csv"] = module.parse_flux_csv
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=bodies(),
+    cuts=st.lists(st.integers(0, 2000), max_size=6),
+    piece_bytes=st.integers(1, 400),
+)
+def test_read_while_it_arrives_as_when_read_whole(
+    body: Body, cuts: list[int], piece_bytes: int
+) -> None:
+    """Any chunks, any piece size: the same points and the same bytes in every format as the
+    whole text read at once; the cells of the pieces joined are those of the whole."""
+    try:
+        got = read_in_pieces(body.text, cuts, piece_bytes, integer=body.integer)
+    except (ValueError, TypeError) as exc:  # a value Python cannot read, as when read whole
+        with pytest.raises(type(exc)):
+            parse_flux_csv(body.text, integer=body.integer)
+        return
+    whole = CsvCells.parse(body.text, integer=body.integer)
+    cells = got.cells()
+    if cells is not None and cells.pieces:
+        event(f"{min(len(cells.pieces), 3)}+ pieces")
+        assert whole is not None
+        assert cells.text == whole.text
+        assert cells.table_ids == whole.table_ids
+        for mine, theirs in zip(
+            (*cells.time_spans, *cells.value_spans),
+            (*whole.time_spans, *whole.value_spans),
+            strict=True,
+        ):
+            assert mine.tolist() == theirs.tolist()
+        assert cells.increasing() == whole.increasing()
+    assert pieces_outcome(body, cuts, piece_bytes) == outcome(body)
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 20, 45, 60, 90, 10**6])
+@pytest.mark.parametrize(
+    "text",
+    [
+        # two blocks, the second header where a piece may begin
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1\r\n"
+        ",_result,0,2021-05-02T10:15:00Z,3\r\n\r\n"
+        ",result,table,_time,_value\r\n,_result,1,2021-05-02T10:15:00Z,2\r\n\r\n",
+        # a blank line between rows of one block
+        ",result,table,_time,_value\r\n,_result,0,2021-05-02T10:00:00Z,1\r\n"
+        "\r\n,_result,0,2021-05-02T10:15:00Z,2\r\n,_result,0,2021-05-02T10:30:00Z,4\r\n",
+        # an error after rows
+        ",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,1\n"
+        ",_result,0,2021-05-02T10:15:00Z,2\nerror,reference\nboom,\n",
+        # a cell that is not ASCII in a later row, a null, a second table
+        ",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,1\n"
+        ",_résult,0,2021-05-02T10:15:00Z,2\n",
+        ",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,1\n"
+        ",_result,0,2021-05-02T10:15:00Z,\n",
+        ",result,table,_time,_value\n,_result,0,2021-05-02T10:00:00Z,1\n"
+        ",_result,1,2021-05-02T10:00:00Z,2\n,_result,1,2021-05-02T10:15:00Z,3\n",
+        "error,reference\nsomething failed,\n",
+        "",
+    ],
+)
+def test_what_is_not_one_plain_block_is_read_whole(text: str, piece_bytes: int) -> None:
+    """Whatever piece a second header, a blank line, an error, a null or a byte that is not
+    ASCII falls in: the same points, or the same error, as the whole text read at once."""
+    try:
+        want = parse_flux_csv(text)
+    except InfluxRejected:
+        with pytest.raises(InfluxRejected):
+            read_in_pieces(text, [7, 31], piece_bytes, integer=False)
+        return
+    got = read_in_pieces(text, [7, 31], piece_bytes, integer=False)
+    assert (got.tables, got.increasing()) == (want.tables, want.increasing())
+    plan = PLANS["aligned"]
+    assert formats.series_json(plan, META, got) == formats.series_json(plan, META, want)
+    assert got == want

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from app import formats, points
+from app.points import CsvCells
 from tests.app.conftest import AppClient, make_settings
 from tests.conftest import InfluxServer
 
@@ -30,3 +34,46 @@ async def test_expensive_queries_beyond_their_slots_get_429_with_retry_after(
         assert after.status_code == 200
         metrics = (await client.get("/metrics")).text
         assert "gridts_api_heavy_refused_total 1.0" in metrics
+
+
+YEAR_2020 = {"start": "2020-01-01T00:00:00Z", "end": "2021-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {**YEAR_2020, "resolution": "15m"},  # the windows as they come: JSON made meanwhile
+        {**YEAR_2020, "resolution": "15m", "agg": "max", "end": "2020-12-31T23:50:00Z"},
+        {**YEAR_2020, "resolution": "1h", "start": "2020-01-01T00:07:00Z"},  # first one cut
+        {**YEAR_2020, "resolution": "15m", "agg": "count", "format": "csv"},
+        {**YEAR_2020, "resolution": "1h", "fill": "null", "format": "ndjson"},
+        {**YEAR_2020, "resolution": "1d", "tz": "Europe/Zurich"},
+        {**YEAR_2020, "resolution": "raw"},
+    ],
+)
+async def test_answers_read_while_they_arrive_equal_answers_read_whole(
+    influx: InfluxServer, api_bucket: str, params: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real InfluxDB's answers read in pieces as they arrive (``points.CsvReader``, pieces
+    of 2 kB here) give the bytes they give read whole, for windows the range cuts, counts,
+    fills, local days, raw points and every format; the JSON of pieces is made meanwhile
+    when the windows are the answer as InfluxDB sends them."""
+    rendered: list[int] = []
+    prerender = formats.prerender
+
+    def counted(piece: CsvCells) -> None:
+        rendered.append(len(piece))
+        prerender(piece)
+
+    monkeypatch.setattr(formats, "prerender", counted)
+    bodies = []
+    for piece_bytes in (2_000, 10**12):
+        monkeypatch.setattr(points, "PIECE_BYTES", piece_bytes)
+        async with AppClient(make_settings(influx, api_bucket)) as client:
+            r = await client.get("/v1/series/active_losses/data", params=params)
+        assert r.status_code == 200, r.text
+        bodies.append((r.headers["X-Data-Source"], r.content))
+    assert bodies[0] == bodies[1]
+    assert len(bodies[0][1]) > 20_000
+    windows_as_sent = params["resolution"] == "15m" and params.get("format") is None
+    assert (sum(rendered) == 35_136) is windows_as_sent, params  # 2020 has 366 days
