@@ -16,6 +16,8 @@ from app.points import Cells, CsvCells, Mask, Points, Value
 from app.query.plan import QueryPlan, format_time
 
 CHUNK_ROWS = 5_000
+# A part of a response's bytes, joined with the others in one copy.
+Part = bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,9 @@ def series_json(plan: QueryPlan, meta: SeriesMeta, points: Points) -> bytes:
     body = {"series": meta.name, "unit": meta.unit, **header(plan)}
     cells = points.cells()
     spliced = None if cells is None else _points_spliced(plan, cells)
-    if spliced is not None:
-        body["points"] = orjson.Fragment(spliced)
-        return orjson.dumps(body)
+    if spliced is not None:  # one copy of the array's parts: `"points":null}` is the end
+        body["points"] = None
+        return b"".join([orjson.dumps(body)[: -len(b"null}")], *spliced, b"}"])
     numbers = points.json_numbers()
     if numbers is not None and _LABELS.fullmatch("".join(points.times)):
         body["points"] = orjson.Fragment(_points_text(plan, points.times, numbers))
@@ -119,10 +121,15 @@ def _labels_allowed(labels: Cells) -> bool:
 
 def _partial(plan: QueryPlan, labels: Cells) -> Mask:
     """Per row, whether its label is one of the windows the range cuts."""
-    partial = np.zeros(len(labels.lengths), dtype=np.bool_)
-    for label in plan.clipped():
-        partial |= labels.matching(label.encode())
-    return partial
+    return _matching(labels, [label.encode() for label in plan.clipped()])
+
+
+def _matching(labels: Cells, texts: list[bytes]) -> Mask:
+    """Per row, whether its label is one of ``texts``."""
+    found = np.zeros(len(labels.lengths), dtype=np.bool_)
+    for text in texts:
+        found |= labels.matching(text)
+    return found
 
 
 # A point's end and the comma after it, with `partial` and without (a point of raw data).
@@ -130,7 +137,7 @@ _TAIL, _TAIL_TRUE, _TAIL_RAW = b',"partial":false},', b',"partial":true},', b"},
 _HEAD, _KEY = b'{"time":"', b'","value":'
 
 
-def _points_spliced(plan: QueryPlan, cells: CsvCells) -> bytes | None:
+def _points_spliced(plan: QueryPlan, cells: CsvCells) -> list[Part] | None:
     """``_points_text`` of points that are still Flux's CSV (``CsvCells``), as bytes, with no
     Python object per point (issue 10, item 7).
 
@@ -140,15 +147,18 @@ def _points_spliced(plan: QueryPlan, cells: CsvCells) -> bytes | None:
     many as the longest value has more, and then the rows of the matrix over those. None when
     that cannot be (values whose lengths differ by more than a label and its keys, labels of
     several lengths) or a label has a byte ``_LABELS`` does not allow: ``_points_text``
-    answers then."""
+    answers then. The array comes in parts (pieces read while the answer arrived), joined by
+    the caller."""
     if cells.pieces and plan.window is not None:
         return _pieces_spliced(plan, cells.pieces)
     labels = cells.labels()
     if not len(cells) or labels.pad is not None:
         return None
     if plan.window is None:
-        return _spliced(cells, _TAIL_RAW, np.zeros(len(cells), dtype=np.bool_))
-    return _spliced(cells, _TAIL, _partial(plan, labels))
+        done = _spliced(cells, _TAIL_RAW, np.zeros(len(cells), dtype=np.bool_))
+    else:
+        done = _spliced(cells, _TAIL, _partial(plan, labels))
+    return None if done is None else [done]
 
 
 def prerender(piece: CsvCells) -> None:
@@ -159,22 +169,24 @@ def prerender(piece: CsvCells) -> None:
         piece.rendered = _spliced(piece, _TAIL, np.zeros(len(piece), dtype=np.bool_))
 
 
-def _pieces_spliced(plan: QueryPlan, pieces: list[CsvCells]) -> bytes | None:
-    """``_points_spliced`` of windows read in pieces: the pieces' JSON arrays joined, each
-    made while the answer arrived (``prerender``) unless it holds a partial window."""
-    parts: list[memoryview] = []
+def _pieces_spliced(plan: QueryPlan, pieces: list[CsvCells]) -> list[Part] | None:
+    """``_points_spliced`` of windows read in pieces: the pieces' JSON arrays as parts of one,
+    each made while the answer arrived (``prerender``) unless it holds a partial window."""
+    clipped = [label.encode() for label in plan.clipped()]
+    parts: list[Part] = [b"["]
     for piece in pieces:
         labels = piece.labels()
         if labels.pad is not None:
             return None
-        partial = _partial(plan, labels)
+        partial = _matching(labels, clipped)
         done = piece.rendered
         if done is None or np.any(partial):
             done = _spliced(piece, _TAIL, partial)
         if done is None:
             return None
-        parts.append(memoryview(done)[1:-1])
-    return b"[" + b",".join(parts) + b"]"
+        parts += [memoryview(done)[1:-1], b","]
+    parts[-1] = b"]"
+    return parts
 
 
 def _spliced(cells: CsvCells, tail: bytes, partial: Mask) -> bytes | None:

@@ -306,19 +306,19 @@ class CsvCells:
     (``app.formats``), InfluxDB's texts copied as they are (issue 10, item 7).
     """
 
-    __slots__ = ("_labels", "data", "integer", "pieces", "rendered", "table_ids", "text",
+    __slots__ = ("_labels", "_text", "data", "integer", "pieces", "rendered", "table_ids",
                  "time_spans", "value_spans")  # fmt: skip
 
     def __init__(
         self,
-        text: str,
+        text: str | None,
         data: Bytes,
         spans: tuple[tuple[Ints, Ints], tuple[Ints, Ints]],
         table_ids: frozenset[bytes],
         *,
         integer: bool,
     ) -> None:
-        self.text, self.data, self.table_ids, self.integer = text, data, table_ids, integer
+        self._text, self.data, self.table_ids, self.integer = text, data, table_ids, integer
         self.time_spans, self.value_spans = spans
         self._labels: Cells | None = None
         # Read while the answer arrived (``CsvReader``): the blocks of its header and each run
@@ -330,6 +330,13 @@ class CsvCells:
     @property
     def tables(self) -> int:
         return len(self.table_ids)
+
+    @property
+    def text(self) -> str:
+        """The text of ``data`` (made when first asked for, by cells joined from pieces)."""
+        if self._text is None:
+            self._text = self.data.tobytes().decode("ascii")
+        return self._text
 
     def __len__(self) -> int:
         return len(self.value_spans[0])
@@ -369,11 +376,13 @@ class CsvCells:
         return cls(text, data, (spans("_time"), spans("_value")), tables, integer=integer)
 
     @classmethod
-    def joined(cls, text: str, pieces: list[tuple[int, CsvCells]], *, integer: bool) -> CsvCells:
-        """The cells of ``text`` from ``pieces`` that read all of its rows: each the block of
-        the header and a run of the rows, with where in ``text`` its own text's rows begin
-        less the header's length (so that a place in a piece plus it is the place in ``text``)."""
-        data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    def joined(
+        cls, raw: bytearray, pieces: list[tuple[int, CsvCells]], *, integer: bool
+    ) -> CsvCells:
+        """The cells of ``raw`` (ASCII) from ``pieces`` that read all of its rows: each the
+        block of the header and a run of the rows, with where in ``raw`` its own text's rows
+        begin less the header's length (so that a place in a piece plus it is one in ``raw``)."""
+        data = np.frombuffer(raw, dtype=np.uint8)
 
         def shifted(spans: list[tuple[Ints, Ints]], by: list[int]) -> tuple[Ints, Ints]:
             return (
@@ -384,7 +393,7 @@ class CsvCells:
         shifts = [k for k, _ in pieces]
         cells = [c for _, c in pieces]
         whole = cls(
-            text,
+            None,
             data,
             (
                 shifted([c.time_spans for c in cells], shifts),
@@ -494,14 +503,15 @@ class CsvReader:
         self._read = end
 
     def points(self) -> Points:
-        """The whole answer's points (``parse_flux_csv``); InfluxRejected as it raises."""
-        text = self._buffer.decode("utf-8")
+        """The whole answer's points (``parse_flux_csv``); InfluxRejected as it raises. The
+        reader takes no more bytes after it."""
         if self._pieces and not self._failed:
             if self._buffer[self._read :].strip(b"\r\n"):
                 self._piece(len(self._buffer))
-            if not self._failed:
-                return Points.of_cells(CsvCells.joined(text, self._pieces, integer=self._integer))
-        return parse_flux_csv(text, integer=self._integer)
+            if not self._failed:  # every byte ASCII, as read: the cells are its bytes
+                cells = CsvCells.joined(self._buffer, self._pieces, integer=self._integer)
+                return Points.of_cells(cells)
+        return parse_flux_csv(self._buffer.decode("utf-8"), integer=self._integer)
 
 
 def _any_cell(raw: bytes, start: Ints, stop: Ints, text: bytes) -> bool:
