@@ -86,18 +86,22 @@ def flux_text(
     name: str, start: datetime, end: datetime, every: str, tier: str | None = None
 ) -> str:
     """The query the API sends, with its parameters written in as literals; with ``tier``,
-    the one it sends to that tier's bucket for a mean at the tier's own windows (the stored
-    means, one point per window)."""
-    bucket, field, fn = (
-        (BUCKET, "value", "mean") if tier is None else (f"{BUCKET}_{tier}", "mean", "last")
+    the one it sends to that tier's bucket for a mean at the tier's own windows over a range
+    on their boundaries: the stored means read as they are, one point per window
+    (``app.query.flux.tier_query``)."""
+    bucket, field = (BUCKET, "value") if tier is None else (f"{BUCKET}_{tier}", "mean")
+    window = (
+        f'    |> aggregateWindow(every: {every}, offset: 0s, fn: mean, timeSrc: "_start", '
+        "createEmpty: false)\n"
+        if tier is None
+        else ""
     )
     return (
         f'from(bucket: "{bucket}")\n'
         f"    |> range(start: {iso(start)}, stop: {iso(end)})\n"
         f'    |> filter(fn: (r) => r._measurement == "{name}" and r._field == "{field}")\n'
-        f'    |> aggregateWindow(every: {every}, offset: 0s, fn: {fn}, timeSrc: "_start", '
-        "createEmpty: false)\n"
-        '    |> keep(columns: ["_time", "_value"])'
+        + window
+        + '    |> keep(columns: ["_time", "_value"])'
     )
 
 

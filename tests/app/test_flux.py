@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.query import flux
-from app.query.plan import Agg, DataParams, Fill, QueryPlan, build_plan
+from app.query.plan import Agg, DataParams, Fill, QueryPlan, TierBucket, build_plan, choose_source
+from gridts.tiers import parse_tiers
 
 CAP = 100_000
 
@@ -157,3 +158,39 @@ def test_merged_tag_sets(resolution: str) -> None:
         tail.index("aggregateWindow") if "aggregateWindow" in tail else len(tail)
     )
     assert merged.params == plain.params
+
+
+def _tiered(start: str, end: str, resolution: str) -> QueryPlan:
+    plan = build_plan(
+        ["f"],
+        DataParams(start=start, end=end, resolution=resolution),
+        bucket="grid",
+        max_points_cap=100_000,
+    )
+    buckets = [TierBucket(t) for t in parse_tiers("1m,15m,1h")]
+    return choose_source(plan, buckets, datetime(2030, 1, 1, tzinfo=UTC), [1.0], 500_000)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "seconds", "offset", "windowed"),
+    [
+        ("2021-05-01T00:00:00Z", "2021-05-02T00:00:00Z", 900, 0, False),  # its own windows
+        ("2021-05-01T00:00:00Z", "2021-05-02T00:00:00Z", 3600, 0, True),  # coarser
+        ("2021-05-01T00:00:30Z", "2021-05-02T00:00:00Z", 900, 0, True),  # not on its windows
+        ("2021-05-01T00:00:00Z", "2021-05-01T23:59:59.5Z", 900, 0, True),
+        ("2021-05-03T00:00:00Z", "2021-05-10T00:00:00Z", 900, 345_600, True),  # an offset
+    ],
+)
+def test_a_tiers_own_windows_are_read_as_stored(
+    start: str, end: str, seconds: int, offset: int, windowed: bool
+) -> None:
+    """The tier's points are its windows, one each at its start: over a range on their
+    boundaries they are read without `aggregateWindow` (the same rows, less work for
+    InfluxDB); any other window or range is aggregated."""
+    plan = _tiered(start, end, "15m")
+    assert plan.tier is not None
+    assert plan.tier.seconds == 900
+    q = flux.tier_query(plan, "f", "max", seconds, offset)
+    assert ("aggregateWindow" in q.text) is windowed
+    assert ("p_every" in q.params) is windowed
+    assert (q.params["p_start"], q.params["p_stop"]) == (plan.start, plan.end)
