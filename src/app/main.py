@@ -6,6 +6,8 @@ lifespan starts (or handed in by a test), so importing this module needs no envi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import importlib.metadata
 from collections.abc import AsyncIterator
@@ -16,6 +18,7 @@ from fastapi import FastAPI
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 from app import responses
+from app.errors import ApiError
 from app.influx_http import FluxHttp
 from app.logs import configure_logging
 from app.metrics import Metrics
@@ -69,8 +72,20 @@ def _connect(config: Settings, metrics: Metrics) -> tuple[InfluxDBClientAsync, S
         heavy_wait_seconds=config.api_heavy_wait_seconds,
         tiers=config.tiers(),
         http=FluxHttp(config.influx_url, config.influx_token.get_secret_value(), config.influx_org),
+        pending_refresh_seconds=config.api_pending_refresh_seconds if config.tiers() else 0.0,
     )
     return client, store
+
+
+async def refresh_pending(store: Store, every: float) -> None:
+    """The tiers' pending markers read every ``every`` seconds for as long as the app runs
+    (``Store.refresh_pending``); a failure is logged, and the tiers lapse if they persist."""
+    while True:
+        try:
+            await store.refresh_pending()
+        except ApiError as exc:
+            log.warning("pending_markers_unread", error=type(exc).__name__)
+        await asyncio.sleep(every)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,9 +111,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything built so far lives as long as the process: keep the collector off it, so
         # collections while parsing a large result do not rescan the whole heap.
         gc.freeze()
+        every = config.api_pending_refresh_seconds
+        refresher = (
+            asyncio.create_task(refresh_pending(app.state.store, every))
+            if every and config.tiers()
+            else None
+        )
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
             await app.state.store.close()
             await client.close()  # type: ignore[no-untyped-call]
             log.info("stopped")

@@ -42,6 +42,14 @@ class Settings(MountedSettings):
         "free but unindexed code at about 150,000 points/s per core)",
     )
 
+    api_pending_refresh_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="how often the API reads the tiers' pending-rollup markers (a load writing "
+        "raw points the tiers do not hold yet); markers unread for ten times this (at least "
+        "60 s) answer from the raw points only; 0: only with the catalog "
+        "(API_CATALOG_TTL_SECONDS)",
+    )
     api_tiers: str = Field(
         default=DEFAULT_TIERS,
         description="rollup tiers the API may answer from, e.g. 1m,15m,1h (buckets "

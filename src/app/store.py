@@ -50,8 +50,9 @@ from app.query.plan import (
     local_grain,
     utc_aligned,
 )
-from gridts import pending, tiers
-from gridts.tiers import Tier
+from gridts import pending
+from gridts.tiers import Tier, Windows
+from gridts.tiers import empty as empty_windows
 
 log = structlog.get_logger("app.store")
 T = TypeVar("T")
@@ -63,6 +64,8 @@ _CSV = Dialect(  # type: ignore[no-untyped-call]
 _NOT_TAGS = {"result", "table", "_time", "_measurement", "_field", "_start", "_stop", "_value"}
 # A miss forces a catalog reload at most this often, so unknown names cannot hammer InfluxDB.
 MIN_RELOAD_SECONDS = 1.0
+# Tiers whose pending markers went unread for at least this long answer nothing (Store.tiers).
+PENDING_LAPSE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class Store:
         heavy_wait_seconds: float = 5.0,
         tiers: tuple[Tier, ...] = (),
         http: FluxHttp | None = None,
+        pending_refresh_seconds: float = 0.0,
     ) -> None:
         self._client = client
         self._query_api = client.query_api()
@@ -124,8 +128,11 @@ class Store:
         # Data queries go straight to /api/v2/query when given (influx_http); else the client.
         self._http = http
         # The configured tiers whose buckets the API can read, learned at startup and with
-        # every catalog reload (a tier set up later is used from then on).
-        self.tiers: tuple[TierBucket, ...] = ()
+        # every catalog reload (a tier set up later is used from then on); their pending
+        # markers read with them and every ``pending_refresh_seconds`` (``refresh_pending``).
+        self._found: tuple[TierBucket, ...] = ()
+        self._pending_every = pending_refresh_seconds
+        self._pending_at = float("-inf")  # when the last complete read of the markers began
 
     @contextlib.asynccontextmanager
     async def admit(self, heavy: bool) -> AsyncIterator[None]:
@@ -176,6 +183,42 @@ class Store:
             await self.refresh_tiers()
             return self._catalog.series
 
+    @property
+    def tiers(self) -> tuple[TierBucket, ...]:
+        """The tiers the API may answer from now: none when their pending markers went unread
+        for ``pending_lapse_seconds`` (InfluxDB failing that query): a load may be writing raw
+        points that a tier does not hold, and only the raw points answer then."""
+        late = time.monotonic() - self._pending_at > self.pending_lapse_seconds
+        return () if self._pending_every and late else self._found
+
+    @property
+    def pending_lapse_seconds(self) -> float:
+        """Ten refresh periods, and at least a minute: a refresh slowed by a busy InfluxDB or
+        event loop must not switch the tiers off when they are needed most."""
+        return max(10 * self._pending_every, PENDING_LAPSE_SECONDS)
+
+    async def refresh_pending(self) -> None:
+        """The open pending-rollup markers of every known tier bucket read again, so that a
+        load's markers reach the API within ``pending_refresh_seconds`` rather than with the
+        next catalog reload. A failure raises (the caller logs it) and leaves ``tiers`` to lapse."""
+        known = self._found
+        began = time.monotonic()
+        if known:
+            texts = await asyncio.gather(*(self._markers(t) for t in known))
+            pending = [_pending_ranges(t, text) for t, text in zip(known, texts, strict=True)]
+            if self._found is known:  # else a catalog reload read them meanwhile: it stands
+                self._found = tuple(
+                    replace(t, pending=p) for t, p in zip(known, pending, strict=True)
+                )
+        self._pending_at = max(self._pending_at, began)
+
+    async def _markers(self, found: TierBucket) -> str:
+        """The CSV of the open markers of a tier's bucket (``pending.open_markers_flux``)."""
+        query = flux.FluxQuery(
+            pending.open_markers_flux(), {"p_bucket": found.tier.bucket(self.bucket)}
+        )
+        return await self._csv("catalog", query)
+
     async def refresh_tiers(self) -> tuple[TierBucket, ...]:
         """Which configured tiers have a bucket the API's token can read, and their retention
         (``/api/v2/buckets`` lists exactly the buckets a token may read). A failure keeps what
@@ -208,18 +251,20 @@ class Store:
             log.warning("tiers_unknown", error=type(exc).__name__)
             return self.tiers
         tiers = tuple(f for f in found if f is not None)
+        began = time.monotonic()
         try:
             tiers = tuple([await self._coverage(t) for t in tiers])
         except (TimeoutError, aiohttp.ClientError, OSError, ApiException, QueryTimeout,
                 InfluxUnavailable, InfluxRejected) as exc:  # fmt: skip
             log.warning("tiers_unknown", error=type(exc).__name__)
             return self.tiers
-        if tiers != self.tiers:
+        if tiers != self._found:
             log.info(
                 "tiers_found",
                 tiers=[f"{t.tier.bucket(self.bucket)} ({t.retention_seconds}s)" for t in tiers],
             )
-        self.tiers = tiers
+        self._found = tiers
+        self._pending_at = max(self._pending_at, began)
         return tiers
 
     async def _coverage(self, found: TierBucket) -> TierBucket:
@@ -228,24 +273,15 @@ class Store:
         `mean` field, the newest one: tiers rolled up before it existed answer nothing until
         `ingest rollup` rewrites them. And the ranges it does not hold yet: the open
         pending-rollup markers of its bucket (``pending``)."""
-        name = found.tier.bucket(self.bucket)
-        query = flux.catalog_query(name, field="mean")
+        query = flux.catalog_query(found.tier.bucket(self.bucket), field="mean")
         tables, markers = await asyncio.gather(
             self._run(
                 "catalog",
                 lambda: self._query_api.query(query.text, org=self._org, params=query.params),
             ),
-            self._csv("catalog", flux.FluxQuery(pending.open_markers_flux(), {"p_bucket": name})),
+            self._markers(found),
         )
-        ranges: dict[str, list[tuple[int, int]]] = {}
-        try:
-            for marker in pending.parse_markers(markers):
-                ranges.setdefault(marker.series, []).append((marker.start, marker.stop))
-        except ValueError as exc:  # a Flux error: keep what was known
-            raise InfluxRejected(str(exc)) from None
-        if ranges:
-            log.info("tier_pending", tier=found.tier.text, series=len(ranges),
-                     example=min(ranges))  # fmt: skip
+        ranges = _pending_ranges(found, markers)
         firsts, lasts = _spans(tables)
         step = timedelta(seconds=found.tier.seconds)
 
@@ -264,7 +300,7 @@ class Store:
         return replace(
             found,
             covered=covered,
-            pending={s: tuple(sorted(r)) for s, r in ranges.items()},
+            pending=ranges,
         )
 
     async def series(self, name: str) -> SeriesInfo:
@@ -381,9 +417,7 @@ class Store:
             columns.append(shape.tier_column(inner, stat, got_column, starts, labels))
         return columns[0], columns[1] if len(columns) > 1 else None
 
-    async def _raw_edges(
-        self, plan: QueryPlan, series: str
-    ) -> tuple[tiers.Windows, tiers.Windows] | None:
+    async def _raw_edges(self, plan: QueryPlan, series: str) -> tuple[Windows, Windows] | None:
         """The statistics of the raw points before and after the part of the range the tier
         answers (each inside one tier window: one window of ``gridts.tiers.Windows`` or none).
         None when ``first``/``last`` cannot be told apart: two tag sets with points at the same
@@ -392,10 +426,10 @@ class Store:
             return None
         inner_start, inner_end = plan.tier_range
         pieces = [(plan.start, inner_start), (inner_end, plan.end)]
-        out: list[tiers.Windows] = []
+        out: list[Windows] = []
         for lo, hi in pieces:
             if lo >= hi:
-                out.append(tiers.empty())
+                out.append(empty_windows())
                 continue
             edge = replace(plan, start=lo, end=hi, window=None, tier=None, max_points=10**9)
             windows = shape.edge_windows(plan, parse_flux_csv(await self.flux_csv(edge, series)))
@@ -531,6 +565,21 @@ def _passes_through(plan: QueryPlan) -> bool:
         and plan.fill is Fill.NONE
         and plan.first_window_start() == plan.start
     )
+
+
+def _pending_ranges(found: TierBucket, markers: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Per series, the ranges the open markers of a tier's bucket say it does not hold (the
+    CSV of ``pending.open_markers_flux``); InfluxRejected for a Flux error."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    try:
+        for marker in pending.parse_markers(markers):
+            ranges.setdefault(marker.series, []).append((marker.start, marker.stop))
+    except ValueError as exc:
+        raise InfluxRejected(str(exc)) from None
+    if ranges != {s: list(r) for s, r in found.pending.items()}:
+        log.info("tier_pending", tier=found.tier.text, series=len(ranges),
+                 example=min(ranges) if ranges else None)  # fmt: skip
+    return {s: tuple(sorted(r)) for s, r in ranges.items()}
 
 
 async def _no_edges() -> None:

@@ -64,6 +64,7 @@ SETTINGS = {
     "heavyQueries": ("API_HEAVY_QUERIES", "api_heavy_queries"),
     "heavyWaitSeconds": ("API_HEAVY_WAIT_SECONDS", "api_heavy_wait_seconds"),
     "catalogTtlSeconds": ("API_CATALOG_TTL_SECONDS", "api_catalog_ttl_seconds"),
+    "pendingRefreshSeconds": ("API_PENDING_REFRESH_SECONDS", "api_pending_refresh_seconds"),
 }
 
 
@@ -100,6 +101,7 @@ def test_api_settings_reach_the_api_as_env(tmp_path: Path, monkeypatch: pytest.M
         "heavyQueries": 4,
         "heavyWaitSeconds": 0,
         "catalogTtlSeconds": 0.5,
+        "pendingRefreshSeconds": 0.25,
     }
     for helm in ("helm", "helm4"):
         objects = render(tmp_path, {"api": {"settings": chosen}}, helm=helm)

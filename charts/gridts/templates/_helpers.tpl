@@ -326,6 +326,8 @@ annotations:
   value: {{ toString $s.heavyWaitSeconds | quote }}
 - name: API_CATALOG_TTL_SECONDS
   value: {{ toString $s.catalogTtlSeconds | quote }}
+- name: API_PENDING_REFRESH_SECONDS
+  value: {{ toString $s.pendingRefreshSeconds | quote }}
 {{- end -}}
 
 {{/* Which value sets each variable the chart gives the API or the ingest (for the message when
@@ -346,6 +348,7 @@ API_MAX_SCAN_POINTS: api.settings.maxScanPoints
 API_HEAVY_QUERIES: api.settings.heavyQueries
 API_HEAVY_WAIT_SECONDS: api.settings.heavyWaitSeconds
 API_CATALOG_TTL_SECONDS: api.settings.catalogTtlSeconds
+API_PENDING_REFRESH_SECONDS: api.settings.pendingRefreshSeconds
 API_TIERS: tiers.list and tiers.answerQueries
 {{- else }}
 JOB_INDEX: ingest.indexed.enabled, which binds it to the completion index
