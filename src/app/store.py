@@ -27,7 +27,14 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.buckets_service import BucketsService
 
 from app import formats, shape
-from app.errors import Busy, InfluxRejected, InfluxUnavailable, QueryTimeout, UnknownSeries
+from app.errors import (
+    ApiError,
+    Busy,
+    InfluxRejected,
+    InfluxUnavailable,
+    QueryTimeout,
+    UnknownSeries,
+)
 from app.influx_http import FluxHttp
 from app.metrics import Metrics
 from app.points import (
@@ -133,6 +140,8 @@ class Store:
         self._found: tuple[TierBucket, ...] = ()
         self._pending_every = pending_refresh_seconds
         self._pending_at = float("-inf")  # when the last complete read of the markers began
+        self._pending_lock = asyncio.Lock()
+        self._pending_tried = float("-inf")  # the last read of lapsed markers a request made
 
     @contextlib.asynccontextmanager
     async def admit(self, heavy: bool) -> AsyncIterator[None]:
@@ -190,6 +199,22 @@ class Store:
         points that a tier does not hold, and only the raw points answer then."""
         late = time.monotonic() - self._pending_at > self.pending_lapse_seconds
         return () if self._pending_every and late else self._found
+
+    async def usable_tiers(self) -> tuple[TierBucket, ...]:
+        """``tiers``, the markers read first when they have lapsed (one read at a time; an
+        event loop that did not run, as in a suspended process, lapses them too); none when
+        that read fails."""
+        if self.tiers or not self._found or not self._pending_every:
+            return self.tiers
+        async with self._pending_lock:
+            now = time.monotonic()
+            if not self.tiers and now - self._pending_tried >= self._pending_every:
+                self._pending_tried = now  # a failing InfluxDB is asked once a period
+                try:
+                    await self.refresh_pending()
+                except ApiError as exc:
+                    log.warning("pending_markers_unread", error=type(exc).__name__)
+        return self.tiers
 
     @property
     def pending_lapse_seconds(self) -> float:

@@ -6,6 +6,7 @@ tiers whose markers cannot be read stop answering (issue 10, ADR 0014 addendum).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -123,3 +124,25 @@ async def test_tiers_whose_markers_cannot_be_read_stop_answering(
             assert refuse.refused > 0
             proxy.rules.remove(refuse)
             await until(on("tier:15m"))
+
+
+async def test_markers_lapsed_while_the_loop_stood_still_are_read_before_answering(
+    capsys: pytest.CaptureFixture[str],
+    influx: InfluxServer,
+    influx_env: dict[str, str],
+    bucket: str,
+    tiered: Influx,  # noqa: F811
+    files: dict[str, Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process whose event loop did not run for longer than the lapse (suspended, or a test
+    between two requests) reads the markers in the first request that needs them, and answers
+    from the tier: the lapse is for markers that cannot be read, not for a quiet process."""
+    monkeypatch.setattr(store_module, "PENDING_LAPSE_SECONDS", 0.2)
+    code, err = load(capsys, influx_env, files["outer"])
+    assert code == 0, err
+    settings = make_settings(influx, bucket, api_pending_refresh_seconds=0.02)
+    async with AppClient(settings) as api:
+        assert await source(api, *OUTER_S) == "tier:15m"
+        time.sleep(0.5)  # noqa: ASYNC251 - the loop stands still: no background read
+        assert await source(api, *OUTER_S) == "tier:15m"

@@ -192,7 +192,9 @@ async def series_data(
     if plan.auto:
         plan = no_finer_than(plan, await store.step_seconds(info))
     steps = [await store.step_seconds(info)] if scan_reason(plan) else []
-    plan = choose_source(plan, store.tiers, datetime.now(UTC), steps, settings.api_max_scan_points)
+    plan = choose_source(
+        plan, await store.usable_tiers(), datetime.now(UTC), steps, settings.api_max_scan_points
+    )
     meta = formats.SeriesMeta(info.name, info.unit)
     async with store.admit(scan_reason(plan) is not None):
         points = await store.points(plan, name)
@@ -242,7 +244,9 @@ async def multi_data(
         steps = [await store.step_seconds(info) for info in infos]
         plan = no_finer_than(plan, max((s for s in steps if s), default=None))
     steps = [await store.step_seconds(info) for info in infos] if scan_reason(plan) else []
-    plan = choose_source(plan, store.tiers, datetime.now(UTC), steps, settings.api_max_scan_points)
+    plan = choose_source(
+        plan, await store.usable_tiers(), datetime.now(UTC), steps, settings.api_max_scan_points
+    )
     async with store.admit(scan_reason(plan) is not None):
         columns = await _gather([store.points(plan, name) for name in plan.series])
     _check_raw_cap(plan, columns)
