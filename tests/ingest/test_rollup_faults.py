@@ -196,9 +196,11 @@ def _env() -> dict[str, str]:
 
 
 def _flags(env: dict[str, str], url: str | None) -> list[str]:
+    """The connection as options; the token joined to its option (`--token=-x`): a token may
+    start with `-` (secrets.token_urlsafe does, once in 64)."""
     return [
         "--url", url or env["INFLUX_URL"], "--org", env["INFLUX_ORG"],
-        "--bucket", env["INFLUX_BUCKET"], "--token", env["INFLUX_TOKEN"], "--tiers", "1m,15m,1h",
+        "--bucket", env["INFLUX_BUCKET"], f"--token={env['INFLUX_TOKEN']}", "--tiers", "1m,15m,1h",
     ]  # fmt: skip
 
 
