@@ -242,7 +242,7 @@ class Store:
         query = flux.FluxQuery(
             pending.open_markers_flux(), {"p_bucket": found.tier.bucket(self.bucket)}
         )
-        return await self._csv("catalog", query)
+        return await self._csv("pending", query)
 
     async def refresh_tiers(self) -> tuple[TierBucket, ...]:
         """Which configured tiers have a bucket the API's token can read, and their retention

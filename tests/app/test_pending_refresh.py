@@ -39,6 +39,19 @@ from tests.ingest.test_rollup_faults import (
 QUARTER = 900
 
 
+@pytest.fixture
+def loaded(
+    capsys: pytest.CaptureFixture[str],
+    influx_env: dict[str, str],
+    tiered: Influx,  # noqa: F811
+    files: dict[str, Path],  # noqa: F811
+) -> Influx:
+    """The test's bucket and its tiers with the outer file loaded (tiers rolled up)."""
+    code, err = load(capsys, influx_env, files["outer"])
+    assert code == 0, err
+    return tiered
+
+
 async def source(api: httpx.AsyncClient, start: int, end: int) -> str:
     params = {"start": iso(start), "end": iso(end), "resolution": "15m"}
     r = await api.get(f"/v1/series/{SERIES}/data", params=params)
@@ -56,15 +69,12 @@ async def until(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> 
 
 
 async def test_a_killed_loads_marker_reaches_the_api_without_a_catalog_reload(
-    capsys: pytest.CaptureFixture[str],
     influx: InfluxServer,
     influx_env: dict[str, str],
     bucket: str,
-    tiered: Influx,  # noqa: F811
+    loaded: Influx,
     files: dict[str, Path],  # noqa: F811
 ) -> None:
-    code, err = load(capsys, influx_env, files["outer"])
-    assert code == 0, err
     hour = {"api_catalog_ttl_seconds": 3600}
     async with (
         AppClient(make_settings(influx, bucket, **hour, api_pending_refresh_seconds=0.1)) as api,
@@ -73,10 +83,10 @@ async def test_a_killed_loads_marker_reaches_the_api_without_a_catalog_reload(
         apis = Apis(api, raw)
         middle = (MIDDLE_POINTS[0] - MIDDLE_POINTS[0] % QUARTER, MIDDLE_POINTS[1])
         assert await answer(apis, *middle, "15m") == "tier:15m"
-        rule = Rule(tier_write(tiered.target.bucket, TIERS[0].text), hold=True)
+        rule = Rule(tier_write(loaded.target.bucket, TIERS[0].text), hold=True)
         with running(influx.url, rule) as proxy:
             killed_at(influx_env, files["middle"], proxy.url, rule)
-        assert the_marker(tiered).state == "written"  # raw written, the tiers stale
+        assert the_marker(loaded).state == "written"  # raw written, the tiers stale
 
         async def on_raw() -> bool:
             return await source(api, *middle) == "raw"
@@ -87,19 +97,14 @@ async def test_a_killed_loads_marker_reaches_the_api_without_a_catalog_reload(
 
 
 async def test_tiers_whose_markers_cannot_be_read_stop_answering(
-    capsys: pytest.CaptureFixture[str],
     influx: InfluxServer,
-    influx_env: dict[str, str],
     bucket: str,
-    tiered: Influx,  # noqa: F811
-    files: dict[str, Path],  # noqa: F811
+    loaded: Influx,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """InfluxDB refusing the markers query (503, through the fault proxy) while it answers the
     others: after the lapse the raw points answer; once it reads them again, the tiers."""
     monkeypatch.setattr(store_module, "PENDING_LAPSE_SECONDS", 0.5)
-    code, err = load(capsys, influx_env, files["outer"])
-    assert code == 0, err
 
     def markers_query(request: Request) -> bool:
         return request.kind == "query" and "gridts:pending" in request.flux
@@ -127,20 +132,15 @@ async def test_tiers_whose_markers_cannot_be_read_stop_answering(
 
 
 async def test_markers_lapsed_while_the_loop_stood_still_are_read_before_answering(
-    capsys: pytest.CaptureFixture[str],
     influx: InfluxServer,
-    influx_env: dict[str, str],
     bucket: str,
-    tiered: Influx,  # noqa: F811
-    files: dict[str, Path],  # noqa: F811
+    loaded: Influx,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A process whose event loop did not run for longer than the lapse (suspended, or a test
     between two requests) reads the markers in the first request that needs them, and answers
     from the tier: the lapse is for markers that cannot be read, not for a quiet process."""
     monkeypatch.setattr(store_module, "PENDING_LAPSE_SECONDS", 0.2)
-    code, err = load(capsys, influx_env, files["outer"])
-    assert code == 0, err
     settings = make_settings(influx, bucket, api_pending_refresh_seconds=0.02)
     async with AppClient(settings) as api:
         assert await source(api, *OUTER_S) == "tier:15m"
