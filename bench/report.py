@@ -175,8 +175,8 @@ def load_section(lines: list[str]) -> None:
             "The same mix in the same run with the tiers off (every answer from the raw "
             f"points): {raw['requests']:,} requests, {raw['requests_per_second']:.1f} req/s, "
             f"p50 {raw['p50_ms']:.0f} ms, p99 {raw['p99_ms']:.0f} ms; statuses "
-            f"{raw['statuses']}. With tiers, p99 is {raw['p99_ms'] / res['p99_ms']:.1f}x lower "
-            f"(target: p99 <= 1,000 ms, zero 5xx, fewer 429s).",
+            f"{raw['statuses']}. p99 with the tiers is {res['p99_ms'] / raw['p99_ms']:.2f} x p99 "
+            f"without (target: p99 <= 1,000 ms, zero 5xx, fewer 429s).",
             "",
         ]
     for label, run in (("tiers on", res), ("tiers off", raw or {})):
