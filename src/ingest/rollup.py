@@ -466,17 +466,8 @@ def _rollup_range(
                 kept = stats.empty()
             known = set(kept.start.tolist())
             dirty = sorted(s for s in by_window if s not in known)
-            parts = [kept]
-            wanted = np.array(dirty, dtype=np.int64)
-            for a, b in _split(_near(_runs(dirty, finest), coarse), span):
-                result.raw_reads += 1
-                for read_tags, (times, values) in raw_points(influx, series, a, b).items():
-                    if read_tags == tags:
-                        # a read spans the windows between dirty ones: theirs come from the file
-                        take = np.isin(times - times % finest, wanted)
-                        parts.append(stats.from_points(times[take], values[take], finest))
-                        result.points_read += int(take.sum())
-            windows = stats.concat(*parts)
+            read = _from_raw(influx, series, tags, dirty, (finest, coarse), result)
+            windows = stats.concat(kept, *read)
             result.windows_from_file += len(kept)
             result.windows_from_raw += len(windows) - len(kept)
             tag_map = dict(tags)
@@ -492,6 +483,31 @@ def _rollup_range(
             result.series.add(series)
     out.flush()
     return written
+
+
+def _from_raw(
+    influx: Influx,
+    series: str,
+    tags: TagSet,
+    dirty: list[int],
+    sizes: tuple[int, int],
+    result: RollupStats,
+) -> list[Windows]:
+    """The finest windows starting at ``dirty`` (sorted) of one series key, from its raw
+    points: windows less than a coarsest window apart read in one query (``sizes``: the
+    finest and the coarsest tier's seconds), a day at most per read."""
+    finest, coarse = sizes
+    wanted = np.array(dirty, dtype=np.int64)
+    out = []
+    for a, b in _split(_near(_runs(dirty, finest), coarse), READ_SPAN_SECONDS):
+        result.raw_reads += 1
+        for read_tags, (times, values) in raw_points(influx, series, a, b).items():
+            if read_tags == tags:
+                # a read spans the windows between dirty ones: theirs come from the file
+                take = np.isin(times - times % finest, wanted)
+                out.append(stats.from_points(times[take], values[take], finest))
+                result.points_read += int(take.sum())
+    return out
 
 
 def series_in(influx: Influx, start: int, stop: int) -> list[str]:
