@@ -151,22 +151,19 @@ def _points_spliced(plan: QueryPlan, cells: CsvCells) -> list[Part] | None:
     the caller."""
     if cells.pieces and plan.window is not None:
         return _pieces_spliced(plan, cells.pieces)
-    labels = cells.labels()
-    if not len(cells) or labels.pad is not None:
+    if not len(cells):
         return None
     if plan.window is None:
         done = _spliced(cells, _TAIL_RAW, np.zeros(len(cells), dtype=np.bool_))
     else:
-        done = _spliced(cells, _TAIL, _partial(plan, labels))
+        done = _spliced(cells, _TAIL, _partial(plan, cells.labels()))
     return None if done is None else [done]
 
 
 def prerender(piece: CsvCells) -> None:
     """A piece's points (``CsvReader``) as JSON windows none of which is partial, made while
     the rest of the answer arrives; ``_points_spliced`` takes them (``CsvCells.rendered``)."""
-    labels = piece.labels()
-    if len(piece) and labels.pad is None:
-        piece.rendered = _spliced(piece, _TAIL, np.zeros(len(piece), dtype=np.bool_))
+    piece.rendered = _spliced(piece, _TAIL, np.zeros(len(piece), dtype=np.bool_))
 
 
 def _pieces_spliced(plan: QueryPlan, pieces: list[CsvCells]) -> list[Part] | None:
@@ -175,10 +172,7 @@ def _pieces_spliced(plan: QueryPlan, pieces: list[CsvCells]) -> list[Part] | Non
     clipped = [label.encode() for label in plan.clipped()]
     parts: list[Part] = [b"["]
     for piece in pieces:
-        labels = piece.labels()
-        if labels.pad is not None:
-            return None
-        partial = _matching(labels, clipped)
+        partial = _matching(piece.labels(), clipped)
         done = piece.rendered
         if done is None or np.any(partial):
             done = _spliced(piece, _TAIL, partial)
@@ -190,12 +184,13 @@ def _pieces_spliced(plan: QueryPlan, pieces: list[CsvCells]) -> list[Part] | Non
 
 
 def _spliced(cells: CsvCells, tail: bytes, partial: Mask) -> bytes | None:
-    """The JSON array of the points of ``cells`` (labels of one length, ``pad`` None), each
-    ended by ``tail`` (``partial`` ones by ``_TAIL_TRUE``); None as ``_points_spliced``."""
+    """The JSON array of the points of ``cells`` (at least one), each ended by ``tail``
+    (``partial`` ones by ``_TAIL_TRUE``); None as ``_points_spliced`` (labels of several
+    lengths among them)."""
     labels = cells.labels()
     start, stop = cells.value_spans
     lengths = stop - start
-    if not _labels_allowed(labels):
+    if labels.pad is not None or not _labels_allowed(labels):
         return None
     before = len(_HEAD) + labels.matrix.shape[1] + len(_KEY)  # a point's bytes before its value
     widest = int(lengths.max())

@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 from app import responses
-from app.errors import ApiError
 from app.influx_http import FluxHttp
 from app.logs import configure_logging
 from app.metrics import Metrics
@@ -77,15 +76,13 @@ def _connect(config: Settings, metrics: Metrics) -> tuple[InfluxDBClientAsync, S
     return client, store
 
 
-async def refresh_pending(store: Store, every: float) -> None:
-    """The tiers' pending markers read every ``every`` seconds for as long as the app runs
-    (``Store.refresh_pending``); a failure is logged, and the tiers lapse if they persist."""
+async def refresh_pending(store: Store) -> None:
+    """The tiers' pending markers read every ``store.pending_refresh_seconds`` for as long as
+    the app runs (``Store.refresh_pending``: failures are logged, the tiers lapse if they
+    persist)."""
     while True:
-        try:
-            await store.refresh_pending()
-        except ApiError as exc:
-            log.warning("pending_markers_unread", error=type(exc).__name__)
-        await asyncio.sleep(every)
+        await store.refresh_pending()
+        await asyncio.sleep(store.pending_refresh_seconds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -111,10 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Everything built so far lives as long as the process: keep the collector off it, so
         # collections while parsing a large result do not rescan the whole heap.
         gc.freeze()
-        every = config.api_pending_refresh_seconds
         refresher = (
-            asyncio.create_task(refresh_pending(app.state.store, every))
-            if every and config.tiers()
+            asyncio.create_task(refresh_pending(app.state.store))
+            if app.state.store.pending_refresh_seconds
             else None
         )
         try:

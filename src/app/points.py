@@ -347,9 +347,16 @@ class CsvCells:
         cell and a `result` other than `result` (a second block's header), lines ended by
         `\\n` or `\\r\\n`, nothing but printable ASCII in them, and a finite number in every
         `_value`; None for anything else (``_parse_lists`` reads it as before)."""
-        if not text.startswith(",result,") or not text.isascii():
+        if not text.isascii():
             return None
-        raw = text.encode("ascii")
+        return cls.of_ascii(text.encode("ascii"), text, integer=integer)
+
+    @classmethod
+    def of_ascii(cls, raw: bytes, text: str | None, *, integer: bool) -> CsvCells | None:
+        """``parse`` of text already known to be ASCII, as its bytes (``text``: the same as a
+        string, when there is one)."""
+        if not raw.startswith(b",result,"):
+            return None
         cut = raw.find(b"\n")
         names = raw[: max(cut, 0)].decode().rstrip("\r").split(",")
         if cut < 0 or not {"_time", "_value", "table"} <= set(names):
@@ -488,12 +495,8 @@ class CsvReader:
         if end < len(self._buffer) and rows.endswith((b"\n\n", b"\n\r\n")):
             self._failed = True  # a blank line before more rows: not one block
             return
-        try:
-            text = (self._head + rows).decode("ascii")
-        except UnicodeDecodeError:
-            self._failed = True
-            return
-        cells = CsvCells.parse(text, integer=self._integer)
+        raw = self._head + rows
+        cells = CsvCells.of_ascii(raw, None, integer=self._integer) if raw.isascii() else None
         if cells is None:
             self._failed = True
             return

@@ -210,11 +210,13 @@ class Store:
             now = time.monotonic()
             if not self.tiers and now - self._pending_tried >= self._pending_every:
                 self._pending_tried = now  # a failing InfluxDB is asked once a period
-                try:
-                    await self.refresh_pending()
-                except ApiError as exc:
-                    log.warning("pending_markers_unread", error=type(exc).__name__)
+                await self.refresh_pending()
         return self.tiers
+
+    @property
+    def pending_refresh_seconds(self) -> float:
+        """How often the markers are to be read (``refresh_pending``); 0: with the catalog."""
+        return self._pending_every
 
     @property
     def pending_lapse_seconds(self) -> float:
@@ -225,12 +227,16 @@ class Store:
     async def refresh_pending(self) -> None:
         """The open pending-rollup markers of every known tier bucket read again, so that a
         load's markers reach the API within ``pending_refresh_seconds`` rather than with the
-        next catalog reload. A failure raises (the caller logs it) and leaves ``tiers`` to lapse."""
+        next catalog reload. A failure is logged and leaves ``tiers`` to lapse."""
         known = self._found
         began = time.monotonic()
         if known:
-            texts = await asyncio.gather(*(self._markers(t) for t in known))
-            pending = [_pending_ranges(t, text) for t, text in zip(known, texts, strict=True)]
+            try:
+                texts = await asyncio.gather(*(self._markers(t) for t in known))
+                pending = [_pending_ranges(t, text) for t, text in zip(known, texts, strict=True)]
+            except ApiError as exc:
+                log.warning("pending_markers_unread", error=type(exc).__name__)
+                return
             if self._found is known:  # else a catalog reload read them meanwhile: it stands
                 self._found = tuple(
                     replace(t, pending=p) for t, p in zip(known, pending, strict=True)
@@ -601,10 +607,11 @@ def _pending_ranges(found: TierBucket, markers: str) -> dict[str, tuple[tuple[in
             ranges.setdefault(marker.series, []).append((marker.start, marker.stop))
     except ValueError as exc:
         raise InfluxRejected(str(exc)) from None
-    if ranges != {s: list(r) for s, r in found.pending.items()}:
-        log.info("tier_pending", tier=found.tier.text, series=len(ranges),
-                 example=min(ranges) if ranges else None)  # fmt: skip
-    return {s: tuple(sorted(r)) for s, r in ranges.items()}
+    out = {s: tuple(sorted(r)) for s, r in ranges.items()}
+    if out != found.pending:
+        log.info("tier_pending", tier=found.tier.text, series=len(out),
+                 example=min(out) if out else None)  # fmt: skip
+    return out
 
 
 async def _no_edges() -> None:

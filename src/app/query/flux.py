@@ -167,7 +167,7 @@ def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: in
     params = _series_params(plan.source_bucket, series, plan.start, plan.end)
     params["p_field"] = field_name
     own = (seconds, offset) == (plan.tier.seconds, 0)
-    if own and all(_seconds(t) % seconds == 0 for t in (plan.start, plan.end)):
+    if own and all(t.timestamp() % seconds == 0 for t in (plan.start, plan.end)):
         return FluxQuery(_TIER_SOURCE + '\n    |> keep(columns: ["_time", "_value"])', params)
     params["p_every"] = timedelta(seconds=seconds)
     params["p_offset"] = timedelta(seconds=offset)
@@ -178,11 +178,6 @@ def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: in
         + '\n    |> keep(columns: ["_time", "_value"])'
     )
     return FluxQuery(text, params)
-
-
-def _seconds(t: datetime) -> float:
-    """Seconds since the epoch (fractions kept: a range may start inside a second)."""
-    return (t - CATALOG_START).total_seconds()
 
 
 def tier_rows_query(plan: QueryPlan, series: str) -> FluxQuery:
