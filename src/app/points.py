@@ -12,7 +12,7 @@ import itertools
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -886,6 +886,23 @@ def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) 
     elif (agg == "first" and at_start) or (agg == "last" and not at_start):
         points.values[i] = stat
     return points
+
+
+def split_results(text: str, names: Sequence[str]) -> dict[str, str]:
+    """Flux's annotation-free CSV answer to a query of several `yield`s as the text of each
+    result by name (its blocks, a header and rows each, as InfluxDB wrote them; an empty text
+    for a result without rows). InfluxRejected for an error, or a result not in ``names``."""
+    _refuse_errors(text)
+    blocks: dict[str, list[str]] = {name: [] for name in names}
+    for block in text.split("\r\n\r\n" if "\r\n" in text else "\n\n"):
+        lines = block.strip("\r\n").splitlines()
+        if len(lines) < 2:
+            continue  # no rows
+        name = lines[1].split(",", 2)[1] if lines[1].count(",") >= 2 else ""
+        if name not in blocks:
+            raise InfluxRejected("unexpected result from InfluxDB")
+        blocks[name].append(block.strip("\r\n") + "\r\n")
+    return {name: "\r\n".join(parts) for name, parts in blocks.items()}
 
 
 def parse_sum_count(text: str) -> tuple[Points, Points]:

@@ -108,20 +108,35 @@ def tier_column(
     return column
 
 
-def edge_windows(plan: QueryPlan, points: Points) -> tiers.Windows | None:
-    """The statistics of the raw points at one edge of the range (inside one tier window: one
-    window or none). None when ``first``/``last`` cannot be told apart: two tag sets with
-    points at the same instant."""
+def edge_pair(plan: QueryPlan, points: Points) -> Edges | None:
+    """The statistics of the raw points at each edge of the range (inside one tier window
+    each: one window or none), from the points of both read at once: those before the part
+    of the range the tier answers, and those after it. None when ``first``/``last`` cannot be
+    told apart: two tag sets with points at the same instant."""
     if plan.tier is None or not points.times:
+        return tiers.empty(), tiers.empty()
+    nanos = _nanos(points.times)
+    values = np.array(points.values, dtype=np.float64)
+    inner_start = plan.tier_range[0].astimezone(UTC).replace(tzinfo=None)
+    before = nanos < np.datetime64(inner_start, "ns").astype(np.int64)
+    head = _edge_stats(plan, nanos[before], values[before])
+    tail = _edge_stats(plan, nanos[~before], values[~before])
+    return None if head is None or tail is None else (head, tail)
+
+
+def _nanos(times: list[str]) -> tiers.Ints:
+    """RFC 3339 UTC labels (`Z`) as nanoseconds since the epoch."""
+    return np.array([t.rstrip("Z") for t in times], dtype="datetime64[ns]").astype(np.int64)
+
+
+def _edge_stats(plan: QueryPlan, nanos: tiers.Ints, values: tiers.Floats) -> tiers.Windows | None:
+    if plan.tier is None or not len(nanos):
         return tiers.empty()
-    stamps = np.array([t.rstrip("Z") for t in points.times], dtype="datetime64[ns]")
-    nanos = stamps.astype(np.int64)
     order = np.argsort(nanos, kind="stable")
     nanos = nanos[order]
     if plan.agg in (Agg.FIRST, Agg.LAST) and np.any(np.diff(nanos) == 0):
         return None
-    values = np.array(points.values, dtype=np.float64)[order]
-    return tiers.from_points(nanos // 1_000_000_000, values, plan.tier.seconds)
+    return tiers.from_points(nanos // 1_000_000_000, values[order], plan.tier.seconds)
 
 
 def tier_windows(

@@ -44,6 +44,7 @@ from app.points import (
     parse_flux_csv,
     parse_sum_count,
     parse_tier_rows,
+    split_results,
 )
 from app.query import flux
 from app.query.plan import (
@@ -58,8 +59,7 @@ from app.query.plan import (
     utc_aligned,
 )
 from gridts import pending
-from gridts.tiers import Tier, Windows
-from gridts.tiers import empty as empty_windows
+from gridts.tiers import Tier
 
 log = structlog.get_logger("app.store")
 T = TypeVar("T")
@@ -399,102 +399,92 @@ class Store:
         return combine_keys(column, kind)
 
     async def _tier_core(
-        self,
-        inner: QueryPlan,
-        series: str,
-        starts: list[datetime],
-        labels: list[str],
-        *,
-        edges: bool,
+        self, inner: QueryPlan, series: str, starts: list[datetime], labels: list[str]
     ) -> tuple[Points, Points | None] | None:
-        """The windows of ``inner`` (the part of the range on tier boundaries) from the tier,
-        fills left out: the aggregate's values, or for ``mean`` the windows' sums and counts
-        (unless the windows are the tier's own and no raw ``edges`` join them: then the stored
-        means, one field instead of two). UTC windows are aggregated by the storage engine;
-        local windows are composed from UTC grains of ``local_grain`` aggregated there
-        (``starts``/``labels``: the windows)."""
-        window = inner.window
-        if window is None or inner.tier is None:
+        """The windows of ``inner`` (a range on tier boundaries, nothing at its edges) from the
+        tier, fills left out: the aggregate's values, or for ``mean`` the windows' sums and
+        counts (or, for the tier's own windows, the stored means: one field instead of two),
+        their JSON begun as they arrive when they are the answer as they come."""
+        grain = _tier_grain(inner)
+        if grain is None:
             return None
-        local = not utc_aligned(inner)
-        if local:
-            grain = local_grain(inner)
-            if grain is None:
-                return None
-            seconds, offset = grain, 0
-        else:
-            seconds, offset = window.seconds, window.offset_seconds
-        own_windows = not local and (seconds, offset) == (inner.tier.seconds, 0)
-        # the JSON of the windows begun as they arrive when they are the answer as they come
-        render = not local and not edges and _passes_through(inner)
-        if inner.agg is Agg.MEAN and own_windows and not edges:
+        seconds, offset, local = grain
+        render = not local and _passes_through(inner)
+        own_windows = inner.tier is not None and (seconds, offset, local) == (
+            inner.tier.seconds,
+            0,
+            False,
+        )
+        if inner.agg is Agg.MEAN and own_windows:
             stored = await self._tier_csv(inner, series, "mean", seconds, 0, render=render)
             means = combine_keys(stored, "mean")
             if means is not None:  # one tag set: else sums and counts, below
                 return means, None
-        got: list[Points | None]
-        if inner.agg is Agg.MEAN:  # sums and counts in one query
-            stats: tuple[str, ...] = ("sum", "count")
-            query = flux.tier_sum_count_query(inner, series, seconds, offset)
-            sums, counts = parse_sum_count(await self._csv("tier", query))
-            got = [combine_keys(sums, "sum"), combine_keys(counts, "sum")]
-        else:
-            stats = (inner.agg.value,)
-            got = [await self._tier_column(inner, series, stats[0], seconds, offset, render=render)]
-        columns: list[Points] = []
-        for stat, got_column in zip(stats, got, strict=True):
-            if got_column is None:
-                return None
-            columns.append(shape.tier_column(inner, stat, got_column, starts, labels))
-        return columns[0], columns[1] if len(columns) > 1 else None
+        if inner.agg is Agg.MEAN:
+            text = await self._csv(
+                "tier", flux.tier_sum_count_query(inner, series, seconds, offset)
+            )
+            return _tier_columns(inner, text, starts, labels)
+        stat = inner.agg.value
+        column = await self._tier_csv(inner, series, stat, seconds, offset, render=render)
+        got = combine_keys(column, "sum" if stat == "count" else stat)
+        return None if got is None else (shape.tier_column(inner, stat, got, starts, labels), None)
 
-    async def _raw_edges(self, plan: QueryPlan, series: str) -> tuple[Windows, Windows] | None:
-        """The statistics of the raw points before and after the part of the range the tier
-        answers (each inside one tier window: one window of ``gridts.tiers.Windows`` or none).
-        None when ``first``/``last`` cannot be told apart: two tag sets with points at the same
-        instant."""
-        if plan.tier is None:
-            return None
+    async def _with_edges(
+        self, core: flux.FluxQuery, plan: QueryPlan, series: str
+    ) -> tuple[str, shape.Edges | None]:
+        """The answer to ``core`` (a tier query over the part of the range on its boundaries)
+        and the statistics of the raw points at the range's edges (``shape.edge_pair``), in one
+        request: InfluxDB's cost of a query is mostly its own, not the few points of an edge.
+        The edges are None when there are none, or when ``first``/``last`` cannot be told
+        apart: two tag sets with points at the same instant."""
         inner_start, inner_end = plan.tier_range
-        pieces = [(plan.start, inner_start), (inner_end, plan.end)]
-        out: list[Windows] = []
-        for lo, hi in pieces:
-            if lo >= hi:
-                out.append(empty_windows())
-                continue
-            edge = replace(plan, start=lo, end=hi, window=None, tier=None, max_points=10**9)
-            windows = shape.edge_windows(plan, parse_flux_csv(await self.flux_csv(edge, series)))
-            if windows is None:
-                return None
-            out.append(windows)
-        return out[0], out[1]
+        ranges = [(a, b) for a, b in ((plan.start, inner_start), (inner_end, plan.end)) if a < b]
+        if not ranges:
+            return await self._csv("tier", core), None
+        both = flux.with_edges(core, flux.edges_query(plan, series, ranges))
+        results = split_results(await self._csv("tier", both), ("core", "edges"))
+        return results["core"], shape.edge_pair(plan, parse_flux_csv(results["edges"]))
 
     async def _tier_points(self, plan: QueryPlan, series: str) -> Points | None:
         """The plan's windows from its tier (``plan.tier``), and from the raw points for the
-        edges of a range that does not start or end on the tier's boundaries (``shape`` joins
-        them; ``stddev`` from the tier's count, sum and m2). None when only the raw points can
-        answer exactly (``first``/``last`` of tag sets sharing a window)."""
+        edges of a range that does not start or end on the tier's boundaries, read in the same
+        request (``shape`` joins them; ``stddev`` from the tier's count, sum and m2). None when
+        only the raw points can answer exactly (``first``/``last`` of tag sets sharing a
+        window)."""
         if plan.window is None or plan.tier is None:
             return None
         inner_start, inner_end = plan.tier_range
         inner = replace(plan, start=inner_start, end=inner_end)
-        has_edges = (inner_start, inner_end) != (plan.start, plan.end)
         starts, labels = shape.tier_labels(plan)
         if plan.agg is Agg.STDDEV:
-            query = flux.tier_rows_query(inner, series)
-            text, edges = await asyncio.gather(
-                self._csv("tier", query),
-                self._raw_edges(plan, series) if has_edges else _no_edges(),
-            )
-            return shape.tier_stddev(plan, parse_tier_rows(str(text)), edges, starts, labels)
-        core, edges = await asyncio.gather(
-            self._tier_core(inner, series, starts, labels, edges=has_edges),
-            self._raw_edges(plan, series) if has_edges else _no_edges(),
-        )
-        if core is None or (has_edges and edges is None):
+            text, edges = await self._with_edges(flux.tier_rows_query(inner, series), plan, series)
+            return shape.tier_stddev(plan, parse_tier_rows(text), edges, starts, labels)
+        if (inner_start, inner_end) == (plan.start, plan.end):
+            core = await self._tier_core(inner, series, starts, labels)
+            return None if core is None else shape.tier_windows(plan, *core, None, labels)
+        grain = _tier_grain(inner)
+        if grain is None:
             return None
-        values, counts = core
-        return shape.tier_windows(plan, values, counts, edges, labels)
+        seconds, offset, _ = grain
+        if plan.agg is Agg.MEAN:
+            query = flux.tier_sum_count_query(inner, series, seconds, offset)
+        else:
+            query = flux.tier_query(inner, series, plan.agg.value, seconds, offset)
+        text, edges = await self._with_edges(query, plan, series)
+        if edges is None:
+            return None
+        if plan.agg is Agg.MEAN:
+            columns = _tier_columns(inner, text, starts, labels)
+        else:
+            stat = plan.agg.value
+            got = combine_keys(
+                parse_flux_csv(text, integer=stat == "count"), "sum" if stat == "count" else stat
+            )
+            columns = (
+                None if got is None else (shape.tier_column(inner, stat, got, starts, labels), None)
+            )
+        return None if columns is None else shape.tier_windows(plan, *columns, edges, labels)
 
     async def points(self, plan: QueryPlan, series: str) -> Points:
         """The plan's points for one series, window labels at window starts; from the plan's
@@ -614,8 +604,32 @@ def _pending_ranges(found: TierBucket, markers: str) -> dict[str, tuple[tuple[in
     return out
 
 
-async def _no_edges() -> None:
-    return None
+def _tier_grain(inner: QueryPlan) -> tuple[int, int, bool] | None:
+    """The UTC windows a tier is aggregated into in the storage engine for ``inner``: its own
+    windows' length and offset, or for local windows the UTC grain they are composed of
+    (``local_grain``); and whether they are local. None when no grain composes them."""
+    window = inner.window
+    if window is None or inner.tier is None:
+        return None
+    if utc_aligned(inner):
+        return window.seconds, window.offset_seconds, False
+    grain = local_grain(inner)
+    return None if grain is None else (grain, 0, True)
+
+
+def _tier_columns(
+    inner: QueryPlan, text: str, starts: list[datetime], labels: list[str]
+) -> tuple[Points, Points | None] | None:
+    """The windows' sums and counts from the tier (``flux.tier_sum_count_query``'s answer),
+    tag sets combined; None when they cannot be."""
+    sums, counts = parse_sum_count(text)
+    got = [combine_keys(sums, "sum"), combine_keys(counts, "sum")]
+    if got[0] is None or got[1] is None:
+        return None
+    return (
+        shape.tier_column(inner, "sum", got[0], starts, labels),
+        shape.tier_column(inner, "count", got[1], starts, labels),
+    )
 
 
 def _spans(tables: TableList) -> tuple[dict[str, datetime], dict[str, datetime]]:

@@ -194,3 +194,37 @@ def test_a_tiers_own_windows_are_read_as_stored(
     assert ("aggregateWindow" in q.text) is windowed
     assert ("p_every" in q.params) is windowed
     assert (q.params["p_start"], q.params["p_stop"]) == (plan.start, plan.end)
+
+
+def test_edges_query_reads_each_range_in_one_query() -> None:
+    p = plan(resolution="1h")
+    a = (datetime(2021, 5, 2, 0, 5, tzinfo=UTC), datetime(2021, 5, 2, 1, tzinfo=UTC))
+    b = (datetime(2021, 5, 2, 23, tzinfo=UTC), datetime(2021, 5, 2, 23, 10, tzinfo=UTC))
+    one = flux.edges_query(p, "f_soll_aktiv", [a])
+    assert "union" not in one.text
+    assert one.params == {"p_raw_bucket": "grid", "p_series": "f_soll_aktiv",
+                          "p_edge_start0": a[0], "p_edge_stop0": a[1]}  # fmt: skip
+    two = flux.edges_query(p, "f_soll_aktiv", [a, b])
+    assert two.text.startswith("union(tables: [")
+    assert two.text.count("from(bucket: p_raw_bucket)") == 2
+    assert (two.params["p_edge_start1"], two.params["p_edge_stop1"]) == b
+    assert two.text.endswith('|> keep(columns: ["_time", "_value"])')
+    with pytest.raises(ValueError, match="no range"):
+        flux.edges_query(p, "f_soll_aktiv", [])
+
+
+def test_with_edges_is_one_query_of_two_results() -> None:
+    p = plan(resolution="1h")
+    core = flux.series_query(p, "f_soll_aktiv")
+    edge = (datetime(2021, 5, 2, 0, 5, tzinfo=UTC), datetime(2021, 5, 2, 1, tzinfo=UTC))
+    edges = flux.edges_query(p, "f_soll_aktiv", [edge])
+    both = flux.with_edges(core, edges)
+    assert both.text.startswith(core.text)
+    assert both.text.count("|> yield(") == 2
+    assert '|> yield(name: "core")' in both.text
+    assert both.text.endswith('|> yield(name: "edges")')
+    assert both.params == {**core.params, **edges.params}
+    # a parameter both name must mean the same in both
+    clash = flux.FluxQuery(edges.text, {**edges.params, "p_series": "other"})
+    with pytest.raises(ValueError, match="p_series"):
+        flux.with_edges(core, clash)

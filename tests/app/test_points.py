@@ -12,6 +12,8 @@ from app.points import (
     align,
     fill_linear,
     parse_flux_csv,
+    parse_sum_count,
+    split_results,
     strictly_increasing,
     to_instant,
 )
@@ -154,3 +156,50 @@ def test_strictly_increasing() -> None:
     )
     assert strictly_increasing(["2021-05-02T10:00:00.5Z", "2021-05-02T10:00:01Z"])
     assert not strictly_increasing(["2021-05-02T10:00:01Z", "2021-05-02T10:00:00.5Z"])
+
+
+# A query of two `yield`s as InfluxDB answers it: each result's blocks (one per schema) in the
+# order they finish, blank lines between blocks.
+TWO_RESULTS = (
+    ",result,table,_time,_value\r\n"
+    ",edges,0,2021-05-03T10:29:59Z,50.01\r\n"
+    ",edges,0,2021-05-03T11:30:00Z,49.5\r\n"
+    "\r\n"
+    ",result,table,_time,_value,_field\r\n"
+    ",core,0,2021-05-03T10:30:00Z,900,count\r\n"
+    "\r\n"
+    ",result,table,_time,_value,_field\r\n"
+    ",core,1,2021-05-03T10:30:00Z,45009.5,sum\r\n"
+    "\r\n"
+)
+
+
+def test_split_results_parts_a_two_yield_answer() -> None:
+    got = split_results(TWO_RESULTS, ("core", "edges"))
+    edges = parse_flux_csv(got["edges"])
+    assert edges.times == ["2021-05-03T10:29:59Z", "2021-05-03T11:30:00Z"]
+    assert edges.values == [50.01, 49.5]
+    sums, counts = parse_sum_count(got["core"])
+    assert (sums.values, counts.values) == ([45009.5], [900.0])
+
+
+def test_split_results_in_lf_and_without_a_result() -> None:
+    """A result without rows is an empty text (its parse: no points); LF line ends too."""
+    only_core = TWO_RESULTS.split("\r\n\r\n", 1)[1].replace("\r\n", "\n")
+    got = split_results(only_core, ("core", "edges"))
+    assert got["edges"] == ""
+    assert len(parse_flux_csv(got["edges"])) == 0
+    assert parse_sum_count(got["core"])[1].values == [900.0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        TWO_RESULTS.replace(",edges,", ",other,"),  # a result nobody asked for
+        ",error,reference\r\n,failed to read the edges,\r\n\r\n",  # Flux's error table
+        TWO_RESULTS + ",error,reference\r\n,out of memory,\r\n",  # an error after rows
+    ],
+)
+def test_split_results_refuses_unknown_results_and_errors(text: str) -> None:
+    with pytest.raises(InfluxRejected):
+        split_results(text, ("core", "edges"))

@@ -161,12 +161,12 @@ def test_tier_edges_join_the_first_and_last_windows() -> None:
     sums = shape.tier_column(inner, "sum", Points(list(labels), [9.0, 8.0, 4.0], 1), [], [])
     counts = shape.tier_column(inner, "count", Points(list(labels), [3, 4, 2], 1), [], [])
     assert sums.times[0] == "2021-05-02T00:00:00Z"
-    head = shape.edge_windows(p, Points(["2021-05-02T00:05:00Z", "2021-05-02T00:10:00Z"],
-                                        [1.0, 2.0], 1))  # fmt: skip
-    tail = shape.edge_windows(p, Points(["2021-05-02T03:05:00Z"], [7.0], 1))
-    assert head is not None
-    assert tail is not None
-    got = shape.tier_windows(p, sums, counts, (head, tail), [])
+    edges = shape.edge_pair(p, Points(["2021-05-02T03:05:00Z", "2021-05-02T00:05:00Z",
+                                       "2021-05-02T00:10:00Z"], [7.0, 1.0, 2.0], 1))  # fmt: skip
+    assert edges is not None
+    head, tail = edges
+    assert (list(head.count), list(tail.count)) == ([2], [1])
+    got = shape.tier_windows(p, sums, counts, edges, [])
     assert got.times == hours(utc(2021, 5, 2), 4)
     assert got.values == [(9.0 + 3.0) / 5, 2.0, 2.0, 7.0]
 
@@ -178,21 +178,42 @@ def test_tier_edges_of_an_aggregate(agg: str, expected: list[float]) -> None:
     p = tiered(start="2021-05-02T00:05:00Z", end="2021-05-02T02:10:00Z", resolution="1h",
                agg=agg)  # fmt: skip
     values = Points(["2021-05-02T00:00:00Z", "2021-05-02T01:00:00Z"], [5.0, 2.0], 1)
-    head = shape.edge_windows(p, Points(["2021-05-02T00:05:00Z"], [1.0], 1))
-    tail = shape.edge_windows(p, Points(["2021-05-02T02:00:00Z", "2021-05-02T02:05:00Z"],
-                                        [6.0, 7.0], 1))  # fmt: skip
-    assert head is not None
-    assert tail is not None
-    got = shape.tier_windows(p, values, None, (head, tail), [])
+    edges = shape.edge_pair(p, Points(["2021-05-02T00:05:00Z", "2021-05-02T02:00:00Z",
+                                       "2021-05-02T02:05:00Z"], [1.0, 6.0, 7.0], 1))  # fmt: skip
+    assert edges is not None
+    got = shape.tier_windows(p, values, None, edges, [])
     assert got.times == hours(utc(2021, 5, 2), 3)
     assert got.values == expected
 
 
-def test_edge_of_two_tag_sets_at_one_instant_has_no_first() -> None:
-    p = tiered(start="2021-05-02T00:05:00Z", resolution="1h", agg="first")
-    same = Points(["2021-05-02T00:05:00Z", "2021-05-02T00:05:00Z"], [1.0, 2.0], 2)
-    assert shape.edge_windows(p, same) is None
-    assert shape.edge_windows(replace(p, agg=Agg.MAX), same) is not None
+@pytest.mark.parametrize("at", ["2021-05-02T00:05:00Z", "2021-05-02T02:05:00Z"])
+def test_edge_of_two_tag_sets_at_one_instant_has_no_first(at: str) -> None:
+    """Two tag sets with a point at the same instant in either edge: which came first is not
+    in the rows, so the tier cannot answer ``first``/``last`` (the caller reads raw)."""
+    p = tiered(start="2021-05-02T00:05:00Z", end="2021-05-02T02:10:00Z", resolution="1h",
+               agg="first")  # fmt: skip
+    other = "2021-05-02T02:01:00Z" if at < "2021-05-02T01" else "2021-05-02T00:06:00Z"
+    same = Points([at, other, at], [1.0, 3.0, 2.0], 2)
+    assert shape.edge_pair(p, same) is None
+    assert shape.edge_pair(replace(p, agg=Agg.LAST), same) is None
+    assert shape.edge_pair(replace(p, agg=Agg.MAX), same) is not None
+
+
+def test_edge_pair_splits_at_the_tier_part() -> None:
+    """Both edges read in one query: a point at the instant the tier's part begins is not an
+    edge's (the tier holds it), one just before it is; fractional instants sort as instants."""
+    p = tiered(start="2021-05-02T00:05:00Z", end="2021-05-02T02:10:00Z", resolution="1h",
+               agg="sum")  # fmt: skip
+    assert p.tier_range[0] == utc(2021, 5, 2, 0, 15)
+    times = ["2021-05-02T00:14:59.5Z", "2021-05-02T00:05:00Z", "2021-05-02T02:00:00.25Z"]
+    edges = shape.edge_pair(p, Points(times, [1.0, 2.0, 4.0], 1))
+    assert edges is not None
+    head, tail = edges
+    assert (list(head.count), list(head.sum)) == ([2], [3.0])
+    assert (list(tail.count), list(tail.sum)) == ([1], [4.0])
+    none = shape.edge_pair(p, Points())
+    assert none is not None
+    assert (len(none[0]), len(none[1])) == (0, 0)
 
 
 def test_tier_stddev_merges_the_edges() -> None:
@@ -202,12 +223,10 @@ def test_tier_stddev_merges_the_edges() -> None:
     labels = [format_time(s) for s in starts]
     assert shape.tier_labels(p) == (starts, labels)
     rows = TierRows(["2021-05-02T00:15:00Z"], [2], [6.0], [2.0])  # points 2 and 4
-    head = shape.edge_windows(p, Points(["2021-05-02T00:05:00Z"], [3.0], 1))
-    assert head is not None
-    tail = shape.edge_windows(p, Points())
-    assert tail is not None
-    assert len(tail) == 0
-    got = shape.tier_stddev(p, rows, (head, tail), starts, labels)
+    edges = shape.edge_pair(p, Points(["2021-05-02T00:05:00Z"], [3.0], 1))
+    assert edges is not None
+    assert len(edges[1]) == 0
+    got = shape.tier_stddev(p, rows, edges, starts, labels)
     assert got.times == labels
     assert got.values[0] == pytest.approx(1.0)  # 2, 3, 4
     assert got.values[1] is None

@@ -770,6 +770,36 @@ async def test_unaligned_ranges_read_the_edges_raw(
     assert a.headers["X-Data-Source"] == ("raw" if shared else source)
 
 
+def _flux_queries(metrics: str) -> dict[str, float]:
+    """Flux queries sent so far, by the API's query kind (its histogram's counts)."""
+    counts: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("gridts_api_flux_query_duration_seconds_count{"):
+            kind = line.split('query="', 1)[1].split('"', 1)[0]
+            counts[kind] = counts.get(kind, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+@pytest.mark.parametrize("agg", ["mean", "max", "count", "stddev"])
+async def test_an_unaligned_range_is_one_flux_query(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, agg: str
+) -> None:
+    """The tier's part and both raw edges in one request to InfluxDB (two results of one
+    query): a query's own cost is most of a small answer's; and the answer is the raw one."""
+    params = {"start": "2021-03-27T20:07:13Z", "end": "2021-03-28T03:52:01Z",
+              "resolution": "1h", "agg": agg}  # fmt: skip
+    await with_tiers.get("/v1/series/hz_1s/data", params=params)  # the catalog, the steps
+    before = _flux_queries((await with_tiers.get("/metrics")).text)
+    a, b = await both(with_tiers, raw_only, "/v1/series/hz_1s/data", params)
+    after = _flux_queries((await with_tiers.get("/metrics")).text)
+    assert a.headers["X-Data-Source"] == "tier:1h"
+    assert {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)} == {
+        "tier": 1
+    }
+    same_answer(agg, a.json()["points"], b.json()["points"], str(params))
+    assert len(b.json()["points"]) == 8  # 20:00 to 03:00, the first and last partial
+
+
 async def test_tiers_that_do_not_hold_a_series_never_answer_it(
     influx: InfluxServer, dataset: dict[str, Series]
 ) -> None:

@@ -95,6 +95,41 @@ def series_query(plan: QueryPlan, series: str, *, merge_keys: bool = False) -> F
     return FluxQuery(text, params)
 
 
+def edges_query(plan: QueryPlan, series: str, ranges: list[tuple[datetime, datetime]]) -> FluxQuery:
+    """The raw points of one series in each of ``ranges`` (the edges of a range whose middle a
+    tier answers) in one query: one storage read per range, their tables side by side. One
+    query, not one per edge: InfluxDB's cost of a query is mostly its own, not the few
+    thousand points of an edge."""
+    if not ranges:
+        raise ValueError("no range to read")
+    params: dict[str, object] = {"p_raw_bucket": plan.bucket, "p_series": series}
+    reads = []
+    for i, (start, stop) in enumerate(ranges):
+        params[f"p_edge_start{i}"], params[f"p_edge_stop{i}"] = start, stop
+        reads.append(
+            "from(bucket: p_raw_bucket)"
+            f"\n    |> range(start: p_edge_start{i}, stop: p_edge_stop{i})"
+            '\n    |> filter(fn: (r) => r._measurement == p_series and r._field == "value")'
+        )
+    text = reads[0] if len(reads) == 1 else "union(tables: [\n" + ",\n".join(reads) + "\n])"
+    return FluxQuery(text + '\n    |> keep(columns: ["_time", "_value"])', params)
+
+
+def with_edges(core: FluxQuery, edges: FluxQuery) -> FluxQuery:
+    """``core`` and ``edges`` as one query of two results, `core` and `edges`
+    (``points.split_results`` parts them)."""
+    shared = core.params.keys() & edges.params.keys()
+    if any(core.params[k] != edges.params[k] for k in shared):
+        raise ValueError(f"the queries give different values to {sorted(shared)}")
+    text = (
+        core.text
+        + '\n    |> yield(name: "core")\n\n'
+        + edges.text
+        + '\n    |> yield(name: "edges")'
+    )
+    return FluxQuery(text, {**core.params, **edges.params})
+
+
 def catalog_query(bucket: str, field: str = "value") -> FluxQuery:
     """First and last point of every series key, with its tags; two result streams. A tier
     bucket's first and last windows are those of one of its fields (every tier point has all)."""
