@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -125,13 +126,15 @@ def rollup(url: str, token: str, name: str, start: datetime, end: datetime) -> f
     return time.perf_counter() - began
 
 
-def start_api(work: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m app` on a free port with ``env``, waited for on /readyz."""
+def start_api(
+    work: Path, name: str, env: dict[str, str], command: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m app` (or ``command``) on a free port with ``env``, waited for on /readyz."""
     port = il.free_port()
     full = {**env, "API_HOST": "127.0.0.1", "API_PORT": str(port)}
     with open(work / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app"], env=full, stdout=log, stderr=subprocess.STDOUT
+            command or [sys.executable, "-m", "app"], env=full, stdout=log, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -167,62 +170,62 @@ def side_by_side(
     every: str,
     repeats: int,
     tier: str | None = None,
-) -> dict[str, float]:
+    floor: httpx.Client | None = None,
+) -> dict[str, Any]:
     """Interleaved timings of the API and of the direct Flux query for the same windows (on
-    ``tier``'s bucket when given)."""
+    ``tier``'s bucket when given), and of ``floor`` (``bench/forwarder.py``) when given. Only
+    the requests are timed; the API's CPU time is read before and after the whole run."""
     query = {"start": iso(start), "end": iso(end), "resolution": every, "agg": "mean"}
     body = {
         "query": flux_text(name, start, end, every, tier),
         "dialect": {"header": True, "annotations": [], "delimiter": ","},
     }
-    api_times: list[float] = []
-    flux_times: list[float] = []
-    points = rows = 0
-    api_cpu = 0.0
+    times: dict[str, list[float]] = {"api": [], "flux": [], "floor": []}
+    seen: dict[str, httpx.Response] = {}
 
-    source = ""
+    def call_api() -> httpx.Response:
+        return api.get(f"/v1/series/{name}/data", params=query)
 
-    def call_api() -> None:
-        nonlocal points, api_cpu, source
-        cpu = cpu_seconds(api_pid)
-        r = api.get(f"/v1/series/{name}/data", params=query)
-        api_cpu += cpu_seconds(api_pid) - cpu
-        r.raise_for_status()
-        source = r.headers.get("X-Data-Source", "")
-        points = len(r.json()["points"]) if points == 0 else points
+    def call_flux() -> httpx.Response:
+        return influx.post("/api/v2/query", params={"org": ORG}, json=body)
 
-    def call_flux() -> None:
-        nonlocal rows
-        r = influx.post("/api/v2/query", params={"org": ORG}, json=body)
-        r.raise_for_status()
-        rows = r.text.count("\n") - 1 if rows == 0 else rows
+    calls: dict[str, Callable[[], httpx.Response]] = {"api": call_api, "flux": call_flux}
+    if floor is not None:
+        calls["floor"] = lambda: floor.get(f"/v1/series/{name}/data", params=query)
 
-    def timed(fn: Callable[[], None], into: list[float]) -> None:
+    def timed(which: str) -> None:
         t = time.perf_counter()
-        fn()
-        into.append(time.perf_counter() - t)
+        r = calls[which]()
+        times[which].append(time.perf_counter() - t)
+        seen[which] = r
 
     for _ in range(3):  # warm-up: caches, connections, the catalog
-        call_api()
-        call_flux()
-    api_cpu = 0.0
+        for which in calls:
+            timed(which)
+        times = {k: [] for k in times}
+    cpu = cpu_seconds(api_pid)
+    order = list(calls)
     for i in range(repeats):
-        if i % 2:
-            timed(call_api, api_times)
-            timed(call_flux, flux_times)
-        else:
-            timed(call_flux, flux_times)
-            timed(call_api, api_times)
-    api_p50, flux_p50 = statistics.median(api_times), statistics.median(flux_times)
-    return {
-        "points": points,
-        "flux_rows": rows,
+        for which in order[i % len(order) :] + order[: i % len(order)]:  # each goes first in turn
+            timed(which)
+    api_cpu = cpu_seconds(api_pid) - cpu
+    for r in seen.values():
+        r.raise_for_status()
+    api_p50, flux_p50 = statistics.median(times["api"]), statistics.median(times["flux"])
+    result: dict[str, Any] = {
+        "points": len(seen["api"].json()["points"]),
+        "flux_rows": seen["flux"].text.count("\n") - 1,
         "api_p50_ms": api_p50 * 1000,
         "flux_p50_ms": flux_p50 * 1000,
         "ratio": api_p50 / flux_p50,
-        "api_cpu_ms": api_cpu / len(api_times) * 1000,
-        "source": source,  # type: ignore[dict-item]
+        "api_cpu_ms": api_cpu / repeats * 1000,
+        "source": seen["api"].headers.get("X-Data-Source", ""),
     }
+    if floor is not None:
+        floor_p50 = statistics.median(times["floor"])
+        result["floor_p50_ms"] = floor_p50 * 1000
+        result["floor_ratio"] = floor_p50 / flux_p50
+    return result
 
 
 async def load(base: str, clients: int, seconds: float, name: str, days: int) -> dict[str, float]:
@@ -342,6 +345,7 @@ def main() -> int:
         influxd = il.spawn(binary, work / "influxd", port, work / "influxd.log")
         api_proc: subprocess.Popen[bytes] | None = None
         tiered_proc: subprocess.Popen[bytes] | None = None
+        floor_proc: subprocess.Popen[bytes] | None = None
         try:
             il.wait_healthy(influx_url, influxd)
             il.onboard(influx_url, token, ORG, BUCKET)
@@ -371,10 +375,19 @@ def main() -> int:
             # same API with the tiers on.
             api_proc, api_url = start_api(work, "api", {**env, "API_TIERS": ""})
             tiered_proc, tiered_url = start_api(work, "api-tiered", env)
+            # the floor: a bare forwarder of the day's query (bench/forwarder.py)
+            day_query = flux_text("f30", DAY0, DAY0 + timedelta(days=1), "30s")
+            floor_proc, floor_url = start_api(
+                work,
+                "forwarder",
+                {**env, "INFLUX_ORG": ORG, "FORWARD_QUERY": day_query},
+                [sys.executable, str(ROOT / "bench" / "forwarder.py")],
+            )
 
             with (
                 httpx.Client(base_url=api_url, timeout=300) as api,
                 httpx.Client(base_url=tiered_url, timeout=300) as tiered,
+                httpx.Client(base_url=floor_url, timeout=300) as floor,
                 httpx.Client(
                     base_url=influx_url,
                     # Uncompressed, like the API's own queries: the fastest the direct path gets.
@@ -392,6 +405,7 @@ def main() -> int:
                         DAY0 + timedelta(days=1),
                         "30s",
                         args.repeats,
+                        floor=floor,
                     ),
                     f"1 s series, {args.days_1s} d at 15 m": side_by_side(
                         api_proc.pid,
@@ -440,6 +454,14 @@ def main() -> int:
                     f"  {r['source']}",
                     flush=True,
                 )
+            day = cases["one day at 30 s"]
+            print(
+                f"  the floor, one day at 30 s: a bare Python forwarder of the same query "
+                f"(bench/forwarder.py: uvicorn, aiohttp, InfluxDB's CSV returned as is) "
+                f"{day['floor_p50_ms']:.1f} ms, {day['floor_ratio']:.2f}x direct Flux; the API "
+                f"{day['ratio']:.2f}x",
+                flush=True,
+            )
             raw15 = cases[f"1 s series, {args.days_1s} d at 15 m"]["api_p50_ms"]
             tier15 = cases[f"1 s series, {args.days_1s} d at 15 m, tiers"]["api_p50_ms"]
             results["tier_speedup_15m"] = raw15 / tier15
@@ -465,7 +487,7 @@ def main() -> int:
                 flush=True,
             )
         finally:
-            for proc in (api_proc, tiered_proc):
+            for proc in (api_proc, tiered_proc, floor_proc):
                 if proc is not None:
                     il.stop_process(proc.pid)
                     proc.wait()
@@ -482,8 +504,8 @@ def main() -> int:
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "api.json").write_text(json.dumps(results, indent=2))
-    same = results.get("tier_equals_raw")
-    return 0 if isinstance(same, dict) and same["ok"] else 1
+    equal = results.get("tier_equals_raw")
+    return 0 if isinstance(equal, dict) and equal["ok"] else 1
 
 
 if __name__ == "__main__":
