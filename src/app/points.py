@@ -891,6 +891,28 @@ def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) 
     return points
 
 
+def parse_count(text: str) -> int:
+    """The total of Flux's annotation-free CSV of counts (`_value`, one row per tag set; no
+    row: nothing counted). InfluxRejected for an error or anything else."""
+    _refuse_errors(text)
+    total = 0
+    names: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if cells[:2] == ["", "result"]:
+            names = cells
+            continue
+        if "_value" not in names or len(cells) != len(names):
+            raise InfluxRejected("unexpected result from InfluxDB")
+        value = cells[names.index("_value")]
+        if not value.isdigit():
+            raise InfluxRejected("unexpected count from InfluxDB")
+        total += int(value)
+    return total
+
+
 def split_results(text: str, names: Sequence[str]) -> dict[str, str]:
     """Flux's annotation-free CSV answer to a query of several `yield`s as the text of each
     result by name (its blocks, a header and rows each, as InfluxDB wrote them; an empty text

@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,26 @@ def api_bucket(
 # The error tests' range, series and check of a JSON error answer.
 DAY = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z"}
 DATA = "/v1/series/f_soll_aktiv/data"
+
+
+def flux_queries(metrics: str) -> dict[str, float]:
+    """Flux queries sent so far, by the API's query kind (its histogram's counts)."""
+    counts: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("gridts_api_flux_query_duration_seconds_count{"):
+            kind = line.split('query="', 1)[1].split('"', 1)[0]
+            counts[kind] = counts.get(kind, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+async def sent_queries(
+    api: httpx.AsyncClient, request: Awaitable[httpx.Response]
+) -> tuple[httpx.Response, dict[str, float]]:
+    """``request``'s response and the Flux queries the API sent for it, by kind."""
+    before = flux_queries((await api.get("/metrics")).text)
+    r = await request
+    after = flux_queries((await api.get("/metrics")).text)
+    return r, {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
 
 
 async def error_of(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:

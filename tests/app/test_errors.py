@@ -8,13 +8,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.deps import get_store
 from app.query.plan import iana_zones
-from tests.app.conftest import DATA, DAY, AppClient, error_of, make_settings
+from tests.app.conftest import DATA, DAY, AppClient, Series, error_of, make_settings, sent_queries
 from tests.conftest import InfluxServer
 
 
@@ -75,6 +76,44 @@ async def test_raw_over_the_cap(api: httpx.AsyncClient) -> None:
     ok = await api.get(DATA, params={**DAY, "resolution": "raw", "max_points": "5000"})
     assert ok.status_code == 200
     assert 2000 < len(ok.json()["points"]) <= 2880
+
+
+async def test_raw_over_the_cap_is_counted_not_read(
+    api: httpx.AsyncClient, dataset: dict[str, Series]
+) -> None:
+    """A raw range the series' spacing says is over the cap: its points are counted in the
+    storage engine and the request refused with their exact number, before any is read."""
+    params = {**DAY, "resolution": "raw", "max_points": "100"}
+    await api.get(DATA, params=params)  # the catalog and the series' spacing, once
+    r, sent = await sent_queries(api, api.get(DATA, params=params))
+    body = await error_of(r, 422, "too_many_points")
+    stored = dataset["f_soll_aktiv"].index
+    start, end = pd.Timestamp(DAY["start"]), pd.Timestamp(DAY["end"])
+    assert body["points"] == int(((stored >= start) & (stored < end)).sum())
+    assert f"{body['points']} points would exceed max_points=100" in body["message"]
+    assert sent == {"count": 1}
+    both = await api.get("/v1/data", params={**params, "series": ["f_soll_aktiv", "enduse"]})
+    assert (await error_of(both, 422, "too_many_points"))["points"] == body["points"]
+
+
+async def test_raw_range_sparser_than_its_spacing_is_read(
+    api: httpx.AsyncClient, dataset: dict[str, Series]
+) -> None:
+    """110 minutes of a 30 s series around its 90-minute gap: the spacing says 220 points, more
+    than max_points=60; the count finds fewer, and they are read and answered, every one."""
+    params = {"start": "2021-05-01T05:50:00Z", "end": "2021-05-01T07:40:00Z",
+              "resolution": "raw", "max_points": "60"}  # fmt: skip
+    r, sent = await sent_queries(api, api.get(DATA, params=params))
+    assert r.status_code == 200, r.text
+    stored = dataset["f_soll_aktiv"].index
+    want = stored[
+        (stored >= pd.Timestamp(params["start"])) & (stored < pd.Timestamp(params["end"]))
+    ]
+    assert 30 < len(want) <= 60
+    assert [p["time"] for p in r.json()["points"]] == [
+        t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in want
+    ]
+    assert sent == {"count": 1, "data": 1}
 
 
 @pytest.mark.parametrize(

@@ -228,3 +228,16 @@ def test_with_edges_is_one_query_of_two_results() -> None:
     clash = flux.FluxQuery(edges.text, {**edges.params, "p_series": "other"})
     with pytest.raises(ValueError, match="p_series"):
         flux.with_edges(core, clash)
+
+
+def test_count_query_is_pushed_down() -> None:
+    """`range |> filter |> count()`: the shape InfluxDB counts in its storage engine."""
+    q = flux.count_query(plan(resolution="raw"), "f_soll_aktiv")
+    assert q.text == (
+        "from(bucket: p_bucket)\n"
+        "    |> range(start: p_start, stop: p_stop)\n"
+        '    |> filter(fn: (r) => r._measurement == p_series and r._field == "value")\n'
+        "    |> count()\n"
+        '    |> keep(columns: ["_value"])'
+    )
+    assert q.params["p_series"] == "f_soll_aktiv"

@@ -11,6 +11,7 @@ from app.points import (
     Points,
     align,
     fill_linear,
+    parse_count,
     parse_flux_csv,
     parse_sum_count,
     split_results,
@@ -203,3 +204,24 @@ def test_split_results_in_lf_and_without_a_result() -> None:
 def test_split_results_refuses_unknown_results_and_errors(text: str) -> None:
     with pytest.raises(InfluxRejected):
         split_results(text, ("core", "edges"))
+
+
+def test_parse_count_adds_the_tag_sets() -> None:
+    text = ",result,table,_value\r\n,_result,0,604800\r\n,_result,1,12\r\n\r\n"
+    assert parse_count(text) == 604812
+    assert parse_count("") == 0  # no table: nothing in the range
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ",error,reference\r\n,out of memory,\r\n",
+        ",result,table,_value\r\n,_result,0,12.5\r\n",
+        ",result,table,_value\r\n,_result,0,-1\r\n",
+        ",result,table,_value\r\n,_result,0\r\n",
+        ",result,table,_time\r\n,_result,0,2021-05-01T00:00:00Z\r\n",
+    ],
+)
+def test_parse_count_refuses_anything_else(text: str) -> None:
+    with pytest.raises(InfluxRejected):
+        parse_count(text)

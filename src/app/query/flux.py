@@ -145,6 +145,13 @@ data |> last() |> drop(columns: ["_start", "_stop", "_value"]) |> yield(name: "l
     )
 
 
+def count_query(plan: QueryPlan, series: str) -> FluxQuery:
+    """How many raw points of one series the plan's range holds: counted in the storage engine
+    (pushed down), one row per tag set."""
+    params = _series_params(plan.bucket, series, plan.start, plan.end)
+    return FluxQuery(_SOURCE + "\n    |> count()" + '\n    |> keep(columns: ["_value"])', params)
+
+
 def step_query(bucket: str, series: str, start: datetime, stop: datetime) -> FluxQuery:
     """The first two points of a series in [start, stop): their distance is its spacing."""
     text = _SOURCE + "\n    |> limit(n: 2)" + '\n    |> keep(columns: ["_time"])'

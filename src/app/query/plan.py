@@ -912,10 +912,11 @@ def _human(span: timedelta) -> str:
     return f"{seconds} seconds"
 
 
-def raw_overflow(plan: QueryPlan) -> TooManyPoints:
-    """The error for a raw query that returned more than `max_points` points."""
+def raw_overflow(plan: QueryPlan, points: int | None = None) -> TooManyPoints:
+    """The error for a raw query whose range holds more than `max_points` points (``points``,
+    when counted)."""
     better = suggest_window(plan.start, plan.end, plan.tz, plan.max_points)
-    return TooManyPoints(None, plan.max_points, better.text if better else None)
+    return TooManyPoints(points, plan.max_points, better.text if better else None)
 
 
 def format_time(instant: datetime) -> str:

@@ -196,6 +196,7 @@ async def series_data(
         plan, await store.usable_tiers(), datetime.now(UTC), steps, settings.api_max_scan_points
     )
     meta = formats.SeriesMeta(info.name, info.unit)
+    await store.check_raw_count(plan, info)
     async with store.admit(scan_reason(plan) is not None):
         points = await store.points(plan, name)
     _check_raw_cap(plan, [points])
@@ -247,6 +248,8 @@ async def multi_data(
     plan = choose_source(
         plan, await store.usable_tiers(), datetime.now(UTC), steps, settings.api_max_scan_points
     )
+    for info in infos:
+        await store.check_raw_count(plan, info)
     async with store.admit(scan_reason(plan) is not None):
         columns = await _gather([store.points(plan, name) for name in plan.series])
     _check_raw_cap(plan, columns)
