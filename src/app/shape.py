@@ -10,7 +10,7 @@ plain answer (UTC windows, fill ``none``) passes through untouched: no work per 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -80,6 +80,38 @@ def local_windows(plan: QueryPlan, parts: Points, counts: Points | None = None) 
     else:
         points = compose_windows(starts, labels, parts.times, parts.values, agg)
     return fill_windows(points, labels, plan.fill.value, agg)
+
+
+def median_windows(plan: QueryPlan, raw: Points) -> Points:
+    """The plan's windows' medians from its raw points (every tag set's together, as Flux's
+    median of the merged tables): the textbook median, the mean of the two middle values, as
+    Flux's `exact_mean` computes it (for an odd count, the middle value itself: ``(a + a) / 2``
+    is ``a``). Windows from ``plan.window_starts`` (local days and hours too), labelled at
+    their starts; fills applied."""
+    starts = plan.window_starts()
+    labels = [format_time(s) for s in starts]
+    out = Points(tables=1)
+    if len(raw.times):
+        nanos = _nanos(raw.times)
+        edges = np.array([_epoch_nanos(s) for s in starts], dtype=np.int64)
+        # every point is in [start, end), whose first window begins at or before start
+        window = np.searchsorted(edges, nanos, side="right") - 1
+        values = np.array(raw.values, dtype=np.float64)
+        order = np.lexsort((values, window))  # by window, then by value
+        window, values = window[order], values[order]
+        firsts = np.flatnonzero(np.r_[True, window[1:] != window[:-1]]) if len(window) else window
+        counts = np.diff(np.r_[firsts, len(window)])
+        middle = (values[firsts + (counts - 1) // 2] + values[firsts + counts // 2]) / 2
+        out = Points([labels[w] for w in window[firsts].tolist()], middle.tolist(), 1)
+    return fill_windows(out, labels, plan.fill.value, plan.agg.value)
+
+
+def _epoch_nanos(instant: datetime) -> int:
+    """An aware instant as integer nanoseconds since the epoch (no float on the way)."""
+    return (instant - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def tier_labels(plan: QueryPlan) -> tuple[list[datetime], list[str]]:

@@ -64,6 +64,10 @@ from gridts import pending
 from gridts.tiers import Tier
 
 log = structlog.get_logger("app.store")
+
+# The most raw points the API reads to compute medians itself: twice the default scan limit
+# (a series denser than its spacing says), at most about 40 MB of CSV in the API's memory.
+MEDIAN_READ_POINTS = 1_000_000
 T = TypeVar("T")
 
 _CSV = Dialect(  # type: ignore[no-untyped-call]
@@ -516,6 +520,11 @@ class Store:
             log.info("tier_cannot_answer", series=series, tier=plan.source, agg=plan.agg.value)
             plan = replace(plan, tier=None)
         self._metrics.source.labels(source="raw").inc()
+        if plan.agg is Agg.MEDIAN and plan.window is not None:
+            medians = await self._median_windows(plan, series)
+            if medians is not None:
+                self._metrics.points_returned.observe(len(medians))
+                return medians
         seconds = composed_grain(plan)
         if seconds is not None:
             composed = shape.local_windows(plan, *await self._grains(plan, series, seconds))
@@ -533,6 +542,19 @@ class Store:
         points = shape.flux_windows(plan, points)
         self._metrics.points_returned.observe(len(points))
         return points
+
+    async def _median_windows(self, plan: QueryPlan, series: str) -> Points | None:
+        """The plan's medians computed here from the raw points (``shape.median_windows``):
+        Flux sorts each window's points in its engine, 210-470 ms of InfluxDB's time for a day
+        of 1 s data in hourly to 30 s windows, against about 40 ms to send them and a few ms to
+        sort them with numpy. None when the range holds more than ``MEDIAN_READ_POINTS``
+        (more than its spacing said: Flux computes those, as before)."""
+        raw = replace(plan, window=None, tier=None, max_points=MEDIAN_READ_POINTS)
+        points = await self._read("data", flux.series_query(raw, series))
+        if len(points) > MEDIAN_READ_POINTS:
+            log.info("median_left_to_flux", series=series, points=len(points))
+            return None
+        return shape.median_windows(plan, points)
 
     async def _read(
         self, kind: str, query: flux.FluxQuery, *, integer: bool = False, render: bool = False
