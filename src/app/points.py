@@ -28,6 +28,7 @@ Value = float | int | None
 Bytes = npt.NDArray[np.uint8]
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
+Floats = npt.NDArray[np.float64]
 
 
 # A value as InfluxDB's CSV writes a finite float or an integer: also a JSON number.
@@ -427,6 +428,20 @@ class CsvCells:
             self._labels = Cells.of(self.data, *self.time_spans, _DIGIT)
         return self._labels
 
+    def arrays(self) -> tuple[Ints, Floats] | None:
+        """The instants (nanoseconds since the epoch) and the values as arrays, read from the
+        bytes: labels of whole seconds (`YYYY-MM-DDTHH:MM:SSZ`) and values of at most 15
+        digits, each exactly what ``float`` makes of its text (``_decimals``); None when a
+        label is another shape (its instant is read from the text then)."""
+        labels = self.labels()
+        if labels.pad is not None or labels.matrix.shape[1] != 20 or not len(self):
+            return None
+        seconds = _label_seconds(labels.matrix)
+        if seconds is None:
+            return None
+        texts = Cells.of(self.data, *self.value_spans, _DIGIT)
+        return seconds * 1_000_000_000, _decimals(texts, self.data, self.value_spans)
+
     def increasing(self) -> bool | None:
         """Whether the labels strictly increase, when all have 20 bytes (then they compare
         as bytes, as ``strictly_increasing`` compares them as strings); else None."""
@@ -588,6 +603,83 @@ def _separators(data: Bytes, begin: int, end: int, width: int) -> tuple[Ints, In
         return None
     crlf = (data[grid[:, -1] - 1] == _CR).astype(np.int64)
     return grid, crlf
+
+
+# `YYYY-MM-DDTHH:MM:SSZ`: where its digits are, and the byte between the fields.
+_LABEL_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_LABEL_MARKS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":"), 19: ord("Z")}
+
+
+def _label_seconds(matrix: Bytes) -> Ints | None:
+    """Labels of 20 bytes, one a row, as seconds since the epoch (the proleptic Gregorian days
+    of Howard Hinnant's days_from_civil); None when one is not `YYYY-MM-DDTHH:MM:SSZ` with a
+    valid month, day, hour, minute and second."""
+    if any(np.any(matrix[:, j] != mark) for j, mark in _LABEL_MARKS.items()):
+        return None
+    digits = matrix[:, _LABEL_DIGITS].astype(np.int64) - _DIGIT
+    if np.any((digits < 0) | (digits > 9)):
+        return None
+    d = digits
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
+    hour, minute, second = (
+        d[:, 8] * 10 + d[:, 9],
+        d[:, 10] * 10 + d[:, 11],
+        d[:, 12] * 10 + d[:, 13],
+    )
+    if np.any((month < 1) | (month > 12) | (day < 1) | (hour > 23) | (minute > 59) | (second > 59)):
+        return None
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    if np.any(day > _month_days(year, month)):
+        return None
+    seconds: Ints = days * 86400 + hour * 3600 + minute * 60 + second
+    return seconds
+
+
+def _month_days(year: Ints, month: Ints) -> Ints:
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    days: Ints = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[month - 1] + (
+        leap & (month == 2)
+    )
+    return days
+
+
+# An integer of at most this many digits is exact in a float64 (below 2**53); so is every power
+# of ten up to 10**22.
+_EXACT_DIGITS = 15
+_POWERS_OF_TEN = np.array([float(10**k) for k in range(23)])
+
+
+def _decimals(cells: Cells, data: Bytes, spans: tuple[Ints, Ints]) -> Floats:
+    """Finite decimals (``_finite_numbers``, padded with `0`) as floats, each exactly what
+    ``float`` makes of its text: its digits as an integer below 2**53 divided by a power of ten
+    up to 10**22, both exact, is the correctly rounded value (Clinger's fast path of strtod);
+    a cell of more digits is read by ``float`` itself."""
+    matrix, lengths = cells.matrix, cells.lengths
+    width = matrix.shape[1]
+    mantissa = np.zeros(len(lengths), dtype=np.int64)
+    ndigits = np.zeros(len(lengths), dtype=np.int64)
+    after = np.zeros(len(lengths), dtype=np.int64)  # digits after the dot
+    dotted = np.zeros(len(lengths), dtype=np.bool_)
+    for j in range(width):
+        column = matrix[:, j]
+        real = j < lengths
+        digit = real & (column != _DOT) & (column != _MINUS)
+        mantissa = np.where(
+            digit & (ndigits < 18), mantissa * 10 + (column.astype(np.int64) - _DIGIT), mantissa
+        )
+        ndigits += digit
+        after += digit & dotted
+        dotted |= real & (column == _DOT)
+    values: Floats = mantissa / _POWERS_OF_TEN[np.minimum(after, len(_POWERS_OF_TEN) - 1)]
+    values[matrix[:, 0] == _MINUS] *= -1
+    for row in np.flatnonzero(ndigits > _EXACT_DIGITS).tolist():  # the rare long ones
+        values[row] = float(data[spans[0][row] : spans[1][row]].tobytes())
+    return values
 
 
 def _finite_numbers(cells: Cells) -> bool:

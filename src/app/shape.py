@@ -91,12 +91,11 @@ def median_windows(plan: QueryPlan, raw: Points) -> Points:
     starts = plan.window_starts()
     labels = [format_time(s) for s in starts]
     out = Points(tables=1)
-    if len(raw.times):
-        nanos = _nanos(raw.times)
+    if len(raw):
+        nanos, values = _arrays(raw)
         edges = np.array([_epoch_nanos(s) for s in starts], dtype=np.int64)
         # every point is in [start, end), whose first window begins at or before start
         window = np.searchsorted(edges, nanos, side="right") - 1
-        values = np.array(raw.values, dtype=np.float64)
         order = np.lexsort((values, window))  # by window, then by value
         window, values = window[order], values[order]
         firsts = np.flatnonzero(np.r_[True, window[1:] != window[:-1]]) if len(window) else window
@@ -145,10 +144,9 @@ def edge_pair(plan: QueryPlan, points: Points) -> Edges | None:
     each: one window or none), from the points of both read at once: those before the part
     of the range the tier answers, and those after it. None when ``first``/``last`` cannot be
     told apart: two tag sets with points at the same instant."""
-    if plan.tier is None or not points.times:
+    if plan.tier is None or not len(points):
         return tiers.empty(), tiers.empty()
-    nanos = _nanos(points.times)
-    values = np.array(points.values, dtype=np.float64)
+    nanos, values = _arrays(points)
     inner_start = plan.tier_range[0].astimezone(UTC).replace(tzinfo=None)
     before = nanos < np.datetime64(inner_start, "ns").astype(np.int64)
     head = _edge_stats(plan, nanos[before], values[before])
@@ -156,9 +154,15 @@ def edge_pair(plan: QueryPlan, points: Points) -> Edges | None:
     return None if head is None or tail is None else (head, tail)
 
 
-def _nanos(times: list[str]) -> tiers.Ints:
-    """RFC 3339 UTC labels (`Z`) as nanoseconds since the epoch."""
-    return np.array([t.rstrip("Z") for t in times], dtype="datetime64[ns]").astype(np.int64)
+def _arrays(points: Points) -> tuple[tiers.Ints, tiers.Floats]:
+    """The points' instants (nanoseconds since the epoch) and values as arrays: from Flux's
+    CSV bytes while they are still those (``CsvCells.arrays``), else from the lists."""
+    cells = points.cells()
+    got = cells.arrays() if cells is not None else None
+    if got is not None:
+        return got
+    stamps = np.array([t.rstrip("Z") for t in points.times], dtype="datetime64[ns]")
+    return stamps.astype(np.int64), np.array(points.values, dtype=np.float64)
 
 
 def _edge_stats(plan: QueryPlan, nanos: tiers.Ints, values: tiers.Floats) -> tiers.Windows | None:

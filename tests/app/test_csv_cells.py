@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -375,3 +376,56 @@ def test_what_is_not_one_plain_block_is_read_whole(text: str, piece_bytes: int) 
     plan = PLANS["aligned"]
     assert formats.series_json(plan, META, got) == formats.series_json(plan, META, want)
     assert got == want
+
+
+def _body(labels: list[str], values: list[str]) -> str:
+    rows = "".join(f",_result,0,{t},{v}\r\n" for t, v in zip(labels, values, strict=True))
+    return ",result,table,_time,_value\r\n" + rows + "\r\n"
+
+
+_INSTANTS = st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(2199, 12, 31, 23, 59, 59)
+).map(lambda t: t.replace(microsecond=0, tzinfo=UTC))
+# finite decimals as InfluxDB writes them: integers, short and long fractions, signs, and
+# texts of more than 15 digits (read by float itself)
+_DECIMALS = st.one_of(
+    st.integers(-(10**17), 10**17).map(str),
+    st.floats(-1e6, 1e6, allow_nan=False).map(lambda x: f"{x:.{abs(hash(x)) % 9}f}"),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr).filter(lambda t: "e" not in t),
+    st.sampled_from(["0", "-0", "-0.0", "50.0001", "45009.00000000001", "0.1", "9007199254740993"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(_INSTANTS, _DECIMALS), min_size=1, max_size=40))
+def test_arrays_are_the_texts_read_by_python(rows: list[tuple[datetime, str]]) -> None:
+    """Instants and values read from the bytes with numpy equal Python's own reading of each
+    text: the epoch seconds of the label, and ``float`` of the value, bit for bit (-0.0 too)."""
+    labels = [format_time(t) for t, _ in rows]
+    cells = CsvCells.parse(_body(labels, [v for _, v in rows]))
+    assert cells is not None
+    got = cells.arrays()
+    assert got is not None
+    nanos, values = got
+    assert nanos.tolist() == [int(t.timestamp()) * 10**9 for t, _ in rows]
+    want = [float(v) for _, v in rows]
+    assert [math.copysign(1, v) for v in values.tolist()] == [math.copysign(1, v) for v in want]
+    assert values.tolist() == want
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "2021-13-01T00:00:00Z",  # month 13
+        "2021-04-31T00:00:00Z",  # April has 30 days
+        "2021-02-29T00:00:00Z",  # not a leap year
+        "2021-05-01T24:00:00Z",
+        "2021-05-01T00:60:00Z",
+        "2021-05-01T00:00:60Z",
+        "2021-05-01 00:00:00Z",
+        "2021-05-01T00:00:00.5Z",  # fractional: read from the text
+    ],
+)
+def test_arrays_leave_other_labels_to_the_text(label: str) -> None:
+    cells = CsvCells.parse(_body(["2020-02-29T00:00:00Z", label], ["1", "2"]))
+    assert cells is None or cells.arrays() is None
