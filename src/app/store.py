@@ -411,15 +411,6 @@ class Store:
         query = flux.tier_query(plan, series, stat, seconds, offset)
         return await self._read("tier", query, integer=stat == "count", render=render)
 
-    async def _tier_column(
-        self, plan: QueryPlan, series: str, stat: str, seconds: int, offset: int, *, render: bool
-    ) -> Points | None:
-        """One statistic per UTC window of ``seconds`` from the tier, aggregated in the storage
-        engine, tag sets combined; None when they cannot be (``combine_keys``)."""
-        kind = "sum" if stat == "count" else stat
-        column = await self._tier_csv(plan, series, stat, seconds, offset, render=render)
-        return combine_keys(column, kind)
-
     async def _tier_core(
         self, inner: QueryPlan, series: str, starts: list[datetime], labels: list[str]
     ) -> tuple[Points, Points | None] | None:
@@ -449,8 +440,7 @@ class Store:
             return _tier_columns(inner, text, starts, labels)
         stat = inner.agg.value
         column = await self._tier_csv(inner, series, stat, seconds, offset, render=render)
-        got = combine_keys(column, "sum" if stat == "count" else stat)
-        return None if got is None else (shape.tier_column(inner, stat, got, starts, labels), None)
+        return _stat_column(inner, stat, column, starts, labels)
 
     async def _with_edges(
         self, core: flux.FluxQuery, plan: QueryPlan, series: str
@@ -496,16 +486,14 @@ class Store:
         text, edges = await self._with_edges(query, plan, series)
         if edges is None:
             return None
-        if plan.agg is Agg.MEAN:
-            columns = _tier_columns(inner, text, starts, labels)
-        else:
-            stat = plan.agg.value
-            got = combine_keys(
-                parse_flux_csv(text, integer=stat == "count"), "sum" if stat == "count" else stat
+        stat = plan.agg.value
+        columns = (
+            _tier_columns(inner, text, starts, labels)
+            if plan.agg is Agg.MEAN
+            else _stat_column(
+                inner, stat, parse_flux_csv(text, integer=stat == "count"), starts, labels
             )
-            columns = (
-                None if got is None else (shape.tier_column(inner, stat, got, starts, labels), None)
-            )
+        )
         return None if columns is None else shape.tier_windows(plan, *columns, edges, labels)
 
     async def points(self, plan: QueryPlan, series: str) -> Points:
@@ -655,6 +643,15 @@ def _tier_grain(inner: QueryPlan) -> tuple[int, int, bool] | None:
         return window.seconds, window.offset_seconds, False
     grain = local_grain(inner)
     return None if grain is None else (grain, 0, True)
+
+
+def _stat_column(
+    inner: QueryPlan, stat: str, column: Points, starts: list[datetime], labels: list[str]
+) -> tuple[Points, None] | None:
+    """One statistic per window from the tier (``flux.tier_query``'s answer), tag sets combined
+    (counts add up); None when they cannot be (``combine_keys``)."""
+    got = combine_keys(column, "sum" if stat == "count" else stat)
+    return None if got is None else (shape.tier_column(inner, stat, got, starts, labels), None)
 
 
 def _tier_columns(
