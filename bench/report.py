@@ -126,6 +126,17 @@ def api_section(lines: list[str]) -> None:
             f"| {name} | {r['points']:,} | {r['api_p50_ms']:.1f} | {r['flux_p50_ms']:.1f} | "
             f"{r['ratio']:.2f} |"
         )
+    day = api.get("latency", {}).get("one day at 30 s", {})
+    if "floor_ratio" in day:
+        lines += [
+            "",
+            f"The floor, one day at 30 s: a bare Python forwarder of the same query "
+            f"(`bench/forwarder.py`: uvicorn and the API's aiohttp client, InfluxDB's CSV "
+            f"returned as it is, nothing parsed) takes {day['floor_p50_ms']:.1f} ms, "
+            f"**{day['floor_ratio']:.2f} x** the direct query, measured in the same interleaved "
+            f"run; the API {day['ratio']:.2f} x. What the API adds beyond the hop (FastAPI, the "
+            "plan, reading the CSV, the JSON with its `partial` flags) is the difference.",
+        ]
     if "load" in api:
         ld = api["load"]
         lines += [
