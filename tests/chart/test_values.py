@@ -192,11 +192,14 @@ EXTRA = [
 
 def test_extra_env_follows_the_charts_own(tmp_path: Path) -> None:
     indexed = {"ingest": {"indexed": {"enabled": True}}}
-    objects = render(
-        tmp_path, merged(indexed, {"api": {"extraEnv": EXTRA}, "ingest": {"extraEnv": EXTRA}})
-    )
+    extra = {"api": {"extraEnv": EXTRA}, "ingest": {"extraEnv": EXTRA}}
+    objects = render(tmp_path, merged(indexed, merged(extra, {"influxdb": {"extraEnv": EXTRA}})))
     without = render(tmp_path, indexed)
-    for kind, suffix in (("Deployment", "-api"), ("CronJob", "-ingest")):
+    for kind, suffix in (
+        ("Deployment", "-api"),
+        ("CronJob", "-ingest"),
+        ("StatefulSet", "-influxdb"),
+    ):
         own = container(without, kind, suffix)["env"]
         # The chart's variables first (extraEnv may refer to them as $(NAME)), then these.
         assert container(objects, kind, suffix)["env"] == own + EXTRA
@@ -243,6 +246,14 @@ def test_ops_submit_keeps_the_extra_env_of_the_template(tmp_path: Path) -> None:
             {"ingest": {"extraEnv": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
             "ingest.extraEnv: A is given twice",
         ),
+        *(
+            (
+                {"influxdb": {"extraEnv": [{"name": name, "value": "/x"}]}},
+                f"influxdb.extraEnv: {name} is set by the chart itself",
+            )
+            for name in ("INFLUXD_BOLT_PATH", "INFLUXD_ENGINE_PATH", "INFLUXD_REPORTING_DISABLED")
+        ),
+        ({"influxdb": {"extraEnv": [{"name": "INFLUXD_X", "value": 1}]}}, "/influxdb/extraEnv/0"),
         ({"api": {"extraEnv": [{"name": "N", "value": 5}]}}, "/api/extraEnv/0/value"),
         ({"api": {"extraEnv": [{"value": "x"}]}}, "/api/extraEnv/0"),
         ({"api": {"extraEnv": [{"name": "N", "vaule": "x"}]}}, "vaule"),

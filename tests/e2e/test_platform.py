@@ -10,6 +10,7 @@ reinstalled, the restore Job bringing everything back; the kustomize overlay app
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -214,7 +215,7 @@ def _cluster_dir() -> str:
 
 
 def test_install() -> None:
-    """helm install --wait: setup Job complete, every pod Ready"""
+    """helm install --wait: setup Job complete, every pod Ready, influxd set by extraEnv"""
     clean_slate()
     kubectl("create", "namespace", NAMESPACE)
     kubectl("-n", NAMESPACE, "apply", "-f", "-", input=loader_manifest())
@@ -226,6 +227,19 @@ def test_install() -> None:
     assert deploy["status"].get("readyReplicas", 0) >= 2
     resp = httpx.get(f"{state.api}/readyz", timeout=10)
     assert resp.status_code == 200, resp.text
+    # influxdb.extraEnv reached influxd: its own running configuration (GET /api/v2/config,
+    # operator token) says so, asked from an API pod as the API reaches InfluxDB
+    secret = kjson("-n", NAMESPACE, "get", "secret", f"{RELEASE}-influxdb-admin")
+    token = base64.b64decode(secret["data"]["admin-token"]).decode()
+    script = (
+        "import json, os, urllib.request\n"
+        "r = urllib.request.Request(os.environ['INFLUX_URL'] + '/api/v2/config', "
+        f"headers={{'Authorization': 'Token {token}'}})\n"
+        "print(json.load(urllib.request.urlopen(r))['config']"
+        "['storage-cache-snapshot-write-cold-duration'])"
+    )
+    out = kubectl("-n", NAMESPACE, "exec", f"deploy/{RELEASE}-api", "--", "python", "-c", script)
+    assert out.strip() == "1m0s", out
 
 
 def test_containers_as_claimed() -> None:
