@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -599,3 +600,63 @@ def test_local_days_compose_from_utc_buckets_so_only_median_and_stddev_scan() ->
     with pytest.raises(ScanTooLarge, match="median reads every stored point"):
         fit_scan(median, 1.0, 500_000)
     assert composed_grain(plan(agg="max", **month)) is None  # UTC days: plain aggregateWindow
+
+
+# Zones of every kind: fixed whole-hour, half- and quarter-hour offsets, DST (north and south),
+# Lord Howe's half-hour DST, and a zone that changed its offset for good (Samoa skipped a day).
+ZONE_KINDS = [
+    "Africa/Ouagadougou",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Etc/GMT+11",
+    "Europe/Zurich",
+    "America/Santiago",
+    "Australia/Lord_Howe",
+    "Pacific/Apia",
+]
+# zones whose offset has not changed since 1970 (a window reaches back up to ten years)
+FIXED = {"Africa/Ouagadougou": 0, "Asia/Kolkata": 19800, "Etc/GMT+11": -39600}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    instant=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2040, 1, 1)),
+    seconds=st.one_of(
+        st.integers(86401, 520 * 7 * 86400).filter(lambda s: s % 86400 and s % 60 == 0),
+        st.sampled_from([36 * 3600, 25 * 3600, 676916 * 60, 7 * 86400 + 60]),
+    ),
+    tz=st.sampled_from(ZONE_KINDS),
+)
+def test_local_windows_longer_than_a_day_have_a_start(
+    instant: datetime, seconds: int, tz: str
+) -> None:
+    """Windows on the local clock longer than a day that are not whole days (36h, 676916m: a
+    request schemathesis found answered 500) start at or before every instant, within one
+    window, and the next start comes after it; in a zone of one fixed offset the start is the
+    epoch-aligned multiple on the local clock."""
+    t = instant.replace(tzinfo=UTC)
+    window = Window(seconds)
+    first = window_start(t, window, tz)
+    assert t - timedelta(seconds=seconds) < first <= t
+    assert window_start(first, window, tz) == first
+    later = window_starts(t, t + timedelta(seconds=seconds), window, tz)
+    assert later[0] == first
+    assert all(s > t for s in later[1:])
+    assert len(later) >= 2 or later[0] + timedelta(seconds=seconds) > t
+    if tz in FIXED:
+        local = int(t.timestamp()) + FIXED[tz]
+        assert int(first.timestamp()) == local - local % seconds - FIXED[tz]
+
+
+async def test_a_long_local_window_is_answered(api: httpx.AsyncClient) -> None:
+    """The request schemathesis found: 200, not 500 (no data in the range: no point)."""
+    r = await api.get(
+        "/v1/series/site.load-1/data",
+        params={"format": "json", "max_points": "865", "fill": "linear", "agg": "max",
+                "start": "2021-03-29T20:38:20Z", "end": "2021-03-30T20:38:20Z",
+                "resolution": "676916m", "tz": "Africa/Ouagadougou"},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["resolution"] == "676916m"
+    assert [p["value"] for p in body["points"]] == [None]  # one window, empty, filled with null

@@ -521,9 +521,12 @@ def _local_starts(lo: int, hi: int, step: int, tz: str) -> list[int]:
 
 
 def _local_start(instant: int, step: int, tz: str) -> int:
-    """The last local window start at or before ``instant``."""
-    jumps = _jump_starts(instant - _MARGIN, instant + 1, step, tz)
-    for a, b, off in reversed(_stretches_over(instant, instant + 1, tz)):
+    """The last local window start at or before ``instant``: one window back at most (a
+    window longer than a day that is not whole days, such as 36h, reaches back past the
+    stretches around ``instant``)."""
+    back = instant - step
+    jumps = _jump_starts(back - _MARGIN, instant + 1, step, tz)
+    for a, b, off in reversed(_stretches_over(back, instant + 1, tz)):
         top = min(b - 1, instant)
         if top < a:
             continue
