@@ -996,9 +996,10 @@ def parse_count(text: str) -> int:
         if cells[:2] == ["", "result"]:
             names = cells
             continue
-        if "_value" not in names or len(cells) != len(names):
+        (i_value,) = _columns(names, ("_value",), "unexpected result from InfluxDB")
+        if len(cells) != len(names):
             raise InfluxRejected("unexpected result from InfluxDB")
-        value = cells[names.index("_value")]
+        value = cells[i_value]
         if not value.isdigit():
             raise InfluxRejected("unexpected count from InfluxDB")
         total += int(value)

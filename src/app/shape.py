@@ -147,8 +147,7 @@ def edge_pair(plan: QueryPlan, points: Points) -> Edges | None:
     if plan.tier is None or not len(points):
         return tiers.empty(), tiers.empty()
     nanos, values = _arrays(points)
-    inner_start = plan.tier_range[0].astimezone(UTC).replace(tzinfo=None)
-    before = nanos < np.datetime64(inner_start, "ns").astype(np.int64)
+    before = nanos < _epoch_nanos(plan.tier_range[0])
     head = _edge_stats(plan, nanos[before], values[before])
     tail = _edge_stats(plan, nanos[~before], values[~before])
     return None if head is None or tail is None else (head, tail)

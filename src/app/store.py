@@ -450,11 +450,9 @@ class Store:
         request: InfluxDB's cost of a query is mostly its own, not the few points of an edge.
         The edges are None when there are none, or when ``first``/``last`` cannot be told
         apart: two tag sets with points at the same instant."""
-        inner_start, inner_end = plan.tier_range
-        ranges = [(a, b) for a, b in ((plan.start, inner_start), (inner_end, plan.end)) if a < b]
-        if not ranges:
+        if not plan.edge_ranges:
             return await self._csv("tier", core), None
-        both = flux.with_edges(core, flux.edges_query(plan, series, ranges))
+        both = flux.with_edges(core, flux.edges_query(plan, series, plan.edge_ranges))
         results = split_results(await self._csv("tier", both), ("core", "edges"))
         return results["core"], shape.edge_pair(plan, parse_flux_csv(results["edges"]))
 
@@ -472,7 +470,7 @@ class Store:
         if plan.agg is Agg.STDDEV:
             text, edges = await self._with_edges(flux.tier_rows_query(inner, series), plan, series)
             return shape.tier_stddev(plan, parse_tier_rows(text), edges, starts, labels)
-        if (inner_start, inner_end) == (plan.start, plan.end):
+        if not plan.edge_ranges:
             core = await self._tier_core(inner, series, starts, labels)
             return None if core is None else shape.tier_windows(plan, *core, None, labels)
         grain = _tier_grain(inner)

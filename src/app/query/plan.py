@@ -176,6 +176,13 @@ class QueryPlan:
         return tier_range(self, self.tier)
 
     @property
+    def edge_ranges(self) -> list[tuple[datetime, datetime]]:
+        """The pieces of the range before and after ``tier_range`` that the raw points
+        answer (none, one or two)."""
+        inner_start, inner_end = self.tier_range
+        return [(a, b) for a, b in ((self.start, inner_start), (inner_end, self.end)) if a < b]
+
+    @property
     def source_bucket(self) -> str:
         """The bucket the plan reads: the raw bucket, or its tier's (`grid_15m`)."""
         return self.bucket if self.tier is None else self.tier.bucket(self.bucket)
