@@ -745,7 +745,9 @@ def to_instant(text: str) -> datetime:
 
 
 def fill_linear(points: Points) -> Points:
-    """Nulls between two values interpolated in time; leading and trailing nulls stay null."""
+    """Nulls between two values interpolated in time; leading and trailing nulls stay null.
+    NaN (a window with points and no value: the standard deviation of one point) is neither
+    filled nor a value to interpolate from, as Flux's `fill` leaves it."""
     values = points.values
     known = [i for i, v in enumerate(values) if v is not None and not _nan(v)]
     if len(known) < 2 or len(known) == len(values):
@@ -758,7 +760,8 @@ def fill_linear(points: Points) -> Points:
         v0, v1 = float(values[left] or 0), float(values[right] or 0)
         t0, t1 = seconds[left], seconds[right]
         for i in range(left + 1, right):
-            filled[i] = v0 + (v1 - v0) * (seconds[i] - t0) / (t1 - t0)
+            if filled[i] is None:
+                filled[i] = v0 + (v1 - v0) * (seconds[i] - t0) / (t1 - t0)
     return Points(points.times, filled, points.tables)
 
 
@@ -829,7 +832,9 @@ def compose_windows(
 
 def fill_windows(points: Points, labels: list[str], fill: str, agg: str) -> Points:
     """Every window in ``labels``: empty ones null (count: 0), or the previous value, or
-    interpolated, as Flux's createEmpty and fill would make them."""
+    interpolated, as Flux's createEmpty and fill would make them. A NaN (a window with points
+    and no value) is a value to `fill`: kept, and the previous one of the empty windows after
+    it."""
     if fill == "none":
         return points
     have = dict(zip(points.times, points.values, strict=True))
@@ -926,11 +931,24 @@ def parse_tier_rows(text: str) -> TierRows:
     return out
 
 
+def tier_rows(text: str) -> TierRows | None:
+    """Tier rows from Flux's CSV of their `count`, `sum` and `m2` fields unpivoted
+    (``parse_fields``); None when they may not line up row for row: several tag sets (the
+    fields' tables could pair one tag set's counts with another's sums), or a field missing
+    from a row (read them pivoted then, ``parse_tier_rows``)."""
+    got = parse_fields(text, {"count": int, "sum": float, "m2": float})
+    count, total, m2 = got["count"], got["sum"], got["m2"]
+    if count.tables > 3 or not count.times == total.times == m2.times:
+        return None
+    return TierRows(count.times, count.values, total.values, m2.values)  # type: ignore[arg-type]
+
+
 def stddev_windows(rows: TierRows, starts: list[datetime], labels: list[str]) -> Points:
     """The sample standard deviation of the windows starting at ``starts`` (labelled
     ``labels``) from tier rows inside them, merged exactly (``gridts.tiers.merge``: Chan's
     formula for m2, whatever the tag sets or the order of the rows). A window of one point has
-    none (null, as Flux); windows without rows are left out (fills come after)."""
+    none: NaN, as Flux's (null in every format, and no fill fills it); windows without rows are
+    left out (fills come after)."""
     if not rows.times:
         return Points(tables=1)
     instants = np.array([t[:19] for t in rows.times], dtype="datetime64[s]").astype(np.int64)
@@ -950,8 +968,7 @@ def stddev_windows(rows: TierRows, starts: list[datetime], labels: list[str]) ->
         m2=np.array(rows.m2, dtype=np.float64),
     ).select(order)
     merged = tiers.merge(parts, keys[order])
-    values: list[Value] = [None if math.isnan(v) else v for v in merged.stddev().tolist()]
-    return Points([labels[k] for k in merged.start.tolist()], values, 1)
+    return Points([labels[k] for k in merged.start.tolist()], merged.stddev().tolist(), 1)
 
 
 def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) -> Points:
@@ -1026,8 +1043,17 @@ def split_results(text: str, names: Sequence[str]) -> dict[str, str]:
 def parse_sum_count(text: str) -> tuple[Points, Points]:
     """Flux's annotation-free CSV of windows' `sum` and `count` rows (`_time`, `_field`,
     `_value`; several tag sets possibly interleaved): the sums and the counts as two columns."""
+    got = parse_fields(text, {"sum": float, "count": int})
+    return got["sum"], got["count"]
+
+
+def parse_fields(text: str, fields: dict[str, Callable[[str], float]]) -> dict[str, Points]:
+    """Flux's annotation-free CSV of rows of several fields (`_time`, `_field`, `_value`;
+    several tag sets possibly interleaved): one column per field of ``fields``, its values
+    read with the field's converter, in the order of the rows; every column's ``tables`` is
+    the number of tables of the whole answer. Other fields are left out."""
     _refuse_errors(text)
-    sums, counts = Points(), Points()
+    out = {f: Points() for f in fields}
     tables: set[str] = set()
     for n, block in enumerate(text.split("\n,result,")):
         head, _, body = block.partition("\n")
@@ -1043,21 +1069,20 @@ def parse_sum_count(text: str) -> tuple[Points, Points]:
         flat = body.replace("\r\n", ",").replace("\n", ",").split(",")
         if len(flat) % width:
             raise InfluxRejected("unexpected result from InfluxDB")
-        fields, times, raw = flat[i_field::width], flat[i_time::width], flat[i_value::width]
+        of_row, times, raw = flat[i_field::width], flat[i_time::width], flat[i_value::width]
         tables.update(flat[i_table::width])
-        if fields and fields[0] == fields[-1] and fields.count(fields[0]) == len(fields):
-            rows = [(fields[0], times, raw)]  # one table per block: the usual answer
+        if of_row and of_row[0] == of_row[-1] and of_row.count(of_row[0]) == len(of_row):
+            rows = [(of_row[0], times, raw)]  # one table per block: the usual answer
         else:
             rows = [
-                (f, [t for t, g in zip(times, fields, strict=True) if g == f],
-                 [v for v, g in zip(raw, fields, strict=True) if g == f])
-                for f in ("sum", "count")
+                (f, [t for t, g in zip(times, of_row, strict=True) if g == f],
+                 [v for v, g in zip(raw, of_row, strict=True) if g == f])
+                for f in fields
             ]  # fmt: skip
         for f, t, v in rows:
-            target, convert = (sums, float) if f == "sum" else (counts, int)
-            if f not in ("sum", "count"):
-                continue
-            target.times.extend(t)
-            target.values.extend(_numbers(v, convert))
-    sums.tables = counts.tables = len(tables)
-    return sums, counts
+            if f in out:
+                out[f].times.extend(t)
+                out[f].values.extend(_numbers(v, fields[f]))
+    for column in out.values():
+        column.tables = len(tables)
+    return out

@@ -82,12 +82,19 @@ def local_windows(plan: QueryPlan, parts: Points, counts: Points | None = None) 
     return fill_windows(points, labels, plan.fill.value, agg)
 
 
-def median_windows(plan: QueryPlan, raw: Points) -> Points:
-    """The plan's windows' medians from its raw points (every tag set's together, as Flux's
-    median of the merged tables): the textbook median, the mean of the two middle values, as
-    Flux's `exact_mean` computes it (for an odd count, the middle value itself: ``(a + a) / 2``
-    is ``a``). Windows from ``plan.window_starts`` (local days and hours too), labelled at
-    their starts; fills applied."""
+def raw_windows(plan: QueryPlan, raw: Points) -> Points:
+    """The plan's windows' medians or standard deviations from its raw points (every tag
+    set's together, as Flux's aggregate of the merged tables). Windows from
+    ``plan.window_starts`` (local days and hours too), labelled at their starts; fills
+    applied.
+
+    The median is the textbook one, the mean of the two middle values, as Flux's `exact_mean`
+    computes it (for an odd count, the middle value itself: ``(a + a) / 2`` is ``a``). The
+    standard deviation is the sample one, in two passes about each window's own mean
+    (``tiers.grouped``); NaN for a window of one point, as Flux's (null in every format, and
+    no fill fills it)."""
+    if plan.agg not in (Agg.MEDIAN, Agg.STDDEV):
+        raise ValueError(f"no raw computation of {plan.agg.value}")
     starts = plan.window_starts()
     labels = [format_time(s) for s in starts]
     out = Points(tables=1)
@@ -96,12 +103,18 @@ def median_windows(plan: QueryPlan, raw: Points) -> Points:
         edges = np.array([_epoch_nanos(s) for s in starts], dtype=np.int64)
         # every point is in [start, end), whose first window begins at or before start
         window = np.searchsorted(edges, nanos, side="right") - 1
-        order = np.lexsort((values, window))  # by window, then by value
-        window, values = window[order], values[order]
-        firsts = np.flatnonzero(np.r_[True, window[1:] != window[:-1]]) if len(window) else window
-        counts = np.diff(np.r_[firsts, len(window)])
-        middle = (values[firsts + (counts - 1) // 2] + values[firsts + counts // 2]) / 2
-        out = Points([labels[w] for w in window[firsts].tolist()], middle.tolist(), 1)
+        if plan.agg is Agg.MEDIAN:
+            order = np.lexsort((values, window))  # by window, then by value
+            window, values = window[order], values[order]
+            firsts = np.flatnonzero(np.r_[True, window[1:] != window[:-1]])
+            counts = np.diff(np.r_[firsts, len(window)])
+            stat = (values[firsts + (counts - 1) // 2] + values[firsts + counts // 2]) / 2
+            keys = window[firsts]
+        else:
+            order = np.argsort(window, kind="stable")
+            merged = tiers.grouped(window[order], values[order])
+            stat, keys = merged.stddev(), merged.start
+        out = Points([labels[w] for w in keys.tolist()], stat.tolist(), 1)
     return fill_windows(out, labels, plan.fill.value, plan.agg.value)
 
 

@@ -119,7 +119,15 @@ def from_points(times: Ints, values: Floats, seconds: int) -> Windows:
         return empty()
     if np.any(np.diff(times) < 0):
         raise ValueError("points must be in time order")
-    keys = times - times % seconds
+    return grouped(times - times % seconds, values)
+
+
+def grouped(keys: Ints, values: Floats) -> Windows:
+    """One window per run of equal ``keys`` (non-decreasing; the window's start, or any key
+    of it) from the values of its points, in order: m2 in two passes, about each window's own
+    mean."""
+    if len(keys) == 0:
+        return empty()
     firsts, run = _groups(keys)
     lasts = np.concatenate([firsts[1:], [len(keys)]]) - 1
     count = np.diff(np.concatenate([firsts, [len(keys)]])).astype(np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -476,9 +477,9 @@ async def test_windows_under_a_day_in_a_zone_follow_its_clock(
     expected.same(body["points"], want)
 
 
-# Ranges of the series the median cases draw from: a 30 s series with a gap and rows missing,
-# the 15 min losses across both 2021 DST changes, and a series under two tag sets.
-MEDIAN_SPANS = {
+# Ranges of the series the median and stddev cases draw from: a 30 s series with a gap and rows
+# missing, the 15 min losses across both 2021 DST changes, and a series under two tag sets.
+COMPUTED_SPANS = {
     "f_soll_aktiv": ("2021-05-01T00:00:00Z", 2 * 86400),
     "active_losses": ("2021-03-26T00:00:00Z", 6 * 86400),
     "active_losses ": ("2021-10-29T00:00:00Z", 6 * 86400),
@@ -490,14 +491,15 @@ MEDIAN_SPANS = {
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    which=st.sampled_from(sorted(MEDIAN_SPANS)),
+    which=st.sampled_from(sorted(COMPUTED_SPANS)),
     offset=st.floats(0, 1),
     length=st.floats(0.01, 1),
     resolution=st.sampled_from(["1m", "5m", "15m", "1h", "3h", "1d"]),
     tz=st.sampled_from([None, "Europe/Zurich", "Asia/Kathmandu"]),
     fill=st.sampled_from(["none", "null", "previous", "linear"]),
+    agg=st.sampled_from(["median", "stddev"]),
 )
-async def test_medians_equal_fluxs_own(
+async def test_medians_and_stddevs_equal_fluxs_own(
     api: httpx.AsyncClient,
     monkeypatch: pytest.MonkeyPatch,
     which: str,
@@ -506,29 +508,41 @@ async def test_medians_equal_fluxs_own(
     resolution: str,
     tz: str | None,
     fill: str,
+    agg: str,
 ) -> None:
-    """The API computes medians from the raw points itself (Flux's exact median costs InfluxDB
-    4-8 x as much); they equal Flux's own, which the API falls back to above
-    ``MEDIAN_READ_POINTS``: labels, partial windows, fills and values, exactly."""
+    """The API computes medians and standard deviations from the raw points itself (Flux's
+    cost InfluxDB 4-8 x as much); they equal Flux's own, which the API falls back to above
+    ``COMPUTE_READ_POINTS``: labels, partial windows, fills and nulls exactly, values exactly
+    for medians and within 1e-9 relative for standard deviations (summed in another order)."""
     from app import store as store_module
 
-    first, seconds = MEDIAN_SPANS[which]
+    first, seconds = COMPUTED_SPANS[which]
     begin = datetime.fromisoformat(first.replace("Z", "+00:00"))
     start = begin + timedelta(seconds=int(offset * seconds * 0.9))
     end = start + timedelta(seconds=max(60, int(length * (seconds - (start - begin).seconds))))
     params = {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
               "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "resolution": resolution,
-              "agg": "median", "fill": fill, **({"tz": tz} if tz else {})}  # fmt: skip
+              "agg": agg, "fill": fill, **({"tz": tz} if tz else {})}  # fmt: skip
     name = which.strip()
     url = f"/v1/series/{name}/data"
     await api.get(url, params=params)  # the series' spacing, once
     ours, sent = await sent_queries(api, api.get(url, params=params))
     with monkeypatch.context() as m:
-        m.setattr(store_module, "MEDIAN_READ_POINTS", 0)
+        m.setattr(store_module, "COMPUTE_READ_POINTS", 0)
         fluxs, sent_flux = await sent_queries(api, api.get(url, params=params))
     assert ours.status_code == fluxs.status_code, (params, ours.text, fluxs.text)
-    assert ours.json() == fluxs.json(), params
+    if agg == "median" or ours.status_code != 200:
+        assert ours.json() == fluxs.json(), params
+    else:
+        got, want = ours.json(), fluxs.json()
+        assert {**got, "points": []} == {**want, "points": []}, params
+        assert [(p["time"], p["partial"], p["value"] is None) for p in got["points"]] == [
+            (p["time"], p["partial"], p["value"] is None) for p in want["points"]
+        ], params
+        for a, b in zip(got["points"], want["points"], strict=True):
+            if a["value"] is not None:
+                assert math.isclose(a["value"], b["value"], rel_tol=1e-9, abs_tol=1e-12), params
     if ours.status_code == 200:  # one read of the raw points
         assert sent == {"data": 1}, params
-    if fill == "none" and ours.json().get("points"):  # there were points: Flux's median after
+    if fill == "none" and ours.json().get("points"):  # there were points: Flux's after
         assert sent_flux["data"] >= 2, params  # the read (two tag sets: once more, merged)

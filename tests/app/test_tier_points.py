@@ -16,6 +16,7 @@ from app.points import (
     parse_sum_count,
     parse_tier_rows,
     stddev_windows,
+    tier_rows,
 )
 from gridts import tiers
 
@@ -48,6 +49,25 @@ def test_parse_tier_rows() -> None:
     text = f",result,table,_time,count,m2,sum\r\n,_result,0,{H0},2,0.5,3.0\r\n\r\n"
     rows = parse_tier_rows(text)
     assert (rows.times, rows.count, rows.sum, rows.m2) == ([H0], [2], [3.0], [0.5])
+
+
+def test_tier_rows_pair_the_fields_of_one_tag_set_only() -> None:
+    """The unpivoted count, sum and m2 of one tag set make rows; two tag sets, or a field
+    missing from a row, leave the pairing to Flux's pivot (None)."""
+
+    def table(n: int, field: str, rows: list[tuple[str, str]]) -> str:
+        return "".join(f",_result,{n},{t},{field},{v}\r\n" for t, v in rows)
+
+    head = ",result,table,_time,_field,_value\r\n"
+    one = head + table(0, "count", [(H0, "2"), (H1, "3")]) + "\r\n" + head
+    one += table(1, "m2", [(H0, "0.5"), (H1, "1.5")]) + table(2, "sum", [(H0, "3"), (H1, "4.5")])
+    rows = tier_rows(one)
+    assert rows is not None
+    assert (rows.times, rows.count, rows.sum, rows.m2) == ([H0, H1], [2, 3], [3.0, 4.5], [0.5, 1.5])
+    two = one + table(3, "count", [(H0, "1")]) + table(4, "m2", [(H0, "0")])
+    assert tier_rows(two + table(5, "sum", [(H0, "7")])) is None
+    short = head + table(0, "count", [(H0, "2"), (H1, "3")]) + table(1, "m2", [(H0, "0.5")])
+    assert tier_rows(short + table(2, "sum", [(H0, "3"), (H1, "4.5")])) is None
 
 
 def test_combine_keys_of_tag_sets() -> None:

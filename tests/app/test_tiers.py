@@ -401,6 +401,16 @@ def test_rollup_rows_are_the_statistics_of_the_points(influx: InfluxServer, tier
                 assert row["mean"] == row["sum"] / row["count"], (tier, line)
 
 
+@pytest.fixture(autouse=True)
+def fluxs_raw_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw answers these tests compare the tiers with are Flux's own: the API's medians and
+    standard deviations from the raw points (``COMPUTE_READ_POINTS``) have a test of their own
+    against Flux (test_data.py)."""
+    from app import store
+
+    monkeypatch.setattr(store, "COMPUTE_READ_POINTS", 0)
+
+
 @pytest.fixture(scope="module")
 async def with_tiers(influx: InfluxServer, tiered: Tiered) -> AsyncIterator[httpx.AsyncClient]:
     async with AppClient(make_settings(influx, tiered.bucket)) as client:
@@ -602,6 +612,83 @@ async def test_falls_back_to_raw(
     assert a.headers["X-Data-Source"] == "raw", why
     assert a.json()["source"] == "raw"
     assert a.json()["points"] == b.json()["points"]
+
+
+@pytest.mark.parametrize("resolution", ["1m", "15m", "1h"])
+async def test_stddev_of_two_tag_sets_from_a_tier(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, resolution: str
+) -> None:
+    """One name under two tag sets: the tier's count, sum and m2 are paired per tag set (by
+    Flux's pivot: unpivoted, nothing in the answer's columns says which tag set a field's table
+    belongs to) and merged."""
+    params = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T02:00:00Z",
+              "resolution": resolution, "agg": "stddev"}  # fmt: skip
+    a, b = await both(with_tiers, raw_only, "/v1/series/two_sites/data", params)
+    assert a.json()["source"] == f"tier:{resolution}"
+    assert len(a.json()["points"]) >= 20
+    same_answer("stddev", a.json()["points"], b.json()["points"], resolution)
+
+
+# Windows of one point: the first and the last of a 1 s series' range (1 s of each), and the
+# 1 m windows of a 30 s series with rows missing: 00:12 and 00:15 hold one point each, 00:14
+# none (a window to fill, between 00:13 and 00:16: 00:15 has no value to fill from).
+ONE_POINT = [
+    ("hz_1s", "2021-03-27T20:59:59Z", "2021-03-27T21:05:01Z",
+     ["2021-03-27T20:59:00Z", "2021-03-27T21:05:00Z"], None),
+    ("f_soll_aktiv", "2021-05-01T00:10:00Z", "2021-05-01T00:20:00Z",
+     ["2021-05-01T00:12:00Z", "2021-05-01T00:15:00Z"],
+     ("2021-05-01T00:14:00Z", "2021-05-01T00:13:00Z", "2021-05-01T00:16:00Z")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fill", ["none", "null", "previous", "linear"])
+@pytest.mark.parametrize(("name", "start", "end", "lone", "empty"), ONE_POINT)
+@pytest.mark.parametrize("answer", ["tier", "raw, computed by the API", "raw, Flux's"])
+async def test_a_window_of_one_point_has_no_stddev_whatever_the_fill(
+    with_tiers: httpx.AsyncClient,
+    raw_only: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    name: str,
+    start: str,
+    end: str,
+    lone: list[str],
+    empty: tuple[str, str, str] | None,
+    fill: str,
+) -> None:
+    """A sample standard deviation needs two points: a window of one has none, from every
+    source of the answer, and a fill (meant for windows without points) does not invent one,
+    nor interpolates from it. A tier once answered the previous window's value there with
+    `fill=previous`; `fill=linear` interpolated over it."""
+    from app import store
+
+    if answer == "raw, computed by the API":
+        monkeypatch.setattr(store, "COMPUTE_READ_POINTS", 1_000_000)
+    api = with_tiers if answer == "tier" else raw_only
+    url = f"/v1/series/{name}/data"
+    params = {"start": start, "end": end, "resolution": "1m", "agg": "stddev"}
+    plain = (await api.get(url, params={**params, "fill": "none"})).json()
+    assert plain["source"] == ("tier:1m" if answer == "tier" else "raw")
+    base = {p["time"]: p["value"] for p in plain["points"]}
+    assert all(base[t] is None for t in lone), (base, lone)
+    assert all(v is not None and v > 0 for t, v in base.items() if t not in lone), base
+    r = await api.get(url, params={**params, "fill": fill})
+    assert r.status_code == 200, r.text
+    got = {p["time"]: p["value"] for p in r.json()["points"]}
+    assert {t: got[t] for t in base} == base  # windows with points: as without a fill
+    if empty is not None:
+        t, before, after = empty
+        assert t not in base
+        want = {
+            "none": "absent",
+            "null": None,
+            "previous": base[before],
+            "linear": base[before] + (base[after] - base[before]) / 3,  # 1 of 3 minutes on
+        }[fill]
+        if want is None or want == "absent":
+            assert got.get(t, "absent") == want, got
+        else:
+            assert got[t] == pytest.approx(want, rel=1e-12), got
 
 
 async def test_csv_and_ndjson_say_the_source_in_a_header(with_tiers: httpx.AsyncClient) -> None:

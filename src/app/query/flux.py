@@ -222,18 +222,24 @@ def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: in
     return FluxQuery(text, params)
 
 
-def tier_rows_query(plan: QueryPlan, series: str) -> FluxQuery:
-    """The tier's rows with what a merge of windows needs for ``stddev``: count, sum, m2 (one
-    row per tier window and tag set)."""
+def tier_rows_query(plan: QueryPlan, series: str, *, pivot: bool = False) -> FluxQuery:
+    """The tier's rows with what a merge of windows needs for ``stddev``: count, sum, m2, one
+    table per field and tag set (``points.tier_rows``); with ``pivot``, one row per tier
+    window and tag set (``points.parse_tier_rows``: Flux's `pivot` costs InfluxDB 2.5 x the
+    read, needed only to pair several tag sets' fields)."""
     if plan.tier is None:
         raise ValueError("the plan reads no tier")
     params = _series_params(plan.source_bucket, series, plan.start, plan.end)
     text = """from(bucket: p_bucket)
     |> range(start: p_start, stop: p_stop)
     |> filter(fn: (r) => r._measurement == p_series
-        and (r._field == "count" or r._field == "sum" or r._field == "m2"))
+        and (r._field == "count" or r._field == "sum" or r._field == "m2"))"""
+    if pivot:
+        text += """
     |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
     |> keep(columns: ["_time", "count", "sum", "m2"])"""
+    else:
+        text += '\n    |> keep(columns: ["_time", "_field", "_value"])'
     return FluxQuery(text, params)
 
 
