@@ -258,6 +258,10 @@ def main() -> int:
         for source, q in r["by_source"].items():
             print(f"  answered by {source}: {q['requests']} requests, p50 {q['p50_ms']} ms, "
                   f"p99 {q['p99_ms']} ms")  # fmt: skip
+    peak = max([on, *on["sweep"]], key=lambda r: r["requests_per_second"])
+    print(f"Little's law: {args.clients} clients over the most this mix got "
+          f"({peak['requests_per_second']} req/s) wait at least "
+          f"{args.clients / peak['requests_per_second']:.2f} s per request on average")  # fmt: skip
     verdict = "met" if on["p99_ms"] <= 1000 else "MISSED"
     print(f"OK: zero 5xx; tiers on p99 {on['p99_ms']} ms (target <= 1000 ms: {verdict}), "
           f"{off['p99_ms'] / on['p99_ms']:.1f}x lower than tiers off")  # fmt: skip

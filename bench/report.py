@@ -215,7 +215,20 @@ def load_section(lines: list[str]) -> None:
                 f"| {s['clients']} | {s['requests_per_second']:.1f} | {s['p50_ms']:.0f} | "
                 f"{s['p99_ms']:.0f} |"
             )
-        lines += ["", "![API latency against concurrency](img/api-latency.png)", ""]
+        peak = max(sweep, key=lambda s: s["requests_per_second"])
+        bound = res["clients"] / peak["requests_per_second"]
+        lines += [
+            "",
+            f"The most this mix got here: {peak['requests_per_second']:.1f} req/s (at "
+            f"{peak['clients']} clients). {res['clients']} clients in a closed loop then wait, "
+            f"by Little's law, at least {res['clients']} / {peak['requests_per_second']:.1f} = "
+            f"**{bound:.2f} s** per request on average, in whatever order they are served "
+            f"(measured at {res['clients']} clients: p50 {res['p50_ms'] / 1000:.2f} s, p99 "
+            f"{res['p99_ms'] / 1000:.2f} s).",
+            "",
+            "![API latency against concurrency](img/api-latency.png)",
+            "",
+        ]
         fig, ax = plt.subplots(figsize=(6, 3.5))
         xs = [s["clients"] for s in sweep]
         ax.plot(xs, [s["p50_ms"] for s in sweep], marker="o", label="p50")
