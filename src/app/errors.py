@@ -58,8 +58,8 @@ class InvalidParameter(ApiError):
 
 class ScanTooLarge(InvalidParameter):
     """Plans InfluxDB cannot push into its storage engine (median, stddev, windows in a time
-    zone) read every stored point in Flux, about 150,000 points a second: past a limit they
-    would hold a core for minutes."""
+    zone) read every stored point: sent to the API, about a million points a second, or in
+    Flux, about 150,000: past a limit they would hold a core for seconds to minutes."""
 
     kind = "scan_too_large"
 

@@ -38,8 +38,9 @@ class Settings(MountedSettings):
     api_max_scan_points: int = Field(
         default=500_000,
         ge=1,
-        description="most stored points a median or stddev may read (Flux reads those in Python-"
-        "free but unindexed code at about 150,000 points/s per core)",
+        description="most stored points a median or stddev may read (the API computes those "
+        "from the raw points, about a million points/s; Flux, above a million points, about "
+        "150,000 points/s per core)",
     )
 
     api_pending_refresh_seconds: float = Field(
