@@ -216,13 +216,16 @@ def load_section(lines: list[str]) -> None:
                 f"{s['p99_ms']:.0f} |"
             )
         peak = max(sweep, key=lambda s: s["requests_per_second"])
-        bound = res["clients"] / peak["requests_per_second"]
+        think = res.get("think") or 0.0
+        bound = res["clients"] / peak["requests_per_second"] - think
+        loop = f"thinking {think:g} s between requests" if think else "in a closed loop"
         lines += [
             "",
             f"The most this mix got here: {peak['requests_per_second']:.1f} req/s (at "
-            f"{peak['clients']} clients). {res['clients']} clients in a closed loop then wait, "
-            f"by Little's law, at least {res['clients']} / {peak['requests_per_second']:.1f} = "
-            f"**{bound:.2f} s** per request on average, in whatever order they are served "
+            f"{peak['clients']} clients). {res['clients']} clients {loop} then wait, by "
+            f"Little's law, at least {res['clients']} / {peak['requests_per_second']:.1f}"
+            + (f" - {think:g}" if think else "")
+            + f" = **{bound:.2f} s** per request on average, in whatever order they are served "
             f"(measured at {res['clients']} clients: p50 {res['p50_ms'] / 1000:.2f} s, p99 "
             f"{res['p99_ms'] / 1000:.2f} s).",
             "",
