@@ -141,6 +141,18 @@ async def load(
     }
 
 
+def little_bound(
+    clients: int, think: float, sweep: list[dict[str, Any]]
+) -> tuple[dict[str, Any], float] | None:
+    """The closed-loop sweep's best step (the most the machine serves of this mix) and the
+    least mean latency Little's law leaves ``clients`` that think ``think`` seconds between
+    requests: N = X (R + Z), so R >= N / X - Z. None without a sweep."""
+    if not sweep:
+        return None
+    peak = max(sweep, key=lambda r: r["requests_per_second"])
+    return peak, clients / peak["requests_per_second"] - think
+
+
 def phase(
     name: str,
     args: argparse.Namespace,
@@ -272,10 +284,9 @@ def main() -> int:
         for source, q in r["by_source"].items():
             print(f"  answered by {source}: {q['requests']} requests, p50 {q['p50_ms']} ms, "
                   f"p99 {q['p99_ms']} ms")  # fmt: skip
-    if on["sweep"]:  # the closed-loop sweep: the most the machine serves of this mix
-        peak = max(on["sweep"], key=lambda r: r["requests_per_second"])
-        # N = X (R + Z): N clients, X requests/s at most, R the latency, Z the think time
-        bound = args.clients / peak["requests_per_second"] - args.think
+    little = little_bound(args.clients, args.think, on["sweep"])
+    if little is not None:
+        peak, bound = little
         slower = " (no bound: they ask slower than that)" if bound <= 0 else ""
         print(f"Little's law: {args.clients} clients thinking {args.think:g} s over the most "
               f"this mix got ({peak['requests_per_second']} req/s) wait at least {bound:.2f} s "

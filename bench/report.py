@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from load import little_bound  # bench/load.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 DOCS = ROOT / "docs"
@@ -215,9 +217,10 @@ def load_section(lines: list[str]) -> None:
                 f"| {s['clients']} | {s['requests_per_second']:.1f} | {s['p50_ms']:.0f} | "
                 f"{s['p99_ms']:.0f} |"
             )
-        peak = max(sweep, key=lambda s: s["requests_per_second"])
         think = res.get("think") or 0.0
-        bound = res["clients"] / peak["requests_per_second"] - think
+        little = little_bound(res["clients"], think, sweep)
+        assert little is not None  # a sweep has a best step
+        peak, bound = little
         loop = f"thinking {think:g} s between requests" if think else "in a closed loop"
         lines += [
             "",

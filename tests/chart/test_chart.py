@@ -615,6 +615,8 @@ def test_schema_rejects_unknown_keys_everywhere() -> None:
             walk(child, f"{path}.{key}".lstrip("."))
 
     walk(schema, "")
+    for name, shared in schema.get("definitions", {}).items():  # what "$ref" points to
+        walk(shared, f"definitions.{name}")
 
 
 def test_existing_influxdb_claim_replaces_the_claim_template() -> None:
