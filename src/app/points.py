@@ -128,6 +128,17 @@ class Points:
         labels or values; else None."""
         return self._cells
 
+    def seconds(self) -> Ints | None:
+        """The labels as whole seconds since the epoch, read from the cells while they are
+        bytes; None when they are not, or a label is not `YYYY-MM-DDTHH:MM:SSZ` (a fraction
+        of a second, say)."""
+        if self._cells is None:
+            return None
+        labels = self._cells.labels()
+        if not len(self) or labels.pad is not None or labels.matrix.shape[1] != 20:
+            return None
+        return _label_seconds(labels.matrix)
+
     def increasing(self) -> bool:
         """Whether the labels are in strictly increasing time order (``strictly_increasing``),
         told from the cells while they are bytes."""

@@ -38,6 +38,43 @@ def several_keys(points: Points) -> bool:
     return points.tables > 1 or not points.increasing()
 
 
+# The aggregates whose value for a window of one point is that point's value (a median of
+# one value is the value; Flux's `exact_mean` does not average it with itself).
+POINT_AGGS = frozenset({Agg.MEAN, Agg.MIN, Agg.MAX, Agg.SUM, Agg.FIRST, Agg.LAST, Agg.MEDIAN})
+
+
+def windows_of_points(plan: QueryPlan) -> bool:
+    """Whether the plan's windows can be points as they are (``points_are_windows``): UTC
+    windows (``utc_aligned``), an aggregate of ``POINT_AGGS``, fill `none` (a fill needs the
+    empty windows, which Flux's `createEmpty` makes)."""
+    return (
+        plan.window is not None
+        and plan.agg in POINT_AGGS
+        and plan.fill is Fill.NONE
+        and utc_aligned(plan)
+    )
+
+
+def points_are_windows(plan: QueryPlan, points: Points) -> bool:
+    """Whether a range's raw points are, as they are, the plan's windows: a plan whose windows
+    can be (``windows_of_points``), and every point at the start of one of its windows (the
+    instant a multiple of the window past its offset), so that its label is the window's,
+    strictly increasing, so at most one in each window, whichever tag set it is of (tag sets
+    at the same instants are not). A window that the range's start cuts cannot hold such a
+    point: it begins before the start."""
+    if plan.window is None or not windows_of_points(plan):
+        return False
+    if len(points) > (plan.window_count() or 0):
+        return False
+    if not len(points):
+        return True
+    seconds = points.seconds()
+    if seconds is None:
+        return False
+    on_starts = (seconds - plan.window.offset_seconds) % plan.window.seconds == 0
+    return bool(np.all(on_starts) and np.all(np.diff(seconds) > 0))
+
+
 def flux_windows(plan: QueryPlan, points: Points) -> Points:
     """The plan's points from Flux's answer (its windows, or the raw points): the window
     ``start`` cuts labelled with its aligned start, every window made when Flux had no row to

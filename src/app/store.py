@@ -70,6 +70,9 @@ log = structlog.get_logger("app.store")
 # the default scan limit (a series denser than its spacing says), at most about 40 MB of CSV
 # in the API's memory.
 COMPUTE_READ_POINTS = 1_000_000
+# Whether windows of a series' own spacing are read as its raw points (``Store.points``); off,
+# Flux makes every window (the tests compare the two).
+READ_POINTS_AS_WINDOWS = True
 T = TypeVar("T")
 
 _CSV = Dialect(  # type: ignore[no-untyped-call]
@@ -138,6 +141,9 @@ class Store:
         self._catalog_lock = asyncio.Lock()
         self._reloading: asyncio.Task[None] | None = None  # a reload no request waits for
         self._steps: dict[str, float | None] = {}
+        # Series and window lengths whose points were read as windows and were not (points off
+        # the window starts, several tag sets): Flux makes those windows from then on.
+        self._not_windows: set[tuple[str, int]] = set()
         self._heavy = asyncio.Semaphore(heavy_queries)
         self._heavy_wait = heavy_wait_seconds
         self._configured_tiers = tiers
@@ -539,6 +545,11 @@ class Store:
             log.info("tier_cannot_answer", series=series, tier=plan.source, agg=plan.agg.value)
             plan = replace(plan, tier=None)
         self._metrics.source.labels(source="raw").inc()
+        if await self._one_point_windows(plan, series):
+            as_windows = await self._points_as_windows(plan, series)
+            if as_windows is not None:
+                self._metrics.points_returned.observe(len(as_windows))
+                return as_windows
         if plan.agg in (Agg.MEDIAN, Agg.STDDEV) and plan.window is not None:
             computed = await self._raw_windows(plan, series)
             if computed is not None:
@@ -560,6 +571,36 @@ class Store:
             points = parse_flux_csv(merged, integer=counts)
         points = shape.flux_windows(plan, points)
         self._metrics.points_returned.observe(len(points))
+        return points
+
+    async def _one_point_windows(self, plan: QueryPlan, series: str) -> bool:
+        """Whether the series' spacing says each of the plan's windows holds at most one of its
+        points, on the window's start: windows that divide the spacing, of a plan whose
+        windows can be points (``shape.windows_of_points``). Only a hint (the first two
+        points'): the points read are checked (``shape.points_are_windows``)."""
+        window = plan.window
+        if not READ_POINTS_AS_WINDOWS or window is None or not shape.windows_of_points(plan):
+            return False
+        if (series, window.seconds) in self._not_windows:
+            return False
+        step = await self.step_seconds(await self.series(series))
+        return step is not None and step % window.seconds == 0
+
+    async def _points_as_windows(self, plan: QueryPlan, series: str) -> Points | None:
+        """The plan's windows as the raw points themselves, when those are the windows
+        (``shape.points_are_windows``): windows of a series' own spacing, which `auto` picks
+        for short ranges. InfluxDB reads the points in about three quarters of the time it
+        makes windows of them (a day of 1 s data: 55 ms against 76 ms; at 30 s 5.5 against
+        6.3 ms). At most one point more than the windows is read; None when they are not the
+        windows (the caller asks Flux for the windows then)."""
+        raw = replace(plan, window=None, tier=None, max_points=plan.window_count() or 0)
+        query = flux.series_query(raw, series)
+        points = await self._read("as_windows", query, render=_passes_through(plan))
+        if not shape.points_are_windows(plan, points):
+            log.info("points_are_not_windows", series=series, resolution=plan.resolution)
+            if plan.window is not None:
+                self._not_windows.add((series, plan.window.seconds))
+            return None
         return points
 
     async def _raw_windows(self, plan: QueryPlan, series: str) -> Points | None:
