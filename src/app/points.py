@@ -128,16 +128,22 @@ class Points:
         labels or values; else None."""
         return self._cells
 
-    def seconds(self) -> Ints | None:
-        """The labels as whole seconds since the epoch, read from the cells while they are
-        bytes; None when they are not, or a label is not `YYYY-MM-DDTHH:MM:SSZ` (a fraction
-        of a second, say)."""
-        if self._cells is None:
-            return None
+    def on_multiples(self, seconds: int, offset: int = 0) -> bool:
+        """Whether every label is ``offset`` plus a whole multiple of ``seconds`` past the
+        epoch, told from the cells (False when they are not bytes any more, or a label is not
+        `YYYY-MM-DDTHH:MM:SSZ`: a fraction of a second, say). For a length that divides a day,
+        from the labels' clock alone (a fifth of the time of their instants)."""
+        if self._cells is None or not len(self):
+            return False
         labels = self._cells.labels()
-        if not len(self) or labels.pad is not None or labels.matrix.shape[1] != 20:
-            return None
-        return _label_seconds(labels.matrix)
+        if labels.pad is not None or labels.matrix.shape[1] != 20:
+            return False
+        clock: Ints | None
+        if _DAY_SECONDS % seconds == 0 and offset % seconds == 0:
+            clock, offset = _label_clock(labels.matrix), 0
+        else:
+            clock = _label_seconds(labels.matrix)
+        return clock is not None and bool(np.all((clock - offset) % seconds == 0))
 
     def increasing(self) -> bool:
         """Whether the labels are in strictly increasing time order (``strictly_increasing``),
@@ -649,6 +655,22 @@ def _label_seconds(matrix: Bytes) -> Ints | None:
         return None
     seconds: Ints = days * 86400 + hour * 3600 + minute * 60 + second
     return seconds
+
+
+_DAY_SECONDS = 86_400
+# `HH`, `MM` and `SS` of `YYYY-MM-DDTHH:MM:SSZ`, and what each digit is worth in seconds.
+_CLOCK_DIGITS = np.array([11, 12, 14, 15, 17, 18])
+_CLOCK_WORTH = np.array([36000, 3600, 600, 60, 10, 1], dtype=np.int64)
+
+
+def _label_clock(matrix: Bytes) -> Ints | None:
+    """Labels of 20 bytes, one a row, as seconds since their day's midnight (UTC); None when
+    one of those six bytes is not a digit."""
+    digits = matrix[:, _CLOCK_DIGITS] - np.uint8(_DIGIT)  # (a byte below `0` wraps past 9)
+    if np.any(digits > 9):
+        return None
+    clock: Ints = digits @ _CLOCK_WORTH
+    return clock
 
 
 def _month_days(year: Ints, month: Ints) -> Ints:

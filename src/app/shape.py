@@ -68,11 +68,8 @@ def points_are_windows(plan: QueryPlan, points: Points) -> bool:
         return False
     if not len(points):
         return True
-    seconds = points.seconds()
-    if seconds is None:
-        return False
-    on_starts = (seconds - plan.window.offset_seconds) % plan.window.seconds == 0
-    return bool(np.all(on_starts) and np.all(np.diff(seconds) > 0))
+    window = plan.window
+    return points.on_multiples(window.seconds, window.offset_seconds) and points.increasing()
 
 
 def flux_windows(plan: QueryPlan, points: Points) -> Points:

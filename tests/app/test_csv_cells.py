@@ -429,3 +429,34 @@ def test_arrays_are_the_texts_read_by_python(rows: list[tuple[datetime, str]]) -
 def test_arrays_leave_other_labels_to_the_text(label: str) -> None:
     cells = CsvCells.parse(_body(["2020-02-29T00:00:00Z", label], ["1", "2"]))
     assert cells is None or cells.arrays() is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    instants=st.lists(_INSTANTS, min_size=1, max_size=20),
+    seconds=st.sampled_from([1, 30, 60, 900, 3600, 7, 90, 86400, 2 * 86400, 7 * 86400]),
+    offset=st.sampled_from([0, 4 * 86400, 15]),
+    snap=st.booleans(),
+)
+def test_on_multiples_is_pythons_reading(
+    instants: list[datetime], seconds: int, offset: int, snap: bool
+) -> None:
+    """Whether every label is ``offset`` plus a multiple of ``seconds`` (read from the clock
+    when the length divides a day, else from the instants) is what Python says of each."""
+    epochs = [int(t.timestamp()) for t in instants]
+    if snap:  # most labels on the multiples, for both answers to come up
+        epochs = [e - (e - offset) % seconds for e in epochs]
+    labels = [format_time(datetime.fromtimestamp(e, UTC)) for e in epochs]
+    cells = CsvCells.parse(_body(labels, ["1"] * len(labels)))
+    assert cells is not None
+    want = all((e - offset) % seconds == 0 for e in epochs)
+    assert Points.of_cells(cells).on_multiples(seconds, offset) is want
+
+
+@pytest.mark.parametrize(
+    "label", ["2021-05-01T0a:00:00Z", "2021-05-01T00:/0:00Z", "2021-05-01T00:00:0.Z"]
+)
+def test_on_multiples_refuses_a_clock_that_is_not_digits(label: str) -> None:
+    cells = CsvCells.parse(_body(["2021-05-01T00:00:00Z", label], ["1", "2"]))
+    assert cells is not None
+    assert not Points.of_cells(cells).on_multiples(30)

@@ -21,6 +21,8 @@ from tests.conftest import InfluxServer
 
 T0 = 1619827200  # 2021-05-01T00:00:00Z
 HOURS = 6
+DAY = 86400
+T2 = T0 - T0 % (2 * DAY)  # a multiple of two days past the epoch: 2021-04-30
 
 
 def _lines(name: str, instants: list[int], tags: str = "") -> list[str]:
@@ -31,7 +33,8 @@ def _dataset() -> list[str]:
     """Six hours of each: 30 s points on the window starts with a gap and rows missing; 30 s
     points at :15 and :45; points a minute apart with one off the minute; a minute's points
     under two tag sets, at the same instants and one after the other; hourly points; points a
-    minute apart with a run of seconds inside."""
+    minute apart with a run of seconds inside; five points two days apart, on the 2-day
+    windows and a day off them."""
     span = range(T0, T0 + HOURS * 3600, 30)
     grid = [t for t in span if not (3600 <= t - T0 < 5400) and t % 210]
     shifted = [t + 15 for t in span]
@@ -49,6 +52,8 @@ def _dataset() -> list[str]:
         *_lines("relay", list(minutes[200:]), ",site=b"),
         *_lines("hourly", list(hourly)),
         *_lines("burst", burst),
+        *_lines("two_days", [T2 + k * 2 * DAY for k in range(5)]),
+        *_lines("two_days_late", [T2 + DAY + k * 2 * DAY for k in range(5)]),
     ]
 
 
@@ -123,11 +128,11 @@ async def test_points_read_as_windows_equal_fluxs_windows(
     assert ours.content == fluxs.content, params
 
 
-DAY = _params(BEGIN, BEGIN + timedelta(hours=HOURS), "30s", "mean", "none")
+SIX_HOURS = _params(BEGIN, BEGIN + timedelta(hours=HOURS), "30s", "mean", "none")
 
 
 async def _sent(api: httpx.AsyncClient, name: str, **changed: str) -> dict[str, float]:
-    r, sent = await sent_queries(api, api.get(f"/v1/series/{name}/data", params={**DAY, **changed}))
+    r, sent = await sent_queries(api, api.get(f"/v1/series/{name}/data", params={**SIX_HOURS, **changed}))
     assert r.status_code == 200, r.text
     return sent
 
@@ -187,3 +192,24 @@ async def test_points_that_are_not_the_windows_are_left_to_flux_from_then_on(
     tried = await _sent(api, name, resolution=resolution)
     assert tried == {"as_windows": 1, "data": 1 + merged}, why
     assert await _sent(api, name, resolution=resolution) == {"data": 1 + merged}, why
+
+
+@pytest.mark.parametrize(("name", "read"), [("two_days", True), ("two_days_late", False)])
+async def test_windows_that_do_not_divide_a_day_are_checked_on_the_instants(
+    window_app: AppClient, monkeypatch: pytest.MonkeyPatch, name: str, read: bool
+) -> None:
+    """2-day windows: the points' clock says nothing, their instants do (midnight every day,
+    on the windows every other day). Equal to Flux's windows either way."""
+    api = window_app.http
+    begin = datetime.fromtimestamp(T2 - 2 * DAY, UTC)
+    span = {**_params(begin, begin + timedelta(days=14), "2d", "max", "none")}
+    await _sent(api, name, **span)  # its spacing
+    window_app.app.state.store._not_windows.clear()
+    sent = await _sent(api, name, **span)
+    assert sent == ({"as_windows": 1} if read else {"as_windows": 1, "data": 1})
+    ours = await api.get(f"/v1/series/{name}/data", params=span)
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "READ_POINTS_AS_WINDOWS", False)
+        fluxs = await api.get(f"/v1/series/{name}/data", params=span)
+    assert len(fluxs.json()["points"]) == 5
+    assert ours.content == fluxs.content
