@@ -132,7 +132,8 @@ SIX_HOURS = _params(BEGIN, BEGIN + timedelta(hours=HOURS), "30s", "mean", "none"
 
 
 async def _sent(api: httpx.AsyncClient, name: str, **changed: str) -> dict[str, float]:
-    r, sent = await sent_queries(api, api.get(f"/v1/series/{name}/data", params={**SIX_HOURS, **changed}))
+    request = api.get(f"/v1/series/{name}/data", params={**SIX_HOURS, **changed})
+    r, sent = await sent_queries(api, request)
     assert r.status_code == 200, r.text
     return sent
 
