@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -50,16 +50,19 @@ from app.points import (
 )
 from app.query import flux
 from app.query.plan import (
+    DAY,
     Agg,
     Fill,
     Format,
     QueryPlan,
     TierBucket,
+    Window,
     composed_grain,
     format_time,
     local_grain,
     raw_overflow,
     utc_aligned,
+    with_tier,
 )
 from gridts import pending
 from gridts.tiers import Tier
@@ -412,9 +415,27 @@ class Store:
         step = await self.step_seconds(info)
         if step is None or (plan.end - plan.start).total_seconds() / step <= plan.max_points:
             return
-        points = parse_count(await self._csv("count", flux.count_query(plan, info.name)))
+        points = await self._tier_count(plan, info.name)
+        if points is None:
+            points = parse_count(await self._csv("count", flux.count_query(plan, info.name)))
         if points > plan.max_points:
             raise raw_overflow(plan, points)
+
+    async def _tier_count(self, plan: QueryPlan, series: str) -> int | None:
+        """The raw points of a raw plan's range counted from a rollup tier, when one answers
+        the counts of the range's UTC days exactly (``with_tier``: the series all in it, the
+        range inside its retention, no load pending over it; the edges that cut a tier window
+        counted from the raw points, in the same request): a month of 1 s data in about
+        10 ms of InfluxDB's time against about 200 ms to count its 2.6 million points in the
+        storage engine. None when no tier does."""
+        days = replace(plan, window=Window(DAY), agg=Agg.COUNT, fill=Fill.NONE, tz=None)
+        tiered = with_tier(days, await self.usable_tiers(), datetime.now(UTC))
+        if tiered.tier is None:
+            return None
+        counts = await self._tier_points(tiered, series)
+        if counts is None:
+            return None
+        return sum(int(v) for v in counts.values if v)
 
     async def flux_csv(self, plan: QueryPlan, series: str, *, merge_keys: bool = False) -> str:
         """InfluxDB's annotation-free CSV answer to the plan's query for one series."""

@@ -728,6 +728,54 @@ async def test_a_refused_scan_succeeds_from_a_tier(influx: InfluxServer, tiered:
         assert r.json()["source"] == "tier:1m"
 
 
+@pytest.mark.parametrize(
+    ("name", "start", "end", "cap", "counted"),
+    [
+        ("hz_1s", "2021-03-27T20:00:00Z", "2021-03-28T04:00:00Z", 1000, "tier"),
+        ("hz_1s", "2021-03-27T20:00:17Z", "2021-03-28T03:59:59Z", 1000, "tier"),  # raw edges
+        ("hz_1s", "2021-03-27T22:40:30Z", "2021-03-27T23:05:10Z", 1000, "tier"),  # the gap
+        ("f_soll_aktiv", "2021-05-01T00:00:00Z", "2021-05-03T00:00:00Z", 100, "tier"),
+        ("two_sites", "2021-05-01T00:00:00Z", "2021-05-02T02:00:00Z", 10, "tier"),
+        ("hz_1s", "2021-03-27T20:00:05Z", "2021-03-27T20:00:50Z", 10, "count"),  # no minute
+    ],
+)
+async def test_raw_over_the_cap_is_counted_from_a_tier(
+    with_tiers: httpx.AsyncClient,
+    raw_only: httpx.AsyncClient,
+    tiered: Tiered,
+    name: str,
+    start: str,
+    end: str,
+    cap: int,
+    counted: str,
+) -> None:
+    """A raw range its spacing says is over the cap: the points are counted from the tier's
+    daily counts (and the raw edges) instead of in the storage engine, to the same answer:
+    the 422 with the exact number, or, for a range sparser than its spacing (the 1 s series'
+    17-minute gap), the points read. A range without a whole tier window is counted as
+    before."""
+    params = {"start": start, "end": end, "resolution": "raw", "max_points": str(cap)}
+    path = f"/v1/series/{name}/data"
+    await with_tiers.get(path, params=params)  # the series' spacing, once
+    await raw_only.get(path, params=params)
+    ours, sent = await sent_queries(with_tiers, with_tiers.get(path, params=params))
+    theirs, sent_raw = await sent_queries(raw_only, raw_only.get(path, params=params))
+    assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json())
+    stored = sum(
+        int(((s.index >= pd.Timestamp(start)) & (s.index < pd.Timestamp(end))).sum())
+        for s in tiered.series
+        if s.name == name
+    )
+    if stored > cap:
+        assert ours.status_code == 422
+        assert ours.json()["points"] == stored
+        assert sent == {counted: 1}
+    else:
+        assert len(ours.json()["points"]) == stored
+        assert sent == {counted: 1, "data": 1}
+    assert sent_raw.get("count") == 1
+
+
 async def test_the_api_learns_which_tier_buckets_exist(
     influx: InfluxServer, tiered: Tiered
 ) -> None:
