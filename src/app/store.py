@@ -425,9 +425,9 @@ class Store:
         """The raw points of a raw plan's range counted from a rollup tier, when one answers
         the counts of the range's UTC days exactly (``with_tier``: the series all in it, the
         range inside its retention, no load pending over it; the edges that cut a tier window
-        counted from the raw points, in the same request): a month of 1 s data in about
-        10 ms of InfluxDB's time against about 200 ms to count its 2.6 million points in the
-        storage engine. None when no tier does."""
+        counted from the raw points, in the same request): 30 days of 1 s data in 6.5 ms of
+        InfluxDB's CPU against 92 ms to count its 2.6 million points in the storage engine.
+        None when no tier does."""
         days = replace(plan, window=Window(DAY), agg=Agg.COUNT, fill=Fill.NONE, tz=None)
         tiered = with_tier(days, await self.usable_tiers(), datetime.now(UTC))
         if tiered.tier is None:
