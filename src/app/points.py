@@ -145,6 +145,21 @@ class Points:
             clock = _label_seconds(labels.matrix)
         return clock is not None and bool(np.all((clock - offset) % seconds == 0))
 
+    def floats_as_written(self) -> bool:
+        """Whether every value, read as a float and written again by InfluxDB, is the same text:
+        it has a fraction (a float field's) or at most 15 digits (an integer field's value past
+        2**53 is not: Flux's `mean` of `9007199254740993` is `9007199254740992`). Told from the
+        cells; False when they are not bytes any more."""
+        if self._cells is None:
+            return False
+        start, stop = self._cells.value_spans
+        data = self._cells.data
+        for row in np.flatnonzero(stop - start > _EXACT_DIGITS).tolist():
+            cell = data[start[row] : stop[row]].tobytes()
+            if b"." not in cell and len(cell.lstrip(b"-")) > _EXACT_DIGITS:
+                return False
+        return True
+
     def increasing(self) -> bool:
         """Whether the labels are in strictly increasing time order (``strictly_increasing``),
         told from the cells while they are bytes."""

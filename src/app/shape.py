@@ -60,8 +60,9 @@ def points_are_windows(plan: QueryPlan, points: Points) -> bool:
     can be (``windows_of_points``), and every point at the start of one of its windows (the
     instant a multiple of the window past its offset), so that its label is the window's,
     strictly increasing, so at most one in each window, whichever tag set it is of (tag sets
-    at the same instants are not). A window that the range's start cuts cannot hold such a
-    point: it begins before the start."""
+    at the same instants are not); for a mean or a median, every value written as its float
+    would be (``Points.floats_as_written``). A window that the range's start cuts cannot hold
+    such a point: it begins before the start."""
     if plan.window is None or not windows_of_points(plan):
         return False
     if len(points) > (plan.window_count() or 0):
@@ -69,7 +70,10 @@ def points_are_windows(plan: QueryPlan, points: Points) -> bool:
     if not len(points):
         return True
     window = plan.window
-    return points.on_multiples(window.seconds, window.offset_seconds) and points.increasing()
+    if not (points.on_multiples(window.seconds, window.offset_seconds) and points.increasing()):
+        return False
+    # Flux's mean and median of an integer field are floats
+    return plan.agg not in (Agg.MEAN, Agg.MEDIAN) or points.floats_as_written()
 
 
 def flux_windows(plan: QueryPlan, points: Points) -> Points:

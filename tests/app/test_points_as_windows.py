@@ -29,6 +29,12 @@ def _lines(name: str, instants: list[int], tags: str = "") -> list[str]:
     return [f"{name}{tags},unit=Hz value={50 + (t % 997) / 1000!r} {t}" for t in instants]
 
 
+def _integers() -> list[str]:
+    """An integer field a minute apart, one value past 2**53 (not a float's)."""
+    values = [7, -3, 2**53 + 1, -(2**53) - 1, 12, 0]
+    return [f"integers,unit=n value={v}i {T0 + 60 * k}" for k, v in enumerate(values)]
+
+
 def _dataset() -> list[str]:
     """Six hours of each: 30 s points on the window starts with a gap and rows missing; 30 s
     points at :15 and :45; points a minute apart with one off the minute; a minute's points
@@ -54,6 +60,7 @@ def _dataset() -> list[str]:
         *_lines("burst", burst),
         *_lines("two_days", [T2 + k * 2 * DAY for k in range(5)]),
         *_lines("two_days_late", [T2 + DAY + k * 2 * DAY for k in range(5)]),
+        *_integers(),
     ]
 
 
@@ -213,4 +220,24 @@ async def test_windows_that_do_not_divide_a_day_are_checked_on_the_instants(
         m.setattr(store_module, "READ_POINTS_AS_WINDOWS", False)
         fluxs = await api.get(f"/v1/series/{name}/data", params=span)
     assert len(fluxs.json()["points"]) == 5
+    assert ours.content == fluxs.content
+
+
+@pytest.mark.parametrize("agg", ["mean", "median", "min", "max", "sum", "first", "last"])
+async def test_an_integer_field_is_read_as_windows_only_where_flux_keeps_its_text(
+    window_app: AppClient, monkeypatch: pytest.MonkeyPatch, agg: str
+) -> None:
+    """Flux's mean and median of an integer are floats: past 2**53 another number than the
+    integer. Those windows are Flux's; the others read as the points, to the same bytes."""
+    api = window_app.http
+    span = {**_params(BEGIN, BEGIN + timedelta(hours=1), "1m", agg, "none")}
+    await _sent(api, "integers", **span)  # its spacing
+    window_app.app.state.store._not_windows.clear()
+    sent = await _sent(api, "integers", **span)
+    read = agg not in ("mean", "median")
+    assert sent == ({"as_windows": 1} if read else {"as_windows": 1, "data": 1})
+    ours = await api.get("/v1/series/integers/data", params=span)
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "READ_POINTS_AS_WINDOWS", False)
+        fluxs = await api.get("/v1/series/integers/data", params=span)
     assert ours.content == fluxs.content
