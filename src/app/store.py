@@ -61,6 +61,7 @@ from app.query.plan import (
     format_time,
     local_grain,
     raw_overflow,
+    scan_reason,
     utc_aligned,
     with_tier,
 )
@@ -161,6 +162,14 @@ class Store:
         self._pending_at = float("-inf")  # when the last complete read of the markers began
         self._pending_lock = asyncio.Lock()
         self._pending_tried = float("-inf")  # the last read of lapsed markers a request made
+
+    async def heavy(self, plan: QueryPlan) -> bool:
+        """Whether the plan's windows are computed from every stored point (``scan_reason``),
+        unless they are the points themselves (``one_point_windows``: a median at a series' own
+        spacing is its points)."""
+        if scan_reason(plan) is None:
+            return False
+        return not all([await self.one_point_windows(plan, name) for name in plan.series])
 
     @contextlib.asynccontextmanager
     async def admit(self, heavy: bool) -> AsyncIterator[None]:
@@ -567,7 +576,7 @@ class Store:
             log.info("tier_cannot_answer", series=series, tier=plan.source, agg=plan.agg.value)
             plan = replace(plan, tier=None)
         self._metrics.source.labels(source="raw").inc()
-        if await self._one_point_windows(plan, series):
+        if await self.one_point_windows(plan, series):
             as_windows = await self._points_as_windows(plan, series)
             if as_windows is not None:
                 self._metrics.points_returned.observe(len(as_windows))
@@ -595,7 +604,7 @@ class Store:
         self._metrics.points_returned.observe(len(points))
         return points
 
-    async def _one_point_windows(self, plan: QueryPlan, series: str) -> bool:
+    async def one_point_windows(self, plan: QueryPlan, series: str) -> bool:
         """Whether the series' spacing says each of the plan's windows holds at most one of its
         points, on the window's start: windows that divide the spacing, of a plan whose
         windows can be points (``shape.windows_of_points``). Only a hint (the first two

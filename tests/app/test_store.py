@@ -13,25 +13,31 @@ from tests.conftest import InfluxServer
 async def test_expensive_queries_beyond_their_slots_get_429_with_retry_after(
     influx: InfluxServer, api_bucket: str
 ) -> None:
-    """One slot, no waiting: while a median holds the slot, a second one is shed with 429."""
+    """One slot, no waiting: while a median holds the slot, a second one is shed with 429.
+    Neither pushed-down aggregates nor a median of windows that are the points themselves (at
+    the 15-minute series' own spacing) wait for it."""
     settings = make_settings(influx, api_bucket, api_heavy_queries=1, api_heavy_wait_seconds=0)
     holder = AppClient(settings)
     async with holder as client:
         store = holder.app.state.store
         params = {"start": "2019-05-01T00:00:00Z", "end": "2019-05-08T00:00:00Z"}
+        median = {**params, "agg": "median", "resolution": "1h"}
+        own = {**params, "agg": "median", "resolution": "15m"}
+        url = "/v1/series/active_losses/data"
+        await client.get(url, params=params)  # the series' spacing, once
         async with store.admit(True):  # the slot is taken, as by a long-running median
-            busy = await client.get(
-                "/v1/series/active_losses/data", params={**params, "agg": "median"}
-            )
-            light = await client.get("/v1/series/active_losses/data", params=params)
+            busy = await client.get(url, params=median)
+            light = await client.get(url, params=params)
+            points = await client.get(url, params=own)
         assert busy.status_code == 429
         assert busy.headers["Retry-After"] == "5"
         assert busy.json()["error"] == "busy"
         assert light.status_code == 200  # pushed-down aggregates never wait for the slot
-        after = await client.get(
-            "/v1/series/active_losses/data", params={**params, "agg": "median"}
-        )
+        assert points.status_code == 200, points.text
+        assert len(points.json()["points"]) == 7 * 96
+        after = await client.get(url, params=median)
         assert after.status_code == 200
+        assert len(after.json()["points"]) == 7 * 24
         metrics = (await client.get("/metrics")).text
         assert "gridts_api_heavy_refused_total 1.0" in metrics
 

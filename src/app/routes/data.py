@@ -197,7 +197,7 @@ async def series_data(
     )
     meta = formats.SeriesMeta(info.name, info.unit)
     await store.check_raw_count(plan, info)
-    async with store.admit(scan_reason(plan) is not None):
+    async with store.admit(await store.heavy(plan)):
         points = await store.points(plan, name)
     _check_raw_cap(plan, [points])
     plan = plan.answered([points.source])
@@ -250,7 +250,7 @@ async def multi_data(
     )
     for info in infos:
         await store.check_raw_count(plan, info)
-    async with store.admit(scan_reason(plan) is not None):
+    async with store.admit(await store.heavy(plan)):
         columns = await _gather([store.points(plan, name) for name in plan.series])
     _check_raw_cap(plan, columns)
     plan = plan.answered([c.source for c in columns])
