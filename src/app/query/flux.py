@@ -222,6 +222,27 @@ def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: in
     return FluxQuery(text, params)
 
 
+def tier_count_query(plan: QueryPlan, series: str) -> FluxQuery:
+    """How many raw points of one series the plan's range holds, counted from its tier: the
+    tier's counts summed over the part of the range on the tier's boundaries
+    (``QueryPlan.tier_range``), and the raw points of the edges before and after it counted,
+    each in the storage engine, in one query of two results (``with_edges``; one row per tag
+    set each: ``points.parse_count`` adds them all)."""
+    if plan.tier is None:
+        raise ValueError("the plan reads no tier")
+    inner_start, inner_end = plan.tier_range
+    params = _series_params(plan.source_bucket, series, inner_start, inner_end)
+    params["p_field"] = "count"
+    text = _TIER_SOURCE + '\n    |> sum()\n    |> keep(columns: ["_value"])'
+    if not plan.edge_ranges:
+        return FluxQuery(text, params)
+    edges = edges_query(plan, series, plan.edge_ranges)
+    counted = FluxQuery(
+        edges.text + '\n    |> count()\n    |> keep(columns: ["_value"])', edges.params
+    )
+    return with_edges(FluxQuery(text, params), counted)
+
+
 def tier_rows_query(plan: QueryPlan, series: str, *, pivot: bool = False) -> FluxQuery:
     """The tier's rows with what a merge of windows needs for ``stddev``: count, sum, m2, one
     table per field and tag set (``points.tier_rows``); with ``pivot``, one row per tier
