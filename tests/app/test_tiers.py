@@ -743,17 +743,22 @@ async def test_raw_over_the_cap_is_counted_from_a_tier(
     with_tiers: httpx.AsyncClient,
     raw_only: httpx.AsyncClient,
     tiered: Tiered,
+    monkeypatch: pytest.MonkeyPatch,
     name: str,
     start: str,
     end: str,
     cap: int,
     counted: str,
 ) -> None:
-    """A raw range its spacing says is over the cap: the points are counted from the tier's
-    daily counts (and the raw edges) instead of in the storage engine, to the same answer:
-    the 422 with the exact number, or, for a range sparser than its spacing (the 1 s series'
-    17-minute gap), the points read. A range without a whole tier window is counted as
-    before."""
+    """A raw range its spacing says is over the cap (and, here, over no minimum: the ranges
+    that the tier counts by default hold more than 500,000 points): the points are counted
+    from the tier's counts (and the raw edges) instead of in the storage engine, to the same
+    answer: the 422 with the exact number, or, for a range sparser than its spacing (the 1 s
+    series' 17-minute gap), the points read. A range without a whole tier window is counted
+    as before."""
+    from app import store
+
+    monkeypatch.setattr(store, "TIER_COUNT_POINTS", 0)
     params = {"start": start, "end": end, "resolution": "raw", "max_points": str(cap)}
     path = f"/v1/series/{name}/data"
     await with_tiers.get(path, params=params)  # the series' spacing, once
@@ -774,6 +779,19 @@ async def test_raw_over_the_cap_is_counted_from_a_tier(
         assert len(ours.json()["points"]) == stored
         assert sent == {counted: 1, "data": 1}
     assert sent_raw.get("count") == 1
+
+
+async def test_a_short_raw_range_over_the_cap_is_counted_in_the_storage_engine(
+    with_tiers: httpx.AsyncClient,
+) -> None:
+    """Below ``TIER_COUNT_POINTS`` by the spacing (8 hours of 1 s data) Flux's count is the
+    cheaper one, tiers or not."""
+    params = {"start": "2021-03-27T20:00:17Z", "end": "2021-03-28T03:59:59Z",
+              "resolution": "raw", "max_points": "1000"}  # fmt: skip
+    await with_tiers.get("/v1/series/hz_1s/data", params=params)
+    r, sent = await sent_queries(with_tiers, with_tiers.get("/v1/series/hz_1s/data", params=params))
+    assert r.status_code == 422
+    assert sent == {"count": 1}
 
 
 async def test_the_api_learns_which_tier_buckets_exist(
