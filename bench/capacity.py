@@ -137,11 +137,12 @@ def flux_count(server: Server, bucket: str, field: str) -> int:
     return int(lines[1].split(",")[header.index("_value")])
 
 
-def bucket_ids(server: Server) -> dict[str, str]:
+def bucket_ids(url: str, org: str, token: str) -> dict[str, str]:
+    """Every bucket's id by its name."""
     resp = httpx.get(
-        f"{server.url}/api/v2/buckets",
-        params={"org": server.org, "limit": 100},
-        headers={"Authorization": f"Token {server.token}"},
+        f"{url}/api/v2/buckets",
+        params={"org": org, "limit": 100},
+        headers={"Authorization": f"Token {token}"},
     )
     resp.raise_for_status()
     return {b["name"]: b["id"] for b in resp.json()["buckets"]}
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 env=env, cwd=ROOT, check=True,
             )  # fmt: skip
             report["load_seconds"] = round(time.perf_counter() - began, 1)
-            ids = bucket_ids(server)
+            ids = bucket_ids(server.url, server.org, server.token)
             wanted = [server.bucket] + [t.bucket(server.bucket) for t in tiers]
             ids = {name: ids[name] for name in wanted}
             engine = server.data_dir / "engine"

@@ -119,6 +119,20 @@ def api_section(lines: list[str]) -> None:
         lines += ["_No API results yet: run `make bench`._", ""]
         return
     lines += [f"Machine: {api.get('machine', '?')}; {api.get('influxd', '')}", ""]
+    rest = api.get("at_rest")
+    if rest:
+        lines += [
+            f"Data at rest (`--at-rest`): influxd with `{' '.join(rest['flags'])}`, every bucket "
+            f"compacted (WAL empty, one TSM file per shard, after {rest['waited_seconds']} s) "
+            "before the timings, as a node holds data loaded hours before.",
+            "",
+        ]
+    else:
+        lines += [
+            "Data right after the writes: the points still in influxd's write cache, the "
+            "costlier case (docs/capacity.md); `--at-rest` times them compacted.",
+            "",
+        ]
     lines += [
         "| request | points | API p50 ms | direct Flux p50 ms | ratio |",
         "| --- | ---: | ---: | ---: | ---: |",

@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 # v2.10.0 is newer, but its Flux dependency (v0.201.0) is not served by the module proxy here;
@@ -233,8 +233,10 @@ def healthy(url: str) -> bool:
     return isinstance(health, dict) and health.get("status") == "pass"
 
 
-def spawn(binary: Path, data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start influxd on loopback with every file under ``data_dir``."""
+def spawn(
+    binary: Path, data_dir: Path, port: int, log_path: Path, extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """Start influxd on loopback with every file under ``data_dir`` (``extra``: more flags)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         str(binary),
@@ -244,6 +246,7 @@ def spawn(binary: Path, data_dir: Path, port: int, log_path: Path) -> subprocess
         f"--sqlite-path={data_dir / 'influxd.sqlite'}",
         "--reporting-disabled",
         "--log-level=warn",
+        *extra,
     ]
     with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
