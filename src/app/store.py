@@ -428,10 +428,11 @@ class Store:
         if plan.window is not None:
             return
         step = await self.step_seconds(info)
-        if step is None or (plan.end - plan.start).total_seconds() / step <= plan.max_points:
+        spaced = None if step is None else (plan.end - plan.start).total_seconds() / step
+        if spaced is None or spaced <= plan.max_points:
             return
         points = None
-        if (plan.end - plan.start).total_seconds() / step > TIER_COUNT_POINTS:
+        if spaced > TIER_COUNT_POINTS:
             points = await self._tier_count(plan, info.name)
         if points is None:
             points = parse_count(await self._csv("count", flux.count_query(plan, info.name)))

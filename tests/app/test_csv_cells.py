@@ -460,3 +460,27 @@ def test_on_multiples_refuses_a_clock_that_is_not_digits(label: str) -> None:
     cells = CsvCells.parse(_body(["2021-05-01T00:00:00Z", label], ["1", "2"]))
     assert cells is not None
     assert not Points.of_cells(cells).on_multiples(30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(
+        st.one_of(
+            st.integers(-(10**19), 10**19).map(str),  # an integer field's values
+            st.floats(allow_nan=False, allow_infinity=False)
+            .map(repr)
+            .filter(lambda t: "e" not in t and "inf" not in t),
+            st.sampled_from(["9007199254740993", "-9007199254740993", "49.98700000000001"]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_floats_as_written_is_pythons_reading(texts: list[str]) -> None:
+    """A value keeps its text through a float when it has a fraction or at most 15 digits;
+    an integer of more (InfluxDB's mean of it is another number) does not."""
+    labels = [f"2021-05-01T00:00:{k:02d}Z" for k in range(len(texts))]
+    cells = CsvCells.parse(_body(labels, texts))
+    assert cells is not None
+    want = all("." in t or len(t.lstrip("-")) <= 15 for t in texts)
+    assert Points.of_cells(cells).floats_as_written() is want
