@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -33,6 +33,17 @@ class Metrics:
         self.heavy_refused = Counter(
             "gridts_api_heavy_refused_total",
             "Queries without storage pushdown refused with 429 because every slot stayed taken",
+            registry=self.registry,
+        )
+        self.turn_wait = Histogram(
+            "gridts_api_turn_wait_seconds",
+            "How long data requests waited for their turn (API_CONCURRENT_REQUESTS)",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.turns_waiting = Gauge(
+            "gridts_api_turns_waiting",
+            "Data requests waiting for their turn now (API_CONCURRENT_REQUESTS)",
             registry=self.registry,
         )
         self.source = Counter(

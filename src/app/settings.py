@@ -35,6 +35,12 @@ class Settings(MountedSettings):
         ge=0,
         description="how long such a query waits for a slot before the API answers 429",
     )
+    api_concurrent_requests: int = Field(
+        default=4,
+        ge=0,
+        description="data requests at work at once per process; the rest wait their turn in "
+        "the order they came (429 after API_QUERY_TIMEOUT_SECONDS); 0: no limit",
+    )
     api_max_scan_points: int = Field(
         default=500_000,
         ge=1,

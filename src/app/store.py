@@ -138,6 +138,7 @@ class Store:
         tiers: tuple[Tier, ...] = (),
         http: FluxHttp | None = None,
         pending_refresh_seconds: float = 0.0,
+        concurrent_requests: int = 0,
     ) -> None:
         self._client = client
         self._query_api = client.query_api()
@@ -156,6 +157,11 @@ class Store:
         self._not_windows: set[tuple[str, int]] = set()
         self._heavy = asyncio.Semaphore(heavy_queries)
         self._heavy_wait = heavy_wait_seconds
+        # Data requests at work at once (0: no limit); the rest wait their turn (``turn``).
+        self._concurrent = concurrent_requests
+        self._turns = asyncio.Semaphore(concurrent_requests) if concurrent_requests else None
+        self.waiting = 0  # data requests waiting for their turn now
+        metrics.turns_waiting.set_function(lambda: self.waiting)
         self._configured_tiers = tiers
         # Data queries go straight to /api/v2/query when given (influx_http); else the client.
         self._http = http
@@ -196,6 +202,31 @@ class Store:
             yield
         finally:
             self._heavy.release()
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """A data request's turn: at most ``concurrent_requests`` at work in this process, the
+        rest waiting in the order they came; 429 Busy after waiting the query timeout."""
+        if self._turns is None:
+            yield
+            return
+        began = time.monotonic()
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise Busy(
+                f"every one of this replica's {self._concurrent} turns for data requests stayed "
+                f"taken for {self._timeout:g} s; retry shortly"
+            ) from None
+        finally:
+            self.waiting -= 1
+            self._metrics.turn_wait.observe(time.monotonic() - began)
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     async def ping(self, timeout_seconds: float = 2.0) -> bool:
         """Whether InfluxDB answers its ping within the timeout."""

@@ -1,6 +1,10 @@
-"""The store's load shedding (app.store.Store.admit): expensive queries beyond their slots."""
+"""The store's load shedding: expensive queries beyond their slots (``Store.admit``) and data
+requests beyond their turns (``Store.turn``)."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -83,3 +87,63 @@ async def test_answers_read_while_they_arrive_equal_answers_read_whole(
     assert len(bodies[0][1]) > 20_000
     windows_as_sent = params["resolution"] == "15m" and params.get("format") is None
     assert (sum(rendered) == 35_136) is windows_as_sent, params  # 2020 has 366 days
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (the test's own timeout bounds it)."""
+    while not condition():  # noqa: ASYNC110 - the store's counter signals nothing to await
+        await asyncio.sleep(0.001)
+
+
+async def test_data_requests_beyond_the_turns_wait_in_the_order_they_came(
+    influx: InfluxServer, api_bucket: str
+) -> None:
+    """One turn: while it is taken, data requests wait (the gauge counts them; the catalog,
+    which takes no turn, still answers); once it is free they run one at a time, in the order
+    they came, and answer what they answer alone. A turn that stays taken for the query
+    timeout is a 429 with Retry-After."""
+    settings = make_settings(influx, api_bucket, api_concurrent_requests=1)
+    holder = AppClient(settings)
+    async with holder as client:
+        store = holder.app.state.store
+        url = "/v1/series/active_losses/data"
+        day = {"start": "2019-05-01T00:00:00Z", "end": "2019-05-02T00:00:00Z"}
+        alone = [(await client.get(url, params={**day, "resolution": r})).json()
+                 for r in ("1h", "15m")]  # fmt: skip
+        done: list[str] = []
+
+        async def get(resolution: str) -> dict[str, object]:
+            r = await client.get(url, params={**day, "resolution": resolution})
+            assert r.status_code == 200, r.text
+            done.append(resolution)
+            return dict(r.json())
+
+        async with store.turn():
+            first = asyncio.create_task(get("1h"))
+            await _until(lambda: store.waiting == 1)
+            second = asyncio.create_task(get("15m"))
+            await _until(lambda: store.waiting == 2)
+            catalog = await client.get("/v1/series")
+            assert catalog.status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert "gridts_api_turns_waiting 2.0" in metrics
+            assert not first.done()
+            assert not second.done()
+        assert [await first, await second] == alone
+        assert done == ["1h", "15m"]
+        assert store.waiting == 0
+        metrics = (await client.get("/metrics")).text
+        assert "gridts_api_turn_wait_seconds_count 5.0" in metrics  # each request, and ours
+
+    short = make_settings(
+        influx, api_bucket, api_concurrent_requests=1, api_query_timeout_seconds=0.2
+    )
+    holder = AppClient(short)
+    async with holder as client:
+        async with holder.app.state.store.turn():
+            busy = await client.get(url, params=day)
+        assert busy.status_code == 429
+        assert busy.headers["Retry-After"] == "5"
+        assert busy.json()["error"] == "busy"
+        assert "turns" in busy.json()["message"]
+        assert (await client.get(url, params=day)).status_code == 200

@@ -320,6 +320,8 @@ annotations:
   value: {{ int64 $s.maxPoints | quote }}
 - name: API_MAX_SCAN_POINTS
   value: {{ int64 $s.maxScanPoints | quote }}
+- name: API_CONCURRENT_REQUESTS
+  value: {{ int64 $s.concurrentRequests | quote }}
 - name: API_HEAVY_QUERIES
   value: {{ int64 $s.heavyQueries | quote }}
 - name: API_HEAVY_WAIT_SECONDS
@@ -345,6 +347,7 @@ API_TOKENS: api.auth.enabled and api.auth.existingSecret
 API_QUERY_TIMEOUT_SECONDS: api.settings.queryTimeoutSeconds
 API_MAX_POINTS: api.settings.maxPoints
 API_MAX_SCAN_POINTS: api.settings.maxScanPoints
+API_CONCURRENT_REQUESTS: api.settings.concurrentRequests
 API_HEAVY_QUERIES: api.settings.heavyQueries
 API_HEAVY_WAIT_SECONDS: api.settings.heavyWaitSeconds
 API_CATALOG_TTL_SECONDS: api.settings.catalogTtlSeconds

@@ -29,6 +29,8 @@ from app.query.plan import (
 )
 from app.responses import ERROR_401, ERROR_404, ERROR_422, ERROR_429, ERROR_503, ERROR_504
 from app.routes._json import example
+from app.settings import Settings
+from app.store import Store
 
 router = APIRouter(
     prefix="/v1", tags=["data"], dependencies=[Depends(require_token), Depends(strict_query)]
@@ -188,6 +190,11 @@ async def series_data(
     name: str = Path(description="series name", openapi_examples=example("f_soll_aktiv")),
 ) -> Response:
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
+    async with store.turn():
+        return await _series_data(store, settings, plan, name)
+
+
+async def _series_data(store: Store, settings: Settings, plan: QueryPlan, name: str) -> Response:
     info = await store.series(name)
     if plan.auto:
         plan = no_finer_than(plan, await store.step_seconds(info))
@@ -240,6 +247,11 @@ async def multi_data(
     plan = build_plan(
         list(series or []), params, bucket=store.bucket, max_points_cap=settings.api_max_points
     )
+    async with store.turn():
+        return await _multi_data(store, settings, plan)
+
+
+async def _multi_data(store: Store, settings: Settings, plan: QueryPlan) -> Response:
     infos = [await store.series(name) for name in plan.series]
     if plan.auto:
         steps = [await store.step_seconds(info) for info in infos]
