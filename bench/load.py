@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from app.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import influxdb_local as il  # noqa: E402
@@ -153,6 +155,13 @@ def little_bound(
     return peak, clients / peak["requests_per_second"] - think
 
 
+def turns(args: argparse.Namespace) -> int:
+    """The replicas' API_CONCURRENT_REQUESTS: the flag's, else the API's default."""
+    if args.concurrent_requests is not None:
+        return int(args.concurrent_requests)
+    return int(Settings.model_fields["api_concurrent_requests"].default)
+
+
 def phase(
     name: str,
     args: argparse.Namespace,
@@ -185,7 +194,8 @@ def phase(
               f"{len(series)} series, ingest running", flush=True)  # fmt: skip
         result = asyncio.run(load(urls, series, args.clients, args.seconds, args.think))
         result["ingest_exit"] = ingest.wait(timeout=600)
-        result.update(replicas=args.replicas, clients=args.clients, tiers=tiers, think=args.think)
+        result.update(replicas=args.replicas, clients=args.clients, tiers=tiers, think=args.think,
+                      concurrent_requests=turns(args))  # fmt: skip
         sources = Counter[str]()
         for u in urls:  # which data answered, from each replica's own counter
             for line in httpx.get(f"{u}/metrics", timeout=10).text.splitlines():
@@ -224,6 +234,13 @@ def main() -> int:
     )
     ap.add_argument("--tiers", default="1m,15m,1h", help="the rollup tiers of the second phase")
     ap.add_argument(
+        "--concurrent-requests",
+        type=int,
+        default=None,
+        help="API_CONCURRENT_REQUESTS of every replica (default: the API's own, 4; 0: no limit, "
+        "every request at work at once, as before it existed)",
+    )
+    ap.add_argument(
         "--think",
         type=float,
         default=0.0,
@@ -243,6 +260,8 @@ def main() -> int:
         il.onboard(url, token)
         env = {"INFLUX_URL": url, "INFLUX_ORG": il.ORG, "INFLUX_BUCKET": il.BUCKET,
                "INFLUX_TOKEN": token, "INGEST_TIERS": args.tiers}  # fmt: skip
+        if args.concurrent_requests is not None:
+            env["API_CONCURRENT_REQUESTS"] = str(args.concurrent_requests)
         # The tier buckets first: every load below fills them, as in the chart.
         run([PY, "-m", "ingest", "tiers", "--tiers", args.tiers], env)
         print("preparing data: 30 days at 1 s (2.6 M rows) and the Swissgrid losses", flush=True)

@@ -180,6 +180,19 @@ def api_section(lines: list[str]) -> None:
         lines += [f"Serialising {se['points']:,} points to JSON: p50 {se['p50_ms']:.1f} ms.", ""]
 
 
+def turns(res: dict[str, Any]) -> str:
+    """How many data requests each replica worked on at once (ADR 0017)."""
+    n = res.get("concurrent_requests")
+    if n is None:
+        return "every request at work at once (before ADR 0017)"
+    if n == 0:
+        return "every request at work at once (`API_CONCURRENT_REQUESTS=0`)"
+    return (
+        f"each replica working on {n} data requests at once, the rest waiting their turn "
+        "(`API_CONCURRENT_REQUESTS`, ADR 0017)"
+    )
+
+
 def load_section(lines: list[str]) -> None:
     res = load("load.json")
     lines += ["## Load test", "", "Produced by `make load` (`.venv/bin/python bench/load.py`).", ""]
@@ -190,7 +203,7 @@ def load_section(lines: list[str]) -> None:
         f"{res['replicas']} API replicas called round-robin, {res['clients']} clients mixing "
         f"series, ranges, resolutions and aggregates for {res['seconds']:.0f} s while an ingest "
         f"wrote (ingest exit status {res['ingest_exit']}), rollup tiers "
-        f"`{res.get('tiers') or 'off'}`: **{res['requests']:,} requests, "
+        f"`{res.get('tiers') or 'off'}`, {turns(res)}: **{res['requests']:,} requests, "
         f"{res['requests_per_second']:.1f} req/s, p50 {res['p50_ms']:.0f} ms, p99 "
         f"{res['p99_ms']:.0f} ms**; statuses {res['statuses']}; answered from "
         f"{res.get('sources', {})}.",
