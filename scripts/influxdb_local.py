@@ -246,6 +246,10 @@ def spawn(
         f"--sqlite-path={data_dir / 'influxd.sqlite'}",
         "--reporting-disabled",
         "--log-level=warn",
+        # Go's profiling off, as the chart runs it (influxdb.profiling): on, influxd records a
+        # stack every 4 kB it allocates and at every contended lock, 10 to 20 % of its CPU per
+        # query here (docs/capacity.md)
+        "--pprof-disabled",
         *extra,
     ]
     with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 
@@ -39,3 +40,12 @@ def test_write_then_aggregate_window_reads_back_means(influx: InfluxServer, buck
         )
     got = [(r.get_time(), r.get_value()) for t in tables for r in t.records]
     assert got == [(t0, 2.0), (t0 + timedelta(seconds=30), 5.0)]
+
+
+def test_profiling_is_off_as_the_chart_runs_it(influx: InfluxServer) -> None:
+    """The flag scripts/influxdb_local.py gives influxd, as the chart's INFLUXD_PPROF_DISABLED
+    does, turns its Go profiling off: the profiles are refused."""
+    for profile in ("heap", "allocs", "mutex", "block"):
+        r = httpx.get(f"{influx.url}/debug/pprof/{profile}", timeout=10)
+        assert r.status_code == 403, profile
+        assert r.json()["message"] == "profiling disabled"

@@ -257,6 +257,12 @@ def test_ops_submit_keeps_the_extra_env_of_the_template(tmp_path: Path) -> None:
             )
             for name in ("INFLUXD_BOLT_PATH", "INFLUXD_ENGINE_PATH", "INFLUXD_REPORTING_DISABLED")
         ),
+        (
+            {"influxdb": {"extraEnv": [{"name": "INFLUXD_PPROF_DISABLED", "value": "false"}]}},
+            "influxdb.extraEnv: INFLUXD_PPROF_DISABLED is set by the chart itself (from "
+            "influxdb.profiling)",
+        ),
+        ({"influxdb": {"profiling": "yes"}}, "/influxdb/profiling"),
         ({"influxdb": {"extraEnv": [{"name": "INFLUXD_X", "value": 1}]}}, "/influxdb/extraEnv/0"),
         ({"api": {"extraEnv": [{"name": "N", "value": 5}]}}, "/api/extraEnv/0/value"),
         ({"api": {"extraEnv": [{"value": "x"}]}}, "/api/extraEnv/0"),
@@ -523,3 +529,16 @@ def test_e2e_values_are_valid() -> None:
     for version in k.KUBE_VERSIONS:
         assert k.schema_errors(objects, version) == []
     assert k.problems(objects, External(claims={"exports"})) == []
+
+
+@pytest.mark.parametrize(
+    ("profiling", "disabled"), [(None, "true"), (False, "true"), (True, "false")]
+)
+def test_influxd_profiling_is_off_unless_asked_for(
+    tmp_path: Path, profiling: bool | None, disabled: str
+) -> None:
+    """influxd's Go profiling costs it 10 to 20 % of its CPU per query: off by default, on
+    with influxdb.profiling (tests/test_influxdb.py: the real influxd refuses its profiles)."""
+    values = {} if profiling is None else {"influxdb": {"profiling": profiling}}
+    c = container(render(tmp_path, values), "StatefulSet", "-influxdb")
+    assert plain_env(c)["INFLUXD_PPROF_DISABLED"] == disabled

@@ -227,19 +227,20 @@ def test_install() -> None:
     assert deploy["status"].get("readyReplicas", 0) >= 2
     resp = httpx.get(f"{state.api}/readyz", timeout=10)
     assert resp.status_code == 200, resp.text
-    # influxdb.extraEnv reached influxd: its own running configuration (GET /api/v2/config,
-    # operator token) says so, asked from an API pod as the API reaches InfluxDB
+    # influxdb.extraEnv reached influxd, and its Go profiling is off (influxdb.profiling): its
+    # own running configuration (GET /api/v2/config, operator token) says so, asked from an API
+    # pod as the API reaches InfluxDB
     secret = kjson("-n", NAMESPACE, "get", "secret", f"{RELEASE}-influxdb-admin")
     token = base64.b64decode(secret["data"]["admin-token"]).decode()
     script = (
         "import json, os, urllib.request\n"
         "r = urllib.request.Request(os.environ['INFLUX_URL'] + '/api/v2/config', "
         f"headers={{'Authorization': 'Token {token}'}})\n"
-        "print(json.load(urllib.request.urlopen(r))['config']"
-        "['storage-cache-snapshot-write-cold-duration'])"
+        "c = json.load(urllib.request.urlopen(r))['config']\n"
+        "print(c['storage-cache-snapshot-write-cold-duration'], c['pprof-disabled'])"
     )
     out = kubectl("-n", NAMESPACE, "exec", f"deploy/{RELEASE}-api", "--", "python", "-c", script)
-    assert out.strip() == "1m0s", out
+    assert out.split() == ["1m0s", "True"], out
 
 
 def test_containers_as_claimed() -> None:
