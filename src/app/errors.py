@@ -8,6 +8,7 @@
     ├── NotAuthenticated          401: missing or wrong bearer token
     ├── NotAcceptable             406: no supported media type in Accept
     ├── Busy                      429 + Retry-After: the expensive-query slots stay full
+    ├── ClientGone                499: the client left while its request waited for a turn
     └── UpstreamError             InfluxDB did not answer usefully
         ├── InfluxUnavailable     503 + Retry-After: connection refused, reset, 5xx
         ├── QueryTimeout          504: the query ran over its time budget
@@ -156,6 +157,15 @@ class Busy(ApiError):
     status = 429
     kind = "busy"
     retry_after_seconds = 5
+
+
+class ClientGone(ApiError):
+    """The client closed its connection while the request waited for its turn: nothing is
+    asked of InfluxDB for it. Nobody reads the answer; 499 (nginx's "client closed request")
+    is what the request log and the metrics say."""
+
+    status = 499
+    kind = "client_gone"
 
 
 class InfluxUnavailable(UpstreamError):

@@ -30,6 +30,7 @@ from app import formats, shape
 from app.errors import (
     ApiError,
     Busy,
+    ClientGone,
     InfluxRejected,
     InfluxUnavailable,
     QueryTimeout,
@@ -204,9 +205,10 @@ class Store:
             self._heavy.release()
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def turn(self, gone: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[None]:
         """A data request's turn: at most ``concurrent_requests`` at work in this process, the
-        rest waiting in the order they came; 429 Busy after waiting the query timeout."""
+        rest waiting in the order they came; 429 Busy after waiting the query timeout, and
+        ClientGone when ``gone`` says, once the turn has come, that the client left meanwhile."""
         if self._turns is None:
             yield
             return
@@ -224,6 +226,8 @@ class Store:
             self.waiting -= 1
             self._metrics.turn_wait.observe(time.monotonic() - began)
         try:
+            if gone is not None and await gone():
+                raise ClientGone("the client closed its connection while the request waited")
             yield
         finally:
             self._turns.release()

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import httpx
 import pytest
+import uvicorn
 
+import influxdb_local as il
 from app import formats, points
+from app.main import create_app
 from app.points import CsvCells
-from tests.app.conftest import AppClient, make_settings
+from tests.app.conftest import AppClient, flux_queries, make_settings
 from tests.conftest import InfluxServer
 
 
@@ -147,3 +151,60 @@ async def test_data_requests_beyond_the_turns_wait_in_the_order_they_came(
         assert busy.json()["error"] == "busy"
         assert "turns" in busy.json()["message"]
         assert (await client.get(url, params=day)).status_code == 200
+
+
+async def test_a_request_whose_client_left_while_it_waited_asks_influxdb_nothing(
+    influx: InfluxServer, api_bucket: str
+) -> None:
+    """A real uvicorn and a real socket: with the one turn held, a client sends a data request
+    and closes its connection while the request waits. When the turn comes, the API sees that
+    the client is gone and asks InfluxDB nothing for it (499 `client_gone` in the metrics);
+    the next request is answered as before."""
+    app = create_app(make_settings(influx, api_bucket, api_concurrent_requests=1))
+    port = il.free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    path = "/v1/series/active_losses/data?start=2019-05-01T00:00:00Z&end=2019-05-02T00:00:00Z"
+    gone = 'gridts_api_errors_total{kind="client_gone"} 1.0'
+    try:
+        await _until(lambda: server.started)
+        store = app.state.store
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            first = await http.get(path)  # the catalog and the series' spacing, read once
+            assert first.status_code == 200, first.text
+            before = flux_queries((await http.get("/metrics")).text)
+            connections = len(server.server_state.connections)
+            async with store.turn():
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: api\r\n\r\n".encode())
+                await writer.drain()
+                await _until(lambda: store.waiting == 1)
+                writer.close()
+                await writer.wait_closed()
+                await _until(lambda: len(server.server_state.connections) == connections)
+            metrics = (await http.get("/metrics")).text
+            while sum(answered(metrics).values()) < 2:  # until its turn came and it ended
+                metrics = (await http.get("/metrics")).text
+            assert answered(metrics) == {"200": 1, "499": 1}
+            assert gone in metrics
+            after = flux_queries(metrics)
+            asked = {
+                k: n - before.get(k, 0) for k, n in after.items() if k not in ("pending", "catalog")
+            }
+            assert set(asked.values()) == {0}, asked
+            again = await http.get(path)
+            assert again.json() == first.json()
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def answered(metrics: str) -> dict[str, int]:
+    """The data requests of one series ended so far, by status (the request histogram)."""
+    route = 'route="/v1/series/{name}/data"'
+    counts: dict[str, int] = {}
+    for line in metrics.splitlines():
+        if line.startswith("gridts_api_request_duration_seconds_count{") and route in line:
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] = counts.get(status, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from app import formats
@@ -184,13 +184,14 @@ def _responses(json_example: dict[str, Any], csv: str, ndjson: str) -> dict[int 
     ),
 )
 async def series_data(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     params: ParamsDep,
     name: str = Path(description="series name", openapi_examples=example("f_soll_aktiv")),
 ) -> Response:
     plan = build_plan([name], params, bucket=store.bucket, max_points_cap=settings.api_max_points)
-    async with store.turn():
+    async with store.turn(request.is_disconnected):
         return await _series_data(store, settings, plan, name)
 
 
@@ -233,6 +234,7 @@ async def _series_data(store: Store, settings: Settings, plan: QueryPlan, name: 
     ),
 )
 async def multi_data(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     params: ParamsDep,
@@ -247,7 +249,7 @@ async def multi_data(
     plan = build_plan(
         list(series or []), params, bucket=store.bucket, max_points_cap=settings.api_max_points
     )
-    async with store.turn():
+    async with store.turn(request.is_disconnected):
         return await _multi_data(store, settings, plan)
 
 
