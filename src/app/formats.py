@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-from numpy.lib.stride_tricks import sliding_window_view
 
-from app.points import Cells, CsvCells, Mask, Points, Value
+from app.points import Cells, CsvCells, Mask, Points, Value, byte_windows
 from app.query.plan import QueryPlan, format_time
 
 CHUNK_ROWS = 5_000
@@ -210,9 +209,9 @@ def _spliced(cells: CsvCells, tail: bytes, partial: Mask) -> bytes | None:
     ends = np.cumsum(before + lengths + len(tail) - partial)  # after `[` and what is before it
     at = np.append(0, ends)  # where each row of `between` goes
     out = np.empty(int(ends[-1]) + len(tail) + before, dtype=np.uint8)
-    values = sliding_window_view(cells.data, widest)[stop - widest]
-    sliding_window_view(out, widest, writeable=True)[ends + partial - widest] = values
-    sliding_window_view(out, between.shape[1], writeable=True)[at] = between
+    values = byte_windows(cells.data, widest)[stop - widest]
+    byte_windows(out, widest)[ends + partial - widest] = values
+    byte_windows(out, between.shape[1])[at] = between
     out[ends[-1] + len(tail) - 1] = ord("]")  # for the comma after the last point
     done: bytes = out[len(tail) - 1 : ends[-1] + len(tail)].tobytes()
     return done

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from app.errors import InfluxRejected
 from gridts import tiers
@@ -285,6 +284,15 @@ def _single_block(text: str, integer: bool) -> Points | None:
     return Points(times, _numbers(raw, int if integer else float), tables)
 
 
+def byte_windows(data: Bytes, width: int) -> Bytes:
+    """Every run of ``width`` bytes of ``data`` (one-dimensional, contiguous) as the rows of a
+    view of it: numpy's ``sliding_window_view`` without its checks of any shape, a tenth of
+    its time (1 against 13 us), taken a few times for every piece of an answer."""
+    if data.ndim != 1 or data.strides != (1,) or not 0 < width <= len(data):
+        raise ValueError(f"no windows of {width} bytes in {data.shape} bytes")
+    return np.ndarray((len(data) - width + 1, width), np.uint8, data, 0, (1, 1))
+
+
 # The bytes the cells of Flux's CSV are read by.
 _DIGIT, _DOT, _MINUS, _SLASH, _COMMA, _LF, _CR = 0x30, 0x2E, 0x2D, 0x2F, 0x2C, 0x0A, 0x0D
 
@@ -307,7 +315,7 @@ class Cells:
         if not width:
             return cls(np.zeros((len(start), 0), dtype=np.uint8), lengths, None)
         last = len(data) - width
-        rows = sliding_window_view(data, width)[np.minimum(start, last)]
+        rows = byte_windows(data, width)[np.minimum(start, last)]
         for row in np.flatnonzero(start > last).tolist():  # near the end: what is left
             tail = data[start[row] :]
             rows[row, : len(tail)] = tail  # (the cell, shorter than `width`, is all in it)

@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from numpy.lib.stride_tricks import sliding_window_view
 
 from app import formats, shape
 from app import points as module
@@ -22,6 +24,7 @@ from app.points import (
     CsvCells,
     CsvReader,
     Points,
+    byte_windows,
     combine_keys,
     parse_flux_csv,
     strictly_increasing,
@@ -484,3 +487,24 @@ def test_floats_as_written_is_pythons_reading(texts: list[str]) -> None:
     assert cells is not None
     want = all("." in t or len(t.lstrip("-")) <= 15 for t in texts)
     assert Points.of_cells(cells).floats_as_written() is want
+
+
+@given(data=st.binary(min_size=1, max_size=64), width=st.integers(1, 64), offset=st.integers(0, 8))
+def test_byte_windows_are_numpys_sliding_windows(data: bytes, width: int, offset: int) -> None:
+    """``points.byte_windows`` is ``sliding_window_view`` of a contiguous byte array (a view
+    that starts inside a larger one included), read-only over bytes and writeable over an
+    array, writing through to it; other shapes are refused."""
+    whole = np.frombuffer(bytes(offset) + data, dtype=np.uint8)[offset:]
+    if width > len(whole):
+        with pytest.raises(ValueError, match="no windows"):
+            byte_windows(whole, width)
+        return
+    got = byte_windows(whole, width)
+    assert np.array_equal(got, sliding_window_view(whole, width))
+    assert not got.flags.writeable
+    out = np.zeros(len(data), dtype=np.uint8)
+    byte_windows(out, width)[len(data) - width] = got[-1]
+    assert out[-width:].tobytes() == data[-width:]
+    for bad in (whole[::2], whole.reshape(1, -1)):
+        with pytest.raises(ValueError, match="no windows"):
+            byte_windows(bad, 1)
