@@ -161,6 +161,19 @@ class Points:
         digits = cells.lengths - (cells.matrix[:, 0] == _MINUS)
         return not bool(np.any(integer & (digits > _EXACT_DIGITS)))
 
+    def negative_zeros(self) -> bool:
+        """Whether a value is InfluxDB's text of negative zero, `-0` (True when they are not
+        bytes any more: not told then)."""
+        if self._cells is None:
+            return True
+        start, stop = self._cells.value_spans
+        short = stop - start == 2
+        if not np.any(short):
+            return False
+        return bool(
+            np.any(Cells.of(self._cells.data, start[short], stop[short], 0).matching(b"-0"))
+        )
+
     def increasing(self) -> bool:
         """Whether the labels are in strictly increasing time order (``strictly_increasing``),
         told from the cells while they are bytes."""

@@ -61,8 +61,8 @@ def points_are_windows(plan: QueryPlan, points: Points) -> bool:
     instant a multiple of the window past its offset), so that its label is the window's,
     strictly increasing, so at most one in each window, whichever tag set it is of (tag sets
     at the same instants are not); for a mean or a median, every value written as its float
-    would be (``Points.floats_as_written``). A window that the range's start cuts cannot hold
-    such a point: it begins before the start."""
+    would be (``Points.floats_as_written``); for a sum or a mean, no negative zero. A window
+    that the range's start cuts cannot hold such a point: it begins before the start."""
     if plan.window is None or not windows_of_points(plan):
         return False
     if len(points) > (plan.window_count() or 0):
@@ -72,7 +72,10 @@ def points_are_windows(plan: QueryPlan, points: Points) -> bool:
     window = plan.window
     if not (points.on_multiples(window.seconds, window.offset_seconds) and points.increasing()):
         return False
-    # Flux's mean and median of an integer field are floats
+    # Flux's sum and mean of `-0` are `0` (it adds the point to 0); its mean and median of an
+    # integer field are floats
+    if plan.agg in (Agg.SUM, Agg.MEAN) and points.negative_zeros():
+        return False
     return plan.agg not in (Agg.MEAN, Agg.MEDIAN) or points.floats_as_written()
 
 

@@ -671,6 +671,11 @@ class Store:
             if plan.window is not None:
                 self._not_windows.add((series, plan.window.seconds))
             return None
+        if plan.agg is Agg.MEDIAN:
+            # Otherwise the API computes a median (``shape.raw_windows``): its floats, written
+            # as the API writes the floats it computes, not as InfluxDB wrote the points (`50`
+            # is `50.0` there, `0.0000001` is `1e-07`)
+            points.values = [v if v is None else float(v) for v in points.values]
         return points
 
     async def _raw_windows(self, plan: QueryPlan, series: str) -> Points | None:

@@ -35,6 +35,28 @@ def _integers() -> list[str]:
     return [f"integers,unit=n value={v}i {T0 + 60 * k}" for k, v in enumerate(values)]
 
 
+# Values whose texts InfluxDB (Go's shortest `f` form) and Python (``repr``) write differently,
+# by the series that holds them: whole numbers and small magnitudes (every aggregate reads them
+# as windows), and a few both write alike; whole numbers of more than 15 digits, whose texts
+# could be an integer field's (a mean or median of them is not read as windows); negative zero
+# (Flux's sum and mean of `-0` are `0`: neither is read as windows).
+FORMS = {
+    "forms": [50.0, 1e-07, -2.5e-05, 0.0, 123456789012345.0, 0.1, 3e-300, -7.0, 2.5],
+    "big_forms": [1.5e16, 1e21, -1e300, 50.0],
+    "negative_zero": [1.0, -0.0, 2.5],
+}
+NOT_AS_WINDOWS = {"big_forms": ("mean", "median"), "negative_zero": ("sum", "mean")}
+
+
+def _forms() -> list[str]:
+    """``FORMS``, each series' values 30 s apart on the window starts."""
+    return [
+        f"{name},unit=Hz value={v!r} {T0 + 30 * k}"
+        for name, values in FORMS.items()
+        for k, v in enumerate(values)
+    ]
+
+
 def _dataset() -> list[str]:
     """Six hours of each: 30 s points on the window starts with a gap and rows missing; 30 s
     points at :15 and :45; points a minute apart with one off the minute; a minute's points
@@ -61,6 +83,7 @@ def _dataset() -> list[str]:
         *_lines("two_days", [T2 + k * 2 * DAY for k in range(5)]),
         *_lines("two_days_late", [T2 + DAY + k * 2 * DAY for k in range(5)]),
         *_integers(),
+        *_forms(),
     ]
 
 
@@ -242,3 +265,30 @@ async def test_an_integer_field_is_read_as_windows_only_where_flux_keeps_its_tex
         m.setattr(store_module, "READ_POINTS_AS_WINDOWS", False)
         fluxs = await api.get("/v1/series/integers/data", params=span)
     assert ours.content == fluxs.content
+
+
+@pytest.mark.parametrize("series", list(FORMS))
+@pytest.mark.parametrize("format_", ["json", "csv", "ndjson"])
+@pytest.mark.parametrize("agg", ["mean", "min", "max", "sum", "first", "last", "median"])
+async def test_every_form_of_number_is_written_as_the_path_it_replaces_writes_it(
+    window_app: AppClient, monkeypatch: pytest.MonkeyPatch, agg: str, format_: str, series: str
+) -> None:
+    """Whole numbers, tiny and huge magnitudes, negative zero (``FORMS``), read as windows
+    where they can be: the same bytes as the windows made otherwise (by Flux, whose texts are
+    InfluxDB's; for a median by the API, whose floats are Python's), in every format. Found by
+    the property test above: a median of one point `50` was written `50` read as windows and
+    `50.0` computed; then, by this test, a sum of `-0` written `-0` (Flux's: `0`)."""
+    window_app.app.state.store._not_windows.clear()
+    api, values = window_app.http, FORMS[series]
+    params = {**_params(BEGIN, BEGIN + timedelta(seconds=30 * len(values)), "30s", agg, "none"),
+              "format": format_}  # fmt: skip
+    url = f"/v1/series/{series}/data"
+    await api.get(url, params=params)  # its spacing, once
+    ours, sent = await sent_queries(api, api.get(url, params=params))
+    assert ("as_windows" in sent) is (agg not in NOT_AS_WINDOWS.get(series, ())), sent
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "READ_POINTS_AS_WINDOWS", False)
+        theirs = await api.get(url, params=params)
+    assert ours.status_code == theirs.status_code == 200, ours.text
+    assert ours.content == theirs.content
+    assert ours.content.count(b'"partial"' if format_ != "csv" else b"\n") >= len(values)
