@@ -156,9 +156,13 @@ def little_bound(
 
 
 def turns(args: argparse.Namespace) -> int:
-    """The replicas' API_CONCURRENT_REQUESTS: the flag's, else the API's default."""
+    """The replicas' API_CONCURRENT_REQUESTS: the flag's, else the environment's they inherit,
+    else the API's default."""
     if args.concurrent_requests is not None:
         return int(args.concurrent_requests)
+    inherited = os.environ.get("API_CONCURRENT_REQUESTS")
+    if inherited is not None:
+        return int(inherited)
     return int(Settings.model_fields["api_concurrent_requests"].default)
 
 
