@@ -167,12 +167,9 @@ class Points:
         if self._cells is None:
             return True
         start, stop = self._cells.value_spans
-        short = stop - start == 2
-        if not np.any(short):
-            return False
-        return bool(
-            np.any(Cells.of(self._cells.data, start[short], stop[short], 0).matching(b"-0"))
-        )
+        at = start[stop - start == 2]  # the cells of two bytes
+        data = self._cells.data
+        return bool(np.any((data[at] == _MINUS) & (data[at + 1] == _DIGIT)))
 
     def increasing(self) -> bool:
         """Whether the labels are in strictly increasing time order (``strictly_increasing``),

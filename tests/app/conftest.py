@@ -197,14 +197,20 @@ DAY = {"start": "2021-05-01T00:00:00Z", "end": "2021-05-02T00:00:00Z"}
 DATA = "/v1/series/f_soll_aktiv/data"
 
 
-def flux_queries(metrics: str) -> dict[str, float]:
-    """Flux queries sent so far, by the API's query kind (its histogram's counts)."""
+def counts_by(metrics: str, histogram: str, label: str, where: str = "") -> dict[str, float]:
+    """A histogram's counts so far, summed by one label's value, of its series whose labels
+    hold ``where`` (e.g. `route="/v1/series/{name}/data"`)."""
     counts: dict[str, float] = {}
     for line in metrics.splitlines():
-        if line.startswith("gridts_api_flux_query_duration_seconds_count{"):
-            kind = line.split('query="', 1)[1].split('"', 1)[0]
-            counts[kind] = counts.get(kind, 0) + float(line.rsplit(" ", 1)[1])
+        if line.startswith(f"{histogram}_count{{") and where in line:
+            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+            counts[value] = counts.get(value, 0) + float(line.rsplit(" ", 1)[1])
     return counts
+
+
+def flux_queries(metrics: str) -> dict[str, float]:
+    """Flux queries sent so far, by the API's query kind (its histogram's counts)."""
+    return counts_by(metrics, "gridts_api_flux_query_duration_seconds", "query")
 
 
 async def sent_queries(

@@ -14,7 +14,7 @@ import influxdb_local as il
 from app import formats, points
 from app.main import create_app
 from app.points import CsvCells
-from tests.app.conftest import AppClient, flux_queries, make_settings
+from tests.app.conftest import AppClient, counts_by, flux_queries, make_settings
 from tests.conftest import InfluxServer
 
 
@@ -199,12 +199,7 @@ async def test_a_request_whose_client_left_while_it_waited_asks_influxdb_nothing
         await serving
 
 
-def answered(metrics: str) -> dict[str, int]:
+def answered(metrics: str) -> dict[str, float]:
     """The data requests of one series ended so far, by status (the request histogram)."""
     route = 'route="/v1/series/{name}/data"'
-    counts: dict[str, int] = {}
-    for line in metrics.splitlines():
-        if line.startswith("gridts_api_request_duration_seconds_count{") and route in line:
-            status = line.split('status="', 1)[1].split('"', 1)[0]
-            counts[status] = counts.get(status, 0) + int(float(line.rsplit(" ", 1)[1]))
-    return counts
+    return counts_by(metrics, "gridts_api_request_duration_seconds", "status", route)
