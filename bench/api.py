@@ -184,10 +184,12 @@ def side_by_side(
     repeats: int,
     tier: str | None = None,
     floor: httpx.Client | None = None,
+    variants: dict[str, httpx.Client] | None = None,
 ) -> dict[str, Any]:
     """Interleaved timings of the API and of the direct Flux query for the same windows (on
-    ``tier``'s bucket when given), and of ``floor`` (``bench/forwarder.py``) when given. Only
-    the requests are timed; the API's CPU time is read before and after the whole run."""
+    ``tier``'s bucket when given), of ``floor`` (``bench/forwarder.py``) and of other APIs
+    (``variants``, by name) when given. Only the requests are timed; the API's CPU time is
+    read before and after the whole run."""
     query = {"start": iso(start), "end": iso(end), "resolution": every, "agg": "mean"}
     body = {
         "query": flux_text(name, start, end, every, tier),
@@ -205,6 +207,9 @@ def side_by_side(
     calls: dict[str, Callable[[], httpx.Response]] = {"api": call_api, "flux": call_flux}
     if floor is not None:
         calls["floor"] = lambda: floor.get(f"/v1/series/{name}/data", params=query)
+    for label, client in (variants or {}).items():
+        calls[label] = lambda client=client: client.get(f"/v1/series/{name}/data", params=query)
+        times[label] = []
 
     def timed(which: str) -> None:
         t = time.perf_counter()
@@ -224,6 +229,9 @@ def side_by_side(
     api_cpu = cpu_seconds(api_pid) - cpu
     for r in seen.values():
         r.raise_for_status()
+    for label in variants or {}:
+        if seen[label].content != seen["api"].content:
+            raise SystemExit(f"{label} answered otherwise than the API")
     api_p50, flux_p50 = statistics.median(times["api"]), statistics.median(times["flux"])
     result: dict[str, Any] = {
         "points": len(seen["api"].json()["points"]),
@@ -238,6 +246,13 @@ def side_by_side(
         floor_p50 = statistics.median(times["floor"])
         result["floor_p50_ms"] = floor_p50 * 1000
         result["floor_ratio"] = floor_p50 / flux_p50
+    result["variants"] = {
+        label: {
+            "p50_ms": statistics.median(times[label]) * 1000,
+            "ratio": statistics.median(times[label]) / flux_p50,
+        }
+        for label in variants or {}
+    }
     return result
 
 
@@ -372,6 +387,7 @@ def main() -> int:
         api_proc: subprocess.Popen[bytes] | None = None
         tiered_proc: subprocess.Popen[bytes] | None = None
         floor_proc: subprocess.Popen[bytes] | None = None
+        flux_reads_proc: subprocess.Popen[bytes] | None = None
         try:
             il.wait_healthy(influx_url, influxd)
             il.onboard(influx_url, token, ORG, BUCKET)
@@ -404,6 +420,10 @@ def main() -> int:
             tiered_proc, tiered_url = start_api(work, "api-tiered", env)
             # the floor: a bare forwarder of the day's query (bench/forwarder.py)
             day_query = flux_text("f30", DAY0, DAY0 + timedelta(days=1), "30s")
+            # the API as it was before plain reads in InfluxQL (ADR 0018)
+            flux_reads_proc, flux_reads_url = start_api(
+                work, "api-flux-reads", {**env, "API_TIERS": "", "API_INFLUXQL_READS": "false"}
+            )
             floor_proc, floor_url = start_api(
                 work,
                 "forwarder",
@@ -415,6 +435,7 @@ def main() -> int:
                 httpx.Client(base_url=api_url, timeout=300) as api,
                 httpx.Client(base_url=tiered_url, timeout=300) as tiered,
                 httpx.Client(base_url=floor_url, timeout=300) as floor,
+                httpx.Client(base_url=flux_reads_url, timeout=300) as flux_reads,
                 httpx.Client(
                     base_url=influx_url,
                     # Uncompressed, like the API's own queries: the fastest the direct path gets.
@@ -433,6 +454,7 @@ def main() -> int:
                         "30s",
                         args.repeats,
                         floor=floor,
+                        variants={"InfluxQL reads off": flux_reads},
                     ),
                     f"1 s series, {args.days_1s} d at 15 m": side_by_side(
                         api_proc.pid,
@@ -489,6 +511,12 @@ def main() -> int:
                 f"{day['ratio']:.2f}x",
                 flush=True,
             )
+            for label, v in day["variants"].items():
+                print(
+                    f"  the same API with {label} (API_INFLUXQL_READS=false), one day at 30 s: "
+                    f"{v['p50_ms']:.1f} ms, {v['ratio']:.2f}x direct Flux",
+                    flush=True,
+                )
             raw15 = cases[f"1 s series, {args.days_1s} d at 15 m"]["api_p50_ms"]
             tier15 = cases[f"1 s series, {args.days_1s} d at 15 m, tiers"]["api_p50_ms"]
             results["tier_speedup_15m"] = raw15 / tier15
@@ -514,7 +542,7 @@ def main() -> int:
                 flush=True,
             )
         finally:
-            for proc in (api_proc, tiered_proc, floor_proc):
+            for proc in (api_proc, tiered_proc, floor_proc, flux_reads_proc):
                 if proc is not None:
                     il.stop_process(proc.pid)
                     proc.wait()

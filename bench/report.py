@@ -160,6 +160,14 @@ def api_section(lines: list[str]) -> None:
             f"run; the API {day['ratio']:.2f} x. What the API adds beyond the hop (FastAPI, the "
             "plan, reading the CSV, the JSON with its `partial` flags) is the difference.",
         ]
+    for label, v in day.get("variants", {}).items():
+        lines += [
+            "",
+            f"The same API with {label} (`API_INFLUXQL_READS=false`: the day's points read "
+            f"in Flux, not in InfluxQL; ADR 0018), in the same interleaved run: "
+            f"{v['p50_ms']:.1f} ms, {v['ratio']:.2f} x the direct query; the API "
+            f"{day['ratio']:.2f} x.",
+        ]
     if "load" in api:
         ld = api["load"]
         lines += [

@@ -6,6 +6,8 @@ query, a tenth of a day's query at 30 s (issue 10, item 7). This module sends th
 body (the Flux text, the parameters as `option p_x = <literal>` in the `extern` AST, the
 annotation-free CSV dialect) with orjson on one aiohttp session. The catalog, the ping and the
 bucket listing stay on the client.
+
+Plain reads may go to the v1 `POST /query` in InfluxQL instead (ADR 0018), on the same session.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -77,6 +80,7 @@ class FluxHttp:
 
     def __init__(self, url: str, token: str, org: str) -> None:
         self._url = url.rstrip("/") + "/api/v2/query"
+        self._v1_url = url.rstrip("/") + "/query"
         self._params = {"org": org}
         self._session = aiohttp.ClientSession(
             headers={
@@ -102,9 +106,27 @@ class FluxHttp:
     ) -> None:
         """The CSV answer handed to ``sink`` as it arrives (``points.CsvReader``); a status
         outside 2xx is an ApiException, before any byte reaches ``sink``."""
-        async with self._session.post(
-            self._url, params=self._params, data=query_body(text, params)
-        ) as response:
+        await self._post_into(self._url, self._params, query_body(text, params), sink)
+
+    async def influxql_into(self, db: str, statement: str, sink: Callable[[bytes], None]) -> None:
+        """An InfluxQL statement's CSV answer (`name,tags,time,<field>` rows, instants in
+        nanoseconds) handed to ``sink`` as it arrives; a status outside 2xx is an ApiException,
+        as for Flux."""
+        body = urlencode({"q": statement}).encode("ascii")
+        await self._post_into(
+            self._v1_url, {"db": db}, body, sink, "application/x-www-form-urlencoded"
+        )
+
+    async def _post_into(
+        self,
+        url: str,
+        params: dict[str, str],
+        body: bytes,
+        sink: Callable[[bytes], None],
+        content_type: str | None = None,
+    ) -> None:
+        headers = None if content_type is None else {"Content-Type": content_type}
+        async with self._session.post(url, params=params, data=body, headers=headers) as response:
             if not 200 <= response.status <= 299:
                 await response.read()
                 raise ApiException(status=response.status, reason=response.reason)  # type: ignore[no-untyped-call]

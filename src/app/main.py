@@ -70,6 +70,7 @@ def _connect(config: Settings, metrics: Metrics) -> tuple[InfluxDBClientAsync, S
         heavy_queries=config.api_heavy_queries,
         heavy_wait_seconds=config.api_heavy_wait_seconds,
         concurrent_requests=config.api_concurrent_requests,
+        influxql_reads=config.api_influxql_reads,
         tiers=config.tiers(),
         http=FluxHttp(config.influx_url, config.influx_token.get_secret_value(), config.influx_org),
         pending_refresh_seconds=config.api_pending_refresh_seconds if config.tiers() else 0.0,

@@ -19,9 +19,17 @@ class Metrics:
         )
         self.flux_seconds = Histogram(
             "gridts_api_flux_query_duration_seconds",
-            "Latency of Flux queries sent to InfluxDB",
-            ["query", "outcome"],
+            "Latency of queries sent to InfluxDB by kind: Flux, and plain reads in InfluxQL "
+            "(ADR 0018)",
+            ["query", "outcome", "language"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.influxql_reads = Counter(
+            "gridts_api_influxql_reads_total",
+            "Plain reads asked in InfluxQL, by how the answer was relayed (answered; else Flux "
+            "was asked: empty, several_tag_sets, unreadable, refused)",
+            ["outcome"],
             registry=self.registry,
         )
         self.errors = Counter(

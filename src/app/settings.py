@@ -41,6 +41,12 @@ class Settings(MountedSettings):
         description="data requests at work at once per process; the rest wait their turn in "
         "the order they came (429 after API_QUERY_TIMEOUT_SECONDS); 0: no limit",
     )
+    api_influxql_reads: bool = Field(
+        default=True,
+        description="plain reads of points (raw points, a tier's stored windows) asked in "
+        "InfluxQL on InfluxDB's v1 /query, in about half the time Flux takes; Flux answers "
+        "whatever InfluxQL cannot (ADR 0018); false: Flux only",
+    )
     api_max_scan_points: int = Field(
         default=500_000,
         ge=1,

@@ -17,5 +17,7 @@ async def test_metrics_by_route_template_and_error_kind(api: httpx.AsyncClient) 
     ) in text
     assert 'route="/v1/series/{name}",status="404"' in text
     assert 'gridts_api_errors_total{kind="unknown_series"}' in text
-    assert 'gridts_api_flux_query_duration_seconds_count{outcome="ok",query="data"}' in text
+    assert (
+        'gridts_api_flux_query_duration_seconds_count{language="flux",outcome="ok",query="data"}'
+    ) in text
     assert "f_soll_aktiv" not in text  # no label per series name

@@ -62,6 +62,7 @@ SETTINGS = {
     "maxPoints": ("API_MAX_POINTS", "api_max_points"),
     "maxScanPoints": ("API_MAX_SCAN_POINTS", "api_max_scan_points"),
     "concurrentRequests": ("API_CONCURRENT_REQUESTS", "api_concurrent_requests"),
+    "influxqlReads": ("API_INFLUXQL_READS", "api_influxql_reads"),
     "heavyQueries": ("API_HEAVY_QUERIES", "api_heavy_queries"),
     "heavyWaitSeconds": ("API_HEAVY_WAIT_SECONDS", "api_heavy_wait_seconds"),
     "catalogTtlSeconds": ("API_CATALOG_TTL_SECONDS", "api_catalog_ttl_seconds"),
@@ -100,6 +101,7 @@ def test_api_settings_reach_the_api_as_env(tmp_path: Path, monkeypatch: pytest.M
         "maxPoints": 1_000_000,
         "maxScanPoints": 20_000_000,
         "concurrentRequests": 0,
+        "influxqlReads": False,
         "heavyQueries": 4,
         "heavyWaitSeconds": 0,
         "catalogTtlSeconds": 0.5,
@@ -152,7 +154,7 @@ def test_api_settings_schema_has_the_apis_own_types_and_bounds() -> None:
     `helm install`."""
     props = SCHEMA["properties"]["api"]["properties"]["settings"]["properties"]
     assert set(props) == set(SETTINGS)
-    json_types: dict[object, str] = {int: "integer", float: "number"}
+    json_types: dict[object, str] = {int: "integer", float: "number", bool: "boolean"}
     for key, (_, field) in SETTINGS.items():
         annotation = Settings.model_fields[field].annotation
         assert props[key]["type"] == json_types[annotation], key
@@ -172,6 +174,7 @@ def test_api_settings_schema_has_the_apis_own_types_and_bounds() -> None:
         ({"maxScanPoints": "500000"}, "/api/settings/maxScanPoints"),
         ({"concurrentRequests": -1}, "/api/settings/concurrentRequests"),
         ({"concurrentRequests": 2.5}, "/api/settings/concurrentRequests"),
+        ({"influxqlReads": "yes"}, "/api/settings/influxqlReads"),
         ({"heavyQueries": 0}, "/api/settings/heavyQueries"),
         ({"heavyWaitSeconds": -1}, "/api/settings/heavyWaitSeconds"),
         ({"catalogTtlSeconds": -0.5}, "/api/settings/catalogTtlSeconds"),

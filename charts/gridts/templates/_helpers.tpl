@@ -322,6 +322,8 @@ annotations:
   value: {{ int64 $s.maxScanPoints | quote }}
 - name: API_CONCURRENT_REQUESTS
   value: {{ int64 $s.concurrentRequests | quote }}
+- name: API_INFLUXQL_READS
+  value: {{ ternary "true" "false" $s.influxqlReads | quote }}
 - name: API_HEAVY_QUERIES
   value: {{ int64 $s.heavyQueries | quote }}
 - name: API_HEAVY_WAIT_SECONDS
@@ -348,6 +350,7 @@ API_QUERY_TIMEOUT_SECONDS: api.settings.queryTimeoutSeconds
 API_MAX_POINTS: api.settings.maxPoints
 API_MAX_SCAN_POINTS: api.settings.maxScanPoints
 API_CONCURRENT_REQUESTS: api.settings.concurrentRequests
+API_INFLUXQL_READS: api.settings.influxqlReads
 API_HEAVY_QUERIES: api.settings.heavyQueries
 API_HEAVY_WAIT_SECONDS: api.settings.heavyWaitSeconds
 API_CATALOG_TTL_SECONDS: api.settings.catalogTtlSeconds

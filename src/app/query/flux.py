@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from app.query.influxql import PlainRead
 from app.query.plan import Agg, Fill, QueryPlan, utc_aligned
 
 # The catalog looks at everything InfluxDB can hold that a grid series may plausibly have.
@@ -44,10 +45,12 @@ def _series_params(bucket: str, series: str, start: datetime, stop: datetime) ->
 
 @dataclass(frozen=True)
 class FluxQuery:
-    """Flux text plus the values it refers to as `p_*` parameters."""
+    """Flux text plus the values it refers to as `p_*` parameters; ``read``: the same points as
+    a plain read, when the query is one (InfluxDB may answer it in InfluxQL: ADR 0018)."""
 
     text: str
     params: dict[str, object] = field(default_factory=dict)
+    read: PlainRead | None = None
 
 
 # A series stored under several tag sets (e.g. two `site` values) is several Flux tables; merged
@@ -69,7 +72,10 @@ def series_query(plan: QueryPlan, series: str, *, merge_keys: bool = False) -> F
     if plan.window is None:
         params["p_limit"] = plan.raw_limit
         text = source + '\n    |> keep(columns: ["_time", "_value"])' + "\n    |> limit(n: p_limit)"
-        return FluxQuery(text, params)
+        read = None
+        if not merge_keys:
+            read = PlainRead(plan.bucket, series, "value", plan.start, plan.end, plan.raw_limit)
+        return FluxQuery(text, params, read)
 
     params["p_every"] = plan.window.duration
     params["p_offset"] = plan.window.offset
@@ -210,7 +216,9 @@ def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: in
     params["p_field"] = field_name
     own = (seconds, offset) == (plan.tier.seconds, 0)
     if own and all(t.timestamp() % seconds == 0 for t in (plan.start, plan.end)):
-        return FluxQuery(_TIER_SOURCE + '\n    |> keep(columns: ["_time", "_value"])', params)
+        windows = int((plan.end - plan.start) / timedelta(seconds=seconds))
+        read = PlainRead(plan.source_bucket, series, field_name, plan.start, plan.end, windows)
+        return FluxQuery(_TIER_SOURCE + '\n    |> keep(columns: ["_time", "_value"])', params, read)
     params["p_every"] = timedelta(seconds=seconds)
     params["p_offset"] = timedelta(seconds=offset)
     text = (

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Plain reads in Flux against InfluxQL, by size (ADR 0018): where InfluxQL stops paying.
+
+    .venv/bin/python bench/influxql.py          # about a minute
+
+It starts its own influxd (compacted data, as a node holds data loaded hours before), writes
+two days of a 1 s series, and reads its first N points, for each N, both ways the API can, in
+the API's own code (``app.influx_http``, ``app.influxql_csv``, ``app.points.CsvReader``):
+
+- Flux: `from |> range |> filter |> keep |> limit`, the CSV read as it arrives;
+- InfluxQL: the same read on the v1 `/query`, its CSV relayed as Flux's and read the same way.
+
+The two alternate read by read. Printed per N: the p50 of each and their ratio, InfluxDB's CPU
+per read (from /proc, over the whole run of each) and this process's (the relay's cost).
+``app.store.INFLUXQL_MOST_ROWS`` is set from where the ratio crosses 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import capacity  # noqa: E402
+import influxdb_local as il  # noqa: E402
+from api import BUCKET, ORG, settle, write_series  # noqa: E402
+from app.influx_http import FluxHttp  # noqa: E402
+from app.influxql_csv import FluxCsvOfInfluxql, Relay  # noqa: E402
+from app.points import CsvReader  # noqa: E402
+from app.query import influxql  # noqa: E402
+from app.store import INFLUXQL_MOST_ROWS  # noqa: E402
+
+DAY0 = datetime(2021, 5, 1, tzinfo=UTC)
+SIZES = (100, 1_000, 2_880, 4_000, 10_000, 30_000)
+OUT = ROOT / "bench" / "out" / "influxql.json"
+FLUX = """from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._measurement == p_series and r._field == "value")
+    |> keep(columns: ["_time", "_value"])
+    |> limit(n: p_limit)"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def read_flux(http: FluxHttp, read: influxql.PlainRead) -> int:
+    reader = CsvReader()
+    params: dict[str, object] = {"p_bucket": read.bucket, "p_series": read.measurement,
+                                 "p_start": read.start, "p_stop": read.stop,
+                                 "p_limit": read.limit}  # fmt: skip
+    await http.query_into(FLUX, params, reader.feed)
+    return len(reader.points())
+
+
+async def read_influxql(http: FluxHttp, read: influxql.PlainRead) -> int:
+    reader = CsvReader()
+    relay = FluxCsvOfInfluxql(reader.feed)
+    await http.influxql_into(read.bucket, influxql.statement(read), relay.feed)
+    if relay.finish() is not Relay.ANSWERED:
+        raise SystemExit(f"InfluxQL did not answer {read}")
+    return len(reader.points())
+
+
+async def measure(url: str, token: str, pid: int, repeats: int) -> list[dict[str, Any]]:
+    http = FluxHttp(url, token, ORG)
+    rows = []
+    try:
+        for n in SIZES:
+            read = influxql.PlainRead(BUCKET, "f1", "value", DAY0, DAY0 + timedelta(seconds=n),
+                                      n + 1)  # fmt: skip
+            ways = {"flux": read_flux, "influxql": read_influxql}
+            for way in ways.values():  # warm-up, and the answers compared
+                assert await way(http, read) == n
+            times: dict[str, list[float]] = {k: [] for k in ways}
+            server: dict[str, float] = dict.fromkeys(ways, 0.0)
+            client: dict[str, float] = dict.fromkeys(ways, 0.0)
+            for i in range(repeats):
+                for name in list(ways) if i % 2 == 0 else list(ways)[::-1]:
+                    cpu, own, t = cpu_seconds(pid), time.process_time(), time.perf_counter()
+                    await ways[name](http, read)
+                    times[name].append(time.perf_counter() - t)
+                    server[name] += cpu_seconds(pid) - cpu
+                    client[name] += time.process_time() - own
+            p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
+            rows.append({
+                "points": n,
+                "flux_ms": p50["flux"], "influxql_ms": p50["influxql"],
+                "ratio": p50["influxql"] / p50["flux"],
+                "influxd_cpu_ms": {k: v / repeats * 1000 for k, v in server.items()},
+                "client_cpu_ms": {k: v / repeats * 1000 for k, v in client.items()},
+            })  # fmt: skip
+            r = rows[-1]
+            print(
+                f"  {n:>7,}  {r['flux_ms']:>8.2f}  {r['influxql_ms']:>8.2f}  {r['ratio']:>6.2f}x"
+                f"  {r['influxd_cpu_ms']['flux']:>7.2f}  {r['influxd_cpu_ms']['influxql']:>7.2f}"
+                f"  {r['client_cpu_ms']['flux']:>7.2f}  {r['client_cpu_ms']['influxql']:>7.2f}",
+                flush=True,
+            )
+    finally:
+        await http.close()
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=60, help="reads of each size, each way")
+    ap.add_argument("--json", type=Path, default=OUT, help=f"where to write (default {OUT})")
+    args = ap.parse_args()
+    binary = il.ensure_binary()
+    version = il.binary_version(binary)
+    print(f"influxd: {version}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-influxql-") as tmp:
+        work, port, token = Path(tmp), il.free_port(), secrets.token_urlsafe(24)
+        url = f"http://127.0.0.1:{port}"
+        proc = il.spawn(binary, work / "influxd", port, work / "influxd.log", capacity.COLD)
+        try:
+            il.wait_healthy(url, proc)
+            il.onboard(url, token, ORG, BUCKET)
+            write_series(url, token, "f1", "Hz", DAY0, 1, 2 * 86_400)
+            settle(url, token, work)
+            print(
+                "the first N points of a 1 s series, p50 of reads alternating (ms); CPU per read"
+                " (ms): InfluxDB's and this process's\n"
+                f"  {'N':>7}  {'Flux':>8}  {'InfluxQL':>8}  {'ratio':>7}  {'db Flux':>7}"
+                f"  {'db IQL':>7}  {'own Flux':>7}  {'own IQL':>7}",
+                flush=True,
+            )
+            rows = asyncio.run(measure(url, token, proc.pid, args.repeats))
+        finally:
+            il.stop_process(proc.pid)
+            proc.wait()
+    crossing = next((r["points"] for r in rows if r["ratio"] >= 1), None)
+    print(
+        f"InfluxQL is slower from {crossing:,} points on; the API asks it up to "
+        f"{INFLUXQL_MOST_ROWS:,} (app.store.INFLUXQL_MOST_ROWS)"
+        if crossing
+        else "InfluxQL was faster at every size",
+        flush=True,
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    record = {"influxd": version, "repeats": args.repeats, "most_rows": INFLUXQL_MOST_ROWS,
+              "sizes": rows}  # fmt: skip
+    args.json.write_text(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,267 @@
+"""InfluxQL's CSV answer to a plain read, relayed as the bytes Flux answers the same read with
+(ADR 0018).
+
+A plain read (``app.query.influxql``) asked of InfluxDB's v1 `/query` is answered as
+`name,tags,time,<field>` rows: the measurement, the tag set (`unit=Hz`), the instant in
+nanoseconds and the value as InfluxDB writes it. Flux answers the same read
+(`from |> range |> filter |> keep(columns: ["_time", "_value"])`) as
+`,result,table,_time,_value` rows: `,_result,0,2021-05-01T00:00:30Z,50.0419`, CRLF line ends and a
+blank line after the block. ``FluxCsvOfInfluxql`` turns the first into the second while it
+arrives, with numpy (no Python object per row when the instants are whole seconds), so that
+everything after the transport (``points.CsvReader``, the JSON made while the answer arrives)
+reads what it read before. Numbers are passed through: InfluxDB writes them with the same
+function in both languages, which the tests check against the real influxd.
+
+Only an answer of one tag set is relayed (Flux's one table): a second tag set, a quoted time or
+value, or anything unexpected stops the relay, and the caller asks Flux. InfluxQL's CSV has no
+way to say a statement failed (a bucket without a DBRP mapping is answered with an empty body),
+so an empty answer is ``EMPTY``: the caller asks Flux too.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from app.points import byte_windows
+
+Bytes = npt.NDArray[np.uint8]
+Ints = npt.NDArray[np.int64]
+
+FLUX_HEADER = b",result,table,_time,_value\r\n"
+_ROW_START = b",_result,0,"  # every row of Flux's one table: empty annotation, result, table
+_INFLUXQL_HEADER = b"name,tags,time,"
+# Rows are converted in blocks of at least this many bytes while the answer arrives: each block
+# costs a few dozen numpy calls (a day at 30 s, 95 kB, is one block).
+BLOCK_BYTES = 128 * 1024
+_COMMA, _LF, _CR, _DIGIT = 0x2C, 0x0A, 0x0D, 0x30
+_DASH, _T, _COLON, _Z = 0x2D, 0x54, 0x3A, 0x5A
+_TENS = np.array([_DIGIT + k // 10 for k in range(100)], dtype=np.uint8)  # of 0..99, in ASCII
+_ONES = np.array([_DIGIT + k % 10 for k in range(100)], dtype=np.uint8)
+_EPOCH_DIGITS = 19  # nanoseconds since the epoch from 2001-09-09 to 2286-11-20
+_POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)  # the worth of the seconds' ten digits
+
+
+class Relay(enum.Enum):
+    """How a relay ended."""
+
+    ANSWERED = "answered"  # every row of one tag set relayed
+    EMPTY = "empty"  # no row: an empty range, or a statement InfluxDB refused
+    SEVERAL_TAG_SETS = "several_tag_sets"  # Flux answers those as several tables
+    UNREADABLE = "unreadable"  # quoted cells, or rows of another shape
+    REFUSED = "refused"  # a 4xx: no v1 endpoint, or a statement the server does not take
+
+
+class FluxCsvOfInfluxql:
+    """Takes InfluxQL's CSV answer in chunks (``feed``) and hands ``sink`` Flux's CSV of the same
+    points in chunks of whole rows; ``finish`` says whether that was the whole answer. After a
+    relay that did not answer, what ``sink`` got is not an answer (the caller discards it)."""
+
+    def __init__(self, sink: Callable[[bytes], None], *, block_bytes: int = BLOCK_BYTES) -> None:
+        self._sink = sink
+        self._block_bytes = block_bytes
+        self._buffer = bytearray()
+        self._header = False
+        self._prefix: bytes | None = None  # `name,tags` of the first row: every row's
+        self.outcome: Relay | None = None  # set when the relay stopped early, or finished
+
+    def feed(self, chunk: bytes) -> None:
+        if self.outcome is not None:
+            return
+        self._buffer += chunk
+        if not self._header:
+            cut = self._buffer.find(b"\n")
+            if cut < 0:
+                return
+            line = bytes(self._buffer[:cut])
+            if not line.startswith(_INFLUXQL_HEADER) or b"," in line[len(_INFLUXQL_HEADER) :]:
+                self.outcome = Relay.UNREADABLE  # (a quoted field name is not one cell here)
+                return
+            del self._buffer[: cut + 1]
+            self._header = True
+            self._sink(FLUX_HEADER)
+        if len(self._buffer) >= self._block_bytes:
+            last = self._buffer.rfind(b"\n")
+            if last >= 0:
+                self._block(last + 1)
+
+    def finish(self) -> Relay:
+        """The whole answer is in: the rest relayed, and how the relay ended."""
+        if self.outcome is None:
+            if self._buffer and not self._buffer.endswith(b"\n"):
+                self._buffer += b"\n"  # (InfluxDB ends every row with one; a last without)
+            if self._buffer:
+                self._block(len(self._buffer))
+        if self.outcome is None:
+            self.outcome = Relay.ANSWERED if self._prefix is not None else Relay.EMPTY
+            if self.outcome is Relay.ANSWERED:
+                self._sink(b"\r\n")  # Flux's blank line after its block
+        return self.outcome
+
+    def _block(self, end: int) -> None:
+        """The rows of ``_buffer[:end]`` (whole lines) relayed, or the relay stopped."""
+        block = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        got = flux_rows(block, self._prefix)
+        if isinstance(got, Relay):
+            self.outcome = got
+            return
+        rows, self._prefix = got
+        self._sink(rows)
+
+
+def flux_rows(block: bytes, prefix: bytes | None) -> tuple[bytes, bytes] | Relay:
+    """Rows of InfluxQL's CSV (whole lines, the header not among them) as Flux's rows, and the
+    `name,tags` cells they all begin with (as written: quoted when they hold a comma or a
+    quote, as the tags of a series of two tags do); which ``prefix`` they must begin with,
+    when given. A ``Relay`` when they cannot be relayed."""
+    if not block or _CR in block or not block.endswith(b"\n"):
+        return Relay.UNREADABLE
+    data: Bytes = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(data == _LF)
+    n = len(ends)
+    starts = np.empty(n, dtype=np.int64)
+    starts[0], starts[1:] = 0, ends[:-1] + 1
+    if prefix is None:
+        prefix = _prefix(block[: int(ends[0])])
+        if prefix is None:
+            return Relay.UNREADABLE
+    # every row begins with the prefix and a comma (rows shorter than it cannot)
+    head = prefix + b","
+    if np.any(ends - starts <= len(head)) or not np.all(
+        byte_windows(data, len(head))[starts] == np.frombuffer(head, dtype=np.uint8)
+    ):
+        return Relay.SEVERAL_TAG_SETS
+    # and then `time,value`: one comma more, and no quote
+    per_row = head.count(b",") + 1
+    found = np.flatnonzero(data == _COMMA)
+    if len(found) != per_row * n or block.count(b'"') != prefix.count(b'"') * n:
+        return Relay.UNREADABLE
+    separators = found.reshape(n, per_row)[:, -1]  # in its row, when every row has per_row
+    if np.any(separators <= starts + len(head)) or np.any(separators >= ends - 1):
+        return Relay.UNREADABLE
+    labels = _labels(data, block, starts + len(head), separators)
+    if labels is None:
+        return Relay.UNREADABLE
+    return _assemble(data, labels, separators + 1, ends), prefix
+
+
+def _prefix(line: bytes) -> bytes | None:
+    """The `name,tags` cells of a row, as written (Go's CSV quotes a cell holding a comma, a
+    quote or a line end); None when the row is not four cells ending in two plain ones."""
+    try:
+        cells = next(csv.reader([line.decode("utf-8")]))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return None
+    if len(cells) != 4:
+        return None
+    tail = f",{cells[2]},{cells[3]}".encode()
+    if not line.endswith(tail):
+        return None
+    return line[: len(line) - len(tail)]
+
+
+def _labels(data: Bytes, block: bytes, start: Ints, stop: Ints) -> Bytes | list[bytes] | None:
+    """The time cells (nanoseconds since the epoch) as Flux writes them (RFC 3339, fraction
+    digits only when there are any, their trailing zeros left out): a matrix of 20 bytes per
+    row when every instant is a whole second of 2001-09-09 to 2286 (the usual), else one text
+    per row; None for a cell that is not an integer."""
+    if np.all(stop - start == _EPOCH_DIGITS):
+        digits = byte_windows(data, _EPOCH_DIGITS)[start] - np.uint8(_DIGIT)  # (wraps below 0)
+        if np.all(digits[:, :10] <= 9) and not np.any(digits[:, 10:]):
+            return utc_labels(digits[:, :10].astype(np.int64) @ _POWERS)
+    out = []
+    for a, b in zip(start.tolist(), stop.tolist(), strict=True):
+        cell = block[a:b]
+        if not cell.lstrip(b"-").isdigit():
+            return None
+        label = flux_label(int(cell))
+        if label is None:
+            return None
+        out.append(label)
+    return out
+
+
+def utc_labels(seconds: Ints) -> Bytes:
+    """Instants of whole seconds since the epoch, from the year 0 to 9999, as the rows of a
+    matrix of their RFC 3339 texts in UTC (`2021-05-01T00:00:30Z`, 20 bytes). Arithmetic on
+    the column, each byte of the text a row of the transposed matrix: numpy's
+    ``datetime_as_string`` and the bytes of its strings take 30 times as long. The date is made
+    once per run of instants on one day (``civil_dates``)."""
+    n = len(seconds)
+    days, clock = np.divmod(seconds, 86_400)
+    rows = np.empty((20, n), dtype=np.uint8)
+    if n:
+        new_day = np.empty(n, dtype=np.bool_)
+        new_day[0], new_day[1:] = True, days[1:] != days[:-1]
+        rows[:11] = civil_dates(days[new_day])[:, np.cumsum(new_day) - 1]
+    hour, rest = np.divmod(clock, 3_600)
+    minute, second = np.divmod(rest, 60)
+    for at, number in ((11, hour), (14, minute), (17, second)):
+        rows[at], rows[at + 1] = _TENS[number], _ONES[number]
+    rows[13], rows[16], rows[19] = _COLON, _COLON, _Z
+    return rows.T.copy()
+
+
+def civil_dates(days: Ints) -> Bytes:
+    """Days since the epoch as the columns of a matrix of `YYYY-MM-DDT` (11 rows), by
+    H. Hinnant's `civil_from_days` (the proleptic Gregorian calendar, years 0 to 9999)."""
+    era, day_of_era = np.divmod(days + 719_468, 146_097)
+    year_of_era = (
+        day_of_era - day_of_era // 1_460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    march_month = (5 * day_of_year + 2) // 153  # 0: March ... 11: February
+    day = day_of_year - (153 * march_month + 2) // 5 + 1
+    month = np.where(march_month < 10, march_month + 3, march_month - 9)
+    century, year = np.divmod(year_of_era + era * 400 + (month <= 2), 100)
+    rows = np.empty((11, len(days)), dtype=np.uint8)
+    for at, number in ((0, century), (2, year), (5, month), (8, day)):
+        rows[at], rows[at + 1] = _TENS[number], _ONES[number]
+    rows[4], rows[7], rows[10] = _DASH, _DASH, _T
+    return rows
+
+
+def flux_label(nanoseconds: int) -> bytes | None:
+    """An instant as Flux writes it in its CSV (Go's RFC3339Nano in UTC); None outside the
+    years 1 to 9999 (InfluxDB keeps 1677 to 2262)."""
+    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
+    try:
+        instant = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    text = f"{instant.year:04d}" + instant.strftime("-%m-%dT%H:%M:%S")  # (%Y: `999`)
+    if fraction:
+        text += "." + f"{fraction:09d}".rstrip("0")
+    return (text + "Z").encode("ascii")
+
+
+def _assemble(data: Bytes, labels: Bytes | list[bytes], value_starts: Ints, ends: Ints) -> bytes:
+    """Flux's rows: `,_result,0,<label>,<value>` and CRLF, the values copied from ``data``: the
+    rows of a matrix as wide as the longest, their bytes taken in order (one gather of whole
+    rows and one mask, not an index per byte)."""
+    if isinstance(labels, list):
+        return b"".join(
+            _ROW_START + label + b"," + data[a:b].tobytes() + b"\r\n"
+            for label, a, b in zip(labels, value_starts.tolist(), ends.tolist(), strict=True)
+        )
+    n = len(value_starts)
+    lengths = ends - value_starts
+    longest = int(lengths.max())
+    head = len(_ROW_START) + labels.shape[1] + 1  # the bytes up to the value
+    rows = np.empty((n, head + longest + 2), dtype=np.uint8)
+    rows[:, : len(_ROW_START)] = np.frombuffer(_ROW_START, dtype=np.uint8)
+    rows[:, len(_ROW_START) : head - 1] = labels
+    rows[:, head - 1] = _COMMA
+    padded = np.concatenate([data, np.zeros(longest, dtype=np.uint8)])
+    rows[:, head : head + longest] = byte_windows(padded, longest)[value_starts]
+    every = np.arange(n)
+    rows[every, head + lengths] = _CR
+    rows[every, head + lengths + 1] = _LF
+    kept = np.arange(rows.shape[1]) < (head + lengths + 2)[:, None]
+    return bytes(rows[kept].tobytes())
