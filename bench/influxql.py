@@ -8,10 +8,11 @@ two days of a 1 s series, and reads its first N points, for each N, both ways th
 the API's own code (``app.influx_http``, ``app.influxql_csv``, ``app.points.CsvReader``):
 
 - Flux: `from |> range |> filter |> keep |> limit`, the CSV read as it arrives;
-- InfluxQL: the same read on the v1 `/query`, its CSV relayed as Flux's and read the same way.
+- InfluxQL: the same read on the v1 `/query`, its CSV read as the same points
+  (``read_points``).
 
 The two alternate read by read. Printed per N: the p50 of each and their ratio, InfluxDB's CPU
-per read (from /proc, over the whole run of each) and this process's (the relay's cost).
+per read (from /proc, over the whole run of each) and this process's (reading the answers).
 ``app.store.INFLUXQL_MOST_ROWS`` is set from where the ratio crosses 1.
 """
 
@@ -39,7 +40,7 @@ import capacity  # noqa: E402
 import influxdb_local as il  # noqa: E402
 from api import BUCKET, ORG, settle, write_series  # noqa: E402
 from app.influx_http import FluxHttp  # noqa: E402
-from app.influxql_csv import FluxCsvOfInfluxql, Relay  # noqa: E402
+from app.influxql_csv import Relay, read_points  # noqa: E402
 from app.points import CsvReader  # noqa: E402
 from app.query import influxql  # noqa: E402
 from app.store import INFLUXQL_MOST_ROWS  # noqa: E402
@@ -69,12 +70,12 @@ async def read_flux(http: FluxHttp, read: influxql.PlainRead) -> int:
 
 
 async def read_influxql(http: FluxHttp, read: influxql.PlainRead) -> int:
-    reader = CsvReader()
-    relay = FluxCsvOfInfluxql(reader.feed)
-    await http.influxql_into(read.bucket, influxql.statement(read), relay.feed)
-    if relay.finish() is not Relay.ANSWERED:
-        raise SystemExit(f"InfluxQL did not answer {read}")
-    return len(reader.points())
+    parts: list[bytes] = []
+    await http.influxql_into(read.bucket, influxql.statement(read), parts.append)
+    points = read_points(b"".join(parts))
+    if isinstance(points, Relay):
+        raise SystemExit(f"InfluxQL did not answer {read}: {points.value}")
+    return len(points)
 
 
 async def measure(url: str, token: str, pid: int, repeats: int) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""InfluxQL's CSV answer to a plain read, relayed as the bytes Flux answers the same read with
+"""InfluxQL's CSV answer to a plain read, read as the points Flux's answer to the same read gives
 (ADR 0018).
 
 A plain read (``app.query.influxql``) asked of InfluxDB's v1 `/query` is answered as
@@ -6,29 +6,32 @@ A plain read (``app.query.influxql``) asked of InfluxDB's v1 `/query` is answere
 nanoseconds and the value as InfluxDB writes it. Flux answers the same read
 (`from |> range |> filter |> keep(columns: ["_time", "_value"])`) as
 `,result,table,_time,_value` rows: `,_result,0,2021-05-01T00:00:30Z,50.0419`, CRLF line ends and a
-blank line after the block. ``FluxCsvOfInfluxql`` turns the first into the second while it
-arrives, with numpy (no Python object per row when the instants are whole seconds), so that
-everything after the transport (``points.CsvReader``, the JSON made while the answer arrives)
-reads what it read before. Numbers are passed through: InfluxDB writes them with the same
+blank line after the block. Numbers are written alike: InfluxDB writes them with the same
 function in both languages, which the tests check against the real influxd.
 
-Only an answer of one tag set is relayed (Flux's one table): a second tag set, a quoted time or
-value, or anything unexpected stops the relay, and the caller asks Flux. InfluxQL's CSV has no
-way to say a statement failed (a bucket without a DBRP mapping is answered with an empty body),
-so an empty answer is ``EMPTY``: the caller asks Flux too.
+``read_points`` makes of InfluxQL's answer exactly the ``Points`` that ``points.parse_flux_csv``
+makes of Flux's: when every instant is a whole second (the usual), cells over InfluxQL's own
+bytes, the labels made with numpy (``utc_labels``), nothing copied per row; else Flux's text
+(``as_flux_csv``) parsed as Flux's. Plain reads asked in InfluxQL are small (``store``), so the
+answer is read whole, not while it arrives.
+
+Only an answer of one tag set is read (Flux's one table): a second tag set, a quoted time or
+value, or anything unexpected is a ``Relay`` other than ``ANSWERED``, and the caller asks Flux.
+InfluxQL's CSV has no way to say a statement failed (a bucket without a DBRP mapping is
+answered with an empty body), so an empty answer is ``EMPTY``: the caller asks Flux too.
 """
 
 from __future__ import annotations
 
 import csv
 import enum
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from app.points import byte_windows
+from app.points import CsvCells, Points, byte_windows, parse_flux_csv
 
 Bytes = npt.NDArray[np.uint8]
 Ints = npt.NDArray[np.int64]
@@ -36,9 +39,6 @@ Ints = npt.NDArray[np.int64]
 FLUX_HEADER = b",result,table,_time,_value\r\n"
 _ROW_START = b",_result,0,"  # every row of Flux's one table: empty annotation, result, table
 _INFLUXQL_HEADER = b"name,tags,time,"
-# Rows are converted in blocks of at least this many bytes while the answer arrives: each block
-# costs a few dozen numpy calls (a day at 30 s, 95 kB, is one block).
-BLOCK_BYTES = 128 * 1024
 _COMMA, _LF, _CR, _DIGIT = 0x2C, 0x0A, 0x0D, 0x30
 _DASH, _T, _COLON, _Z = 0x2D, 0x54, 0x3A, 0x5A
 _TENS = np.array([_DIGIT + k // 10 for k in range(100)], dtype=np.uint8)  # of 0..99, in ASCII
@@ -48,78 +48,74 @@ _POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)  # the worth of the seconds
 
 
 class Relay(enum.Enum):
-    """How a relay ended."""
+    """How InfluxQL's answer was read."""
 
-    ANSWERED = "answered"  # every row of one tag set relayed
+    ANSWERED = "answered"  # every row of one tag set read
     EMPTY = "empty"  # no row: an empty range, or a statement InfluxDB refused
     SEVERAL_TAG_SETS = "several_tag_sets"  # Flux answers those as several tables
     UNREADABLE = "unreadable"  # quoted cells, or rows of another shape
     REFUSED = "refused"  # a 4xx: no v1 endpoint, or a statement the server does not take
 
 
-class FluxCsvOfInfluxql:
-    """Takes InfluxQL's CSV answer in chunks (``feed``) and hands ``sink`` Flux's CSV of the same
-    points in chunks of whole rows; ``finish`` says whether that was the whole answer. After a
-    relay that did not answer, what ``sink`` got is not an answer (the caller discards it)."""
-
-    def __init__(self, sink: Callable[[bytes], None], *, block_bytes: int = BLOCK_BYTES) -> None:
-        self._sink = sink
-        self._block_bytes = block_bytes
-        self._buffer = bytearray()
-        self._header = False
-        self._prefix: bytes | None = None  # `name,tags` of the first row: every row's
-        self.outcome: Relay | None = None  # set when the relay stopped early, or finished
-
-    def feed(self, chunk: bytes) -> None:
-        if self.outcome is not None:
-            return
-        self._buffer += chunk
-        if not self._header:
-            cut = self._buffer.find(b"\n")
-            if cut < 0:
-                return
-            line = bytes(self._buffer[:cut])
-            if not line.startswith(_INFLUXQL_HEADER) or b"," in line[len(_INFLUXQL_HEADER) :]:
-                self.outcome = Relay.UNREADABLE  # (a quoted field name is not one cell here)
-                return
-            del self._buffer[: cut + 1]
-            self._header = True
-            self._sink(FLUX_HEADER)
-        if len(self._buffer) >= self._block_bytes:
-            last = self._buffer.rfind(b"\n")
-            if last >= 0:
-                self._block(last + 1)
-
-    def finish(self) -> Relay:
-        """The whole answer is in: the rest relayed, and how the relay ended."""
-        if self.outcome is None:
-            if self._buffer and not self._buffer.endswith(b"\n"):
-                self._buffer += b"\n"  # (InfluxDB ends every row with one; a last without)
-            if self._buffer:
-                self._block(len(self._buffer))
-        if self.outcome is None:
-            self.outcome = Relay.ANSWERED if self._prefix is not None else Relay.EMPTY
-            if self.outcome is Relay.ANSWERED:
-                self._sink(b"\r\n")  # Flux's blank line after its block
-        return self.outcome
-
-    def _block(self, end: int) -> None:
-        """The rows of ``_buffer[:end]`` (whole lines) relayed, or the relay stopped."""
-        block = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        got = flux_rows(block, self._prefix)
-        if isinstance(got, Relay):
-            self.outcome = got
-            return
-        rows, self._prefix = got
-        self._sink(rows)
+def as_flux_csv(raw: bytes) -> bytes | Relay:
+    """InfluxQL's whole CSV answer as the bytes Flux answers the same read with."""
+    rows = _rows(raw)
+    if isinstance(rows, Relay):
+        return rows
+    return FLUX_HEADER + _assemble(rows.data, rows.labels, *rows.values) + b"\r\n"
 
 
-def flux_rows(block: bytes, prefix: bytes | None) -> tuple[bytes, bytes] | Relay:
-    """Rows of InfluxQL's CSV (whole lines, the header not among them) as Flux's rows, and the
-    `name,tags` cells they all begin with (as written: quoted when they hold a comma or a
-    quote, as the tags of a series of two tags do); which ``prefix`` they must begin with,
-    when given. A ``Relay`` when they cannot be relayed."""
+def read_points(raw: bytes, *, integer: bool = False) -> Points | Relay:
+    """InfluxQL's whole CSV answer as the points ``parse_flux_csv`` makes of Flux's answer to
+    the same read (``integer``: as it would be told)."""
+    rows = _rows(raw)
+    if isinstance(rows, Relay):
+        return rows
+    if not isinstance(rows.labels, list):
+        labels = rows.labels
+
+        def flux_text() -> str:  # for whatever reads the points one by one (``Points.times``)
+            flux = FLUX_HEADER + _assemble(rows.data, labels, *rows.values) + b"\r\n"
+            return flux.decode("ascii")
+
+        spans = (rows.times, rows.values)
+        cells = CsvCells.relayed(rows.data, labels, spans, flux_text, integer=integer)
+        if cells is not None:
+            return Points.of_cells(cells)
+    flux = FLUX_HEADER + _assemble(rows.data, rows.labels, *rows.values) + b"\r\n"
+    return parse_flux_csv(flux.decode("utf-8"), integer=integer)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The rows of InfluxQL's answer: its bytes (without the header), the labels Flux writes
+    for their instants, and where their values start and stop in ``data``."""
+
+    data: Bytes
+    labels: Bytes | list[bytes]
+    times: tuple[Ints, Ints]  # the time cells (nanoseconds)
+    values: tuple[Ints, Ints]
+
+
+def _rows(raw: bytes) -> _Rows | Relay:
+    cut = raw.find(b"\n")
+    if cut < 0:
+        return Relay.EMPTY if not raw.strip() else Relay.UNREADABLE
+    header = raw[:cut]
+    if not header.startswith(_INFLUXQL_HEADER) or b"," in header[len(_INFLUXQL_HEADER) :]:
+        return Relay.UNREADABLE  # (a quoted field name is not one cell here)
+    block = raw[cut + 1 :]
+    if not block:
+        return Relay.EMPTY
+    if not block.endswith(b"\n"):
+        block += b"\n"  # (InfluxDB ends every row with one; a last row without is whole)
+    return flux_rows(block)
+
+
+def flux_rows(block: bytes) -> _Rows | Relay:
+    """Rows of InfluxQL's CSV (whole lines, the header not among them), all beginning with the
+    `name,tags` cells of the first (as written: quoted when they hold a comma or a quote, as
+    the tags of a series of two tags do); a ``Relay`` when they cannot be read."""
     if not block or _CR in block or not block.endswith(b"\n"):
         return Relay.UNREADABLE
     data: Bytes = np.frombuffer(block, dtype=np.uint8)
@@ -127,10 +123,9 @@ def flux_rows(block: bytes, prefix: bytes | None) -> tuple[bytes, bytes] | Relay
     n = len(ends)
     starts = np.empty(n, dtype=np.int64)
     starts[0], starts[1:] = 0, ends[:-1] + 1
+    prefix = _prefix(block[: int(ends[0])])
     if prefix is None:
-        prefix = _prefix(block[: int(ends[0])])
-        if prefix is None:
-            return Relay.UNREADABLE
+        return Relay.UNREADABLE
     # every row begins with the prefix and a comma (rows shorter than it cannot)
     head = prefix + b","
     if np.any(ends - starts <= len(head)) or not np.all(
@@ -148,7 +143,7 @@ def flux_rows(block: bytes, prefix: bytes | None) -> tuple[bytes, bytes] | Relay
     labels = _labels(data, block, starts + len(head), separators)
     if labels is None:
         return Relay.UNREADABLE
-    return _assemble(data, labels, separators + 1, ends), prefix
+    return _Rows(data, labels, (starts + len(head), separators), (separators + 1, ends))
 
 
 def _prefix(line: bytes) -> bytes | None:

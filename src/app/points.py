@@ -359,8 +359,8 @@ class CsvCells:
     (``app.formats``), InfluxDB's texts copied as they are (issue 10, item 7).
     """
 
-    __slots__ = ("_labels", "_text", "data", "integer", "pieces", "rendered", "table_ids",
-                 "time_spans", "value_spans")  # fmt: skip
+    __slots__ = ("_labels", "_make_text", "_text", "data", "integer", "pieces", "rendered",
+                 "table_ids", "time_spans", "value_spans")  # fmt: skip
 
     def __init__(
         self,
@@ -374,6 +374,7 @@ class CsvCells:
         self._text, self.data, self.table_ids, self.integer = text, data, table_ids, integer
         self.time_spans, self.value_spans = spans
         self._labels: Cells | None = None
+        self._make_text: Callable[[], str] | None = None  # ``text``, when ``data`` is not it
         # Read while the answer arrived (``CsvReader``): the blocks of its header and each run
         # of its rows, in order, whose rows these cells are; and for a piece, the JSON of its
         # points as windows none of which is partial (``app.formats.prerender``).
@@ -388,7 +389,8 @@ class CsvCells:
     def text(self) -> str:
         """The text of ``data`` (made when first asked for, by cells joined from pieces)."""
         if self._text is None:
-            self._text = self.data.tobytes().decode("ascii")
+            made = self._make_text
+            self._text = self.data.tobytes().decode("ascii") if made is None else made()
         return self._text
 
     def __len__(self) -> int:
@@ -434,6 +436,28 @@ class CsvCells:
             return None
         tables = _distinct(data, *spans("table"))
         return cls(text, data, (spans("_time"), spans("_value")), tables, integer=integer)
+
+    @classmethod
+    def relayed(
+        cls,
+        data: Bytes,
+        labels: Bytes,
+        spans: tuple[tuple[Ints, Ints], tuple[Ints, Ints]],
+        flux_text: Callable[[], str],
+        *,
+        integer: bool,
+    ) -> CsvCells | None:
+        """The rows of another CSV read as one block of Flux's (``app.influxql_csv``): their
+        bytes ``data``, where their time and value cells are in them (``spans``), the labels
+        Flux writes for their instants (a matrix, each of its width), and ``flux_text``, which
+        makes Flux's text of them when something asks for ``text``. None when a value is not
+        a finite number (``parse`` makes no cells of such a block either)."""
+        if not _finite_numbers(Cells.of(data, *spans[1], _DIGIT)):
+            return None
+        cells = cls(None, data, spans, frozenset({b"0"}), integer=integer)
+        cells._labels = Cells(labels, np.full(len(labels), labels.shape[1]), None)
+        cells._make_text = flux_text
+        return cells
 
     @classmethod
     def joined(

@@ -37,7 +37,7 @@ from app.errors import (
     UnknownSeries,
 )
 from app.influx_http import FluxHttp
-from app.influxql_csv import FluxCsvOfInfluxql, Relay
+from app.influxql_csv import Relay, read_points
 from app.metrics import Metrics
 from app.points import (
     CsvReader,
@@ -89,7 +89,7 @@ TIER_COUNT_POINTS = 500_000
 # points: 2.1 against 3.8 ms) but costs more per point, and so does relaying its answer as
 # Flux's: the API's time is about 1.2 ms less up to 3,000 points and 2 ms more at 10,000
 # (``bench/influxql.py``).
-INFLUXQL_MOST_ROWS = 4_000
+INFLUXQL_MOST_ROWS = 3_000
 T = TypeVar("T")
 
 _CSV = Dialect(  # type: ignore[no-untyped-call]
@@ -721,13 +721,13 @@ class Store:
         read = query.read
         relayed: Relay | None = None
         if read is not None and self._influxql_reads and self._influxql_may_read(read):
-            reader = CsvReader(integer=integer, on_piece=on_piece)
-            relayed = await self._run(
-                kind, lambda: self._influxql(http, read, reader.feed), language="influxql"
+            got = await self._run(
+                kind, lambda: self._influxql(http, read, integer), language="influxql"
             )
+            relayed = got if isinstance(got, Relay) else Relay.ANSWERED
             self._metrics.influxql_reads.labels(outcome=relayed.value).inc()
-            if relayed is Relay.ANSWERED:
-                return reader.points()
+            if not isinstance(got, Relay):
+                return got
         reader = CsvReader(integer=integer, on_piece=on_piece)
         await self._run(kind, lambda: http.query_into(query.text, query.params, reader.feed))
         points = reader.points()
@@ -744,20 +744,18 @@ class Store:
         )
 
     @staticmethod
-    async def _influxql(
-        http: FluxHttp, read: influxql.PlainRead, sink: Callable[[bytes], None]
-    ) -> Relay:
-        """A plain read asked in InfluxQL, its answer relayed to ``sink`` as Flux's CSV
-        (``influxql_csv``); how the relay ended, ``REFUSED`` for a 4xx (Flux is asked then,
+    async def _influxql(http: FluxHttp, read: influxql.PlainRead, integer: bool) -> Points | Relay:
+        """A plain read asked in InfluxQL: the points Flux's answer would give
+        (``influxql_csv.read_points``), or why not; ``REFUSED`` for a 4xx (Flux is asked then,
         and answers with its own error if the request is at fault)."""
-        relay = FluxCsvOfInfluxql(sink)
+        parts: list[bytes] = []
         try:
-            await http.influxql_into(read.bucket, influxql.statement(read), relay.feed)
+            await http.influxql_into(read.bucket, influxql.statement(read), parts.append)
         except ApiException as exc:
             if 400 <= int(getattr(exc, "status", 0) or 0) < 500:
                 return Relay.REFUSED
             raise
-        return relay.finish()
+        return read_points(b"".join(parts), integer=integer)
 
     def _influxql_fell_back(self, read: influxql.PlainRead, relayed: Relay, points: Points) -> None:
         """What Flux's answer after InfluxQL's says of InfluxQL's: a bucket InfluxQL refused,

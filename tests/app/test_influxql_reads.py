@@ -22,12 +22,14 @@ from app import store as store_module
 from app.influx_http import FluxHttp
 from app.influxql_csv import (
     FLUX_HEADER,
-    FluxCsvOfInfluxql,
     Relay,
+    as_flux_csv,
     flux_label,
     flux_rows,
+    read_points,
     utc_labels,
 )
+from app.points import Points, parse_flux_csv
 from app.query import flux, influxql
 from tests.app.conftest import AppClient, counts_by, make_settings
 from tests.conftest import InfluxServer
@@ -94,11 +96,8 @@ async def ql_bucket(influx: InfluxServer) -> AsyncIterator[str]:
             client.buckets_api().delete_bucket(created)
 
 
-async def _both(
-    influx: InfluxServer, read: influxql.PlainRead, chunk: int, block: int
-) -> tuple[bytes, Relay, bytes]:
-    """Flux's answer to the read (the API's own Flux of it) and InfluxQL's relayed, its bytes
-    fed ``chunk`` at a time and converted ``block`` at a time."""
+async def _both(influx: InfluxServer, read: influxql.PlainRead) -> tuple[bytes, bytes]:
+    """Flux's answer to the read (the API's own Flux of it) and InfluxQL's."""
     http = FluxHttp(influx.url, influx.token, influx.org)
     try:
         theirs: list[bytes] = []
@@ -118,33 +117,43 @@ async def _both(
         await http.influxql_into(read.bucket, influxql.statement(read), raw.append)
     finally:
         await http.close()
-    ours: list[bytes] = []
-    relay = FluxCsvOfInfluxql(ours.append, block_bytes=block)
-    whole = b"".join(raw)
-    for at in range(0, len(whole), chunk):
-        relay.feed(whole[at : at + chunk])
-    return b"".join(theirs), relay.finish(), b"".join(ours)
+    return b"".join(theirs), b"".join(raw)
+
+
+def _same_as_fluxs(theirs: bytes, raw: bytes, *, integer: bool = False) -> None:
+    """InfluxQL's answer ``raw`` is Flux's ``theirs``: as Flux's text, byte for byte, and read
+    as points, the points of Flux's answer, whose text (made when something reads the points
+    one by one) is Flux's too."""
+    assert as_flux_csv(raw) == theirs
+    ours = read_points(raw, integer=integer)
+    assert isinstance(ours, Points)
+    flux_points = parse_flux_csv(theirs.decode(), integer=integer)
+    cells = ours.cells()
+    if cells is not None:
+        assert cells.text == theirs.decode()
+    assert ours == flux_points
+    assert (ours.times, ours.values) == (flux_points.times, flux_points.values)
 
 
 SERIES = [*HOSTILE, "forms", "integers", "fractions", "old", "sited", "plain"]
 
 
 @pytest.mark.parametrize("series", SERIES)
-@pytest.mark.parametrize(("chunk", "block"), [(1, 1), (7, 64), (10**6, 10**6)])
-async def test_influxqls_answer_is_relayed_as_the_bytes_flux_answers(
-    influx: InfluxServer, ql_bucket: str, series: str, chunk: int, block: int
+async def test_influxqls_answer_is_read_as_fluxs(
+    influx: InfluxServer, ql_bucket: str, series: str
 ) -> None:
     """Every name InfluxQL must quote (and its CSV quotes: a comma, a double quote), two tags
     (a quoted cell), every number form, integers, fractions of a second and instants of other
-    lengths (before 2001 and 1970): InfluxQL's answer relayed is Flux's, byte for byte,
-    however it arrives."""
+    lengths (before 2001 and 1970): InfluxQL's answer is Flux's, byte for byte, and read as
+    the points Flux's gives."""
     start, stop = datetime(1960, 1, 1, tzinfo=UTC), BEGIN + timedelta(days=1)
     read = influxql.PlainRead(ql_bucket, series, "value", start, stop, 1000)
-    theirs, relayed, ours = await _both(influx, read, chunk, block)
+    theirs, raw = await _both(influx, read)
     assert theirs.startswith(FLUX_HEADER)
     assert theirs.count(b"\r\n") > 2, theirs
-    assert relayed is Relay.ANSWERED
-    assert ours == theirs
+    _same_as_fluxs(theirs, raw, integer=series == "integers")
+    # InfluxDB ends every row with a line end; a last row without one is whole too
+    _same_as_fluxs(theirs, raw.rstrip(b"\n"), integer=series == "integers")
 
 
 @pytest.mark.parametrize(("offset", "seconds", "limit"), [(0, 30, 2), (15, 300, 1000), (30, 31, 1)])
@@ -156,9 +165,8 @@ async def test_the_range_and_the_limit_are_fluxs(
     read = influxql.PlainRead(
         ql_bucket, "forms", "value", start, start + timedelta(seconds=seconds), limit
     )
-    theirs, relayed, ours = await _both(influx, read, 10**6, 10**6)
-    assert relayed is Relay.ANSWERED
-    assert ours == theirs
+    theirs, raw = await _both(influx, read)
+    _same_as_fluxs(theirs, raw)
     assert theirs.count(b"\r\n") - 2 == min(limit, len(range(offset, offset + seconds, 30)))
 
 
@@ -172,23 +180,24 @@ async def test_what_influxql_cannot_relay_is_said(influx: InfluxServer, ql_bucke
         influxql.PlainRead("no_such_bucket", "forms", "value", BEGIN, day, 9): Relay.EMPTY,
     }
     for read, outcome in cases.items():
+        parts: list[bytes] = []
         http = FluxHttp(influx.url, influx.token, influx.org)
-        relay = FluxCsvOfInfluxql(lambda _: None)
         try:
-            await http.influxql_into(read.bucket, influxql.statement(read), relay.feed)
+            await http.influxql_into(read.bucket, influxql.statement(read), parts.append)
         finally:
             await http.close()
-        assert relay.finish() is outcome, read
+        raw = b"".join(parts)
+        assert read_points(raw) is outcome, read
+        assert as_flux_csv(raw) is outcome, read
 
 
 async def test_a_tag_named_like_the_field_is_not_read(influx: InfluxServer, ql_bucket: str) -> None:
     """`value` is both a tag and the field: the field's points are read, as Flux reads them
     (InfluxQL would read the tag without `::field`)."""
     read = influxql.PlainRead(ql_bucket, "tagfield", "value", BEGIN, BEGIN + timedelta(1), 9)
-    theirs, relayed, ours = await _both(influx, read, 10**6, 10**6)
-    assert relayed is Relay.ANSWERED
-    assert ours == theirs
-    assert b",2.5\r\n" in ours
+    theirs, raw = await _both(influx, read)
+    _same_as_fluxs(theirs, raw)
+    assert b",2.5\r\n" in theirs
 
 
 @settings(max_examples=200, deadline=None)
@@ -243,31 +252,37 @@ def test_a_fraction_of_a_second_is_written_as_go_writes_it(nanoseconds: int, lab
         ),  # none, then one
     ],
 )
-def test_rows_that_cannot_be_relayed_are_refused(block: bytes, outcome: Relay) -> None:
-    assert flux_rows(block, None) is outcome
+def test_rows_that_cannot_be_read_are_refused(block: bytes, outcome: Relay) -> None:
+    assert flux_rows(block) is outcome
+    assert read_points(b"name,tags,time,value\n" + block) is outcome
 
 
-def test_a_quoted_tag_set_is_relayed() -> None:
+def test_a_quoted_tag_set_is_read() -> None:
     """Two tags are one cell holding a comma: quoted, and read as one."""
-    got = flux_rows(b'f,"site=a,unit=Hz",1619827200000000000,1.5\n', None)
-    assert got == (b",_result,0,2021-05-01T00:00:00Z,1.5\r\n", b'f,"site=a,unit=Hz"')
+    header = b"name,tags,time,value\n"
+    got = as_flux_csv(header + b'f,"site=a,unit=Hz",1619827200000000000,1.5\n')
+    assert got == FLUX_HEADER + b",_result,0,2021-05-01T00:00:00Z,1.5\r\n\r\n"
     mixed = b'f,"site=a,unit=Hz",1619827200000000000,1\nf,"site=b,unit=Hz",1619827260000000000,2\n'
-    assert flux_rows(mixed, None) is Relay.SEVERAL_TAG_SETS
-
-
-def test_a_later_block_of_another_tag_set_is_refused() -> None:
-    """The tag set of a block is compared with the first block's."""
-    got = flux_rows(b"f,unit=Hz,1619827200000000000,1\n", None)
-    assert not isinstance(got, Relay)
-    assert got[1] == b"f,unit=Hz"
-    assert flux_rows(b"f,unit=Hy,1619827260000000000,2\n", got[1]) is Relay.SEVERAL_TAG_SETS
+    assert as_flux_csv(header + mixed) is Relay.SEVERAL_TAG_SETS
 
 
 def test_a_header_other_than_influxqls_is_refused() -> None:
     for header in (b"name,tags,time,value,other\n", b"error\n", b'name,tags,time,"a,b"\n'):
-        relay = FluxCsvOfInfluxql(lambda _: None)
-        relay.feed(header + b"f,,1619827200000000000,1\n")
-        assert relay.finish() is Relay.UNREADABLE
+        assert read_points(header + b"f,,1619827200000000000,1\n") is Relay.UNREADABLE
+    assert read_points(b"") is Relay.EMPTY
+    assert read_points(b"name,tags,time,value\n") is Relay.EMPTY
+
+
+def test_values_that_are_not_finite_numbers_are_read_as_flux_reads_them() -> None:
+    """A value the cells do not take (not a plain decimal: an exponent) is read from Flux's
+    text, as ``parse_flux_csv`` reads Flux's answer."""
+    raw = b"name,tags,time,value\nf,,1619827200000000000,1e+21\nf,,1619827230000000000,-1e-07\n"
+    got = read_points(raw)
+    assert isinstance(got, Points)
+    assert got.cells() is None
+    theirs = as_flux_csv(raw)
+    assert isinstance(theirs, bytes)
+    assert got == parse_flux_csv(theirs.decode())
 
 
 def test_names_are_quoted_and_instants_are_integers() -> None:

@@ -335,7 +335,8 @@ def series_points(series: str, **params: str) -> tuple[str, dict[str, float]]:
 def test_tiers_answer_as_the_raw_points_do() -> None:
     """The tiers the Indexed Job refreshed answer 3 days of a 1 s series at 1h (X-Data-Source
     tier:1h) with the numbers the raw points give: hourly count, sum, min and max from raw 30 s
-    windows (finer than every tier, so raw answers them) added up per hour"""
+    windows (finer than every tier, so raw answers them) added up per hour; an hour at 1 s read
+    as its points in InfluxQL (ADR 0018), with the same sum"""
     start, end = "2021-05-31T22:00:00Z", "2021-06-03T22:00:00Z"  # the three local days
     # A tier answers a series once an API pod's catalog reload has seen the tier hold all of it
     # (within API_CATALOG_TTL_SECONDS of the Job): until then raw answers, with the same numbers.
@@ -374,6 +375,25 @@ def test_tiers_answer_as_the_raw_points_do() -> None:
         total = math.fsum(raw["sum"][hour])
         assert math.isclose(hourly["sum"][hour], total, rel_tol=1e-9), hour
         assert math.isclose(hourly["mean"][hour], total / sum(counts), rel_tol=1e-9), hour
+
+    # An hour at the series' own spacing: 3,600 windows of one point each, read as the points,
+    # in InfluxQL (ADR 0018) with the chart's read-only token, every pod that answered saying
+    # so in its metrics; the same sum as the raw 30 s windows'.
+    hour = "2021-06-01T10:00:00Z"
+    answered: list[float] = []
+    for _ in range(12):  # (the Service picks a pod for each connection)
+        source, seconds = series_points(
+            "freq_days", start=hour, end="2021-06-01T11:00:00Z", resolution="1s", agg="mean"
+        )
+        assert source == "raw"
+        assert len(seconds) == 3600
+        assert math.isclose(math.fsum(seconds.values()), math.fsum(raw["sum"][hour]), rel_tol=1e-9)
+        metrics = httpx.get(f"{state.api}/metrics", timeout=30).text
+        assert 'gridts_api_influxql_reads_total{outcome="refused"}' not in metrics
+        relayed = 'gridts_api_influxql_reads_total{outcome="answered"} '
+        answered += [float(line[len(relayed) :]) for line in metrics.splitlines()
+                     if line.startswith(relayed)]  # fmt: skip
+    assert max(answered, default=0) >= 1, answered
 
     # An unaligned start (one second into the first hour): tiers answer the whole hours, and
     # the cut hour equals the raw points' own answer for it.
