@@ -51,7 +51,9 @@ import capacity  # noqa: E402
 import influxdb_local as il  # noqa: E402
 from app import formats  # noqa: E402
 from app.points import Points  # noqa: E402
+from app.query import influxql  # noqa: E402
 from app.query.plan import DataParams, build_plan  # noqa: E402
+from gridts.durations import parse_duration  # noqa: E402
 
 DAY0 = datetime(2021, 5, 1, tzinfo=UTC)
 ORG, BUCKET = "bench", "bench"
@@ -185,10 +187,12 @@ def side_by_side(
     tier: str | None = None,
     floor: httpx.Client | None = None,
     variants: dict[str, httpx.Client] | None = None,
+    influxql_too: bool = False,
 ) -> dict[str, Any]:
     """Interleaved timings of the API and of the direct Flux query for the same windows (on
-    ``tier``'s bucket when given), of ``floor`` (``bench/forwarder.py``) and of other APIs
-    (``variants``, by name) when given. Only the requests are timed; the API's CPU time is
+    ``tier``'s bucket when given), of ``floor`` (``bench/forwarder.py``), of other APIs
+    (``variants``, by name) and of the same points read directly in InfluxQL
+    (``influxql_too``) when given. Only the requests are timed; the API's CPU time is
     read before and after the whole run."""
     query = {"start": iso(start), "end": iso(end), "resolution": every, "agg": "mean"}
     body = {
@@ -207,6 +211,22 @@ def side_by_side(
     calls: dict[str, Callable[[], httpx.Response]] = {"api": call_api, "flux": call_flux}
     if floor is not None:
         calls["floor"] = lambda: floor.get(f"/v1/series/{name}/data", params=query)
+    if influxql_too:  # the same points read directly in InfluxQL, as the API reads them
+        statement = influxql.statement(
+            influxql.PlainRead(
+                BUCKET,
+                name,
+                "value",
+                start,
+                end,
+                int((end - start).total_seconds()) // parse_duration(every) + 1,
+            )
+        )
+        calls["influxql"] = lambda: influx.post(
+            "/query", params={"db": BUCKET}, data={"q": statement},
+            headers={"Accept": "application/csv"},
+        )  # fmt: skip
+        times["influxql"] = []
     for label, client in (variants or {}).items():
         calls[label] = lambda client=client: client.get(f"/v1/series/{name}/data", params=query)
         times[label] = []
@@ -246,6 +266,10 @@ def side_by_side(
         floor_p50 = statistics.median(times["floor"])
         result["floor_p50_ms"] = floor_p50 * 1000
         result["floor_ratio"] = floor_p50 / flux_p50
+    if influxql_too:
+        influxql_p50 = statistics.median(times["influxql"])
+        result["influxql_p50_ms"] = influxql_p50 * 1000
+        result["influxql_ratio"] = api_p50 / influxql_p50
     result["variants"] = {
         label: {
             "p50_ms": statistics.median(times[label]) * 1000,
@@ -455,6 +479,7 @@ def main() -> int:
                         args.repeats,
                         floor=floor,
                         variants={"InfluxQL reads off": flux_reads},
+                        influxql_too=True,
                     ),
                     f"1 s series, {args.days_1s} d at 15 m": side_by_side(
                         api_proc.pid,
@@ -509,6 +534,11 @@ def main() -> int:
                 f"(bench/forwarder.py: uvicorn, aiohttp, InfluxDB's CSV returned as is) "
                 f"{day['floor_p50_ms']:.1f} ms, {day['floor_ratio']:.2f}x direct Flux; the API "
                 f"{day['ratio']:.2f}x",
+                flush=True,
+            )
+            print(
+                f"  the same points read directly in InfluxQL (as the API reads them, ADR 0018): "
+                f"{day['influxql_p50_ms']:.1f} ms; the API {day['influxql_ratio']:.2f}x that",
                 flush=True,
             )
             for label, v in day["variants"].items():

@@ -46,7 +46,7 @@ from app.query import influxql  # noqa: E402
 from app.store import INFLUXQL_MOST_ROWS  # noqa: E402
 
 DAY0 = datetime(2021, 5, 1, tzinfo=UTC)
-SIZES = (100, 1_000, 2_880, 4_000, 10_000, 30_000)
+SIZES = (100, 1_000, 2_880, 5_000, 10_000, 30_000)
 OUT = ROOT / "bench" / "out" / "influxql.json"
 FLUX = """from(bucket: p_bucket)
     |> range(start: p_start, stop: p_stop)

@@ -160,6 +160,13 @@ def api_section(lines: list[str]) -> None:
             f"run; the API {day['ratio']:.2f} x. What the API adds beyond the hop (FastAPI, the "
             "plan, reading the CSV, the JSON with its `partial` flags) is the difference.",
         ]
+    if "influxql_ratio" in day:
+        lines += [
+            "",
+            f"The API reads the day's points in InfluxQL (ADR 0018). The same points read "
+            f"directly in InfluxQL, in the same run: {day['influxql_p50_ms']:.1f} ms; the API "
+            f"takes {day['influxql_ratio']:.2f} x that.",
+        ]
     for label, v in day.get("variants", {}).items():
         lines += [
             "",
@@ -340,9 +347,69 @@ def main() -> int:
         "spread lies on both sides of 1 is within this machine's noise. What each row measures "
         "and the reading of the latest run: [bench/README.md](../bench/README.md).",
     )
-    (DOCS / "results.md").write_text("\n".join(lines).rstrip() + "\n")
-    print(f"wrote {DOCS / 'results.md'}")
+    influxql_section(lines)
+    target = DOCS / "results.md"
+    text = "\n".join(lines).rstrip() + "\n"
+    if target.exists():
+        text = keep_earlier(text, target.read_text())
+    target.write_text(text)
+    print(f"wrote {target}")
     return 0
+
+
+def sections(text: str) -> list[tuple[str, str]]:
+    """A results page as (heading, text) per `## ` section, the text before the first under
+    the heading ""."""
+    out: list[tuple[str, str]] = [("", "")]
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            out.append((line.strip(), ""))
+        out[-1] = (out[-1][0], out[-1][1] + line)
+    return out
+
+
+def keep_earlier(new: str, old: str) -> str:
+    """``new``, each section without results of its own (its benchmark's output is not in
+    bench/out: not run on this machine) replaced by the same section of ``old``, the page as
+    it was: re-rendering after one benchmark keeps the others' last results."""
+    earlier = dict(sections(old))
+    kept = []
+    for heading, body in sections(new):
+        missing = any(line.startswith("_No ") for line in body.splitlines())
+        kept.append((earlier.get(heading, body) if missing else body).rstrip("\n") + "\n\n")
+    return "".join(kept).rstrip("\n") + "\n"
+
+
+def influxql_section(lines: list[str]) -> None:
+    """Plain reads in Flux against InfluxQL by size (bench/influxql.py)."""
+    got = load("influxql.json")
+    lines += [
+        "## Plain reads: Flux against InfluxQL, by size (ADR 0018)",
+        "",
+        "Produced by `.venv/bin/python bench/influxql.py`.",
+        "",
+    ]
+    if not got:
+        lines += ["_No results yet: run `.venv/bin/python bench/influxql.py`._", ""]
+        return
+    lines += [
+        f"The first N points of a 1 s series (compacted), read both ways in the API's own code, "
+        f"alternating read by read, {got['repeats']} reads each; {got['influxd']}. p50 per "
+        "read, and CPU per read: InfluxDB's and the reading process's. The API asks InfluxQL "
+        f"for plain reads of at most {got['most_rows']:,} points (`INFLUXQL_MOST_ROWS`).",
+        "",
+        "| points | Flux ms | InfluxQL ms | ratio | InfluxDB CPU ms, Flux | InfluxDB CPU ms, "
+        "InfluxQL | reader CPU ms, Flux | reader CPU ms, InfluxQL |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in got["sizes"]:
+        db, own = r["influxd_cpu_ms"], r["client_cpu_ms"]
+        lines.append(
+            f"| {r['points']:,} | {r['flux_ms']:.2f} | {r['influxql_ms']:.2f} | "
+            f"{r['ratio']:.2f} | {db['flux']:.2f} | {db['influxql']:.2f} | {own['flux']:.2f} | "
+            f"{own['influxql']:.2f} |"
+        )
+    lines.append("")
 
 
 if __name__ == "__main__":

@@ -85,11 +85,10 @@ READ_POINTS_AS_WINDOWS = True
 # its write cache); a day of 1 s data: 12 ms with raw edges against 7 ms.
 TIER_COUNT_POINTS = 500_000
 # Plain reads of at most this many points per tag set are asked in InfluxQL (ADR 0018). InfluxQL
-# spares Flux's fixed cost of a query (InfluxDB's CPU for 100 points: 0.7 against 2.7 ms; 2,880
-# points: 2.1 against 3.8 ms) but costs more per point, and so does relaying its answer as
-# Flux's: the API's time is about 1.2 ms less up to 3,000 points and 2 ms more at 10,000
-# (``bench/influxql.py``).
-INFLUXQL_MOST_ROWS = 3_000
+# spares Flux's fixed cost of a query (InfluxDB's CPU for 100 points: 1.5 against 3.7 ms; 2,880
+# points: 2.7 against 5.3 ms) but costs InfluxDB more per point: a read takes 0.36 times as long
+# at 100 points, 0.84 at 5,000, 1.1 times at 10,000, 1.6 at 30,000 (``bench/influxql.py``).
+INFLUXQL_MOST_ROWS = 5_000
 T = TypeVar("T")
 
 _CSV = Dialect(  # type: ignore[no-untyped-call]
