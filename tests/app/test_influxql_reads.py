@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -413,3 +413,54 @@ async def test_a_bucket_influxql_does_not_know_is_read_in_flux(influx: InfluxSer
     ]
     assert relays == ['gridts_api_influxql_reads_total{outcome="empty"} 1.0']
     assert _languages(metrics) == {"influxql": 1, "flux": 2}
+
+
+_EXAMPLES = iter(range(10**9))
+_START, _STOP = datetime(1678, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC)
+_FIRST, _LAST = influxql.nanoseconds(_START), influxql.nanoseconds(_STOP) - 1
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-(2**63), 2**63 - 1),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    instants=st.lists(
+        # instants of 1678 to 2261 (InfluxDB keeps 1677 to 2262), in nanoseconds; whole
+        # seconds often
+        st.one_of(
+            st.integers(_FIRST // 10**9, _LAST // 10**9).map(lambda s: s * 10**9),
+            st.integers(_FIRST, _LAST),
+        ),
+        min_size=20,
+        max_size=20,
+        unique=True,
+    ),
+)
+async def test_any_points_are_read_as_flux_reads_them(
+    influx: InfluxServer, ql_bucket: str, values: list[float | int], instants: list[int]
+) -> None:
+    """Any finite floats, or any integers (an integer field), at any instants InfluxDB can
+    hold: InfluxQL's answer is Flux's, as bytes and as points."""
+    name = f"prop_{next(_EXAMPLES)}"
+    integer = all(isinstance(v, int) for v in values)
+    texts = [f"{v}i" if integer else repr(float(v)) for v in values]
+    lines = [f"{name} value={t} {i}" for t, i in zip(texts, instants, strict=False)]
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        client.write_api(write_options=SYNCHRONOUS).write(
+            ql_bucket, influx.org, "\n".join(lines), write_precision="ns"
+        )
+    start = datetime(1677, 9, 22, tzinfo=UTC)
+    read = influxql.PlainRead(
+        ql_bucket, name, "value", start, datetime(2262, 4, 11, tzinfo=UTC), 50
+    )
+    theirs, raw = await _both(influx, read)
+    assert theirs.count(b"\r\n") == len(lines) + 2
+    _same_as_fluxs(theirs, raw, integer=integer)
