@@ -40,7 +40,7 @@ import capacity  # noqa: E402
 import influxdb_local as il  # noqa: E402
 from api import BUCKET, ORG, settle, write_series  # noqa: E402
 from app.influx_http import FluxHttp  # noqa: E402
-from app.influxql_csv import Relay, read_points  # noqa: E402
+from app.influxql_csv import Outcome, read_points  # noqa: E402
 from app.points import CsvReader  # noqa: E402
 from app.query import influxql  # noqa: E402
 from app.store import INFLUXQL_MOST_ROWS  # noqa: E402
@@ -73,7 +73,7 @@ async def read_influxql(http: FluxHttp, read: influxql.PlainRead) -> int:
     parts: list[bytes] = []
     await http.influxql_into(read.bucket, influxql.statement(read), parts.append)
     points = read_points(b"".join(parts))
-    if isinstance(points, Relay):
+    if isinstance(points, Outcome):
         raise SystemExit(f"InfluxQL did not answer {read}: {points.value}")
     return len(points)
 

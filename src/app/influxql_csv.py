@@ -16,7 +16,7 @@ bytes, the labels made with numpy (``utc_labels``), nothing copied per row; else
 answer is read whole, not while it arrives.
 
 Only an answer of one tag set is read (Flux's one table): a second tag set, a quoted time or
-value, or anything unexpected is a ``Relay`` other than ``ANSWERED``, and the caller asks Flux.
+value, or anything unexpected is an ``Outcome`` other than ``ANSWERED``, and the caller asks Flux.
 InfluxQL's CSV has no way to say a statement failed (a bucket without a DBRP mapping is
 answered with an empty body), so an empty answer is ``EMPTY``: the caller asks Flux too.
 """
@@ -47,7 +47,7 @@ _EPOCH_DIGITS = 19  # nanoseconds since the epoch from 2001-09-09 to 2286-11-20
 _POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)  # the worth of the seconds' ten digits
 
 
-class Relay(enum.Enum):
+class Outcome(enum.Enum):
     """How InfluxQL's answer was read."""
 
     ANSWERED = "answered"  # every row of one tag set read
@@ -57,33 +57,30 @@ class Relay(enum.Enum):
     REFUSED = "refused"  # a 4xx: no v1 endpoint, or a statement the server does not take
 
 
-def as_flux_csv(raw: bytes) -> bytes | Relay:
+def as_flux_csv(raw: bytes) -> bytes | Outcome:
     """InfluxQL's whole CSV answer as the bytes Flux answers the same read with."""
     rows = _rows(raw)
-    if isinstance(rows, Relay):
-        return rows
-    return FLUX_HEADER + _assemble(rows.data, rows.labels, *rows.values) + b"\r\n"
+    return rows if isinstance(rows, Outcome) else rows.flux_csv()
 
 
-def read_points(raw: bytes, *, integer: bool = False) -> Points | Relay:
+def read_points(raw: bytes, *, integer: bool = False) -> Points | Outcome:
     """InfluxQL's whole CSV answer as the points ``parse_flux_csv`` makes of Flux's answer to
     the same read (``integer``: as it would be told)."""
     rows = _rows(raw)
-    if isinstance(rows, Relay):
+    if isinstance(rows, Outcome):
         return rows
     if not isinstance(rows.labels, list):
-        labels = rows.labels
-
-        def flux_text() -> str:  # for whatever reads the points one by one (``Points.times``)
-            flux = FLUX_HEADER + _assemble(rows.data, labels, *rows.values) + b"\r\n"
-            return flux.decode("ascii")
-
-        spans = (rows.times, rows.values)
-        cells = CsvCells.relayed(rows.data, labels, spans, flux_text, integer=integer)
+        # Flux's text is made only for whatever reads the points one by one (``Points.times``)
+        cells = CsvCells.of_rows(
+            rows.data,
+            rows.labels,
+            (rows.times, rows.values),
+            lambda: rows.flux_csv().decode("ascii"),
+            integer=integer,
+        )
         if cells is not None:
             return Points.of_cells(cells)
-    flux = FLUX_HEADER + _assemble(rows.data, rows.labels, *rows.values) + b"\r\n"
-    return parse_flux_csv(flux.decode("utf-8"), integer=integer)
+    return parse_flux_csv(rows.flux_csv().decode("utf-8"), integer=integer)
 
 
 @dataclass(frozen=True)
@@ -96,28 +93,32 @@ class _Rows:
     times: tuple[Ints, Ints]  # the time cells (nanoseconds)
     values: tuple[Ints, Ints]
 
+    def flux_csv(self) -> bytes:
+        """Flux's answer of these rows: its header, a row per point, the blank line after."""
+        return FLUX_HEADER + _assemble(self.data, self.labels, *self.values) + b"\r\n"
 
-def _rows(raw: bytes) -> _Rows | Relay:
+
+def _rows(raw: bytes) -> _Rows | Outcome:
     cut = raw.find(b"\n")
     if cut < 0:
-        return Relay.EMPTY if not raw.strip() else Relay.UNREADABLE
+        return Outcome.EMPTY if not raw.strip() else Outcome.UNREADABLE
     header = raw[:cut]
     if not header.startswith(_INFLUXQL_HEADER) or b"," in header[len(_INFLUXQL_HEADER) :]:
-        return Relay.UNREADABLE  # (a quoted field name is not one cell here)
+        return Outcome.UNREADABLE  # (a quoted field name is not one cell here)
     block = raw[cut + 1 :]
     if not block:
-        return Relay.EMPTY
+        return Outcome.EMPTY
     if not block.endswith(b"\n"):
         block += b"\n"  # (InfluxDB ends every row with one; a last row without is whole)
     return flux_rows(block)
 
 
-def flux_rows(block: bytes) -> _Rows | Relay:
+def flux_rows(block: bytes) -> _Rows | Outcome:
     """Rows of InfluxQL's CSV (whole lines, the header not among them), all beginning with the
     `name,tags` cells of the first (as written: quoted when they hold a comma or a quote, as
-    the tags of a series of two tags do); a ``Relay`` when they cannot be read."""
+    the tags of a series of two tags do); a ``Outcome`` when they cannot be read."""
     if not block or _CR in block or not block.endswith(b"\n"):
-        return Relay.UNREADABLE
+        return Outcome.UNREADABLE
     data: Bytes = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(data == _LF)
     n = len(ends)
@@ -125,24 +126,24 @@ def flux_rows(block: bytes) -> _Rows | Relay:
     starts[0], starts[1:] = 0, ends[:-1] + 1
     prefix = _prefix(block[: int(ends[0])])
     if prefix is None:
-        return Relay.UNREADABLE
+        return Outcome.UNREADABLE
     # every row begins with the prefix and a comma (rows shorter than it cannot)
     head = prefix + b","
     if np.any(ends - starts <= len(head)) or not np.all(
         byte_windows(data, len(head))[starts] == np.frombuffer(head, dtype=np.uint8)
     ):
-        return Relay.SEVERAL_TAG_SETS
+        return Outcome.SEVERAL_TAG_SETS
     # and then `time,value`: one comma more, and no quote
     per_row = head.count(b",") + 1
     found = np.flatnonzero(data == _COMMA)
     if len(found) != per_row * n or block.count(b'"') != prefix.count(b'"') * n:
-        return Relay.UNREADABLE
+        return Outcome.UNREADABLE
     separators = found.reshape(n, per_row)[:, -1]  # in its row, when every row has per_row
     if np.any(separators <= starts + len(head)) or np.any(separators >= ends - 1):
-        return Relay.UNREADABLE
+        return Outcome.UNREADABLE
     labels = _labels(data, block, starts + len(head), separators)
     if labels is None:
-        return Relay.UNREADABLE
+        return Outcome.UNREADABLE
     return _Rows(data, labels, (starts + len(head), separators), (separators + 1, ends))
 
 

@@ -27,7 +27,7 @@ class Metrics:
         )
         self.influxql_reads = Counter(
             "gridts_api_influxql_reads_total",
-            "Plain reads asked in InfluxQL, by how the answer was relayed (answered; else Flux "
+            "Plain reads asked in InfluxQL, by how the answer was outcome (answered; else Flux "
             "was asked: empty, several_tag_sets, unreadable, refused)",
             ["outcome"],
             registry=self.registry,

@@ -438,7 +438,7 @@ class CsvCells:
         return cls(text, data, (spans("_time"), spans("_value")), tables, integer=integer)
 
     @classmethod
-    def relayed(
+    def of_rows(
         cls,
         data: Bytes,
         labels: Bytes,

@@ -37,7 +37,7 @@ from app.errors import (
     UnknownSeries,
 )
 from app.influx_http import FluxHttp
-from app.influxql_csv import Relay, read_points
+from app.influxql_csv import Outcome, read_points
 from app.metrics import Metrics
 from app.points import (
     CsvReader,
@@ -175,11 +175,11 @@ class Store:
         self._http = http
         # Plain reads asked in InfluxQL (ADR 0018), but not of buckets InfluxQL did not answer
         # while Flux did (no DBRP mapping, no v1 endpoint), nor of series whose answer could
-        # not be relayed (several tag sets: Flux's several tables; a name InfluxQL's CSV
-        # quotes): Flux reads those from then on.
+        # not be read (several tag sets: Flux's several tables; rows of another shape): Flux
+        # reads those from then on.
         self._influxql_reads = influxql_reads
         self._not_influxql: set[str] = set()
-        self._not_relayed: set[tuple[str, str]] = set()
+        self._not_read: set[tuple[str, str]] = set()
         # The configured tiers whose buckets the API can read, learned at startup and with
         # every catalog reload (a tier set up later is used from then on); their pending
         # markers read with them and every ``pending_refresh_seconds`` (``refresh_pending``).
@@ -718,20 +718,20 @@ class Store:
         http = self._http
         on_piece = formats.prerender if render else None
         read = query.read
-        relayed: Relay | None = None
+        outcome: Outcome | None = None
         if read is not None and self._influxql_reads and self._influxql_may_read(read):
             got = await self._run(
                 kind, lambda: self._influxql(http, read, integer), language="influxql"
             )
-            relayed = got if isinstance(got, Relay) else Relay.ANSWERED
-            self._metrics.influxql_reads.labels(outcome=relayed.value).inc()
-            if not isinstance(got, Relay):
+            outcome = got if isinstance(got, Outcome) else Outcome.ANSWERED
+            self._metrics.influxql_reads.labels(outcome=outcome.value).inc()
+            if not isinstance(got, Outcome):
                 return got
         reader = CsvReader(integer=integer, on_piece=on_piece)
         await self._run(kind, lambda: http.query_into(query.text, query.params, reader.feed))
         points = reader.points()
-        if read is not None and relayed is not None:
-            self._influxql_fell_back(read, relayed, points)
+        if read is not None and outcome is not None:
+            self._influxql_fell_back(read, outcome, points)
         return points
 
     def _influxql_may_read(self, read: influxql.PlainRead) -> bool:
@@ -739,11 +739,13 @@ class Store:
             read.limit is not None
             and read.limit <= INFLUXQL_MOST_ROWS
             and read.bucket not in self._not_influxql
-            and (read.bucket, read.measurement) not in self._not_relayed
+            and (read.bucket, read.measurement) not in self._not_read
         )
 
     @staticmethod
-    async def _influxql(http: FluxHttp, read: influxql.PlainRead, integer: bool) -> Points | Relay:
+    async def _influxql(
+        http: FluxHttp, read: influxql.PlainRead, integer: bool
+    ) -> Points | Outcome:
         """A plain read asked in InfluxQL: the points Flux's answer would give
         (``influxql_csv.read_points``), or why not; ``REFUSED`` for a 4xx (Flux is asked then,
         and answers with its own error if the request is at fault)."""
@@ -752,19 +754,21 @@ class Store:
             await http.influxql_into(read.bucket, influxql.statement(read), parts.append)
         except ApiException as exc:
             if 400 <= int(getattr(exc, "status", 0) or 0) < 500:
-                return Relay.REFUSED
+                return Outcome.REFUSED
             raise
         return read_points(b"".join(parts), integer=integer)
 
-    def _influxql_fell_back(self, read: influxql.PlainRead, relayed: Relay, points: Points) -> None:
+    def _influxql_fell_back(
+        self, read: influxql.PlainRead, outcome: Outcome, points: Points
+    ) -> None:
         """What Flux's answer after InfluxQL's says of InfluxQL's: a bucket InfluxQL refused,
         or answered with nothing where Flux had points, is read in Flux from then on; so is a
-        series whose answer could not be relayed."""
-        if relayed is Relay.REFUSED or (relayed is Relay.EMPTY and len(points)):
+        series whose answer could not be read."""
+        if outcome is Outcome.REFUSED or (outcome is Outcome.EMPTY and len(points)):
             self._not_influxql.add(read.bucket)
-            log.warning("influxql_not_answering", bucket=read.bucket, relay=relayed.value)
-        elif relayed in (Relay.SEVERAL_TAG_SETS, Relay.UNREADABLE):
-            self._not_relayed.add((read.bucket, read.measurement))
+            log.warning("influxql_not_answering", bucket=read.bucket, outcome=outcome.value)
+        elif outcome in (Outcome.SEVERAL_TAG_SETS, Outcome.UNREADABLE):
+            self._not_read.add((read.bucket, read.measurement))
 
     async def _csv(self, kind: str, query: flux.FluxQuery) -> str:
         """A Flux query's annotation-free CSV answer, under the time budget."""

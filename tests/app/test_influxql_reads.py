@@ -1,9 +1,9 @@
-"""Plain reads asked in InfluxQL (ADR 0018): the statement, the relay of its CSV as Flux's, and
-the API's choice of the language, against the real influxd.
+"""Plain reads asked in InfluxQL (ADR 0018): the statement, the reading of its CSV as the
+points Flux's answer gives, and the API's choice of the language, against the real influxd.
 
-The relay's promise is the bytes Flux answers the same read with: every test of the relay
-compares with Flux's answer from the same influxd, for every shape of name, number and instant
-the read can meet, fed in chunks of every size."""
+The promise is Flux's answer to the same read: every test compares InfluxQL's, read, with
+Flux's from the same influxd, as bytes and as points, for every shape of name, number and
+instant the read can meet."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from app import store as store_module
 from app.influx_http import FluxHttp
 from app.influxql_csv import (
     FLUX_HEADER,
-    Relay,
+    Outcome,
     as_flux_csv,
     flux_label,
     flux_rows,
@@ -170,14 +170,14 @@ async def test_the_range_and_the_limit_are_fluxs(
     assert theirs.count(b"\r\n") - 2 == min(limit, len(range(offset, offset + seconds, 30)))
 
 
-async def test_what_influxql_cannot_relay_is_said(influx: InfluxServer, ql_bucket: str) -> None:
+async def test_what_influxql_cannot_answer_is_said(influx: InfluxServer, ql_bucket: str) -> None:
     """Several tag sets (Flux's several tables), a range without points, a bucket InfluxQL
     does not know (answered with an empty body, its only way to fail in CSV): not answered."""
     day = BEGIN + timedelta(days=1)
     cases = {
-        influxql.PlainRead(ql_bucket, "twin", "value", BEGIN, day, 10): Relay.SEVERAL_TAG_SETS,
-        influxql.PlainRead(ql_bucket, "forms", "value", day, day + timedelta(1), 9): Relay.EMPTY,
-        influxql.PlainRead("no_such_bucket", "forms", "value", BEGIN, day, 9): Relay.EMPTY,
+        influxql.PlainRead(ql_bucket, "twin", "value", BEGIN, day, 10): Outcome.SEVERAL_TAG_SETS,
+        influxql.PlainRead(ql_bucket, "forms", "value", day, day + timedelta(1), 9): Outcome.EMPTY,
+        influxql.PlainRead("no_such_bucket", "forms", "value", BEGIN, day, 9): Outcome.EMPTY,
     }
     for read, outcome in cases.items():
         parts: list[bytes] = []
@@ -230,29 +230,29 @@ def test_a_fraction_of_a_second_is_written_as_go_writes_it(nanoseconds: int, lab
 @pytest.mark.parametrize(
     ("block", "outcome"),
     [
-        (b'f,unit=Hz,1619827200000000000,"1"\n', Relay.UNREADABLE),  # a quoted value
-        (b'f,unit=Hz,"1619827200000000000",1\n', Relay.UNREADABLE),  # a quoted instant
-        (b'f,"unit=Hz,1619827200000000000,1\n', Relay.UNREADABLE),  # a quote left open
-        (b"f,unit=Hz,1619827200000000000,1\r\n", Relay.UNREADABLE),  # a CR
-        (b"f,unit=Hz,1619827200000000000,\n", Relay.UNREADABLE),  # no value
-        (b"f,unit=Hz,16198272000000000x0,1\n", Relay.UNREADABLE),  # not an integer
-        (b"f,unit=Hz,1619827200000000000,1,2\n", Relay.UNREADABLE),  # a fifth cell
-        (b"f,unit=Hz,1619827200000000000\n", Relay.UNREADABLE),  # a third cell only
+        (b'f,unit=Hz,1619827200000000000,"1"\n', Outcome.UNREADABLE),  # a quoted value
+        (b'f,unit=Hz,"1619827200000000000",1\n', Outcome.UNREADABLE),  # a quoted instant
+        (b'f,"unit=Hz,1619827200000000000,1\n', Outcome.UNREADABLE),  # a quote left open
+        (b"f,unit=Hz,1619827200000000000,1\r\n", Outcome.UNREADABLE),  # a CR
+        (b"f,unit=Hz,1619827200000000000,\n", Outcome.UNREADABLE),  # no value
+        (b"f,unit=Hz,16198272000000000x0,1\n", Outcome.UNREADABLE),  # not an integer
+        (b"f,unit=Hz,1619827200000000000,1,2\n", Outcome.UNREADABLE),  # a fifth cell
+        (b"f,unit=Hz,1619827200000000000\n", Outcome.UNREADABLE),  # a third cell only
         (
             b"f,unit=Hz,1619827200000000000,1\nf,unit=Hy,1619827260000000000,2\n",
-            Relay.SEVERAL_TAG_SETS,
+            Outcome.SEVERAL_TAG_SETS,
         ),  # another tag set of the same length
         (
             b"f,unit=Hz,1619827200000000000,1\nf,unit=mHz,1619827260000000000,2\n",
-            Relay.SEVERAL_TAG_SETS,
+            Outcome.SEVERAL_TAG_SETS,
         ),  # of another length
         (
             b"f,,1619827200000000000,1\nf,unit=Hz,1619827260000000000,2\n",
-            Relay.SEVERAL_TAG_SETS,
+            Outcome.SEVERAL_TAG_SETS,
         ),  # none, then one
     ],
 )
-def test_rows_that_cannot_be_read_are_refused(block: bytes, outcome: Relay) -> None:
+def test_rows_that_cannot_be_read_are_refused(block: bytes, outcome: Outcome) -> None:
     assert flux_rows(block) is outcome
     assert read_points(b"name,tags,time,value\n" + block) is outcome
 
@@ -263,14 +263,14 @@ def test_a_quoted_tag_set_is_read() -> None:
     got = as_flux_csv(header + b'f,"site=a,unit=Hz",1619827200000000000,1.5\n')
     assert got == FLUX_HEADER + b",_result,0,2021-05-01T00:00:00Z,1.5\r\n\r\n"
     mixed = b'f,"site=a,unit=Hz",1619827200000000000,1\nf,"site=b,unit=Hz",1619827260000000000,2\n'
-    assert as_flux_csv(header + mixed) is Relay.SEVERAL_TAG_SETS
+    assert as_flux_csv(header + mixed) is Outcome.SEVERAL_TAG_SETS
 
 
 def test_a_header_other_than_influxqls_is_refused() -> None:
     for header in (b"name,tags,time,value,other\n", b"error\n", b'name,tags,time,"a,b"\n'):
-        assert read_points(header + b"f,,1619827200000000000,1\n") is Relay.UNREADABLE
-    assert read_points(b"") is Relay.EMPTY
-    assert read_points(b"name,tags,time,value\n") is Relay.EMPTY
+        assert read_points(header + b"f,,1619827200000000000,1\n") is Outcome.UNREADABLE
+    assert read_points(b"") is Outcome.EMPTY
+    assert read_points(b"name,tags,time,value\n") is Outcome.EMPTY
 
 
 def test_values_that_are_not_finite_numbers_are_read_as_flux_reads_them() -> None:
@@ -408,10 +408,10 @@ async def test_a_bucket_influxql_does_not_know_is_read_in_flux(influx: InfluxSer
     assert first.status_code == second.status_code == 200, first.text
     assert [p["value"] for p in first.json()["points"]] == [k + 0.5 for k in range(20)]
     assert first.content == second.content
-    relays = [
+    outcomes = [
         line for line in metrics.splitlines() if line.startswith("gridts_api_influxql_reads_total{")
     ]
-    assert relays == ['gridts_api_influxql_reads_total{outcome="empty"} 1.0']
+    assert outcomes == ['gridts_api_influxql_reads_total{outcome="empty"} 1.0']
     assert _languages(metrics) == {"influxql": 1, "flux": 2}
 
 

@@ -217,7 +217,9 @@ def tier_query(plan: QueryPlan, series: str, stat: str, seconds: int, offset: in
     own = (seconds, offset) == (plan.tier.seconds, 0)
     if own and all(t.timestamp() % seconds == 0 for t in (plan.start, plan.end)):
         windows = int((plan.end - plan.start) / timedelta(seconds=seconds))
-        read = PlainRead(plan.source_bucket, series, field_name, plan.start, plan.end, windows)
+        read = None
+        if windows >= 1:  # (InfluxQL's `LIMIT 0` is no limit)
+            read = PlainRead(plan.source_bucket, series, field_name, plan.start, plan.end, windows)
         return FluxQuery(_TIER_SOURCE + '\n    |> keep(columns: ["_time", "_value"])', params, read)
     params["p_every"] = timedelta(seconds=seconds)
     params["p_offset"] = timedelta(seconds=offset)
