@@ -158,7 +158,13 @@ def api_section(lines: list[str]) -> None:
             f"returned as it is, nothing parsed) takes {day['floor_p50_ms']:.1f} ms, "
             f"**{day['floor_ratio']:.2f} x** the direct query, measured in the same interleaved "
             f"run; the API {day['ratio']:.2f} x. What the API adds beyond the hop (FastAPI, the "
-            "plan, reading the CSV, the JSON with its `partial` flags) is the difference.",
+            "plan, reading the CSV, the JSON with its `partial` flags) is the difference"
+            + (
+                ", less what InfluxQL spares: the forwarder sends the Flux query, the API asks "
+                "InfluxQL for the same points (below)."
+                if "influxql_ratio" in day
+                else "."
+            ),
         ]
     if "influxql_ratio" in day:
         lines += [
