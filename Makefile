@@ -26,9 +26,10 @@ deps: $(VENV)/.synced ## Python dependencies into .venv (locked by uv.lock)
 influxd: ## obtain influxd 2.x (built once from its Go module, then cached in ~/.cache/gridts)
 	@$(PYTHON) scripts/influxdb-local build
 
-tools: ## helm, kustomize, chromium: what the chart and page tests need (cached in ~/.cache/gridts)
+tools: ## helm, kustomize, chromium, iptables: what the chart, page and cluster-script tests need
 	@bash scripts/install-tools
 	@bash scripts/install-browser
+	@bash scripts/install-test-packages
 
 setup: deps influxd tools ## everything the tests and the local run need
 
