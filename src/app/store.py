@@ -89,6 +89,9 @@ TIER_COUNT_POINTS = 500_000
 # points: 2.7 against 5.3 ms) but costs InfluxDB more per point: a read takes 0.36 times as long
 # at 100 points, 0.84 at 5,000, 1.1 times at 10,000, 1.6 at 30,000 (``bench/influxql.py``).
 INFLUXQL_MOST_ROWS = 5_000
+# A bucket InfluxQL refused, or answered with nothing where Flux then found points, this many
+# times in a row is read in Flux from then on (``Store._influxql_fell_back``).
+INFLUXQL_MISSES = 3
 T = TypeVar("T")
 
 _CSV = Dialect(  # type: ignore[no-untyped-call]
@@ -180,6 +183,9 @@ class Store:
         self._influxql_reads = influxql_reads
         self._not_influxql: set[str] = set()
         self._not_read: set[tuple[str, str]] = set()
+        # Per bucket, InfluxQL's misses in a row (``_influxql_missed``): a bucket is left to Flux
+        # only after INFLUXQL_MISSES of them, not after one a write in between could explain.
+        self._influxql_misses: dict[str, int] = {}
         # The configured tiers whose buckets the API can read, learned at startup and with
         # every catalog reload (a tier set up later is used from then on); their pending
         # markers read with them and every ``pending_refresh_seconds`` (``refresh_pending``).
@@ -726,6 +732,7 @@ class Store:
             outcome = got if isinstance(got, Outcome) else Outcome.ANSWERED
             self._metrics.influxql_reads.labels(outcome=outcome.value).inc()
             if not isinstance(got, Outcome):
+                self._influxql_misses.pop(read.bucket, None)
                 return got
         reader = CsvReader(integer=integer, on_piece=on_piece)
         await self._run(kind, lambda: http.query_into(query.text, query.params, reader.feed))
@@ -762,11 +769,16 @@ class Store:
         self, read: influxql.PlainRead, outcome: Outcome, points: Points
     ) -> None:
         """What Flux's answer after InfluxQL's says of InfluxQL's: a bucket InfluxQL refused,
-        or answered with nothing where Flux had points, is read in Flux from then on; so is a
-        series whose answer could not be read."""
+        or answered with nothing where Flux had points, ``INFLUXQL_MISSES`` times in a row, is
+        read in Flux from then on (once could be points written between the two queries, or
+        a 429 of a moment); so is a series whose answer could not be read."""
         if outcome is Outcome.REFUSED or (outcome is Outcome.EMPTY and len(points)):
-            self._not_influxql.add(read.bucket)
-            log.warning("influxql_not_answering", bucket=read.bucket, outcome=outcome.value)
+            misses = self._influxql_misses.get(read.bucket, 0) + 1
+            self._influxql_misses[read.bucket] = misses
+            log.info("influxql_missed", bucket=read.bucket, outcome=outcome.value, misses=misses)
+            if misses >= INFLUXQL_MISSES:
+                self._not_influxql.add(read.bucket)
+                log.warning("influxql_not_answering", bucket=read.bucket, outcome=outcome.value)
         elif outcome in (Outcome.SEVERAL_TAG_SETS, Outcome.UNREADABLE):
             self._not_read.add((read.bucket, read.measurement))
 

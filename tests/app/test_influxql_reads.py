@@ -382,8 +382,8 @@ async def test_a_large_read_stays_in_flux(
 
 async def test_a_bucket_influxql_does_not_know_is_read_in_flux(influx: InfluxServer) -> None:
     """A bucket named `a/b` is the database `a`, retention policy `b`, to InfluxQL: asked by
-    its name, InfluxQL answers nothing, Flux answers the points, and the API reads that
-    bucket in Flux from then on."""
+    its name, InfluxQL answers nothing, Flux answers the points, and after
+    ``INFLUXQL_MISSES`` such answers the API reads that bucket in Flux from then on."""
     name = "slashed/bucket"
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
         created = client.buckets_api().create_bucket(bucket_name=name, org=influx.org)
@@ -400,19 +400,47 @@ async def test_a_bucket_influxql_does_not_know_is_read_in_flux(influx: InfluxSer
                     "end": "2021-05-01T00:10:00Z",
                     "resolution": "30s",
                 }
-                first = await api.get("/v1/series/f/data", params=params)
-                second = await api.get("/v1/series/f/data", params=params)
+                answers = [
+                    await api.get("/v1/series/f/data", params=params)
+                    for _ in range(store_module.INFLUXQL_MISSES + 1)
+                ]
                 metrics = (await api.get("/metrics")).text
         finally:
             client.buckets_api().delete_bucket(created)
-    assert first.status_code == second.status_code == 200, first.text
+    first, misses = answers[0], store_module.INFLUXQL_MISSES
+    assert {r.status_code for r in answers} == {200}, first.text
     assert [p["value"] for p in first.json()["points"]] == [k + 0.5 for k in range(20)]
-    assert first.content == second.content
+    assert {r.content for r in answers} == {first.content}
     outcomes = [
         line for line in metrics.splitlines() if line.startswith("gridts_api_influxql_reads_total{")
     ]
-    assert outcomes == ['gridts_api_influxql_reads_total{outcome="empty"} 1.0']
-    assert _languages(metrics) == {"influxql": 1, "flux": 2}
+    assert outcomes == [f'gridts_api_influxql_reads_total{{outcome="empty"}} {misses:.1f}']
+    assert _languages(metrics) == {"influxql": misses, "flux": misses + 1}
+
+
+async def test_a_bucket_is_left_to_flux_only_after_misses_in_a_row(
+    ql_app: AppClient, ql_bucket: str
+) -> None:
+    """One empty answer where Flux then found points can be points written in between (or a
+    429 of a moment): the bucket is left to Flux only after ``INFLUXQL_MISSES`` in a row, and
+    an answer from InfluxQL starts the count again."""
+    store, misses = ql_app.app.state.store, store_module.INFLUXQL_MISSES
+    read = influxql.PlainRead(ql_bucket, "plain", "value", BEGIN, BEGIN + timedelta(1), 9)
+    found = parse_flux_csv(",result,table,_time,_value\r\n,_result,0,2021-05-01T00:00:00Z,1\r\n")
+    try:
+        for _ in range(misses - 1):
+            store._influxql_fell_back(read, Outcome.EMPTY, found)
+        assert store._influxql_may_read(read)
+        _, asked = await _get(ql_app, "plain", influxql_reads=True)  # InfluxQL answers
+        assert asked == {"influxql": 1}
+        for _ in range(misses - 1):
+            store._influxql_fell_back(read, Outcome.REFUSED, found)
+        assert store._influxql_may_read(read)
+        store._influxql_fell_back(read, Outcome.REFUSED, found)
+        assert not store._influxql_may_read(read)
+    finally:
+        store._not_influxql.discard(ql_bucket)
+        store._influxql_misses.pop(ql_bucket, None)
 
 
 _EXAMPLES = iter(range(10**9))
