@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -155,6 +156,24 @@ def little_bound(
     return peak, clients / peak["requests_per_second"] - think
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a live process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_shares(used: dict[str, float], seconds: float) -> dict[str, Any]:
+    """What each part used of the machine's cores over ``seconds``, in CPU seconds and as a
+    share of all its cores' time (the rest: idle, or other work on the machine)."""
+    cores = os.cpu_count() or 1
+    return {
+        "cores": cores,
+        "seconds": round(seconds, 1),
+        "cpu_seconds": {k: round(v, 1) for k, v in used.items()},
+        "share": {k: round(v / (cores * seconds), 3) for k, v in used.items()},
+    }
+
+
 def turns(args: argparse.Namespace) -> int:
     """The replicas' API_CONCURRENT_REQUESTS: the flag's, else the environment's they inherit,
     else the API's default."""
@@ -172,9 +191,12 @@ def phase(
     env: dict[str, str],
     during: Path,
     tiers: str,
+    influxd_pid: int,
 ) -> dict:  # type: ignore[type-arg]
     """``args.replicas`` API processes with ``API_TIERS=tiers`` ("" = raw points only), the mix
-    for ``args.seconds`` while an ingest (re)writes ``during``, then the concurrency sweep."""
+    for ``args.seconds`` while an ingest (re)writes ``during``, then the concurrency sweep.
+    Long: the CPU time each part used during the mix is recorded (``cpu``): the replicas,
+    InfluxDB, the ingest and this process's clients share the machine's cores."""
     procs: list[subprocess.Popen[bytes]] = []
     urls = []
     try:
@@ -190,14 +212,30 @@ def phase(
         for u in urls:
             wait_ready(u)
         series = httpx.get(f"{urls[0]}/v1/series", timeout=30).json()["series"]
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_before = reaped.ru_utime + reaped.ru_stime
         ingest = subprocess.Popen(
             [PY, "-m", "ingest", "load", str(during), "--label", "end", "--quiet"],
             env={**os.environ, **env}, cwd=ROOT,
         )  # fmt: skip
         print(f"{name}: {args.clients} clients, {args.replicas} replicas, {args.seconds:.0f} s, "
               f"{len(series)} series, ingest running", flush=True)  # fmt: skip
+        before = {
+            "api": sum(cpu_seconds(p.pid) for p in procs),
+            "influxdb": cpu_seconds(influxd_pid),
+        }
+        clients_before, began = time.process_time(), time.monotonic()
         result = asyncio.run(load(urls, series, args.clients, args.seconds, args.think))
+        used = {
+            "api": sum(cpu_seconds(p.pid) for p in procs) - before["api"],
+            "influxdb": cpu_seconds(influxd_pid) - before["influxdb"],
+            "clients": time.process_time() - clients_before,
+        }
+        seconds = time.monotonic() - began
         result["ingest_exit"] = ingest.wait(timeout=600)
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)  # the ingest's, all in the mix
+        used["ingest"] = reaped.ru_utime + reaped.ru_stime - children_before
+        result["cpu"] = cpu_shares(used, seconds)
         result.update(replicas=args.replicas, clients=args.clients, tiers=tiers, think=args.think,
                       concurrent_requests=turns(args))  # fmt: skip
         sources = Counter[str]()
@@ -209,6 +247,8 @@ def phase(
         result["sources"] = dict(sources)
         print(f"  {result['requests_per_second']} req/s, p50 {result['p50_ms']} ms, p99 "
               f"{result['p99_ms']} ms, statuses {result['statuses']}", flush=True)  # fmt: skip
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in result["cpu"]["share"].items())
+        print(f"  share of the {result['cpu']['cores']} cores' time: {shares}", flush=True)
         sweep = []
         for n in [int(x) for x in args.sweep.split(",") if x]:
             step = asyncio.run(load(urls, series, n, 10))
@@ -285,8 +325,8 @@ def main() -> int:
              "--step", "1s", "--kind", "measured", "--out", str(during), "--quiet"],
             env)  # fmt: skip
         run([PY, "-m", "ingest", "load", str(during), "--label", "end", "--quiet"], env)
-        off = phase("tiers off (raw points only)", args, env, during, "")
-        on = phase(f"tiers on ({args.tiers})", args, env, during, args.tiers)
+        off = phase("tiers off (raw points only)", args, env, during, "", influxd.pid)
+        on = phase(f"tiers on ({args.tiers})", args, env, during, args.tiers, influxd.pid)
     finally:
         il.stop_process(influxd.pid)
     # The tiered run is the platform as deployed; the raw run is the comparison.

@@ -247,6 +247,25 @@ def load_section(lines: list[str]) -> None:
             f"without (target: p99 <= 1,000 ms, zero 5xx, fewer 429s).",
             "",
         ]
+    cpu_rows = [(label, run["cpu"]) for label, run in (("tiers on", res), ("tiers off", raw or {}))
+                if run.get("cpu")]  # fmt: skip
+    if cpu_rows:
+        parts = list(cpu_rows[0][1]["share"])
+        lines += [
+            f"Where the machine's {cpu_rows[0][1]['cores']} cores went during the mix (CPU "
+            "seconds of each part, and its share of all the cores' time; the rest idle or "
+            "other work):",
+            "",
+            "| run | " + " | ".join(parts) + " |",
+            "| --- |" + " ---: |" * len(parts),
+        ]
+        lines += [
+            f"| {label} | "
+            + " | ".join(f"{c['cpu_seconds'][k]:.1f} s ({c['share'][k]:.0%})" for k in parts)
+            + " |"
+            for label, c in cpu_rows
+        ]
+        lines.append("")
     for label, run in (("tiers on", res), ("tiers off", raw or {})):
         rows = run.get("by_source") or {}
         if rows:
