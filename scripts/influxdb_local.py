@@ -32,6 +32,11 @@ from pathlib import Path
 INFLUXDB_VERSION = os.environ.get("INFLUXDB_VERSION", "v2.9.1")
 MODULE = "github.com/influxdata/influxdb/v2"
 
+# influxd writes a shard's write cache to a TSM file once it holds this much, as the chart runs
+# it (influxdb.cacheSnapshotSize, ADR 0019), not at InfluxDB's 25 MB: every query of a series
+# copies and sorts all of that series' points in the cache, whatever its range.
+CACHE_SNAPSHOT_SIZE = "2MiB"
+
 ORG = "grid"
 BUCKET = "grid"
 USERNAME = "admin"
@@ -250,6 +255,7 @@ def spawn(
         # stack every 4 kB it allocates and at every contended lock, 10 to 20 % of its CPU per
         # query here (docs/capacity.md)
         "--pprof-disabled",
+        f"--storage-cache-snapshot-memory-size={CACHE_SNAPSHOT_SIZE}",
         *extra,
     ]
     with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor

@@ -53,3 +53,32 @@ _No results yet: run `bench/influxql.py`._
 
 def test_every_line_is_in_one_section() -> None:
     assert "".join(body for _, body in sections(OLD)) == OLD
+
+
+def test_the_load_tests_cpu_shares_are_each_parts_own() -> None:
+    """bench/load.py's CPU accounting: a child that spins for a while has used about that much
+    CPU time (from /proc), and a part's share is its CPU time over all the cores' time."""
+    import os
+    import subprocess
+    import time
+
+    load = importlib.import_module("load")
+    spin = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+    child = subprocess.Popen([sys.executable, "-c", spin + "\nimport sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while load.cpu_seconds(child.pid) < 0.4:
+            assert time.monotonic() < deadline, "the child's CPU time never reached 0.4 s"
+            time.sleep(0.05)
+        time.sleep(0.3)  # it waits on stdin now: its CPU time stays put
+        assert 0.4 <= load.cpu_seconds(child.pid) < 0.8
+    finally:
+        child.communicate(b"")
+    shares = load.cpu_shares({"api": 3.0, "influxdb": 9.0}, seconds=10.0)
+    cores = os.cpu_count() or 1
+    assert shares["share"] == {
+        "api": round(3.0 / (10 * cores), 3),
+        "influxdb": round(0.9 / cores, 3),
+    }
+    assert shares["cpu_seconds"] == {"api": 3.0, "influxdb": 9.0}

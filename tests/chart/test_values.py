@@ -13,6 +13,7 @@ import pytest
 import yaml
 from annotated_types import Ge, Gt
 
+import influxdb_local
 from app.settings import Settings
 from tests.chart import k8scheck as k
 from tests.chart.k8scheck import CHART, ROOT, External, Obj, one
@@ -266,6 +267,21 @@ def test_ops_submit_keeps_the_extra_env_of_the_template(tmp_path: Path) -> None:
             "influxdb.profiling)",
         ),
         ({"influxdb": {"profiling": "yes"}}, "/influxdb/profiling"),
+        (
+            {
+                "influxdb": {
+                    "extraEnv": [
+                        {"name": "INFLUXD_STORAGE_CACHE_SNAPSHOT_MEMORY_SIZE", "value": "25MB"}
+                    ]
+                }
+            },
+            "influxdb.extraEnv: INFLUXD_STORAGE_CACHE_SNAPSHOT_MEMORY_SIZE is set by the chart "
+            "itself (from influxdb.cacheSnapshotSize)",
+        ),
+        *(
+            ({"influxdb": {"cacheSnapshotSize": size}}, "/influxdb/cacheSnapshotSize")
+            for size in ("", "25MB", "2m", "2 MiB", "0MiB", "-1MiB", "2.5MiB", 2097152)
+        ),
         ({"influxdb": {"extraEnv": [{"name": "INFLUXD_X", "value": 1}]}}, "/influxdb/extraEnv/0"),
         ({"api": {"extraEnv": [{"name": "N", "value": 5}]}}, "/api/extraEnv/0/value"),
         ({"api": {"extraEnv": [{"value": "x"}]}}, "/api/extraEnv/0"),
@@ -532,6 +548,17 @@ def test_e2e_values_are_valid() -> None:
     for version in k.KUBE_VERSIONS:
         assert k.schema_errors(objects, version) == []
     assert k.problems(objects, External(claims={"exports"})) == []
+
+
+@pytest.mark.parametrize("size", [None, "512KiB", "1GiB"])
+def test_influxd_cache_snapshot_size(tmp_path: Path, size: str | None) -> None:
+    """influxd's write cache goes to a TSM file at influxdb.cacheSnapshotSize (ADR 0019); the
+    default is the one the tests and benchmarks run influxd with (tests/test_influxdb.py checks
+    the real influxd honours it)."""
+    values = {} if size is None else {"influxdb": {"cacheSnapshotSize": size}}
+    c = container(render(tmp_path, values), "StatefulSet", "-influxdb")
+    expected = influxdb_local.CACHE_SNAPSHOT_SIZE if size is None else size
+    assert plain_env(c)["INFLUXD_STORAGE_CACHE_SNAPSHOT_MEMORY_SIZE"] == expected
 
 
 @pytest.mark.parametrize(

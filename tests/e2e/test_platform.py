@@ -227,7 +227,8 @@ def test_install() -> None:
     assert deploy["status"].get("readyReplicas", 0) >= 2
     resp = httpx.get(f"{state.api}/readyz", timeout=10)
     assert resp.status_code == 200, resp.text
-    # influxdb.extraEnv reached influxd, and its Go profiling is off (influxdb.profiling): its
+    # influxdb.extraEnv reached influxd, its Go profiling is off (influxdb.profiling) and its
+    # write cache goes to TSM files at 2 MiB (influxdb.cacheSnapshotSize, ADR 0019): its
     # own running configuration (GET /api/v2/config, operator token) says so, asked from an API
     # pod as the API reaches InfluxDB
     secret = kjson("-n", NAMESPACE, "get", "secret", f"{RELEASE}-influxdb-admin")
@@ -237,10 +238,11 @@ def test_install() -> None:
         "r = urllib.request.Request(os.environ['INFLUX_URL'] + '/api/v2/config', "
         f"headers={{'Authorization': 'Token {token}'}})\n"
         "c = json.load(urllib.request.urlopen(r))['config']\n"
-        "print(c['storage-cache-snapshot-write-cold-duration'], c['pprof-disabled'])"
+        "print(c['storage-cache-snapshot-write-cold-duration'], c['pprof-disabled'], "
+        "c['storage-cache-snapshot-memory-size'])"
     )
     out = kubectl("-n", NAMESPACE, "exec", f"deploy/{RELEASE}-api", "--", "python", "-c", script)
-    assert out.split() == ["1m0s", "True"], out
+    assert out.split() == ["1m0s", "True", str(2 * 1024 * 1024)], out
 
 
 def test_containers_as_claimed() -> None:
