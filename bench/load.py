@@ -330,7 +330,7 @@ def main() -> int:
     finally:
         il.stop_process(influxd.pid)
     # The tiered run is the platform as deployed; the raw run is the comparison.
-    result = {**on, "raw": off}
+    result = {**on, "raw": off, "influxd_cache_snapshot_size": il.CACHE_SNAPSHOT_SIZE}
     print(json.dumps(result, indent=2))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -237,6 +237,15 @@ def load_section(lines: list[str]) -> None:
         f"{res.get('sources', {})}.",
         "",
     ]
+    if res.get("influxd_cache_snapshot_size"):
+        lines += [
+            f"influxd wrote its write cache to TSM files at "
+            f"{res['influxd_cache_snapshot_size']} (the chart's `influxdb.cacheSnapshotSize`, "
+            "ADR 0019). With InfluxDB's own 25 MB, the same mix served 50 to 53 req/s at p99 "
+            "3.0 to 3.2 s on this machine: every read of a series the ingest was writing copied "
+            "and sorted all of its cached points.",
+            "",
+        ]
     raw = res.get("raw")
     if raw:
         lines += [
