@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from app.points import CsvCells, Points, byte_windows, parse_flux_csv
+from app.points import CsvCells, Points, byte_windows, parse_flux_csv, utc_labels
 
 Bytes = npt.NDArray[np.uint8]
 Ints = npt.NDArray[np.int64]
@@ -40,9 +40,6 @@ FLUX_HEADER = b",result,table,_time,_value\r\n"
 _ROW_START = b",_result,0,"  # every row of Flux's one table: empty annotation, result, table
 _INFLUXQL_HEADER = b"name,tags,time,"
 _COMMA, _LF, _CR, _DIGIT = 0x2C, 0x0A, 0x0D, 0x30
-_DASH, _T, _COLON, _Z = 0x2D, 0x54, 0x3A, 0x5A
-_TENS = np.array([_DIGIT + k // 10 for k in range(100)], dtype=np.uint8)  # of 0..99, in ASCII
-_ONES = np.array([_DIGIT + k % 10 for k in range(100)], dtype=np.uint8)
 _EPOCH_DIGITS = 19  # nanoseconds since the epoch from 2001-09-09 to 2286-11-20
 _POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)  # the worth of the seconds' ten digits
 
@@ -181,46 +178,6 @@ def _labels(data: Bytes, block: bytes, start: Ints, stop: Ints) -> Bytes | list[
             return None
         out.append(label)
     return out
-
-
-def utc_labels(seconds: Ints) -> Bytes:
-    """Instants of whole seconds since the epoch, from the year 0 to 9999, as the rows of a
-    matrix of their RFC 3339 texts in UTC (`2021-05-01T00:00:30Z`, 20 bytes). Arithmetic on
-    the column, each byte of the text a row of the transposed matrix: numpy's
-    ``datetime_as_string`` and the bytes of its strings take 30 times as long. The date is made
-    once per run of instants on one day (``civil_dates``)."""
-    n = len(seconds)
-    days, clock = np.divmod(seconds, 86_400)
-    rows = np.empty((20, n), dtype=np.uint8)
-    if n:
-        new_day = np.empty(n, dtype=np.bool_)
-        new_day[0], new_day[1:] = True, days[1:] != days[:-1]
-        rows[:11] = civil_dates(days[new_day])[:, np.cumsum(new_day) - 1]
-    hour, rest = np.divmod(clock, 3_600)
-    minute, second = np.divmod(rest, 60)
-    for at, number in ((11, hour), (14, minute), (17, second)):
-        rows[at], rows[at + 1] = _TENS[number], _ONES[number]
-    rows[13], rows[16], rows[19] = _COLON, _COLON, _Z
-    return rows.T.copy()
-
-
-def civil_dates(days: Ints) -> Bytes:
-    """Days since the epoch as the columns of a matrix of `YYYY-MM-DDT` (11 rows), by
-    H. Hinnant's `civil_from_days` (the proleptic Gregorian calendar, years 0 to 9999)."""
-    era, day_of_era = np.divmod(days + 719_468, 146_097)
-    year_of_era = (
-        day_of_era - day_of_era // 1_460 + day_of_era // 36_524 - day_of_era // 146_096
-    ) // 365
-    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
-    march_month = (5 * day_of_year + 2) // 153  # 0: March ... 11: February
-    day = day_of_year - (153 * march_month + 2) // 5 + 1
-    month = np.where(march_month < 10, march_month + 3, march_month - 9)
-    century, year = np.divmod(year_of_era + era * 400 + (month <= 2), 100)
-    rows = np.empty((11, len(days)), dtype=np.uint8)
-    for at, number in ((0, century), (2, year), (5, month), (8, day)):
-        rows[at], rows[at + 1] = _TENS[number], _ONES[number]
-    rows[4], rows[7], rows[10] = _DASH, _DASH, _T
-    return rows
 
 
 def flux_label(nanoseconds: int) -> bytes | None:

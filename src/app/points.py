@@ -681,6 +681,51 @@ def _separators(data: Bytes, begin: int, end: int, width: int) -> tuple[Ints, In
     return grid, crlf
 
 
+_DASH, _T, _COLON, _Z = 0x2D, 0x54, 0x3A, 0x5A
+_TENS = np.array([_DIGIT + k // 10 for k in range(100)], dtype=np.uint8)  # of 0..99, in ASCII
+_ONES = np.array([_DIGIT + k % 10 for k in range(100)], dtype=np.uint8)
+
+
+def utc_labels(seconds: Ints) -> Bytes:
+    """Instants of whole seconds since the epoch, from the year 0 to 9999, as the rows of a
+    matrix of their RFC 3339 texts in UTC (`2021-05-01T00:00:30Z`, 20 bytes). Arithmetic on
+    the column, each byte of the text a row of the transposed matrix: numpy's
+    ``datetime_as_string`` and the bytes of its strings take 30 times as long. The date is made
+    once per run of instants on one day (``civil_dates``)."""
+    n = len(seconds)
+    days, clock = np.divmod(seconds, 86_400)
+    rows = np.empty((20, n), dtype=np.uint8)
+    if n:
+        new_day = np.empty(n, dtype=np.bool_)
+        new_day[0], new_day[1:] = True, days[1:] != days[:-1]
+        rows[:11] = civil_dates(days[new_day])[:, np.cumsum(new_day) - 1]
+    hour, rest = np.divmod(clock, 3_600)
+    minute, second = np.divmod(rest, 60)
+    for at, number in ((11, hour), (14, minute), (17, second)):
+        rows[at], rows[at + 1] = _TENS[number], _ONES[number]
+    rows[13], rows[16], rows[19] = _COLON, _COLON, _Z
+    return rows.T.copy()
+
+
+def civil_dates(days: Ints) -> Bytes:
+    """Days since the epoch as the columns of a matrix of `YYYY-MM-DDT` (11 rows), by
+    H. Hinnant's `civil_from_days` (the proleptic Gregorian calendar, years 0 to 9999)."""
+    era, day_of_era = np.divmod(days + 719_468, 146_097)
+    year_of_era = (
+        day_of_era - day_of_era // 1_460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    march_month = (5 * day_of_year + 2) // 153  # 0: March ... 11: February
+    day = day_of_year - (153 * march_month + 2) // 5 + 1
+    month = np.where(march_month < 10, march_month + 3, march_month - 9)
+    century, year = np.divmod(year_of_era + era * 400 + (month <= 2), 100)
+    rows = np.empty((11, len(days)), dtype=np.uint8)
+    for at, number in ((0, century), (2, year), (5, month), (8, day)):
+        rows[at], rows[at + 1] = _TENS[number], _ONES[number]
+    rows[4], rows[7], rows[10] = _DASH, _DASH, _T
+    return rows
+
+
 # `YYYY-MM-DDTHH:MM:SSZ`: where its digits are, and the byte between the fields.
 _LABEL_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
 _LABEL_MARKS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":"), 19: ord("Z")}
@@ -948,8 +993,11 @@ def combine_keys(points: Points, agg: str) -> Points | None:
     ``count``), the minimum or the maximum of the tag sets' values, in time order. None for
     ``first``/``last`` when two tag sets share a label: which value came first in the window is
     not in the rows (the caller reads the raw points instead)."""
-    if points.tables <= 1 and points.increasing():
-        return points
+    if points.increasing():
+        if points.tables <= 1:
+            return points
+        if None not in points.values:  # no label twice, none to leave out: as they are
+            return Points(points.times, points.values, 1)
     acc: dict[str, float | int] = {}
     for t, v in zip(points.times, points.values, strict=True):
         if v is None:
@@ -1044,7 +1092,7 @@ def stddev_windows(rows: TierRows, starts: list[datetime], labels: list[str]) ->
     if not rows.times:
         return Points(tables=1)
     instants = np.array([t[:19] for t in rows.times], dtype="datetime64[s]").astype(np.int64)
-    edges = np.array([int(s.timestamp()) for s in starts], dtype=np.int64)
+    edges = np.fromiter((s.timestamp() for s in starts), np.float64, len(starts)).astype(np.int64)
     keys = np.searchsorted(edges, instants, side="right") - 1
     order = np.argsort(keys, kind="stable")
     count = np.array(rows.count, dtype=np.int64)
@@ -1139,6 +1187,16 @@ def parse_sum_count(text: str) -> tuple[Points, Points]:
     return got["sum"], got["count"]
 
 
+def _run(cells: list[str], value: str) -> tuple[int, int] | None:
+    """Where the cells equal to ``value`` are, when they are all side by side (none: (0, 0));
+    None when others lie between them."""
+    n = cells.count(value)
+    if not n:
+        return 0, 0
+    first = cells.index(value)
+    return (first, first + n) if cells[first : first + n].count(value) == n else None
+
+
 def parse_fields(text: str, fields: dict[str, Callable[[str], float]]) -> dict[str, Points]:
     """Flux's annotation-free CSV of rows of several fields (`_time`, `_field`, `_value`;
     several tag sets possibly interleaved): one column per field of ``fields``, its values
@@ -1163,8 +1221,11 @@ def parse_fields(text: str, fields: dict[str, Callable[[str], float]]) -> dict[s
             raise InfluxRejected("unexpected result from InfluxDB")
         of_row, times, raw = flat[i_field::width], flat[i_time::width], flat[i_value::width]
         tables.update(flat[i_table::width])
+        runs = {f: _run(of_row, f) for f in fields}
         if of_row and of_row[0] == of_row[-1] and of_row.count(of_row[0]) == len(of_row):
             rows = [(of_row[0], times, raw)]  # one table per block: the usual answer
+        elif all(run is not None for run in runs.values()):  # each field's rows together
+            rows = [(f, times[r[0] : r[1]], raw[r[0] : r[1]]) for f, r in runs.items() if r]
         else:
             rows = [
                 (f, [t for t, g in zip(times, of_row, strict=True) if g == f],

@@ -24,6 +24,7 @@ from app.points import (
     fill_linear,
     fill_windows,
     stddev_windows,
+    utc_labels,
 )
 from app.query.plan import Agg, Fill, QueryPlan, format_time, utc_aligned, window_start
 from gridts import tiers
@@ -174,7 +175,18 @@ def tier_labels(plan: QueryPlan) -> tuple[list[datetime], list[str]]:
     if not (local or plan.agg is Agg.STDDEV or plan.fill is not Fill.NONE):
         return [], []
     starts = plan.window_starts()
-    return starts, [format_time(s) for s in starts]
+    return starts, format_times(starts)
+
+
+def format_times(instants: list[datetime]) -> list[str]:
+    """``format_time`` of each instant. When all are whole seconds, as window starts are, they
+    are formatted together (``utc_labels``): a month of minutes in 3 ms, not 35."""
+    seconds = np.fromiter((t.timestamp() for t in instants), np.float64, len(instants))
+    whole = seconds.astype(np.int64)
+    if not len(instants) or np.any(whole != seconds):
+        return [format_time(t) for t in instants]
+    text = utc_labels(whole).tobytes().decode("ascii")
+    return [text[i : i + 20] for i in range(0, len(text), 20)]
 
 
 def tier_column(

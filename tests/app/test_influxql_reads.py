@@ -27,9 +27,8 @@ from app.influxql_csv import (
     flux_label,
     flux_rows,
     read_points,
-    utc_labels,
 )
-from app.points import Points, parse_flux_csv
+from app.points import Points, parse_flux_csv, utc_labels
 from app.query import flux, influxql
 from tests.app.conftest import AppClient, counts_by, make_settings
 from tests.conftest import InfluxServer

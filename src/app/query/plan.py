@@ -422,7 +422,8 @@ def window_starts(start: datetime, end: datetime, window: Window, tz: str | None
         days = [day + step * i for i in range(count)]
         return [datetime.combine(d, dtime(0), tzinfo=zone).astimezone(UTC) for d in days]
     count = window_count(start, end, window, None)
-    return [first + window.duration * i for i in range(count)]
+    step = window.duration
+    return [first + step * i for i in range(count)]
 
 
 def window_count(start: datetime, end: datetime, window: Window, tz: str | None) -> int:
@@ -930,8 +931,9 @@ def raw_overflow(plan: QueryPlan, points: int | None = None) -> TooManyPoints:
 
 
 def format_time(instant: datetime) -> str:
-    """RFC 3339 in UTC with `Z`, fractional seconds only when present (as InfluxDB writes them)."""
-    text = instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    """RFC 3339 in UTC with `Z`, fractional seconds only when present (as InfluxDB writes them);
+    four digits of year before 1000 too (`strftime`'s `%Y` gives `1-01-01` there)."""
+    text = instant.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
     if instant.microsecond:
         text += f".{instant.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -1,0 +1,113 @@
+"""The shortcuts of the tier paths give what the general code gives, for every input shape:
+labels of window starts formatted together, the rows of each field taken as a run, and tag
+sets combined only when they need to be (issue 10: a month at 1 m from the tier)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.points import Points, combine_keys, parse_fields
+from app.query.plan import format_time
+from app.shape import format_times
+
+# Any instant a datetime holds, whole seconds or not, before and after 1970.
+INSTANTS = st.datetimes(
+    min_value=datetime(1, 1, 1),
+    max_value=datetime(9999, 12, 31, 23, 59, 59),
+    timezones=st.just(UTC),
+)
+
+
+@given(st.lists(INSTANTS.map(lambda t: t.replace(microsecond=0)), max_size=50))
+def test_whole_seconds_are_labelled_as_one_by_one(instants: list[datetime]) -> None:
+    assert format_times(instants) == [format_time(t) for t in instants]
+
+
+@given(st.lists(INSTANTS, min_size=1, max_size=20))
+def test_fractions_of_a_second_are_labelled_as_one_by_one(instants: list[datetime]) -> None:
+    assert format_times(instants) == [format_time(t) for t in instants]
+
+
+def test_years_before_1000_have_four_digits() -> None:
+    assert format_time(datetime(1, 12, 31, 23, 59, 59, tzinfo=UTC)) == "0001-12-31T23:59:59Z"
+    assert format_time(datetime(999, 1, 2, 3, 4, 5, 600, tzinfo=UTC)) == "0999-01-02T03:04:05.0006Z"
+
+
+def test_a_month_of_minutes_and_the_calendars_edges() -> None:
+    start = datetime(2024, 2, 1, tzinfo=UTC)
+    month = [start + timedelta(minutes=m) for m in range(29 * 1440)]
+    edges = [datetime(y, 12, 31, 23, 59, 59, tzinfo=UTC) for y in (1, 1969, 1999, 2000, 9998)]
+    for instants in (month, edges, []):
+        assert format_times(instants) == [format_time(t) for t in instants]
+
+
+def reference_combined(times: list[str], values: list[float | int | None], agg: str) -> Points:
+    """combine_keys as its general loop does it: per label, nulls left out."""
+    acc: dict[str, float | int] = {}
+    for t, v in zip(times, values, strict=True):
+        if v is not None:
+            acc[t] = v if t not in acc else {"sum": acc[t] + v, "min": min(acc[t], v)}[agg]
+    return Points(sorted(acc), [acc[t] for t in sorted(acc)], 1)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.one_of(st.none(), st.integers(-5, 5))), max_size=40),
+    st.integers(1, 3),
+    st.sampled_from(["sum", "min"]),
+)
+def test_tag_sets_are_combined_as_the_general_loop_does(
+    rows: list[tuple[int, int | None]], tables: int, agg: str
+) -> None:
+    """Sorted or not, labels repeated or not, nulls or not, one table or several."""
+    times = [format_time(datetime(2021, 5, 1, tzinfo=UTC) + timedelta(minutes=m)) for m, _ in rows]
+    values: list[float | int | None] = [v for _, v in rows]
+    got = combine_keys(Points(list(times), list(values), tables), agg)
+    assert got is not None
+    if tables == 1 and times == sorted(set(times)):
+        assert (got.times, got.values) == (times, values)  # as they are, nulls kept
+    else:
+        want = reference_combined(times, values, agg)
+        assert (got.times, got.values, got.tables) == (want.times, want.values, 1)
+
+
+HEADER = ",result,table,_time,_field,_value\r\n"
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["count", "sum", "m2"]), st.integers(0, 50), st.integers(0, 9)),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_each_fields_rows_are_read_whether_together_or_interleaved(
+    rows: list[tuple[str, int, int]], grouped: bool
+) -> None:
+    """The rows of each field, in the order they came: the same when each field's rows are
+    side by side (read as a run) as when they are interleaved (read one by one)."""
+    if grouped:
+        rows = sorted(rows, key=lambda r: r[0])
+    text = HEADER + "".join(
+        f",_result,{f},2021-05-01T00:{m // 60:02d}:{m % 60:02d}Z,{f},{v}\r\n" for f, m, v in rows
+    )
+    got = parse_fields(text, {"count": int, "sum": float})
+    for field, convert in (("count", int), ("sum", float)):
+        mine = [(m, v) for f, m, v in rows if f == field]
+        assert got[field].times == [f"2021-05-01T00:{m // 60:02d}:{m % 60:02d}Z" for m, _ in mine]
+        assert got[field].values == [convert(str(v)) for _, v in mine]
+        assert got[field].tables == len({f for f, _, _ in rows})
+
+
+def test_a_field_whose_rows_come_back_later_is_not_read_as_one_run() -> None:
+    """`sum` rows before and after a `count` row: a run of `sum` from its first row as long as
+    its count of rows would take the `count` row as a sum."""
+    text = HEADER + "".join(
+        f",_result,0,2021-05-01T00:00:0{i}Z,{f},{i}\r\n"
+        for i, f in enumerate(["sum", "count", "sum", "sum"])
+    )
+    got = parse_fields(text, {"count": int, "sum": float})
+    assert got["sum"].values == [0.0, 2.0, 3.0]
+    assert got["count"].values == [1]
