@@ -181,9 +181,11 @@ def tier_labels(plan: QueryPlan) -> tuple[list[datetime], list[str]]:
 def format_times(instants: list[datetime]) -> list[str]:
     """``format_time`` of each instant. When all are whole seconds, as window starts are, they
     are formatted together (``utc_labels``): a month of minutes in 3 ms, not 35."""
-    seconds = np.fromiter((t.timestamp() for t in instants), np.float64, len(instants))
-    whole = seconds.astype(np.int64)
-    if not len(instants) or np.any(whole != seconds):
+    n = len(instants)
+    micros = np.fromiter((t.microsecond for t in instants), np.int64, n)
+    seconds = np.fromiter((t.timestamp() for t in instants), np.float64, n)
+    whole = seconds.astype(np.int64)  # (exact: whole seconds, far below 2**53)
+    if not n or np.any(micros) or np.any(whole != seconds):
         return [format_time(t) for t in instants]
     text = utc_labels(whole).tobytes().decode("ascii")
     return [text[i : i + 20] for i in range(0, len(text), 20)]

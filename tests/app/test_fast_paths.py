@@ -31,6 +31,15 @@ def test_fractions_of_a_second_are_labelled_as_one_by_one(instants: list[datetim
     assert format_times(instants) == [format_time(t) for t in instants]
 
 
+def test_a_microsecond_where_floats_are_coarser_than_that_is_kept() -> None:
+    """A float holds an instant of 2262 or 9999 to about 2 and 30 us: one microsecond past a
+    second must not be read as the whole second."""
+    for year in (2262, 9999):
+        instants = [datetime(year, 1, 1, tzinfo=UTC), datetime(year, 1, 1, 0, 0, 1, 1, tzinfo=UTC)]
+        assert format_times(instants) == [format_time(t) for t in instants]
+        assert format_times(instants)[1].endswith(":01.000001Z")
+
+
 def test_years_before_1000_have_four_digits() -> None:
     assert format_time(datetime(1, 12, 31, 23, 59, 59, tzinfo=UTC)) == "0001-12-31T23:59:59Z"
     assert format_time(datetime(999, 1, 2, 3, 4, 5, 600, tzinfo=UTC)) == "0999-01-02T03:04:05.0006Z"
