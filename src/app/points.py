@@ -127,6 +127,15 @@ class Points:
         labels or values; else None."""
         return self._cells
 
+    def relabel_first(self, old: str, new: str) -> None:
+        """The first label as ``new`` when it is ``old``. Points still Flux's CSV stay so when
+        the two are as long as every label (``CsvCells.relabel_first``): a range that does
+        not start on a window's start no longer costs the API a string per point."""
+        if self._cells is not None and self._cells.relabel_first(old, new):
+            return
+        if self.times and self.times[0] == old:
+            self.times[0] = new
+
     def on_multiples(self, seconds: int, offset: int = 0) -> bool:
         """Whether every label is ``offset`` plus a whole multiple of ``seconds`` past the
         epoch, told from the cells (False when they are not bytes any more, or a label is not
@@ -503,6 +512,31 @@ class CsvCells:
         if self._labels is None:
             self._labels = Cells.of(self.data, *self.time_spans, _DIGIT)
         return self._labels
+
+    def relabel_first(self, old: str, new: str) -> bool:
+        """The first label, ``old``, read as ``new`` from now on by everything that reads these
+        cells: their labels, their first piece's JSON and their text. False, with nothing
+        changed, unless the first label is ``old`` and every label is as long as ``new``."""
+        if not len(self) or len(old) != len(new) or not (old + new).isascii():
+            return False
+        labels = self.labels()
+        if labels.pad is not None or labels.matrix.shape[1] != len(new):
+            return False
+        if labels.matrix[0].tobytes() != old.encode():
+            return False
+        if self.pieces and not self.pieces[0].relabel_first(old, new):
+            return False
+        labels.matrix[0] = np.frombuffer(new.encode(), dtype=np.uint8)
+        self.rendered = None  # (made with the old label)
+        text, made = self._text, self._make_text
+
+        def relabelled() -> str:
+            whole = text if text is not None else made() if made else self.data.tobytes().decode()
+            at = whole.index(old)  # the first row's: the header holds no label
+            return whole[:at] + new + whole[at + len(old) :]
+
+        self._text, self._make_text = None, relabelled
+        return True
 
     def arrays(self) -> tuple[Ints, Floats] | None:
         """The instants (nanoseconds since the epoch) and the values as arrays, read from the

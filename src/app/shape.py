@@ -89,13 +89,9 @@ def flux_windows(plan: QueryPlan, points: Points) -> Points:
     first_start = plan.first_window_start()
     # Flux labels the window that `start` cuts with `start` itself; the API labels every
     # window with its aligned start, so that labels line up across requests.
-    if (  # (the labels looked at last: points still Flux's CSV stay so, ``Points.cells``)
-        first_start is not None
-        and first_start != plan.start
-        and len(points)
-        and points.times[0] == format_time(plan.start)
-    ):
-        points.times[0] = format_time(first_start)
+    if first_start is not None and first_start != plan.start and len(points):
+        # (points still Flux's CSV stay so: ``Points.relabel_first``)
+        points.relabel_first(format_time(plan.start), format_time(first_start))
     if plan.fill is not Fill.NONE and not len(points):
         # With no row in the range Flux has no table to fill; the windows are still there.
         empty: Value = 0 if plan.agg is Agg.COUNT else None
@@ -202,8 +198,8 @@ def tier_column(
         return compose_windows(starts, labels, column.times, column.values, kind)
     first_start = inner.first_window_start()
     cut = first_start is not None and first_start != inner.start
-    if cut and column.times and column.times[0] == format_time(inner.start):
-        column.times[0] = format_time(first_start)  # type: ignore[arg-type]
+    if cut:
+        column.relabel_first(format_time(inner.start), format_time(first_start))  # type: ignore[arg-type]
     return column
 
 

@@ -1,16 +1,19 @@
 """The shortcuts of the tier paths give what the general code gives, for every input shape:
-labels of window starts formatted together, the rows of each field taken as a run, and tag
-sets combined only when they need to be (issue 10: a month at 1 m from the tier)."""
+labels of window starts formatted together, the rows of each field taken as a run, tag sets
+combined only when they need to be (issue 10: a month at 1 m from the tier), and the window a
+range's start cuts relabelled without reading every point as strings."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.points import Points, combine_keys, parse_fields
-from app.query.plan import format_time
+from app import formats, shape
+from app.points import CsvReader, Points, combine_keys, parse_fields, parse_flux_csv
+from app.query.plan import DataParams, QueryPlan, build_plan, format_time
 from app.shape import format_times
 
 # Any instant a datetime holds, whole seconds or not, before and after 1970.
@@ -120,3 +123,61 @@ def test_a_field_whose_rows_come_back_later_is_not_read_as_one_run() -> None:
     got = parse_fields(text, {"count": int, "sum": float})
     assert got["sum"].values == [0.0, 2.0, 3.0]
     assert got["count"].values == [1]
+
+
+def flux_csv(first: str, later: list[str]) -> str:
+    """Flux's answer of windows: the first labelled ``first`` (a cut window: the range's start),
+    the others at their starts."""
+    rows = [first, *later]
+    return ",result,table,_time,_value\r\n" + "".join(
+        f",_result,0,{t},{50 + i / 8}\r\n" for i, t in enumerate(rows)
+    )
+
+
+CUT_PLANS = [  # a range starting inside a window: Flux labels that window with the start
+    ("2021-05-02T10:07:00Z", "15m"),
+    ("2021-05-02T10:07:00.5Z", "15m"),  # a label of another length: read as strings
+    ("2021-05-02T10:00:13Z", "1m"),
+]
+
+
+def answers(plan: QueryPlan, points: Points) -> tuple[bytes, bool, bytes]:
+    """The JSON of the plan's windows, whether they were still Flux's bytes when it was made,
+    and their CSV (which reads them as strings)."""
+    shaped = shape.flux_windows(plan, points)
+    json = formats.series_json(plan, formats.SeriesMeta("f", "Hz"), shaped)
+    as_bytes = shaped.cells() is not None
+    return json, as_bytes, b"".join(formats.series_csv(plan, shaped))
+
+
+@pytest.mark.parametrize(("start", "resolution"), CUT_PLANS)
+@pytest.mark.parametrize("piece_bytes", [60, 10**6])
+def test_the_cut_windows_label_leaves_the_points_as_flux_wrote_them(
+    start: str, resolution: str, piece_bytes: int
+) -> None:
+    """The first window's label changed from the range's start to the window's start: the
+    same JSON and CSV whether the points stay Flux's bytes (read in pieces, their JSON made
+    meanwhile, or whole) or are strings; with labels of one length they stay bytes."""
+    plan = build_plan(
+        ["f"],
+        DataParams(start=start, end="2021-05-02T14:00:00Z", resolution=resolution),
+        bucket="b",
+        max_points_cap=100_000,
+    )
+    first = plan.first_window_start()
+    assert first is not None
+    assert first != plan.start
+    later = [format_time(s) for s in plan.window_starts()[1:]]
+    text = flux_csv(format_time(plan.start), later)
+    reader = CsvReader(on_piece=formats.prerender, piece_bytes=piece_bytes)
+    for at in range(0, len(text), 37):
+        reader.feed(text[at : at + 37].encode())
+    as_bytes = reader.points()
+    as_strings = parse_flux_csv(text)
+    assert as_strings.times[0] == format_time(plan.start)  # (read as strings from here on)
+    json, still_bytes, csv = answers(plan, as_bytes)
+    json_of_strings, _, csv_of_strings = answers(plan, as_strings)
+    assert (json, csv) == (json_of_strings, csv_of_strings)
+    assert still_bytes == (len(format_time(plan.start)) == len(format_time(first)))
+    assert as_bytes.times[0] == format_time(first)  # its text, when something reads it
+    assert as_bytes.times[1:] == later
