@@ -522,6 +522,8 @@ class CsvCells:
         labels = self.labels()
         if labels.pad is not None or labels.matrix.shape[1] != len(new):
             return False
+        if not labels.matrix.flags.writeable:  # (bytes of a read-only buffer: never made so)
+            return False
         if labels.matrix[0].tobytes() != old.encode():
             return False
         if self.pieces and not self.pieces[0].relabel_first(old, new):

@@ -181,3 +181,25 @@ def test_the_cut_windows_label_leaves_the_points_as_flux_wrote_them(
     assert still_bytes == (len(format_time(plan.start)) == len(format_time(first)))
     assert as_bytes.times[0] == format_time(first)  # its text, when something reads it
     assert as_bytes.times[1:] == later
+
+
+def test_labels_in_a_read_only_buffer_are_relabelled_as_strings() -> None:
+    """Cells whose label matrix cannot be written (none the API makes) are read as strings
+    to be relabelled, not failed."""
+    import numpy as np
+
+    from app.points import CsvCells
+
+    times = ["2021-05-02T10:07:00Z", "2021-05-02T10:15:00Z"]
+    text = flux_csv(times[0], times[1:])
+    data = np.frombuffer(text.encode(), dtype=np.uint8)
+    parsed = CsvCells.parse(text)
+    assert parsed is not None
+    labels = np.frombuffer("".join(times).encode(), dtype=np.uint8).reshape(2, 20)
+    spans = (parsed.time_spans, parsed.value_spans)
+    cells = CsvCells.of_rows(data, labels, spans, lambda: text, integer=False)
+    assert cells is not None
+    points = Points.of_cells(cells)
+    points.relabel_first(times[0], "2021-05-02T10:00:00Z")
+    assert points.cells() is None
+    assert points.times == ["2021-05-02T10:00:00Z", "2021-05-02T10:15:00Z"]
