@@ -15,6 +15,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -329,6 +330,8 @@ def main() -> int:
         on = phase(f"tiers on ({args.tiers})", args, env, during, args.tiers, influxd.pid)
     finally:
         il.stop_process(influxd.pid)
+        influxd.wait()
+        shutil.rmtree(work, ignore_errors=True)  # influxd's data and the CSVs: 200 MB a run
     # The tiered run is the platform as deployed; the raw run is the comparison.
     result = {**on, "raw": off, "influxd_cache_snapshot_size": il.CACHE_SNAPSHOT_SIZE}
     print(json.dumps(result, indent=2))
