@@ -32,6 +32,7 @@ from app.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import influxdb_local as il  # noqa: E402
+from api import cpu_seconds  # noqa: E402  (bench/api.py, beside this script)
 
 PY = sys.executable
 RESOLUTIONS = ["raw", "30s", "1m", "5m", "15m", "1h", "6h", "1d", "auto"]
@@ -155,12 +156,6 @@ def little_bound(
         return None
     peak = max(sweep, key=lambda r: r["requests_per_second"])
     return peak, clients / peak["requests_per_second"] - think
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) a live process has used so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_shares(used: dict[str, float], seconds: float) -> dict[str, Any]:

@@ -1258,9 +1258,7 @@ def parse_fields(text: str, fields: dict[str, Callable[[str], float]]) -> dict[s
         of_row, times, raw = flat[i_field::width], flat[i_time::width], flat[i_value::width]
         tables.update(flat[i_table::width])
         runs = {f: _run(of_row, f) for f in fields}
-        if of_row and of_row[0] == of_row[-1] and of_row.count(of_row[0]) == len(of_row):
-            rows = [(of_row[0], times, raw)]  # one table per block: the usual answer
-        elif all(run is not None for run in runs.values()):  # each field's rows together
+        if all(run is not None for run in runs.values()):  # each field's rows together
             rows = [(f, times[r[0] : r[1]], raw[r[0] : r[1]]) for f, r in runs.items() if r]
         else:
             rows = [

@@ -96,7 +96,7 @@ def flux_windows(plan: QueryPlan, points: Points) -> Points:
         # With no row in the range Flux has no table to fill; the windows are still there.
         empty: Value = 0 if plan.agg is Agg.COUNT else None
         starts = plan.window_starts()
-        points = Points([format_time(t) for t in starts], [empty] * len(starts))
+        points = Points(format_times(starts), [empty] * len(starts))
     if plan.fill is Fill.LINEAR:
         points = fill_linear(points)
     return points
@@ -109,7 +109,7 @@ def local_windows(plan: QueryPlan, parts: Points, counts: Points | None = None) 
     if several_keys(parts) or (counts is not None and several_keys(counts)):
         return None
     starts = plan.window_starts()
-    labels = [format_time(s) for s in starts]
+    labels = format_times(starts)
     agg = plan.agg.value
     if counts is not None:
         by_time = dict(zip(counts.times, counts.values, strict=True))
@@ -134,7 +134,7 @@ def raw_windows(plan: QueryPlan, raw: Points) -> Points:
     if plan.agg not in (Agg.MEDIAN, Agg.STDDEV):
         raise ValueError(f"no raw computation of {plan.agg.value}")
     starts = plan.window_starts()
-    labels = [format_time(s) for s in starts]
+    labels = format_times(starts)
     out = Points(tables=1)
     if len(raw):
         nanos, values = _arrays(raw)
