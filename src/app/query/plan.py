@@ -541,6 +541,8 @@ def _local_start(instant: int, step: int, tz: str) -> int:
         candidate = top - (top + off) % step
         if candidate >= a:
             return max([candidate, *jumps])
+    if jumps:  # no boundary on the clock since the last jump over one (a window of months)
+        return max(jumps)
     raise AssertionError("unreachable: every stretch of a day holds a start")
 
 
