@@ -33,6 +33,7 @@ Floats = npt.NDArray[np.float64]
 # A value as InfluxDB's CSV writes a finite float or an integer: also a JSON number.
 _NUMBER = r"-?[0-9]+(?:\.[0-9]+)?"
 _NUMBERS = re.compile(f"{_NUMBER}(?:,{_NUMBER})*")
+_NUMBER_TEXT = re.compile(_NUMBER)
 
 
 class Points:
@@ -507,6 +508,41 @@ class CsvCells:
             )
         return whole
 
+    @classmethod
+    def concat(cls, blocks: Sequence[CsvCells]) -> CsvCells:
+        """The rows of ``blocks`` (of one kind: ``integer``), in order, as one block: their
+        bytes copied once, their labels stacked when all are of one width, their pieces (or
+        they themselves) as its pieces when any was read in pieces. Its text, made when
+        something asks for it, is their rows under one header when all have the same header,
+        else the blocks one after the other (``_parse_lists`` reads either)."""
+        shifts = np.cumsum([0] + [len(b.data) for b in blocks[:-1]])
+
+        def shifted(spans: list[tuple[Ints, Ints]]) -> tuple[Ints, Ints]:
+            return (
+                np.concatenate([a + k for (a, _), k in zip(spans, shifts, strict=True)]),
+                np.concatenate([b + k for (_, b), k in zip(spans, shifts, strict=True)]),
+            )
+
+        whole = cls(
+            None,
+            np.concatenate([b.data for b in blocks]),
+            (shifted([b.time_spans for b in blocks]), shifted([b.value_spans for b in blocks])),
+            frozenset().union(*(b.table_ids for b in blocks)),
+            integer=blocks[0].integer,
+        )
+        labels = [b.labels() for b in blocks]
+        widths = {None if got.pad is not None else got.matrix.shape[1] for got in labels}
+        if len(widths) == 1 and None not in widths:
+            whole._labels = Cells(
+                np.vstack([got.matrix for got in labels]),
+                np.concatenate([got.lengths for got in labels]),
+                None,
+            )
+        if any(b.pieces for b in blocks):
+            whole.pieces = [piece for b in blocks for piece in (b.pieces or [b])]
+        whole._make_text = lambda: _blocks_text([b.text for b in blocks])
+        return whole
+
     def labels(self) -> Cells:
         """The `_time` cells (padded with `0`, which a label may hold: ``pad`` tells)."""
         if self._labels is None:
@@ -645,6 +681,17 @@ class CsvReader:
                 cells = CsvCells.joined(self._buffer, self._pieces, integer=self._integer)
                 return Points.of_cells(cells)
         return parse_flux_csv(self._buffer.decode("utf-8"), integer=self._integer)
+
+
+def _blocks_text(texts: list[str]) -> str:
+    """Blocks of Flux's CSV as one text: their rows under the first's header when all have
+    the same header, else the blocks one after the other, a blank line after each."""
+    heads = [t.partition("\n")[0] for t in texts]
+    if len(set(heads)) == 1:
+        end = "\r\n" if heads[0].endswith("\r") else "\n"
+        rows = (t.partition("\n")[2].rstrip("\r\n") for t in texts)
+        return heads[0] + "\n" + "".join(r + end for r in rows if r)
+    return "".join(t.rstrip("\r\n") + "\r\n\r\n" for t in texts)
 
 
 def _any_cell(raw: bytes, start: Ints, stop: Ints, text: bytes) -> bool:
@@ -1147,6 +1194,51 @@ def stddev_windows(rows: TierRows, starts: list[datetime], labels: list[str]) ->
     return Points([labels[k] for k in merged.start.tolist()], merged.stddev().tolist(), 1)
 
 
+def bracket(
+    points: Points, head: tuple[str, Value] | None, tail: tuple[str, Value] | None
+) -> Points | None:
+    """``points`` with a window ``head`` before the first and a window ``tail`` after the last
+    (label and value: the raw edges of a range whose inner part a tier's own windows answer),
+    still Flux's CSV (``CsvCells.concat``), so that the JSON is still copied from InfluxDB's
+    bytes. None when the points are not that any more, or an edge's label is not before the
+    first (after the last) or not as long as theirs (it must be merged: ``add_edge``), or its
+    value is not a finite decimal (for ``integer`` cells, not an int)."""
+    cells = points.cells()
+    if cells is None or not len(cells):
+        return None
+    labels = cells.labels()
+    if labels.pad is not None:
+        return None
+    width = labels.matrix.shape[1]
+    first, last = labels.matrix[0].tobytes().decode(), labels.matrix[-1].tobytes().decode()
+    table = min(cells.table_ids).decode() if cells.table_ids else "0"
+    before: list[CsvCells] = []
+    after: list[CsvCells] = []
+    for edge, at_start in ((head, True), (tail, False)):
+        if edge is None:
+            continue
+        label, value = edge
+        if len(label) != width or (label >= first if at_start else label <= last):
+            return None
+        if cells.integer != isinstance(value, int) or isinstance(value, bool):
+            return None
+        text = repr(value)
+        if not _NUMBER_TEXT.fullmatch(text):
+            return None
+        block = CsvCells.parse(
+            f",result,table,_time,_value\r\n,_result,{table},{label},{text}\r\n",
+            integer=cells.integer,
+        )
+        if block is None:
+            return None
+        (before if at_start else after).append(block)
+    if not before and not after:
+        return points
+    out = Points.of_cells(CsvCells.concat([*before, cells, *after]))
+    out.tables, out.source = points.tables, points.source
+    return out
+
+
 def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) -> Points:
     """A window's points outside the tier (an edge of the range, read raw) added to the window
     ``label``: the first window (``at_start``, before every tier row) or the last one (after
@@ -1173,6 +1265,8 @@ def add_edge(points: Points, label: str, stat: Value, agg: str, at_start: bool) 
         points.values[i] = max(have, stat)
     elif (agg == "first" and at_start) or (agg == "last" and not at_start):
         points.values[i] = stat
+    elif agg not in ("first", "last"):  # a mean: the caller merges sums and counts instead
+        raise ValueError(f"an edge's {agg} cannot be merged into a window's")
     return points
 
 

@@ -19,6 +19,7 @@ from app.points import (
     TierRows,
     Value,
     add_edge,
+    bracket,
     compose_windows,
     divide,
     fill_linear,
@@ -246,14 +247,21 @@ def tier_windows(
     labels: list[str],
 ) -> Points:
     """The plan's windows from the tier's ``values`` (for ``mean`` with ``counts``: sums and
-    counts, divided here) and the raw ``edges`` added to the first and the last window, fills
-    applied."""
+    counts, divided here; without: the tier's own windows' means, which no edge shares) and the
+    raw ``edges`` added to the first and the last window, fills applied. Edges that are windows
+    of their own keep the tier's answer as InfluxDB's bytes (``bracket``)."""
     agg = plan.agg.value
     if edges is not None and plan.window is not None:
         _, inner_end = plan.tier_range
         first_label = format_time(window_start(plan.start, plan.window, plan.tz))
         last_label = format_time(window_start(inner_end, plan.window, plan.tz))
         head, tail = edges
+        if counts is None:
+            bracketed = bracket(
+                values, _edge_point(head, first_label, agg), _edge_point(tail, last_label, agg)
+            )
+            if bracketed is not None:
+                return _finish(plan, bracketed, labels)
         for edge, label, at_start in ((head, first_label, True), (tail, last_label, False)):
             if len(edge) == 0:
                 continue
@@ -261,10 +269,22 @@ def tier_windows(
                 values = add_edge(values, label, float(edge.sum[0]), "sum", at_start)
                 counts = add_edge(counts, label, int(edge.count[0]), "count", at_start)
             else:
-                stat = edge.count[0] if agg == "count" else getattr(edge, agg)[0]
-                values = add_edge(values, label, stat.item(), agg, at_start)
+                point = _edge_point(edge, label, agg)
+                if point is not None:
+                    values = add_edge(values, label, point[1], agg, at_start)
     points = divide(values, counts) if counts is not None else values
     return _finish(plan, points, labels)
+
+
+def _edge_point(edge: tiers.Windows, label: str, agg: str) -> tuple[str, Value] | None:
+    """An edge's window (``label``) and its ``agg`` (an int for ``count``), or None when the
+    edge holds no point."""
+    if len(edge) == 0:
+        return None
+    if agg == "count":
+        return label, int(edge.count[0])
+    stat = edge.mean[0] if agg == "mean" else getattr(edge, agg)[0]
+    return label, float(stat)
 
 
 def tier_stddev(

@@ -605,7 +605,17 @@ class Store:
         grain = _tier_grain(inner)
         if grain is None:
             return None
-        seconds, offset, _ = grain
+        seconds, offset, local = grain
+        if plan.agg is Agg.MEAN and (seconds, offset, local) == (plan.tier.seconds, 0, False):
+            # the tier's own windows: the stored means, and each edge a window of its own
+            text, edges = await self._with_edges(
+                flux.tier_query(inner, series, "mean", seconds, 0), plan, series
+            )
+            if edges is None:
+                return None
+            means = combine_keys(parse_flux_csv(text), "mean")
+            if means is not None:  # one tag set: else sums and counts, below
+                return shape.tier_windows(plan, means, None, edges, labels)
         if plan.agg is Agg.MEAN:
             query = flux.tier_sum_count_query(inner, series, seconds, offset)
         else:

@@ -203,3 +203,100 @@ def test_labels_in_a_read_only_buffer_are_relabelled_as_strings() -> None:
     points.relabel_first(times[0], "2021-05-02T10:00:00Z")
     assert points.cells() is None
     assert points.times == ["2021-05-02T10:00:00Z", "2021-05-02T10:15:00Z"]
+
+
+# ---- edges of a range whose inner part a tier's own windows answer ------------------------------
+
+
+def windows_csv(labels: list[str], texts: list[str]) -> str:
+    return ",result,table,_time,_value\r\n" + "".join(
+        f",_result,0,{t},{v}\r\n" for t, v in zip(labels, texts, strict=True)
+    )
+
+
+@given(
+    st.integers(1, 40),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from([40, 10**6]),
+    st.data(),
+)
+def test_edges_added_as_windows_of_their_own_keep_the_bytes(
+    inner: int, head: bool, tail: bool, integer: bool, piece_bytes: int, data: st.DataObject
+) -> None:
+    """A window before the first and one after the last (``bracket``): the same JSON and CSV
+    as the points read as strings with the edges inserted (``add_edge``), whether the tier's
+    windows were read whole or in pieces; still Flux's bytes (no string per point)."""
+    from app.points import add_edge, bracket
+
+    plan = build_plan(
+        ["f"],
+        DataParams(start="2021-05-02T10:00:13Z", end="2021-05-02T12:00:07Z", resolution="1m"),
+        bucket="b",
+        max_points_cap=100_000,
+    )
+    labels = [format_time(s) for s in plan.window_starts()]
+    core = labels[1 : 1 + inner]
+    number = (
+        st.integers(0, 10**6) if integer else st.integers(-4000, 4000).map(lambda k: 50 + k / 16)
+    )
+    values = data.draw(st.lists(number, min_size=inner + 2, max_size=inner + 2))
+    text = windows_csv(core, [repr(v) for v in values[1:-1]])
+    reader = CsvReader(integer=integer, on_piece=formats.prerender, piece_bytes=piece_bytes)
+    for at in range(0, len(text), 29):
+        reader.feed(text[at : at + 29].encode())
+    edges = (
+        (labels[0], values[0]) if head else None,
+        (labels[1 + inner], values[-1]) if tail else None,
+    )
+    got = bracket(reader.points(), *edges)
+    assert got is not None
+    assert got.cells() is not None
+    want = parse_flux_csv(text, integer=integer)
+    for edge, at_start in zip(edges, (True, False), strict=True):
+        if edge is not None:
+            want = add_edge(want, edge[0], edge[1], "mean", at_start)
+    meta = formats.SeriesMeta("f", "Hz")
+    assert formats.series_json(plan, meta, got) == formats.series_json(plan, meta, want)
+    assert b"".join(formats.series_csv(plan, got)) == b"".join(formats.series_csv(plan, want))
+    assert (got.times, got.values) == (want.times, want.values)
+
+
+def test_edges_that_share_a_window_or_are_not_decimals_are_left_to_the_strings() -> None:
+    """An edge whose label is the first's or the last's must be merged into it, one of another
+    length or value not written as a decimal cannot be bytes of the block: None, the caller
+    inserts or merges them as strings (``add_edge``)."""
+    from app.points import add_edge, bracket
+
+    labels = ["2021-05-02T10:01:00Z", "2021-05-02T10:02:00Z"]
+    text = windows_csv(labels, ["50.5", "49.25"])
+    for head, tail in [
+        (("2021-05-02T10:01:00Z", 1.0), None),  # the first's window
+        (None, ("2021-05-02T10:02:00Z", 1.0)),  # the last's
+        (("2021-05-02T10:03:00Z", 1.0), None),  # after the first: not before it
+        (("2021-05-02T10:00:00.5Z", 1.0), None),  # another length
+        (("2021-05-02T10:00:00Z", 1e-7), None),  # `1e-07`
+        (("2021-05-02T10:00:00Z", 3), None),  # an int among floats
+    ]:
+        assert bracket(parse_flux_csv(text), head, tail) is None, (head, tail)
+    assert bracket(parse_flux_csv(text), None, None) is not None
+    with pytest.raises(ValueError, match="cannot be merged"):
+        add_edge(parse_flux_csv(text), labels[0], 1.0, "mean", True)
+
+
+def test_edges_beside_windows_of_other_columns_read_as_two_blocks() -> None:
+    """The tier's windows with a column the edges' rows have not: their text is the blocks one
+    after the other, read as the same points."""
+    from app.points import bracket
+
+    text = ",result,table,_start,_time,_value\r\n" + "".join(
+        f",_result,0,2021-05-02T00:00:00Z,2021-05-02T10:0{m}:00Z,{m}.5\r\n" for m in (1, 2)
+    )
+    got = bracket(
+        parse_flux_csv(text), ("2021-05-02T10:00:00Z", 7.25), ("2021-05-02T10:03:00Z", 8.0)
+    )
+    assert got is not None
+    assert got.times == [f"2021-05-02T10:0{m}:00Z" for m in range(4)]
+    assert got.values == [7.25, 1.5, 2.5, 8.0]
+    assert got.tables == 1

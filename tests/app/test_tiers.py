@@ -465,6 +465,8 @@ SPANS = {
     "two_sites": ("2021-05-01T00:00:00Z", "2021-05-02T02:00:00Z"),
     "autumn": ("2021-10-30T12:00:00Z", "2021-11-01T12:00:00Z"),
 }
+# hz_1s's range, begun and ended inside a minute
+CUT_BOTH = {"start": "2021-03-27T20:00:13Z", "end": "2021-03-28T03:59:47Z"}
 RESOLUTIONS = ["1m", "2m", "5m", "10m", "15m", "30m", "1h", "2h", "3h", "6h", "1d"]
 ZONES = [None, None, "Europe/Zurich", "Asia/Kathmandu"]
 FILLS = ["none", "none", "null", "previous", "linear"]
@@ -1041,6 +1043,12 @@ async def test_tiers_rolled_up_without_stored_means_never_answer(
         ("tiers", "active_losses", {"resolution": "1h", "agg": "max"}, True),
         ("tiers", "two_sites", {"resolution": "1h", "agg": "sum"}, False),  # tag sets combined
         ("tiers", "hz_1s", {"resolution": "5m", "fill": "null"}, False),  # filled
+        # a range inside windows at both ends: the edges read raw, windows of their own beside
+        # the tier's (points.bracket); as the stored means, maxima, counts
+        *(
+            ("tiers", "hz_1s", {**CUT_BOTH, "resolution": res, "agg": agg}, True)
+            for res, agg in [("1m", "mean"), ("15m", "mean"), ("1m", "max"), ("15m", "count")]
+        ),
         # the raw points' windows from Flux, the last one cut; and raw points
         ("raw", "f_soll_aktiv", {"resolution": "30s"}, True),
         ("raw", "f_soll_aktiv", {"end": "2021-05-02T23:50:00Z", "resolution": "1h"}, True),
