@@ -25,6 +25,7 @@ from app.points import (
     fill_linear,
     fill_windows,
     stddev_windows,
+    tier_windows_of,
     utc_labels,
 )
 from app.query.plan import Agg, Fill, QueryPlan, format_time, utc_aligned, window_start
@@ -289,20 +290,17 @@ def _edge_point(edge: tiers.Windows, label: str, agg: str) -> tuple[str, Value] 
 
 def tier_stddev(
     plan: QueryPlan,
-    rows: TierRows,
+    rows: TierRows | tiers.Windows,
     edges: Edges | None,
     starts: list[datetime],
     labels: list[str],
 ) -> Points:
-    """The plan's sample standard deviations, merged from the tier's rows (count, sum, m2) and
-    the raw ``edges``' statistics, fills applied."""
-    for edge in edges or ():
-        for i in range(len(edge)):
-            rows.times.append(format_time(datetime.fromtimestamp(int(edge.start[i]), tz=UTC)))
-            rows.count.append(int(edge.count[i]))
-            rows.sum.append(float(edge.sum[i]))
-            rows.m2.append(float(edge.m2[i]))
-    return _finish(plan, stddev_windows(rows, starts, labels), labels)
+    """The plan's sample standard deviations, merged from the tier's rows (count, sum, m2; as
+    lists or arrays) and the raw ``edges``' statistics, fills applied."""
+    parts = rows if isinstance(rows, tiers.Windows) else tier_windows_of(rows)
+    # the edges after the rows: merged in that order (``stddev_windows`` keeps it per window)
+    joined = tiers.stacked(parts, *(edges or ()))
+    return _finish(plan, stddev_windows(joined, starts, labels), labels)
 
 
 def _finish(plan: QueryPlan, points: Points, labels: list[str]) -> Points:

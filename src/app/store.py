@@ -42,12 +42,14 @@ from app.metrics import Metrics
 from app.points import (
     CsvReader,
     Points,
+    TierRows,
     combine_keys,
     parse_count,
     parse_flux_csv,
     parse_sum_count,
     parse_tier_rows,
     split_results,
+    tier_arrays,
     tier_rows,
 )
 from app.query import flux, influxql
@@ -67,7 +69,7 @@ from app.query.plan import (
     utc_aligned,
     with_tier,
 )
-from gridts import pending
+from gridts import pending, tiers
 from gridts.tiers import Tier
 
 log = structlog.get_logger("app.store")
@@ -593,7 +595,9 @@ class Store:
         starts, labels = shape.tier_labels(plan)
         if plan.agg is Agg.STDDEV:
             text, edges = await self._with_edges(flux.tier_rows_query(inner, series), plan, series)
-            rows = tier_rows(text)
+            rows: TierRows | tiers.Windows | None = tier_arrays(text)
+            if rows is None:
+                rows = tier_rows(text)
             if rows is None:  # several tag sets: their fields paired by Flux
                 query = flux.tier_rows_query(inner, series, pivot=True)
                 text, edges = await self._with_edges(query, plan, series)

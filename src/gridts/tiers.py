@@ -175,9 +175,14 @@ def coarsen(parts: Windows, seconds: int) -> Windows:
     return merge(parts, parts.start - parts.start % seconds)
 
 
+def stacked(*many: Windows) -> Windows:
+    """The windows of several parts one after the other, in the order they come."""
+    return Windows(*(np.concatenate([getattr(w, f) for w in many]) for f in ("start", *FIELDS)))
+
+
 def concat(*many: Windows) -> Windows:
     """Windows of several disjoint ranges, put in time order."""
-    joined = Windows(*(np.concatenate([getattr(w, f) for w in many]) for f in ("start", *FIELDS)))
+    joined = stacked(*many)
     order = np.argsort(joined.start, kind="stable")
     return joined.select(order.astype(np.int64))
 

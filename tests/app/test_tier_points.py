@@ -6,6 +6,8 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.points import (
     Points,
@@ -16,8 +18,11 @@ from app.points import (
     parse_sum_count,
     parse_tier_rows,
     stddev_windows,
+    tier_arrays,
     tier_rows,
+    tier_windows_of,
 )
+from app.query.plan import format_time
 from gridts import tiers
 
 H0, H1, H2 = "2021-05-01T00:00:00Z", "2021-05-01T01:00:00Z", "2021-05-01T02:00:00Z"
@@ -117,3 +122,64 @@ def test_stddev_windows_merge_exactly() -> None:
         want = float(np.std(v[(t >= t[0] + 3600 * i) & (t < t[0] + 3600 * (i + 1))], ddof=1))
         assert value is not None
         assert math.isclose(value, want, rel_tol=1e-9)
+
+
+_TEXTS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr).filter(lambda t: "e" not in t),
+    st.integers(-(10**17), 10**17).map(str),
+    st.sampled_from(["0", "-0.0", "0.05131528333333359", "3000.083", "45009.00000000001"]),
+)
+
+
+def _unpivoted(rows: list[tuple[int, int, str, str]], crlf: bool) -> str:
+    """Flux's unpivoted answer of one tag set: the counts' block, then m2's and sum's tables
+    in one block (the same column types)."""
+    end = "\r\n" if crlf else "\n"
+    head = ",result,table,_time,_value,_field" + end
+    day = datetime(2021, 5, 1, tzinfo=UTC)
+    cells = [(format_time(day + timedelta(minutes=m)), c, s, v) for m, c, s, v in rows]
+    counts = "".join(f",_result,0,{t},{c},count{end}" for t, c, _, _ in cells)
+    m2 = "".join(f",_result,1,{t},{v},m2{end}" for t, _, _, v in cells)
+    sums = "".join(f",_result,2,{t},{s},sum{end}" for t, _, s, _ in cells)
+    return head + counts + end + head + m2 + sums + end
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 10**6), _TEXTS, _TEXTS),
+             min_size=1, max_size=30, unique_by=lambda r: r[0]),
+    st.booleans(),
+)  # fmt: skip
+def test_tier_rows_read_with_numpy_are_the_rows_read_as_strings(
+    rows: list[tuple[int, int, str, str]], crlf: bool
+) -> None:
+    """``tier_arrays``: the same windows, counts, sums and m2 (bit for bit) as ``tier_rows``
+    reads from the same answer, whatever the digits and line ends."""
+    rows.sort()
+    text = _unpivoted(rows, crlf)
+    got = tier_arrays(text)
+    want = tier_rows(text)
+    assert got is not None
+    assert want is not None
+    expected = tier_windows_of(want)
+    for name in ("start", "count", "sum", "m2"):
+        assert getattr(got, name).tolist() == getattr(expected, name).tolist(), name
+    assert [math.copysign(1, v) for v in got.sum.tolist()] == [
+        math.copysign(1, v) for v in expected.sum.tolist()
+    ]
+
+
+def test_tier_rows_numpy_leaves_every_other_answer_to_the_strings() -> None:
+    """Two tag sets (a field in two runs), a label with a fraction of a second, a value that
+    is not a decimal, a count that is not whole, a field missing, rows of another width: None
+    (``tier_rows`` or the pivoted read answers them)."""
+    one = _unpivoted([(0, 2, "3.5", "0.5"), (1, 3, "4", "1.25")], True)
+    assert tier_arrays(one) is not None
+    second_tag_set = one.rstrip("\r\n") + "\r\n,_result,3,2021-05-01T00:00:00Z,1,count\r\n"
+    fraction = one.replace("2021-05-01T00:01:00Z", "2021-05-01T00:01:00.5Z")
+    exponent = one.replace(",3.5,", ",3.5e-05,")
+    half = one.replace(",2,count", ",2.5,count")
+    no_m2 = one.replace(",m2\r\n", ",sum2\r\n")
+    wide = one.replace(",0.5,m2", ",0.5,m2,x")
+    error = "error,reference\r\nsomething,\r\n"
+    for text in (second_tag_set, fraction, exponent, half, no_m2, wide, error, ""):
+        assert tier_arrays(text) is None, text
