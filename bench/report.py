@@ -208,6 +208,43 @@ def api_section(lines: list[str]) -> None:
         lines += [f"Serialising {se['points']:,} points to JSON: p50 {se['p50_ms']:.1f} ms.", ""]
 
 
+def over_time_section(lines: list[str], res: dict[str, Any], raw: dict[str, Any] | None) -> None:
+    """The mix's requests by when they were asked (``bench/load.py``'s slices), the runs side
+    by side, and what the requests asked after the ingest ended got."""
+    runs = [(label, run) for label, run in (("tiers on", res), ("tiers off", raw or {}))
+            if run.get("over_time")]  # fmt: skip
+    if not runs:
+        return
+    lines += [
+        "The requests by when they were asked (seconds from the start of the mix):",
+        "",
+        "| from s | " + " | ".join(f"{label}: req/s, p50 ms, p99 ms" for label, _ in runs) + " |",
+        "| ---: |" + " ---: |" * len(runs),
+    ]
+    slices = {k["from_s"]: k for k in runs[0][1]["over_time"]}
+    others = [{k["from_s"]: k for k in run["over_time"]} for _, run in runs[1:]]
+    for start, piece in slices.items():
+        cells = [piece, *(other.get(start) for other in others)]
+        lines.append(
+            f"| {start:.0f} | "
+            + " | ".join(
+                "" if c is None else f"{c['per_second']:.1f}, {c['p50_ms']:.0f}, {c['p99_ms']:.0f}"
+                for c in cells
+            )
+            + " |"
+        )
+    lines.append("")
+    for label, run in runs:
+        done = run.get("after_ingest")
+        if done:
+            lines += [
+                f"{label}: the ingest ended {run['ingest_seconds']:.0f} s into the mix; the "
+                f"{done['requests']:,} requests asked after it: p50 {done['p50_ms']:.0f} ms, "
+                f"p99 {done['p99_ms']:.0f} ms.",
+                "",
+            ]
+
+
 def turns(res: dict[str, Any]) -> str:
     """How many data requests each replica worked on at once (ADR 0017)."""
     n = res.get("concurrent_requests")
@@ -229,8 +266,13 @@ def load_section(lines: list[str]) -> None:
         return
     lines += [
         f"{res['replicas']} API replicas called round-robin, {res['clients']} clients mixing "
-        f"series, ranges, resolutions and aggregates for {res['seconds']:.0f} s while an ingest "
-        f"wrote (ingest exit status {res['ingest_exit']}), rollup tiers "
+        f"series, ranges, resolutions and aggregates for {res['seconds']:.0f} s "
+        + (
+            f"while an ingest wrote (ingest exit status {res['ingest_exit']})"
+            if res.get("ingest", True)
+            else "with no ingest writing (`--no-ingest`)"
+        )
+        + ", rollup tiers "
         f"`{res.get('tiers') or 'off'}`, {turns(res)}: **{res['requests']:,} requests, "
         f"{res['requests_per_second']:.1f} req/s, p50 {res['p50_ms']:.0f} ms, p99 "
         f"{res['p99_ms']:.0f} ms**; statuses {res['statuses']}; answered from "
@@ -289,6 +331,7 @@ def load_section(lines: list[str]) -> None:
                 for k, q in rows.items()
             ]
             lines.append("")
+    over_time_section(lines, res, raw)
     sweep = res.get("sweep") or []
     if sweep:
         lines += [

@@ -82,3 +82,40 @@ def test_the_load_tests_cpu_shares_are_each_parts_own() -> None:
         "influxdb": round(0.9 / cores, 3),
     }
     assert shares["cpu_seconds"] == {"api": 3.0, "influxdb": 9.0}
+
+
+def test_the_load_tests_requests_by_when_they_were_asked() -> None:
+    """bench/load.py's slices: each request in the slice of its start, the rate per second of
+    the slice, and p50/p99 of the slice's own latencies."""
+    load = importlib.import_module("load")
+    began = [0.5, 3.0, 9.9, 10.0, 25.0]
+    latencies = [0.1, 0.3, 0.2, 2.0, 0.4]
+    got = load.over_time(began, latencies)
+    assert [s["from_s"] for s in got] == [0, 10, 20]
+    assert [s["requests"] for s in got] == [3, 1, 1]
+    assert [s["per_second"] for s in got] == [0.3, 0.1, 0.1]
+    assert got[0]["p50_ms"] == 200.0
+    assert got[0]["p99_ms"] == 300.0
+    assert got[1]["p99_ms"] == 2000.0
+    assert load.summary([]) == {"requests": 0, "p50_ms": 0.0, "p99_ms": 0.0}
+
+
+def test_the_report_shows_the_runs_over_time_side_by_side() -> None:
+    on = {
+        "over_time": [
+            {"from_s": 0, "per_second": 40.0, "p50_ms": 1500.0, "p99_ms": 3000.0},
+            {"from_s": 10, "per_second": 95.0, "p50_ms": 600.0, "p99_ms": 1400.0},
+        ],
+        "ingest_seconds": 17.4,
+        "after_ingest": {"requests": 3900, "p50_ms": 610.0, "p99_ms": 1650.0},
+    }
+    off = {"over_time": [{"from_s": 0, "per_second": 41.0, "p50_ms": 700.0, "p99_ms": 2400.0}]}
+    lines: list[str] = []
+    report.over_time_section(lines, on, off)
+    text = "\n".join(lines)
+    assert "| 0 | 40.0, 1500, 3000 | 41.0, 700, 2400 |" in text
+    assert "| 10 | 95.0, 600, 1400 |  |" in text
+    assert "the ingest ended 17 s into the mix; the 3,900 requests asked after it: p50 610" in text
+    lines = []
+    report.over_time_section(lines, {}, None)
+    assert lines == []
