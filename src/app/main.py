@@ -39,6 +39,10 @@ Electricity-grid time series from InfluxDB at any resolution.
 """
 
 
+# At most this long at startup for the series catalog (the chart's startup probe allows 60 s).
+WARMUP_SECONDS = 10.0
+
+
 def _version() -> str:
     """The installed package's version (pyproject.toml, the chart's appVersion follows it);
     running from a source tree without installing it, "0+unknown"."""
@@ -100,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Which tier buckets exist; InfluxDB down at startup leaves none known until the
         # catalog's next reload asks again.
         await app.state.store.refresh_tiers()
+        # The catalog loaded before the server listens: the first requests do not wait for it.
+        await app.state.store.warm(min(WARMUP_SECONDS, config.api_query_timeout_seconds))
         log.info(
             "started",
             influx_url=config.influx_url,

@@ -95,6 +95,8 @@ INFLUXQL_MOST_ROWS = 5_000
 # times in a row is read in Flux from then on (``Store._influxql_fell_back``).
 INFLUXQL_MISSES = 3
 T = TypeVar("T")
+# What a catalog reload that no request waits for may fail with: logged, tried again later.
+_RELOAD_ERRORS = (ApiError, TimeoutError, aiohttp.ClientError, OSError, ApiException)
 
 _CSV = Dialect(  # type: ignore[no-untyped-call]
     header=True, delimiter=",", annotations=[], date_time_format="RFC3339"
@@ -286,8 +288,19 @@ class Store:
         request after the TTL tries again."""
         try:
             await self._reload(refresh=False)
-        except (ApiError, TimeoutError, aiohttp.ClientError, OSError, ApiException) as exc:
+        except _RELOAD_ERRORS as exc:
             log.warning("catalog_reload_failed", error=type(exc).__name__)
+
+    async def warm(self, timeout_seconds: float) -> None:
+        """The catalog loaded (with the tiers' coverage) before the first request comes: a
+        replica that starts, in a rollout or a scale-out, would otherwise make its first
+        requests wait for it (0.7 s for two series of a year at 1 s). InfluxDB down or slower
+        than ``timeout_seconds``: logged, and the first request loads it."""
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self.catalog(refresh=True)
+        except _RELOAD_ERRORS as exc:
+            log.warning("catalog_warmup_failed", error=type(exc).__name__)
 
     async def _reload(self, *, refresh: bool) -> dict[str, SeriesInfo]:
         """The catalog read again, unless another reload finished within the TTL (within

@@ -78,3 +78,46 @@ async def test_a_stale_catalog_answers_while_it_reloads(influx: InfluxServer, bu
         await asyncio.wait_for(store._reloading, 60)
         assert store._catalog.loaded_at > loaded
         assert set(store._catalog.series) == {"load_a", "load_b"}
+
+
+def catalog_queries(metrics: str) -> float:
+    """How many catalog queries the app has sent InfluxDB (its own histogram's count)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("gridts_api_flux_query_duration_seconds_count{")
+        and 'query="catalog"' in line
+    )
+
+
+async def test_the_catalog_is_loaded_before_the_first_request(
+    influx: InfluxServer, bucket: str
+) -> None:
+    """A replica that starts has read its catalog once it listens: the first data request and
+    the catalog itself ask InfluxDB for no catalog (a rollout's new replicas would otherwise
+    make their first requests wait for it)."""
+    write(influx, bucket, "warm_a")
+    app = AppClient(make_settings(influx, bucket, api_catalog_ttl_seconds=3600))
+    async with app as api:
+        assert catalog_queries((await api.get("/metrics")).text) == 1
+        r = await api.get("/v1/series/warm_a/data", params=DAY)
+        assert r.status_code == 200, r.text
+        assert await names(api) == {"warm_a"}
+        assert catalog_queries((await api.get("/metrics")).text) == 1
+
+
+async def test_a_replica_starts_while_influxdb_is_down(influx: InfluxServer, bucket: str) -> None:
+    """InfluxDB unreachable at startup: the app starts at once, its catalog's one query
+    failed (the first request tries again), and it says it is not ready."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # a port nothing listens on
+    down = AppClient(make_settings(influx, bucket, influx_url=f"http://127.0.0.1:{closed}"))
+    began = time.monotonic()
+    async with down as api:
+        assert time.monotonic() - began < 5
+        ready = await api.get("/readyz")
+        assert ready.status_code == 503
+        assert catalog_queries((await api.get("/metrics")).text) == 1  # the one that failed
