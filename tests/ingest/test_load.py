@@ -266,8 +266,12 @@ def test_influxd_killed_mid_ingest_then_rerun_completes_exactly(
             stderr=subprocess.PIPE,
             text=True,
         )
+        # More points visible than one batch holds: the first batch was acknowledged (one write
+        # at a time), so it is in the WAL. A point a query sees need not be yet: InfluxDB puts
+        # a batch in its cache before its WAL, and a kill in between loses what was never
+        # acknowledged (the suite once killed it there, under load, and found nothing).
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count(env, "f_soll_aktiv") == 0:
+        while time.monotonic() < deadline and count(env, "f_soll_aktiv") <= 2000:
             time.sleep(0.05)
         server.kill()
         _, err = job.communicate(timeout=120)
@@ -277,7 +281,7 @@ def test_influxd_killed_mid_ingest_then_rerun_completes_exactly(
 
         server.start()
         partial = count(env, "f_soll_aktiv")
-        assert 0 < partial < rows
+        assert 2000 <= partial < rows  # every acknowledged batch kept, not the whole file
         rerun = ingest("load", path, "--label", "end", "--quiet", env=env)
         assert rerun.returncode == 0, rerun.stderr
         assert count(env, "f_soll_aktiv") == rows
