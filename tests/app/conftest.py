@@ -241,6 +241,23 @@ async def error_of(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
     return body
 
 
+@pytest.fixture
+def prerendered(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each piece whose JSON ``formats.prerender`` makes while an answer arrives
+    (``points.CsvReader``), in order, for as long as the test runs."""
+    from app import formats
+
+    made: list[int] = []
+    prerender = formats.prerender
+
+    def counted(piece: Any) -> None:
+        made.append(len(piece))
+        prerender(piece)
+
+    monkeypatch.setattr(formats, "prerender", counted)
+    return made
+
+
 def make_settings(influx: InfluxServer, bucket: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "influx_url": influx.url,
