@@ -101,11 +101,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(config.log_level)
         client, app.state.store = _connect(config, metrics)
         app.state.settings = config
-        # Which tier buckets exist; InfluxDB down at startup leaves none known until the
-        # catalog's next reload asks again.
-        await app.state.store.refresh_tiers()
-        # The catalog loaded before the server listens: the first requests do not wait for it.
-        await app.state.store.warm(min(WARMUP_SECONDS, config.api_query_timeout_seconds))
+        # The catalog and the tier buckets read before the server listens: the first requests
+        # do not wait for them. Without the catalog, the tier buckets are still asked for once;
+        # InfluxDB down leaves none known until the catalog's next reload asks again.
+        store = app.state.store
+        if not await store.warm(min(WARMUP_SECONDS, config.api_query_timeout_seconds)):
+            await store.refresh_tiers()
         log.info(
             "started",
             influx_url=config.influx_url,

@@ -420,19 +420,10 @@ class CsvCells:
     def of_ascii(cls, raw: bytes, text: str | None, *, integer: bool) -> CsvCells | None:
         """``parse`` of text already known to be ASCII, as its bytes (``text``: the same as a
         string, when there is one)."""
-        if not raw.startswith(b",result,"):
+        block = _block(raw, {"_time", "_value", "table"})
+        if block is None:
             return None
-        cut = raw.find(b"\n")
-        names = raw[: max(cut, 0)].decode().rstrip("\r").split(",")
-        if cut < 0 or not {"_time", "_value", "table"} <= set(names):
-            return None
-        end = len(raw)
-        while end > cut + 1 and raw[end - 1] in b"\r\n":
-            end -= 1  # the blank line after the block
-        data = np.frombuffer(raw, dtype=np.uint8)
-        grid = _separators(data, cut + 1, end, len(names))
-        if grid is None:
-            return None
+        names, data, grid = block
 
         def spans(name: str) -> tuple[Ints, Ints]:
             return _column(names, grid, name)
@@ -467,42 +458,38 @@ class CsvCells:
         return cells
 
     @classmethod
+    def _stacked(
+        cls, data: Bytes, blocks: Sequence[CsvCells], shifts: list[int], *, integer: bool
+    ) -> CsvCells:
+        """Cells over ``data`` whose rows are those of ``blocks`` in order, each block's cells
+        found in ``data`` ``shifts[i]`` bytes further than in its own."""
+
+        def shifted(spans: list[tuple[Ints, Ints]]) -> tuple[Ints, Ints]:
+            return (
+                np.concatenate([a + k for (a, _), k in zip(spans, shifts, strict=True)]),
+                np.concatenate([b + k for (_, b), k in zip(spans, shifts, strict=True)]),
+            )
+
+        return cls(
+            None,
+            data,
+            (shifted([b.time_spans for b in blocks]), shifted([b.value_spans for b in blocks])),
+            frozenset().union(*(b.table_ids for b in blocks)),
+            integer=integer,
+        )
+
+    @classmethod
     def joined(
         cls, raw: bytearray, pieces: list[tuple[int, CsvCells]], *, integer: bool
     ) -> CsvCells:
         """The cells of ``raw`` (ASCII) from ``pieces`` that read all of its rows: each the
         block of the header and a run of the rows, with where in ``raw`` its own text's rows
         begin less the header's length (so that a place in a piece plus it is one in ``raw``)."""
-        data = np.frombuffer(raw, dtype=np.uint8)
-
-        def shifted(spans: list[tuple[Ints, Ints]], by: list[int]) -> tuple[Ints, Ints]:
-            return (
-                np.concatenate([a + k for (a, _), k in zip(spans, by, strict=True)]),
-                np.concatenate([b + k for (_, b), k in zip(spans, by, strict=True)]),
-            )
-
-        shifts = [k for k, _ in pieces]
         cells = [c for _, c in pieces]
-        whole = cls(
-            None,
-            data,
-            (
-                shifted([c.time_spans for c in cells], shifts),
-                shifted([c.value_spans for c in cells], shifts),
-            ),
-            frozenset().union(*(c.table_ids for c in cells)),
-            integer=integer,
-        )
+        shifts = [k for k, _ in pieces]
+        whole = cls._stacked(np.frombuffer(raw, dtype=np.uint8), cells, shifts, integer=integer)
         whole.pieces = cells
-        labels = [c._labels for c in cells]
-        widths = {None if got is None or got.pad is not None else got.matrix.shape[1]
-                  for got in labels}  # fmt: skip
-        if len(widths) == 1 and None not in widths:  # all read, of one width: stacked
-            whole._labels = Cells(
-                np.vstack([got.matrix for got in labels if got is not None]),
-                np.concatenate([got.lengths for got in labels if got is not None]),
-                None,
-            )
+        whole._labels = _stacked_labels([c._labels for c in cells])  # those read so far
         return whole
 
     @classmethod
@@ -512,29 +499,10 @@ class CsvCells:
         they themselves) as its pieces when any was read in pieces. Its text, made when
         something asks for it, is their rows under one header when all have the same header,
         else the blocks one after the other (``_parse_lists`` reads either)."""
-        shifts = np.cumsum([0] + [len(b.data) for b in blocks[:-1]])
-
-        def shifted(spans: list[tuple[Ints, Ints]]) -> tuple[Ints, Ints]:
-            return (
-                np.concatenate([a + k for (a, _), k in zip(spans, shifts, strict=True)]),
-                np.concatenate([b + k for (_, b), k in zip(spans, shifts, strict=True)]),
-            )
-
-        whole = cls(
-            None,
-            np.concatenate([b.data for b in blocks]),
-            (shifted([b.time_spans for b in blocks]), shifted([b.value_spans for b in blocks])),
-            frozenset().union(*(b.table_ids for b in blocks)),
-            integer=blocks[0].integer,
-        )
-        labels = [b.labels() for b in blocks]
-        widths = {None if got.pad is not None else got.matrix.shape[1] for got in labels}
-        if len(widths) == 1 and None not in widths:
-            whole._labels = Cells(
-                np.vstack([got.matrix for got in labels]),
-                np.concatenate([got.lengths for got in labels]),
-                None,
-            )
+        shifts = np.cumsum([0] + [len(b.data) for b in blocks[:-1]]).tolist()
+        data = np.concatenate([b.data for b in blocks])
+        whole = cls._stacked(data, blocks, shifts, integer=blocks[0].integer)
+        whole._labels = _stacked_labels([b.labels() for b in blocks])
         if any(b.pieces for b in blocks):
             whole.pieces = [piece for b in blocks for piece in (b.pieces or [b])]
         whole._make_text = lambda: _blocks_text([b.text for b in blocks])
@@ -678,6 +646,19 @@ class CsvReader:
                 cells = CsvCells.joined(self._buffer, self._pieces, integer=self._integer)
                 return Points.of_cells(cells)
         return parse_flux_csv(self._buffer.decode("utf-8"), integer=self._integer)
+
+
+def _stacked_labels(labels: list[Cells | None]) -> Cells | None:
+    """Label cells of several blocks as one, when every block's were read and all are of one
+    width; else None (read from the bytes when asked for)."""
+    widths = {None if got is None or got.pad is not None else got.matrix.shape[1]
+              for got in labels}  # fmt: skip
+    if len(widths) != 1 or None in widths:
+        return None
+    read = [got for got in labels if got is not None]
+    return Cells(
+        np.vstack([g.matrix for g in read]), np.concatenate([g.lengths for g in read]), None
+    )
 
 
 def _blocks_text(texts: list[str]) -> str:
@@ -1199,7 +1180,7 @@ def field_arrays(text: str) -> dict[str, tuple[Ints, Floats]] | None:
         heads.append(at + 1)
     out: dict[str, tuple[Ints, Floats]] = {}
     for a, b in itertools.pairwise([*heads, len(raw)]):
-        runs = _field_runs(raw[a:b].rstrip(b"\r\n"))
+        runs = _field_runs(raw[a:b])
         if runs is None:
             return None
         for name, seconds, values in runs:
@@ -1212,14 +1193,10 @@ def field_arrays(text: str) -> dict[str, tuple[Ints, Floats]] | None:
 def _field_runs(raw: bytes) -> list[tuple[str, Ints, Floats]] | None:
     """One block of ``field_arrays``: each run of rows of one field, its name, its instants
     and its values."""
-    cut = raw.find(b"\n")
-    names = raw[: max(cut, 0)].decode().rstrip("\r").split(",")
-    if cut < 0 or names[:2] != ["", "result"] or not {"_time", "_value", "_field"} <= set(names):
+    block = _block(raw, {"_time", "_value", "_field"})
+    if block is None:
         return None
-    data = np.frombuffer(raw, dtype=np.uint8)
-    grid = _separators(data, cut + 1, len(raw), len(names))
-    if grid is None:
-        return None
+    names, data, grid = block
     labels = Cells.of(data, *_column(names, grid, "_time"), _DIGIT)
     if labels.pad is not None or labels.matrix.shape[1] != 20:
         return None
@@ -1237,6 +1214,24 @@ def _field_runs(raw: bytes) -> list[tuple[str, Ints, Floats]] | None:
         (raw[starts[a] : stops[a]].decode(), seconds[a:b], values[a:b])
         for a, b in itertools.pairwise(bounds)
     ]
+
+
+def _block(raw: bytes, wanted: set[str]) -> tuple[list[str], Bytes, tuple[Ints, Ints]] | None:
+    """One block of Flux's CSV (its header, its rows, perhaps a blank line after them): the
+    header's names, the bytes, and where each cell ends (``_separators``); None unless it is a
+    header with the ``wanted`` columns over plain rows."""
+    if not raw.startswith(b",result,"):
+        return None
+    cut = raw.find(b"\n")
+    names = raw[: max(cut, 0)].decode().rstrip("\r").split(",")
+    if cut < 0 or not wanted <= set(names):
+        return None
+    end = len(raw)
+    while end > cut + 1 and raw[end - 1] in b"\r\n":
+        end -= 1  # the blank line after the block
+    data = np.frombuffer(raw, dtype=np.uint8)
+    grid = _separators(data, cut + 1, end, len(names))
+    return None if grid is None else (names, data, grid)
 
 
 def _column(names: list[str], grid: tuple[Ints, Ints], name: str) -> tuple[Ints, Ints]:

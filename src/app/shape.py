@@ -258,21 +258,18 @@ def tier_windows(
         last_label = format_time(window_start(inner_end, plan.window, plan.tz))
         head, tail = edges
         if counts is None:
-            bracketed = bracket(
-                values, _edge_point(head, first_label, agg), _edge_point(tail, last_label, agg)
-            )
+            ends = (_edge_point(head, first_label, agg), _edge_point(tail, last_label, agg))
+            bracketed = bracket(values, *ends)
             if bracketed is not None:
                 return _finish(plan, bracketed, labels)
-        for edge, label, at_start in ((head, first_label, True), (tail, last_label, False)):
-            if len(edge) == 0:
-                continue
-            if counts is not None:  # mean: the sums and counts of the edge
-                values = add_edge(values, label, float(edge.sum[0]), "sum", at_start)
-                counts = add_edge(counts, label, int(edge.count[0]), "count", at_start)
-            else:
-                point = _edge_point(edge, label, agg)
+            for point, at_start in zip(ends, (True, False), strict=True):
                 if point is not None:
-                    values = add_edge(values, label, point[1], agg, at_start)
+                    values = add_edge(values, *point, agg, at_start)
+        else:  # mean: the sums and counts of the edges
+            for edge, label, at_start in ((head, first_label, True), (tail, last_label, False)):
+                if len(edge):
+                    values = add_edge(values, label, float(edge.sum[0]), "sum", at_start)
+                    counts = add_edge(counts, label, int(edge.count[0]), "count", at_start)
     points = divide(values, counts) if counts is not None else values
     return _finish(plan, points, labels)
 

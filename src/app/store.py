@@ -291,16 +291,19 @@ class Store:
         except _RELOAD_ERRORS as exc:
             log.warning("catalog_reload_failed", error=type(exc).__name__)
 
-    async def warm(self, timeout_seconds: float) -> None:
-        """The catalog loaded (with the tiers' coverage) before the first request comes: a
-        replica that starts, in a rollout or a scale-out, would otherwise make its first
-        requests wait for it (0.7 s for two series of a year at 1 s). InfluxDB down or slower
-        than ``timeout_seconds``: logged, and the first request loads it."""
+    async def warm(self, timeout_seconds: float) -> bool:
+        """The catalog loaded (with the tier buckets and their coverage) before the first
+        request comes: a replica that starts, in a rollout or a scale-out, would otherwise make
+        its first requests wait for it (0.7 s for two series of a year at 1 s). Whether it
+        was; InfluxDB down or slower than ``timeout_seconds``: logged, and the first request
+        loads it."""
         try:
             async with asyncio.timeout(timeout_seconds):
                 await self.catalog(refresh=True)
         except _RELOAD_ERRORS as exc:
             log.warning("catalog_warmup_failed", error=type(exc).__name__)
+            return False
+        return True
 
     async def _reload(self, *, refresh: bool) -> dict[str, SeriesInfo]:
         """The catalog read again, unless another reload finished within the TTL (within
@@ -562,12 +565,7 @@ class Store:
             return None
         seconds, offset, local = grain
         render = not local and _passes_through(inner)
-        own_windows = inner.tier is not None and (seconds, offset, local) == (
-            inner.tier.seconds,
-            0,
-            False,
-        )
-        if inner.agg is Agg.MEAN and own_windows:
+        if inner.agg is Agg.MEAN and _own_windows(inner, grain):
             stored = await self._tier_csv(inner, series, "mean", seconds, 0, render=render)
             means = combine_keys(stored, "mean")
             if means is not None:  # one tag set: else sums and counts, below
@@ -622,8 +620,8 @@ class Store:
         grain = _tier_grain(inner)
         if grain is None:
             return None
-        seconds, offset, local = grain
-        if plan.agg is Agg.MEAN and (seconds, offset, local) == (plan.tier.seconds, 0, False):
+        seconds, offset, _ = grain
+        if plan.agg is Agg.MEAN and _own_windows(plan, grain):
             # the tier's own windows: the stored means, and each edge a window of its own
             text, edges = await self._with_edges(
                 flux.tier_query(inner, series, "mean", seconds, 0), plan, series
@@ -901,6 +899,12 @@ def _tier_grain(inner: QueryPlan) -> tuple[int, int, bool] | None:
         return window.seconds, window.offset_seconds, False
     grain = local_grain(inner)
     return None if grain is None else (grain, 0, True)
+
+
+def _own_windows(plan: QueryPlan, grain: tuple[int, int, bool]) -> bool:
+    """Whether the UTC ``grain`` (``_tier_grain``) is the plan's tier's own windows: each a
+    row of the tier, its stored mean the window's."""
+    return plan.tier is not None and grain == (plan.tier.seconds, 0, False)
 
 
 def _stat_column(
