@@ -1,8 +1,14 @@
-"""Load test: several API replicas (processes) called round-robin by 64 concurrent clients that mix
-series, ranges, resolutions and aggregates for 60 s while an ingest writes. Loopback only.
+"""Load test: several API replicas (processes) behind the gateways (HAProxy with the chart's own
+configuration: one queue per gateway for all replicas, ADR 0020), called by 64 concurrent
+clients that mix series, ranges, resolutions and aggregates for 60 s while an ingest writes.
+Loopback only.
 
     .venv/bin/python bench/load.py [--replicas 3] [--clients 64] [--seconds 60] [--json PATH]
                                    [--think SECONDS] [--no-ingest] [--tiered-only]
+                                   [--gateways N]
+
+With ``--gateways 0`` the clients call the replicas round-robin themselves (each replica's own
+queue: how the platform ran before the gateway).
 
 Prints requests/s, p50/p99 latency and the status classes; exits 1 on any 5xx or transport error.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -27,13 +34,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+import gateway_local  # noqa: E402
 import influxdb_local as il  # noqa: E402
 from api import cpu_seconds  # noqa: E402  (bench/api.py, beside this script)
+
+# Cache snapshots and full compactions of shards soon after their last write: used only while
+# the data written before a phase settles (``at_rest``), never during one.
+SETTLE_FLAGS = ["--storage-cache-snapshot-write-cold-duration=5s",
+                "--storage-compact-full-write-cold-duration=10s"]  # fmt: skip
 
 PY = sys.executable
 RESOLUTIONS = ["raw", "30s", "1m", "5m", "15m", "1h", "6h", "1d", "auto"]
@@ -158,6 +172,11 @@ async def load(
 
 SLICE_SECONDS = 10
 
+# The chart's gateways (gateway.replicas).
+GATEWAYS = int(
+    yaml.safe_load((ROOT / "charts/gridts/values.yaml").read_text())["gateway"]["replicas"]
+)
+
 
 def summary(latencies: list[float]) -> dict[str, float]:
     """How many requests, and their p50 and p99 in ms."""
@@ -232,6 +251,7 @@ def phase(
     InfluxDB, the ingest and this process's clients share the machine's cores."""
     procs: list[subprocess.Popen[bytes]] = []
     urls = []
+    gateways: list[subprocess.Popen[bytes]] = []
     try:
         for _ in range(args.replicas):
             api_port = il.free_port()
@@ -244,7 +264,23 @@ def phase(
             urls.append(f"http://127.0.0.1:{api_port}")
         for u in urls:
             wait_ready(u)
-        series = httpx.get(f"{urls[0]}/v1/series", timeout=30).json()["series"]
+        targets = urls  # what the clients call: the replicas round-robin, or the gateways
+        if args.gateways:
+            backends = [int(u.rsplit(":", 1)[1]) for u in urls]
+            # as the chart renders it for this many gateways and this many turns per replica
+            values = {"gateway.replicas": args.gateways,
+                      "api.settings.concurrentRequests": turns(args)}  # fmt: skip
+            targets = []
+            for _ in range(args.gateways):
+                front = il.free_port()
+                gateways.append(gateway_local.spawn(
+                    Path(tempfile.mkdtemp(prefix="gridts-gateway-")), front, backends,
+                    values=values,
+                ))  # fmt: skip
+                targets.append(f"http://127.0.0.1:{front}")
+            for t in targets:
+                wait_ready(t)
+        series = httpx.get(f"{targets[0]}/v1/series", timeout=30).json()["series"]
         reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
         children_before = reaped.ru_utime + reaped.ru_stime
         command = [PY, "-m", "ingest", "load", str(during), "--label", "end", "--quiet"]
@@ -258,15 +294,16 @@ def phase(
             ended.append(time.monotonic())
 
         threading.Thread(target=watch, daemon=True).start()
-        print(f"{name}: {args.clients} clients, {args.replicas} replicas, {args.seconds:.0f} s, "
-              f"{len(series)} series, {'no ingest' if args.no_ingest else 'ingest running'}",
-              flush=True)  # fmt: skip
+        print(f"{name}: {args.clients} clients, {args.replicas} replicas "
+              f"{f'behind {args.gateways} gateways' if args.gateways else 'called round-robin'}, "
+              f"{args.seconds:.0f} s, {len(series)} series, "
+              f"{'no ingest' if args.no_ingest else 'ingest running'}", flush=True)  # fmt: skip
         before = {
             "api": sum(cpu_seconds(p.pid) for p in procs),
             "influxdb": cpu_seconds(influxd_pid),
         }
         clients_before, began = time.process_time(), time.monotonic()
-        result = asyncio.run(load(urls, series, args.clients, args.seconds, args.think))
+        result = asyncio.run(load(targets, series, args.clients, args.seconds, args.think))
         used = {
             "api": sum(cpu_seconds(p.pid) for p in procs) - before["api"],
             "influxdb": cpu_seconds(influxd_pid) - before["influxdb"],
@@ -284,7 +321,7 @@ def phase(
         used["ingest"] = reaped.ru_utime + reaped.ru_stime - children_before
         result["cpu"] = cpu_shares(used, seconds)
         result.update(replicas=args.replicas, clients=args.clients, tiers=tiers, think=args.think,
-                      concurrent_requests=turns(args))  # fmt: skip
+                      concurrent_requests=turns(args), gateways=args.gateways)  # fmt: skip
         sources = Counter[str]()
         for u in urls:  # which data answered, from each replica's own counter
             for line in httpx.get(f"{u}/metrics", timeout=10).text.splitlines():
@@ -306,7 +343,7 @@ def phase(
                   "ms", flush=True)  # fmt: skip
         sweep = []
         for n in [int(x) for x in args.sweep.split(",") if x]:
-            step = asyncio.run(load(urls, series, n, 10))
+            step = asyncio.run(load(targets, series, n, 10))
             for raw in ("began", "latencies", "over_time"):
                 step.pop(raw)
             step["clients"] = n
@@ -316,10 +353,57 @@ def phase(
         result["sweep"] = sweep
         return result
     finally:
-        for p in procs:
+        for p in [*procs, *gateways]:
             p.terminate()
-        for p in procs:
+        for p in [*procs, *gateways]:
             p.wait(timeout=30)
+
+
+def settled(engine: Path, timeout: float, quiet: int = 3) -> float:
+    """Seconds until influxd's TSM files stayed the same and none was being written (no
+    `.tmp`) ``quiet`` times 5 s apart, at least 15 s after it started (its full compactions
+    begin 10 s after a shard's last write, ``SETTLE_FLAGS``). Not "the WAL is empty": a shard
+    whose only writes since were deletions (the ingest's pending markers, ADR 0014) keeps its
+    WAL segment until its next write."""
+    began = time.monotonic()
+    seen: set[tuple[str, int]] = set()
+    still = 0
+    while time.monotonic() - began < timeout:
+        time.sleep(5)
+        files = set()
+        for p in engine.rglob("*.tsm*"):
+            with contextlib.suppress(FileNotFoundError):  # compacted away meanwhile
+                files.add((str(p), p.stat().st_size))
+        busy = any(name.endswith(".tmp") for name, _ in files)
+        still = still + 1 if files == seen and not busy else 0
+        seen = files
+        if still >= quiet and time.monotonic() - began >= 15:
+            return time.monotonic() - began
+    raise SystemExit(f"influxd still compacting after {timeout:.0f} s")
+
+
+def at_rest(
+    influxd: subprocess.Popen[bytes], binary: Path, work: Path, port: int
+) -> subprocess.Popen[bytes]:
+    """influxd restarted on the same data with short cold-shard timers until its compactions
+    are done (``settled``), then started again as the chart runs it: a phase's queries meet the
+    data at rest, as a long-running node holds it, and only its own ingest writes meanwhile
+    (not the compactions of what was loaded just before it, whose timing moved a run's
+    throughput by a third)."""
+    url = f"http://127.0.0.1:{port}"
+    il.stop_process(influxd.pid)
+    influxd.wait()
+    cold = il.spawn(binary, work / "influxd", port, work / "influxd.log", SETTLE_FLAGS)
+    try:
+        il.wait_healthy(url, cold)
+        waited = settled(work / "influxd" / "engine", 600)
+        print(f"data at rest after {waited:.0f} s", flush=True)
+    finally:
+        il.stop_process(cold.pid)
+        cold.wait()
+    again = il.spawn(binary, work / "influxd", port, work / "influxd.log")
+    il.wait_healthy(url, again)
+    return again
 
 
 def main() -> int:
@@ -351,6 +435,15 @@ def main() -> int:
         default=None,
         help="API_CONCURRENT_REQUESTS of every replica (default: the API's own, 4; 0: no limit, "
         "every request at work at once, as before it existed)",
+    )
+    ap.add_argument(
+        "--gateways",
+        type=int,
+        default=GATEWAYS,
+        help="gateways (HAProxy with the chart's configuration) the clients call round-robin, "
+        f"each holding one queue for every replica (default {GATEWAYS}, the chart's "
+        "gateway.replicas); 0: the clients call the replicas round-robin, each replica its own "
+        "queue",
     )
     ap.add_argument(
         "--think",
@@ -393,11 +486,11 @@ def main() -> int:
              "--step", "1s", "--kind", "measured", "--out", str(during), "--quiet"],
             env)  # fmt: skip
         run([PY, "-m", "ingest", "load", str(during), "--label", "end", "--quiet"], env)
-        off = (
-            None
-            if args.tiered_only
-            else phase("tiers off (raw points only)", args, env, during, "", influxd.pid)
-        )
+        off = None
+        if not args.tiered_only:
+            influxd = at_rest(influxd, binary, work, port)
+            off = phase("tiers off (raw points only)", args, env, during, "", influxd.pid)
+        influxd = at_rest(influxd, binary, work, port)
         on = phase(f"tiers on ({args.tiers})", args, env, during, args.tiers, influxd.pid)
     finally:
         il.stop_process(influxd.pid)

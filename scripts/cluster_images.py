@@ -7,6 +7,9 @@
             (`--build-arg PYTHON_IMAGE=`); this machine's CA bundle is mounted into the build's
             RUN steps only (its network re-signs TLS), never into a layer.
   influxdb  the base plus the very `influxd` the test suite runs (scripts/influxdb_local).
+  haproxy   the base plus Debian's haproxy package, laid out as the official haproxy image the
+            chart's gateway defaults to: `haproxy` on PATH, user `haproxy` uid/gid 99, the
+            configuration in /usr/local/etc/haproxy, stop signal SIGUSR1 (a soft stop).
 
 Each is pushed to a docker-archive and imported with `ctr -n k8s.io images import`; pods run them
 with imagePullPolicy Never.
@@ -37,6 +40,7 @@ MIRRORS = (
 BASE_IMAGE = "localhost/gridts-base:bookworm-python"
 GRIDTS_IMAGE = "gridts.local/gridts"
 INFLUXDB_IMAGE = "gridts.local/influxdb"
+HAPROXY_IMAGE = "gridts.local/haproxy:e2e"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -184,9 +188,41 @@ def build_influxdb() -> str:
     return name
 
 
+def build_haproxy() -> str:
+    base = ensure_base()
+    ctr = buildah("from", base)
+    try:
+        buildah(
+            "run", "--network=host", f"--volume={HOST_CA}:/etc/ssl/certs/ca-certificates.crt:ro",
+            ctr, "--", "sh", "-c",
+            # uid/gid 99 as in the official image (Debian's package would make a system user)
+            "groupadd --system --gid 99 haproxy && useradd --system --uid 99 --gid 99 "
+            "--home-dir /var/lib/haproxy --no-create-home --shell /usr/sbin/nologin haproxy "
+            "&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+            "--no-install-recommends haproxy >/dev/null "
+            "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/* /etc/haproxy "
+            "&& mkdir -p /usr/local/etc/haproxy /var/run/haproxy && haproxy -v",
+        )  # fmt: skip
+        buildah(
+            "config",
+            "--user", "99:99",
+            "--port", "8080",
+            "--stop-signal", "SIGUSR1",
+            "--entrypoint", "[]",
+            "--cmd", '["haproxy", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]',
+            ctr,
+        )  # fmt: skip
+        buildah("commit", "--quiet", ctr, HAPROXY_IMAGE)
+    finally:
+        run(["buildah", "rm", ctr], check=False)
+    export_and_import(HAPROXY_IMAGE)
+    return HAPROXY_IMAGE
+
+
 def main(tags: list[str]) -> None:
     for tool in ("buildah", "mmdebstrap", "skopeo"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: run `scripts/cluster up` first")
     build_gridts(tags)
     build_influxdb()
+    build_haproxy()

@@ -503,11 +503,13 @@ class Dockerfile:
 
 
 def gridts_image_repository(objects: list[Obj]) -> set[str]:
-    """Images of the release that are not InfluxDB (i.e. the one gridts image)."""
+    """Images of the release that are not InfluxDB's or the gateway's (HAProxy): the one gridts
+    image."""
     images = set()
     for pod in pod_templates(objects):
         for container in pod.containers():
-            if not container["image"].split("@")[0].rsplit(":", 1)[0].endswith("influxdb"):
+            repository = container["image"].split("@")[0].rsplit(":", 1)[0]
+            if not repository.endswith(("influxdb", "haproxy")):
                 images.add(container["image"])
     return images
 

@@ -385,7 +385,10 @@ def test_autoscaling_off_has_fixed_replicas_and_no_pdb_for_one_replica() -> None
     objects = rendered("autoscaling-off")
     assert one(objects, "Deployment", "-api")["spec"]["replicas"] == 1
     assert not [
-        o for o in objects if o["kind"] in {"HorizontalPodAutoscaler", "PodDisruptionBudget"}
+        o
+        for o in objects
+        if o["kind"] in {"HorizontalPodAutoscaler", "PodDisruptionBudget"}
+        and not o["metadata"]["name"].endswith("-gateway")
     ]
 
 
@@ -410,8 +413,12 @@ def test_ingress_with_tls_and_auth() -> None:
 def test_production_servicemonitor_selects_the_api_service() -> None:
     objects = rendered("production")
     monitor = one(objects, "ServiceMonitor", "-api")
-    service = one(objects, "Service", "-api")
-    assert k.matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    # the API pods' headless Service, not the API Service, which fronts the gateway (ADR 0020):
+    # scraped through it, /metrics would be whichever pod the gateway picked
+    pods = one(objects, "Service", "-api-pods")
+    assert k.matches(monitor["spec"]["selector"]["matchLabels"], pods["metadata"]["labels"])
+    front = one(objects, "Service", "-api")
+    assert not k.matches(monitor["spec"]["selector"]["matchLabels"], front["metadata"]["labels"])
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     image = one(objects, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image.endswith("@sha256:" + "0123456789abcdef" * 4)
@@ -508,7 +515,14 @@ def test_api_network_policy_is_configurable() -> None:
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     }
     test_pod = one(objects, "Pod", "-test")
-    assert k.selector_matches(peers[-1]["podSelector"], test_pod["metadata"]["labels"])
+    gateway = one(objects, "Deployment", "-gateway")["spec"]["template"]["metadata"]["labels"]
+    assert k.selector_matches(peers[1]["podSelector"], test_pod["metadata"]["labels"])
+    assert k.selector_matches(peers[2]["podSelector"], gateway)  # what the API Service fronts
+    assert len(peers) == 3
+    # the gateway: the same peers but itself, on its HTTP and stats ports
+    front = one(objects, "NetworkPolicy", "-gateway")["spec"]["ingress"][0]
+    assert front["from"] == peers[:2]
+    assert [p["port"] for p in front["ports"]] == ["http", "stats"]
 
 
 # ---- helm test, NOTES, values documentation ---------------------------------------------------
@@ -632,6 +646,21 @@ def test_existing_influxdb_claim_replaces_the_claim_template() -> None:
 # ---- PodDisruptionBudget -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("replicas", "rendered_pdb"), [(1, False), (2, True), (3, True)])
+def test_gateway_pdb_keeps_one_gateway(replicas: int, rendered_pdb: bool) -> None:
+    objects = k.render_chart(sets=[f"gateway.replicas={replicas}"])
+    pdbs = [
+        o
+        for o in objects
+        if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"].endswith("-gateway")
+    ]
+    assert bool(pdbs) == rendered_pdb
+    for pdb in pdbs:
+        assert pdb["spec"]["minAvailable"] == 1
+        labels = one(objects, "Deployment", "-gateway")["spec"]["template"]["metadata"]["labels"]
+        assert k.selector_matches(pdb["spec"]["selector"], labels)
+
+
 @pytest.mark.parametrize(
     ("sets", "rendered_pdb"),
     [
@@ -649,7 +678,11 @@ def test_pdb_only_where_it_lets_a_drain_evict_an_api_pod(
     """A PDB whose minAvailable the fewest replicas cannot exceed allows no eviction at all:
     every node drain would hang on it. Then there is none (a drain briefly stops the API)."""
     objects = k.render_chart(sets=sets)
-    pdbs = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    pdbs = [
+        o
+        for o in objects
+        if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"].endswith("-api")
+    ]
     assert bool(pdbs) == rendered_pdb
     for pdb in pdbs:
         deploy = one(objects, "Deployment", "-api")

@@ -70,7 +70,8 @@ def test_dev_overlay() -> None:
     assert one(objects, "Deployment", "gridts-api")["spec"]["replicas"] == 1
     assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     images = {c["image"] for p in k.pod_templates(objects) for c in p.containers()}
-    assert images == {"gridts:dev", "influxdb:2.9.1"}
+    assert images == {"gridts:dev", "influxdb:2.9.1", "haproxy:2.8"}
+    assert one(objects, "Deployment", "gridts-gateway")["spec"]["replicas"] == 1
     # The generated admin Secret keeps its name (see test_job_name_follows_every_reference...).
     (secret,) = [o for o in objects if o["kind"] == "Secret"]
     assert secret["metadata"]["name"] == "gridts-influxdb-admin"
@@ -89,7 +90,7 @@ def test_prod_overlay() -> None:
         == "200Gi"
     )
     images = {c["image"] for p in k.pod_templates(objects) for c in p.containers()}
-    assert images == {"registry.example.com/grid/gridts:0.1.0", "influxdb:2.9.1"}
+    assert images == {"registry.example.com/grid/gridts:0.1.0", "influxdb:2.9.1", "haproxy:2.8"}
     assert not [o for o in objects if o["kind"] == "Secret"], "no secret material in git for prod"
     assert one(objects, "CronJob", "gridts-ingest")["spec"]["suspend"] is True
 

@@ -65,7 +65,7 @@ def test_service_selector_mismatch_is_reported(tmp_path: Path) -> None:
     chart = broken_chart(
         tmp_path,
         "api-service.yaml",
-        'selectorLabels" (list . "api")',
+        'selectorLabels" (list . $behind)',
         'selectorLabels" (list . "apl")',
     )
     findings = all_findings(chart)

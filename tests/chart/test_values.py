@@ -419,6 +419,12 @@ HARDENED = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+GATEWAY_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 99,
+    "runAsGroup": 99,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 INFLUXDB_POD = {
     "runAsNonRoot": True,
     "runAsUser": 1000,
@@ -435,14 +441,16 @@ def test_default_security_contexts_are_unchanged() -> None:
     pods = {p.name: p for p in k.pod_templates(objects)}
     assert set(pods) == {
         "Deployment/grid-gridts-api",
+        "Deployment/grid-gridts-gateway",
         "StatefulSet/grid-gridts-influxdb",
         "CronJob/grid-gridts-ingest",
         "Job/grid-gridts-tokens-1",
         "Pod/grid-gridts-test",
     }
     for name, pod in pods.items():
-        influxdb = name.startswith("StatefulSet/")
-        assert pod.spec["securityContext"] == (INFLUXDB_POD if influxdb else GRIDTS_POD), name
+        own = {"StatefulSet/grid-gridts-influxdb": INFLUXDB_POD,
+               "Deployment/grid-gridts-gateway": GATEWAY_POD}  # fmt: skip
+        assert pod.spec["securityContext"] == own.get(name, GRIDTS_POD), name
         for c in pod.containers():
             assert c["securityContext"] == HARDENED, name
 
@@ -455,6 +463,10 @@ def test_security_contexts_can_be_overridden_key_by_key(tmp_path: Path) -> None:
             "podSecurityContext": {"fsGroupChangePolicy": "Always"},
             "containerSecurityContext": {"readOnlyRootFilesystem": False},
         },
+        "gateway": {
+            "podSecurityContext": {"runAsUser": 4242},
+            "containerSecurityContext": {"privileged": None},
+        },
     }
     objects = render(tmp_path, values)
     for pod in k.pod_templates(objects):
@@ -463,6 +475,9 @@ def test_security_contexts_can_be_overridden_key_by_key(tmp_path: Path) -> None:
         if pod.name.startswith("StatefulSet/"):
             assert sc == {**INFLUXDB_POD, "fsGroupChangePolicy": "Always"}
             assert c["securityContext"] == {**HARDENED, "readOnlyRootFilesystem": False}
+        elif pod.name.endswith("-gateway"):
+            assert sc == {**GATEWAY_POD, "runAsUser": 4242}
+            assert c["securityContext"] == {k: v for k, v in HARDENED.items() if k != "privileged"}
         else:
             assert sc == {**GRIDTS_POD, "runAsUser": 20000, "supplementalGroups": [5000]}
             assert c["securityContext"] == {**HARDENED, "seLinuxOptions": {"level": "s0:c1,c2"}}
@@ -484,7 +499,7 @@ UNSET = {"runAsUser", "runAsGroup", "fsGroup"}
 
 def assert_left_to_the_platform(objects: list[Obj]) -> None:
     pods = k.pod_templates(objects)
-    assert len(pods) == 5
+    assert len(pods) == 6
     for pod in pods:
         assert not UNSET & set(pod.spec["securityContext"]), pod.name
         assert pod.spec["securityContext"]["runAsNonRoot"] is True
@@ -514,7 +529,7 @@ def test_null_on_the_command_line_unsets_too() -> None:
         f"{prefix}podSecurityContext.{key}=null"
         for prefix in ("", "influxdb.")
         for key in sorted(UNSET)
-    ]
+    ] + [f"gateway.podSecurityContext.{key}=null" for key in ("runAsGroup", "runAsUser")]
     assert_left_to_the_platform(k.render_chart(sets=sets))
 
 

@@ -204,6 +204,7 @@ def test_images() -> None:
         "gridts.local/gridts:e2e",
         "gridts.local/gridts:e2e-2",
         "gridts.local/influxdb:2.9.1",
+        "gridts.local/haproxy:e2e",
     ):
         assert image in listed
 
@@ -227,6 +228,7 @@ def test_install() -> None:
     assert deploy["status"].get("readyReplicas", 0) >= 2
     resp = httpx.get(f"{state.api}/readyz", timeout=10)
     assert resp.status_code == 200, resp.text
+    assert_gateway_serves(replicas=deploy["status"]["readyReplicas"])
     # influxdb.extraEnv reached influxd, its Go profiling is off (influxdb.profiling) and its
     # write cache goes to TSM files at 2 MiB (influxdb.cacheSnapshotSize, ADR 0019): its
     # own running configuration (GET /api/v2/config, operator token) says so, asked from an API
@@ -243,6 +245,45 @@ def test_install() -> None:
     )
     out = kubectl("-n", NAMESPACE, "exec", f"deploy/{RELEASE}-api", "--", "python", "-c", script)
     assert out.split() == ["1m0s", "True", str(2 * 1024 * 1024)], out
+
+
+def gateway_metrics() -> list[str]:
+    """The Prometheus lines of every gateway pod's own exporter (its stats port, 8404)."""
+    pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=gateway")
+    lines = []
+    for pod in pods["items"]:
+        resp = httpx.get(f"http://{pod['status']['podIP']}:8404/metrics", timeout=10)
+        resp.raise_for_status()
+        lines += resp.text.splitlines()
+    return lines
+
+
+def metric(lines: list[str], name: str, **labels: str) -> list[float]:
+    """The values of ``name`` whose labels include ``labels``."""
+    found = []
+    for line in lines:
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            found.append(float(line.rsplit(" ", 1)[1]))
+    return found
+
+
+def assert_gateway_serves(replicas: int) -> None:
+    """The API Service's requests go through the gateway (ADR 0020): both gateway pods ready,
+    each with every ready API pod as a server of its backend (found by the headless Service's
+    DNS name), and the requests asked so far answered by them."""
+    gateway = kjson("-n", NAMESPACE, "get", "deployment", f"{RELEASE}-gateway")
+    assert gateway["status"].get("readyReplicas", 0) == 2, gateway["status"]
+
+    def servers() -> bool:
+        active = metric(gateway_metrics(), "haproxy_backend_active_servers", proxy="api")
+        return active == [replicas, replicas]
+
+    wait_until("every API pod a server of both gateways", servers, 60, 2)
+    before = sum(metric(gateway_metrics(), "haproxy_backend_http_responses_total", proxy="api"))
+    for _ in range(4):
+        assert httpx.get(f"{state.api}/v1/series", timeout=10).status_code == 200
+    after = sum(metric(gateway_metrics(), "haproxy_backend_http_responses_total", proxy="api"))
+    assert after - before == 4, (before, after)
 
 
 def test_containers_as_claimed() -> None:
@@ -264,7 +305,7 @@ def test_containers_as_claimed() -> None:
                 f"{pod['metadata']['name']}/{container['name']} can write /: {touch!r}"
             )
             checked += 1
-    assert checked >= 3  # influxdb and two API replicas at least
+    assert checked >= 5  # influxdb, two API replicas and two gateways at least
 
 
 def test_ingest_job_from_cronjob() -> None:

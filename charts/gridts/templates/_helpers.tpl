@@ -479,3 +479,25 @@ template:
           name: {{ include "gridts.componentName" (list . "ingest-files") }}
       {{- end }}
 {{- end -}}
+
+{{/* Gateway ---------------------------------------------------------------------------------- */}}
+
+{{/* The gateway's image. */}}
+{{- define "gridts.gateway.image" -}}
+{{- printf "%s:%s" .Values.gateway.image.repository .Values.gateway.image.tag -}}
+{{- end -}}
+
+{{/* Requests each gateway sends one API pod at once: an equal share of the pod's turns
+     (api.settings.concurrentRequests), at least one; 0 when the API sets no limit. */}}
+{{- define "gridts.gateway.maxconn" -}}
+{{- $turns := int .Values.api.settings.concurrentRequests -}}
+{{- if eq $turns 0 -}}0{{- else -}}{{ max 1 (div $turns (int .Values.gateway.replicas)) }}{{- end -}}
+{{- end -}}
+
+{{/* Milliseconds a request may wait in a gateway's queue (gateway.queueSeconds, else the
+     API's query timeout). */}}
+{{- define "gridts.gateway.queueMs" -}}
+{{- $own := float64 .Values.gateway.queueSeconds -}}
+{{- $seconds := ternary $own (float64 .Values.api.settings.queryTimeoutSeconds) (gt $own 0.0) -}}
+{{- mulf $seconds 1000 | ceil | int64 -}}
+{{- end -}}

@@ -1,0 +1,109 @@
+"""The chart's gateway (HAProxy, ADR 0020) in front of local API processes: the configuration
+the chart renders, with its one change for loopback (the API pods found by DNS become the given
+addresses), so that the load test and the tests run the very queue the chart deploys.
+
+Needs `haproxy` (Debian's package: `scripts/install-test-packages` installs it), `helm` (the
+gridts cache's, as the chart tests use it) and PyYAML (the project's virtualenv).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import influxdb_local as il
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "gridts"
+CONFIG_DIR = "/usr/local/etc/haproxy/"  # where the chart mounts the ConfigMap
+
+
+def helm() -> str:
+    found = shutil.which("helm") or shutil.which("helm", path=str(il.cache_dir() / "bin"))
+    if found is None:
+        raise SystemExit("helm is not installed: run scripts/install-tools (make tools)")
+    return found
+
+
+def chart_files(values: dict[str, Any] | None = None) -> dict[str, str]:
+    """The gateway ConfigMap's files (`haproxy.cfg`, `busy.http`) as the chart renders them
+    with ``values`` (JSON values, as `--set-json`)."""
+    command = [helm(), "template", "gw", str(CHART), "--show-only",
+               "templates/gateway-configmap.yaml"]  # fmt: skip
+    for key, value in (values or {}).items():
+        command += ["--set-json", f"{key}={json.dumps(value)}"]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"helm template failed: {out.stderr.strip()}")
+    data: dict[str, str] = yaml.safe_load(out.stdout)["data"]
+    return data
+
+
+_TEMPLATE = re.compile(r'^(\s*)server-template (\S+) \d+ "[^"]+" (.*)$', re.MULTILINE)
+_DNS_ONLY = re.compile(r"\s*(resolvers \S+|resolve-prefer \S+|init-addr \S+)")
+
+
+def for_loopback(
+    files: dict[str, str], work: Path, port: int, stats_port: int, backends: Sequence[int]
+) -> str:
+    """The chart's `haproxy.cfg` on loopback: its frontends bound to ``port`` and
+    ``stats_port``, its files read from ``work``, and its `server-template` (the API pods by
+    DNS) made one `server` per port of ``backends`` with the same options."""
+    cfg = files["haproxy.cfg"].replace(CONFIG_DIR, str(work) + "/")
+    cfg, bound = re.subn(
+        r"bind :\d+\n(\s*)monitor-uri", f"bind 127.0.0.1:{stats_port}\n\\1monitor-uri", cfg
+    )
+    cfg, api = re.subn(
+        r"bind :\d+\n(\s*)option forwardfor", f"bind 127.0.0.1:{port}\n\\1option forwardfor", cfg
+    )
+    found = _TEMPLATE.search(cfg)
+    if (bound, api) != (1, 1) or found is None:
+        raise RuntimeError(
+            "the chart's haproxy.cfg no longer has the frontends and template this expects"
+        )
+    indent, name, options = found.groups()
+    options = _DNS_ONLY.sub("", options)
+    servers = "\n".join(
+        f"{indent}server {name}{i} 127.0.0.1:{p} {options}" for i, p in enumerate(backends)
+    )
+    return cfg[: found.start()] + servers + cfg[found.end() :]
+
+
+def binary() -> str:
+    found = shutil.which("haproxy") or next(
+        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.path.exists(p)), None
+    )
+    if found is None:
+        raise SystemExit("haproxy is not installed: run scripts/install-test-packages (as root)")
+    return found
+
+
+def spawn(
+    work: Path,
+    port: int,
+    backends: Sequence[int],
+    *,
+    values: dict[str, Any] | None = None,
+    stats_port: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """HAProxy in the foreground with the chart's configuration (rendered with ``values``) in
+    front of the API processes on loopback ports ``backends``; its files in ``work``. The
+    configuration is checked first (`-c`): a bad one fails here with HAProxy's own message."""
+    work.mkdir(parents=True, exist_ok=True)
+    files = chart_files(values)
+    (work / "busy.http").write_text(files["busy.http"])
+    cfg = work / "haproxy.cfg"
+    stats = stats_port if stats_port is not None else il.free_port()
+    cfg.write_text(for_loopback(files, work, port, stats, backends))
+    subprocess.run([binary(), "-c", "-q", "-f", str(cfg)], check=True)
+    return subprocess.Popen(
+        [binary(), "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
