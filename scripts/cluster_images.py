@@ -195,12 +195,15 @@ def build_haproxy() -> str:
         buildah(
             "run", "--network=host", f"--volume={HOST_CA}:/etc/ssl/certs/ca-certificates.crt:ro",
             ctr, "--", "sh", "-c",
-            # uid/gid 99 as in the official image (Debian's package would make a system user)
-            "groupadd --system --gid 99 haproxy && useradd --system --uid 99 --gid 99 "
-            "--home-dir /var/lib/haproxy --no-create-home --shell /usr/sbin/nologin haproxy "
+            # no service started by the install (policy-rc.d), then the package's `haproxy`
+            # user given uid/gid 99 as in the official image (its adduser refuses a user made
+            # beforehand with a uid below the system range)
+            "printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d "
+            "&& chmod 0755 /usr/sbin/policy-rc.d "
             "&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
             "--no-install-recommends haproxy >/dev/null "
-            "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/* /etc/haproxy "
+            "&& groupmod --gid 99 haproxy && usermod --uid 99 --gid 99 haproxy "
+            "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/* /etc/haproxy /usr/sbin/policy-rc.d "
             "&& mkdir -p /usr/local/etc/haproxy /var/run/haproxy && haproxy -v",
         )  # fmt: skip
         buildah(
