@@ -264,11 +264,19 @@ def load_section(lines: list[str]) -> None:
     if not res:
         lines += ["_No load results yet: run `make load`._", ""]
         return
+    gateways = res.get("gateways", 0)
+    front = (
+        f"behind {gateways} gateways (HAProxy with the chart's configuration, each holding one "
+        "queue for every replica, ADR 0020; the clients call them in turn)"
+        if gateways
+        else "called round-robin"
+    )
     lines += [
-        f"{res['replicas']} API replicas called round-robin, {res['clients']} clients mixing "
+        f"{res['replicas']} API replicas {front}, {res['clients']} clients mixing "
         f"series, ranges, resolutions and aggregates for {res['seconds']:.0f} s "
         + (
-            f"while an ingest wrote (ingest exit status {res['ingest_exit']})"
+            f"while an ingest wrote (ingest exit status {res['ingest_exit']}; influxd restarted on "
+            "its compacted data before each phase)"
             if res.get("ingest", True)
             else "with no ingest writing (`--no-ingest`)"
         )
