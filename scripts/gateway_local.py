@@ -59,11 +59,9 @@ def for_loopback(
     DNS) made one `server` per port of ``backends`` with the same options."""
     cfg = files["haproxy.cfg"].replace(CONFIG_DIR, str(work) + "/")
     cfg, bound = re.subn(
-        r"bind :\d+\n(\s*)monitor-uri", f"bind 127.0.0.1:{stats_port}\n\\1monitor-uri", cfg
+        r"(frontend stats\n\s*)bind :\d+", rf"\g<1>bind 127.0.0.1:{stats_port}", cfg
     )
-    cfg, api = re.subn(
-        r"bind :\d+\n(\s*)option forwardfor", f"bind 127.0.0.1:{port}\n\\1option forwardfor", cfg
-    )
+    cfg, api = re.subn(r"(frontend api\n\s*)bind :\d+", rf"\g<1>bind 127.0.0.1:{port}", cfg)
     found = _TEMPLATE.search(cfg)
     if (bound, api) != (1, 1) or found is None:
         raise RuntimeError(

@@ -154,6 +154,8 @@ def test_one_queue_for_every_replica(replicas: list[LiveApi], gateway_of: Any) -
         async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
             return await asyncio.gather(*(http.get(path, params=query) for _ in range(12)))
 
+    # ready: it has replicas to send requests to
+    assert httpx.get(f"http://127.0.0.1:{gateway.stats}/readyz", timeout=5).status_code == 200
     answers = asyncio.run(many())
     assert [a.status_code for a in answers] == [200] * 12
     assert all(a.content == direct.content for a in answers)
@@ -181,6 +183,10 @@ def test_no_replica_is_a_503_in_the_apis_shape(gateway_of: Any) -> None:
     assert resp.headers["content-type"] == "application/json"
     assert resp.headers["retry-after"] == "5"
     assert resp.json()["error"] == "api_unavailable"
+    # alive, but not ready: `helm install --wait` and a rollout wait for a replica
+    stats = f"http://127.0.0.1:{gateway.stats}"
+    assert httpx.get(f"{stats}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"{stats}/readyz", timeout=5).status_code == 503
 
 
 def test_a_wait_past_the_queue_timeout_is_the_same_503(
