@@ -839,6 +839,7 @@ def test_kustomize_dev_overlay_twice() -> None:
             "images:\n"
             f"  - name: gridts\n    newName: gridts.local/gridts\n    newTag: {tag}\n"
             "  - name: influxdb\n    newName: gridts.local/influxdb\n"
+            "  - name: haproxy\n    newName: gridts.local/haproxy\n    newTag: e2e\n"
         )
         kubectl("apply", "-k", str(overlay), timeout=300)
         wait_until(
