@@ -252,6 +252,7 @@ def phase(
     procs: list[subprocess.Popen[bytes]] = []
     urls = []
     gateways: list[subprocess.Popen[bytes]] = []
+    gateway_dir = tempfile.TemporaryDirectory(prefix="gridts-gateway-")  # their configurations
     try:
         for _ in range(args.replicas):
             api_port = il.free_port()
@@ -271,11 +272,10 @@ def phase(
             values = {"gateway.replicas": args.gateways,
                       "api.settings.concurrentRequests": turns(args)}  # fmt: skip
             targets = []
-            for _ in range(args.gateways):
+            for k in range(args.gateways):
                 front = il.free_port()
                 gateways.append(gateway_local.spawn(
-                    Path(tempfile.mkdtemp(prefix="gridts-gateway-")), front, backends,
-                    values=values,
+                    Path(gateway_dir.name) / str(k), front, backends, values=values,
                 ))  # fmt: skip
                 targets.append(f"http://127.0.0.1:{front}")
             for t in targets:
@@ -357,6 +357,7 @@ def phase(
             p.terminate()
         for p in [*procs, *gateways]:
             p.wait(timeout=30)
+        gateway_dir.cleanup()
 
 
 def settled(engine: Path, timeout: float, quiet: int = 3) -> float:

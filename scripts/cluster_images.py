@@ -155,32 +155,25 @@ def build_gridts(tags: list[str]) -> list[str]:
     return names
 
 
-def build_influxdb() -> str:
-    binary = il.ensure_binary()
-    version = il.INFLUXDB_VERSION.removeprefix("v")
-    name = f"{INFLUXDB_IMAGE}:{version}"
-    base = ensure_base()
-    ctr = buildah("from", base)
+def image_on_base(
+    name: str,
+    script: str,
+    config: list[str],
+    *,
+    copy: tuple[Path, str] | None = None,
+    volumes: tuple[str, ...] = (),
+) -> str:
+    """The Debian base with ``copy`` (a file and where it goes, executable) added and
+    ``script`` run in it, configured by ``config`` (`buildah config` arguments), committed as
+    ``name`` and imported into containerd."""
+    ctr = buildah("from", ensure_base())
     try:
-        buildah("copy", "--chmod", "0755", ctr, str(binary), "/usr/local/bin/influxd")
-        buildah(
-            # Host network: buildah's default CNI network would add a bridge and iptables chains
-            # (cni-podman0, 10.88.0.0/16) to the machine.
-            "run", "--network=host", ctr, "--", "sh", "-c",
-            "groupadd --system --gid 1000 influxdb && useradd --system --uid 1000 --gid 1000 "
-            "--home-dir /var/lib/influxdb2 --no-create-home --shell /usr/sbin/nologin influxdb "
-            "&& mkdir -p /var/lib/influxdb2 /etc/influxdb2 "
-            "&& chown influxdb:influxdb /var/lib/influxdb2 /etc/influxdb2",
-        )  # fmt: skip
-        buildah(
-            "config",
-            "--user", "1000:1000",
-            "--port", "8086",
-            "--entrypoint", '["/usr/local/bin/influxd"]',
-            "--cmd", "",
-            "--label", f"org.opencontainers.image.version={version}",
-            ctr,
-        )  # fmt: skip
+        if copy is not None:
+            buildah("copy", "--chmod", "0755", ctr, str(copy[0]), copy[1])
+        # Host network: buildah's default CNI network would add a bridge and iptables chains
+        # (cni-podman0, 10.88.0.0/16) to the machine.
+        buildah("run", "--network=host", *volumes, ctr, "--", "sh", "-c", script)
+        buildah("config", *config, ctr)
         buildah("commit", "--quiet", ctr, name)
     finally:
         run(["buildah", "rm", ctr], check=False)
@@ -188,38 +181,47 @@ def build_influxdb() -> str:
     return name
 
 
+def build_influxdb() -> str:
+    version = il.INFLUXDB_VERSION.removeprefix("v")
+    return image_on_base(
+        f"{INFLUXDB_IMAGE}:{version}",
+        "groupadd --system --gid 1000 influxdb && useradd --system --uid 1000 --gid 1000 "
+        "--home-dir /var/lib/influxdb2 --no-create-home --shell /usr/sbin/nologin influxdb "
+        "&& mkdir -p /var/lib/influxdb2 /etc/influxdb2 "
+        "&& chown influxdb:influxdb /var/lib/influxdb2 /etc/influxdb2",
+        [
+            "--user", "1000:1000",
+            "--port", "8086",
+            "--entrypoint", '["/usr/local/bin/influxd"]',
+            "--cmd", "",
+            "--label", f"org.opencontainers.image.version={version}",
+        ],
+        copy=(il.ensure_binary(), "/usr/local/bin/influxd"),
+    )  # fmt: skip
+
+
 def build_haproxy() -> str:
-    base = ensure_base()
-    ctr = buildah("from", base)
-    try:
-        buildah(
-            "run", "--network=host", f"--volume={HOST_CA}:/etc/ssl/certs/ca-certificates.crt:ro",
-            ctr, "--", "sh", "-c",
-            # no service started by the install (policy-rc.d), then the package's `haproxy`
-            # user given uid/gid 99 as in the official image (its adduser refuses a user made
-            # beforehand with a uid below the system range)
-            "printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d "
-            "&& chmod 0755 /usr/sbin/policy-rc.d "
-            "&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-            "--no-install-recommends haproxy >/dev/null "
-            "&& groupmod --gid 99 haproxy && usermod --uid 99 --gid 99 haproxy "
-            "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/* /etc/haproxy /usr/sbin/policy-rc.d "
-            "&& mkdir -p /usr/local/etc/haproxy /var/run/haproxy && haproxy -v",
-        )  # fmt: skip
-        buildah(
-            "config",
+    return image_on_base(
+        HAPROXY_IMAGE,
+        # no service started by the install (policy-rc.d), then the package's `haproxy` user
+        # given uid/gid 99 as in the official image (its adduser refuses a user made beforehand
+        # with a uid below the system range)
+        "printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d "
+        "&& chmod 0755 /usr/sbin/policy-rc.d "
+        "&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+        "--no-install-recommends haproxy >/dev/null "
+        "&& groupmod --gid 99 haproxy && usermod --uid 99 --gid 99 haproxy "
+        "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/* /etc/haproxy /usr/sbin/policy-rc.d "
+        "&& mkdir -p /usr/local/etc/haproxy /var/run/haproxy && haproxy -v",
+        [
             "--user", "99:99",
             "--port", "8080",
             "--stop-signal", "SIGUSR1",
             "--entrypoint", "[]",
             "--cmd", '["haproxy", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]',
-            ctr,
-        )  # fmt: skip
-        buildah("commit", "--quiet", ctr, HAPROXY_IMAGE)
-    finally:
-        run(["buildah", "rm", ctr], check=False)
-    export_and_import(HAPROXY_IMAGE)
-    return HAPROXY_IMAGE
+        ],
+        volumes=(f"--volume={HOST_CA}:/etc/ssl/certs/ca-certificates.crt:ro",),
+    )  # fmt: skip
 
 
 def main(tags: list[str]) -> None:
