@@ -28,6 +28,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests import prometheus_text
 from tests.e2e.conftest import NAMESPACE
 from tests.e2e.kube import (
     ROOT,
@@ -247,23 +248,15 @@ def test_install() -> None:
     assert out.split() == ["1m0s", "True", str(2 * 1024 * 1024)], out
 
 
-def gateway_metrics() -> list[str]:
-    """The Prometheus lines of every gateway pod's own exporter (its stats port, 8404)."""
+def gateway_metric(name: str, **labels: str) -> list[float]:
+    """The values of ``name`` with ``labels`` from every gateway pod's own exporter (its stats
+    port, 8404), pod after pod."""
     pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=gateway")
-    lines = []
+    found = []
     for pod in pods["items"]:
         resp = httpx.get(f"http://{pod['status']['podIP']}:8404/metrics", timeout=10)
         resp.raise_for_status()
-        lines += resp.text.splitlines()
-    return lines
-
-
-def metric(lines: list[str], name: str, **labels: str) -> list[float]:
-    """The values of ``name`` whose labels include ``labels``."""
-    found = []
-    for line in lines:
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            found.append(float(line.rsplit(" ", 1)[1]))
+        found += prometheus_text.values(resp.text, name, **labels)
     return found
 
 
@@ -275,14 +268,14 @@ def assert_gateway_serves(replicas: int) -> None:
     assert gateway["status"].get("readyReplicas", 0) == 2, gateway["status"]
 
     def servers() -> bool:
-        active = metric(gateway_metrics(), "haproxy_backend_active_servers", proxy="api")
+        active = gateway_metric("haproxy_backend_active_servers", proxy="api")
         return active == [replicas, replicas]
 
     wait_until("every API pod a server of both gateways", servers, 60, 2)
-    before = sum(metric(gateway_metrics(), "haproxy_backend_http_responses_total", proxy="api"))
+    before = sum(gateway_metric("haproxy_backend_http_responses_total", proxy="api"))
     for _ in range(4):
         assert httpx.get(f"{state.api}/v1/series", timeout=10).status_code == 200
-    after = sum(metric(gateway_metrics(), "haproxy_backend_http_responses_total", proxy="api"))
+    after = sum(gateway_metric("haproxy_backend_http_responses_total", proxy="api"))
     assert after - before == 4, (before, after)
 
 

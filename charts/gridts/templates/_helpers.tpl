@@ -501,3 +501,9 @@ template:
 {{- $seconds := ternary $own (float64 .Values.api.settings.queryTimeoutSeconds) (gt $own 0.0) -}}
 {{- mulf $seconds 1000 | ceil | int64 -}}
 {{- end -}}
+
+{{/* Milliseconds a gateway may hold a request: its wait in the queue, then its query. A
+     stopping gateway finishes those it holds within this (hard-stop-after, the pod's grace). */}}
+{{- define "gridts.gateway.holdMs" -}}
+{{- add (include "gridts.gateway.queueMs" . | int64) (mulf .Values.api.settings.queryTimeoutSeconds 1000 | ceil | int64) -}}
+{{- end -}}
