@@ -94,7 +94,8 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """HAProxy in the foreground with the chart's configuration (rendered with ``values``) in
     front of the API processes on loopback ports ``backends``; its files in ``work``. The
-    configuration is checked first (`-c`): a bad one fails here with HAProxy's own message."""
+    configuration is checked first (`-c`): a bad one fails here with HAProxy's own message. Its
+    log (what the chart's gateway prints to the pod's stdout) goes to ``work``/haproxy.log."""
     work.mkdir(parents=True, exist_ok=True)
     files = chart_files(values)
     (work / "busy.http").write_text(files["busy.http"])
@@ -102,6 +103,7 @@ def spawn(
     stats = stats_port if stats_port is not None else il.free_port()
     cfg.write_text(for_loopback(files, work, port, stats, backends))
     subprocess.run([binary(), "-c", "-q", "-f", str(cfg)], check=True)
-    return subprocess.Popen(
-        [binary(), "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with (work / "haproxy.log").open("ab") as log:
+        return subprocess.Popen(
+            [binary(), "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT
+        )

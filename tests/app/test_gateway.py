@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -89,8 +90,9 @@ def replicas(influx: InfluxServer, api_bucket: str, tmp_path: Path) -> Iterator[
 class Gateway:
     def __init__(self, tmp_path: Path, backends: list[int], values: dict[str, Any]) -> None:
         self.port, self.stats = il.free_port(), il.free_port()
+        self.work = tmp_path / "gateway"
         self.proc = gateway_local.spawn(
-            tmp_path / "gateway", self.port, backends, values=values, stats_port=self.stats
+            self.work, self.port, backends, values=values, stats_port=self.stats
         )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20
@@ -101,6 +103,10 @@ class Gateway:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError("the gateway did not come up")
+
+    def log(self) -> str:
+        """What HAProxy printed (the pod's log in the chart)."""
+        return (self.work / "haproxy.log").read_text()
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.stats}/metrics", timeout=5).text
@@ -161,6 +167,8 @@ def test_one_queue_for_every_replica(replicas: list[LiveApi], gateway_of: Any) -
     assert sum(served) == 12
     assert all(n > 0 for n in served), served
     assert gateway.metric("haproxy_backend_max_queue", proxy="api")[0] >= 1
+    # requests that went well are not logged, one per request would drown the failures
+    assert path not in gateway.log()
     # ... and not in a replica: none of their data requests waited for its turn
     for r in replicas:
         text = httpx.get(f"{r.url}/metrics", timeout=5).text
@@ -179,6 +187,11 @@ def test_no_replica_is_a_503_in_the_apis_shape(gateway_of: Any) -> None:
     assert resp.headers["content-type"] == "application/json"
     assert resp.headers["retry-after"] == "5"
     assert resp.json()["error"] == "api_unavailable"
+    # the log says why: the replicas refused the checks, and the request found none
+    log = gateway.log()
+    for server in ("pod0", "pod1"):
+        assert f"Server api/{server} is DOWN" in log, log
+    assert re.search(r'api/<NOSRV> \S+ 503 .*"GET /v1/series HTTP/1.1"', log), log
     # alive, but not ready: `helm install --wait` and a rollout wait for a replica
     stats = f"http://127.0.0.1:{gateway.stats}"
     assert httpx.get(f"{stats}/healthz", timeout=5).status_code == 200
@@ -219,3 +232,5 @@ def test_a_wait_past_the_queue_timeout_is_the_same_503(
     assert resp.status_code == 503, resp.text
     assert resp.json()["error"] == "api_unavailable"
     assert waited >= 0.4, waited  # it waited in the queue, not refused at once
+    # logged with its termination state: the timeout struck in the queue (sQ)
+    assert re.search(r' 503 .* sQ-- .*"GET /v1/series HTTP/1.1"', gateway.log()), gateway.log()

@@ -105,7 +105,8 @@ def service_url(namespace: str, name: str) -> str:
 
 
 def diagnostics(namespace: str) -> str:
-    """What a person debugging a failed step looks at first: pods, events, logs of the unwell."""
+    """What a person debugging a failed step looks at first: pods, events, logs of the unwell
+    and of the gateways."""
     parts = [
         kubectl("-n", namespace, "get", "all,pvc,secrets", "-o", "wide", check=False),
         kubectl("-n", namespace, "get", "events", "--sort-by=.lastTimestamp", check=False)[-8000:],
@@ -121,9 +122,15 @@ def diagnostics(namespace: str) -> str:
         ):
             continue
         ready = statuses and all(s.get("ready") for s in statuses)
+        name = pod["metadata"]["name"]
+        labels = pod["metadata"].get("labels", {})
+        if labels.get("app.kubernetes.io/component") == "gateway":
+            # the front door logs only what went wrong (failed requests, API pods down or up)
+            parts.append(f"--- log of the gateway {name}")
+            parts.append(kubectl("-n", namespace, "logs", name, "--tail=60", check=False))
+            continue
         if ready and pod["status"].get("phase") == "Running":
             continue
-        name = pod["metadata"]["name"]
         parts.append(f"--- logs of {name} ({pod['status'].get('phase')})")
         parts.append(
             kubectl("-n", namespace, "logs", name, "--all-containers", "--tail=80", check=False)

@@ -131,6 +131,20 @@ def install(binary: str = "helm") -> None:
     state.api = service_url(NAMESPACE, f"{RELEASE}-api")
 
 
+def uninstall(*extra: str) -> None:
+    """`helm uninstall` as the README says to before installing the same release again: with
+    `--cascade foreground`, `--wait` returns only once the release's pods are gone. With Helm's
+    default (background), its Deployments are deleted at once and their pods a few seconds
+    later, and meanwhile the new release's Services (the same labels) select the old pods: the
+    gateways of the new release sent requests to the old API pods as they stopped (a 503 in the
+    reinstall step on a slower machine)."""
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--cascade", "foreground", "--wait",
+         "--timeout", "5m", *extra)  # fmt: skip
+    left = kubectl("-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}",
+                   "-o", "name")  # fmt: skip
+    assert left.strip() == "", left
+
+
 def setup_job_done() -> bool:
     jobs = kjson("-n", NAMESPACE, "get", "jobs", "-l", "app.kubernetes.io/component=tokens")
     names = sorted(
@@ -670,7 +684,7 @@ def test_hpa_scales_the_api_under_load() -> None:
 def test_uninstall_keeps_data_and_reinstall_serves_it() -> None:
     """helm uninstall keeps PVC and Secrets; reinstalling serves the old data"""
     assert state.files
-    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    uninstall()
     pvc = kjson("-n", NAMESPACE, "get", "pvc", f"data-{RELEASE}-influxdb-0")
     assert pvc["status"]["phase"] == "Bound"
     for secret in (
@@ -766,7 +780,7 @@ def test_backup_and_restore_onto_a_new_volume() -> None:
             "--wait=true", timeout=300)  # fmt: skip
     kubectl("-n", NAMESPACE, "delete", "pvc", claim, "--wait=true", timeout=300)
     sh([PY, "scripts/cluster", "recycle-volumes"])
-    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    uninstall()
     kjson("-n", NAMESPACE, "get", "pvc", f"{RELEASE}-backup")  # kept by helm uninstall
     helm("install", RELEASE, "charts/gridts", "-n", NAMESPACE, "-f", str(VALUES), *BACKUP_SETS,
          "--wait", "--timeout", "10m")  # fmt: skip
@@ -821,7 +835,7 @@ def test_backup_and_restore_onto_a_new_volume() -> None:
 def test_kustomize_dev_overlay_twice() -> None:
     """kubectl apply -k of the dev overlay, then again with a new image tag"""
     # Frees the node for the overlay's own InfluxDB and API (the release's PVC stays).
-    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m", "--ignore-not-found")
+    uninstall("--ignore-not-found")
     overlay = WORK / "overlay"
     for tag in ("e2e", "e2e-2"):
         overlay.mkdir(parents=True, exist_ok=True)
