@@ -3,8 +3,8 @@
 One story, in order: images from the Dockerfile; `helm install --wait`; ingest Jobs from the
 CronJob, from `python -m ops submit` and as an Indexed Job, each checked through the API's
 Service against the source file (exact count, sum); `helm test`; the InfluxDB pod deleted in the
-middle of an ingest; an API pod deleted and a `helm upgrade` under a steady client (zero failed
-requests); uninstall and reinstall (data kept); a backup, the InfluxDB volume lost and the release
+middle of an ingest; an API pod deleted, a `helm upgrade` of the API and one that rolls the
+gateways, each under a steady client (zero failed requests); uninstall and reinstall (data kept); a backup, the InfluxDB volume lost and the release
 reinstalled, the restore Job bringing everything back; the kustomize overlay applied twice.
 """
 
@@ -633,6 +633,37 @@ def test_upgrade_under_steady_client() -> None:
     assert images == {"gridts.local/gridts:e2e-2"}
     assert state.files
     assert_exact(state.files["enduse"])
+
+
+def test_gateway_rollout_under_steady_client() -> None:
+    """helm upgrade of the gateway's configuration under a steady client: zero failed requests"""
+    selector = "app.kubernetes.io/component=gateway"
+    before = {
+        p["metadata"]["name"]
+        for p in kjson("-n", NAMESPACE, "get", "pods", "-l", selector)["items"]
+    }
+    with SteadyClient(steady_url(), day_of_hours) as client:
+        time.sleep(3)
+        # a changed haproxy.cfg (a longer queue wait) rolls both gateways, one after the other
+        helm("upgrade", RELEASE, "charts/gridts", "-n", NAMESPACE, "--reuse-values",
+             "--set", "gateway.queueSeconds=45", "--wait", "--timeout", "10m")  # fmt: skip
+        wait_until("the new gateways alone", lambda: gateways_replaced(before), 120)
+        wait_until("the new setup Job", setup_job_done, 300, 2)
+        time.sleep(3)
+    print(f"{client.ok} requests succeeded, {len(client.failures)} failed")
+    assert client.ok > 50
+    assert client.failures == [], client.failures[:10]
+    config = kjson("-n", NAMESPACE, "get", "configmap", f"{RELEASE}-gateway")["data"]["haproxy.cfg"]
+    assert "timeout queue 45000ms" in config
+    deploy = kjson("-n", NAMESPACE, "get", "deployment", f"{RELEASE}-api")
+    assert_gateway_serves(replicas=deploy["status"]["readyReplicas"])
+
+
+def gateways_replaced(before: set[str]) -> bool:
+    """Only gateway pods other than ``before``, every one of them ready."""
+    pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=gateway")
+    names = {p["metadata"]["name"] for p in pods["items"]}
+    return not names & before and pods_ready("app.kubernetes.io/component=gateway")
 
 
 def test_hpa_scales_the_api_under_load() -> None:
