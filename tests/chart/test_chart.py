@@ -568,6 +568,8 @@ def test_notes_give_exact_commands(tmp_path: Path) -> None:
     assert "helm test prod -n gridts" in notes
     assert "https://grid.example.com/v1/series" in notes
     assert "python -m ops submit --namespace gridts --release prod" in notes
+    # the uninstall that returns once the pods are gone (a reinstall's Services select by label)
+    assert "helm uninstall prod -n gridts --cascade foreground --wait" in notes
 
 
 def values_keys(node: object, prefix: str = "") -> list[str]:
