@@ -34,8 +34,8 @@ def helm() -> str:
 
 
 def chart_files(values: dict[str, Any] | None = None) -> dict[str, str]:
-    """The gateway ConfigMap's files (`haproxy.cfg`, `busy.http`) as the chart renders them
-    with ``values`` (JSON values, as `--set-json`)."""
+    """The gateway ConfigMap's files (`haproxy.cfg`, `error-<status>.http`) as the chart
+    renders them with ``values`` (JSON values, as `--set-json`)."""
     command = [helm(), "template", "gw", str(CHART), "--show-only",
                "templates/gateway-configmap.yaml"]  # fmt: skip
     for key, value in (values or {}).items():
@@ -75,6 +75,21 @@ def for_loopback(
     return cfg[: found.start()] + servers + cfg[found.end() :]
 
 
+def error_pages(files: dict[str, str]) -> dict[int, str]:
+    """The gateway's own answers (`error-<status>.http`), by status."""
+    return {
+        int(name[len("error-") : -len(".http")]): text
+        for name, text in files.items()
+        if name.startswith("error-") and name.endswith(".http")
+    }
+
+
+def write_error_pages(files: dict[str, str], work: Path) -> None:
+    """The error pages into ``work``, where ``for_loopback``'s configuration reads them."""
+    for status, text in error_pages(files).items():
+        (work / f"error-{status}.http").write_text(text)
+
+
 def binary() -> str:
     found = shutil.which("haproxy") or next(
         (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.path.exists(p)), None
@@ -98,7 +113,7 @@ def spawn(
     log (what the chart's gateway prints to the pod's stdout) goes to ``work``/haproxy.log."""
     work.mkdir(parents=True, exist_ok=True)
     files = chart_files(values)
-    (work / "busy.http").write_text(files["busy.http"])
+    write_error_pages(files, work)
     cfg = work / "haproxy.cfg"
     stats = stats_port if stats_port is not None else il.free_port()
     cfg.write_text(for_loopback(files, work, port, stats, backends))

@@ -4,13 +4,16 @@ by the real `haproxy` in front of real API processes over the real influxd."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import socketserver
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,11 @@ from tests.app.conftest import LiveApi, start_live_api, stop_live_api
 from tests.conftest import InfluxServer
 
 
-def check(cfg: str, busy: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """`haproxy -c` of the chart's configuration as it is, its error page where it says."""
-    (tmp_path / "busy.http").write_text(busy)
+def check(files: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`haproxy -c` of the chart's configuration as it is, its error pages where it says."""
+    gateway_local.write_error_pages(files, tmp_path)
     path = tmp_path / "haproxy.cfg"
-    path.write_text(cfg.replace(gateway_local.CONFIG_DIR, f"{tmp_path}/"))
+    path.write_text(files["haproxy.cfg"].replace(gateway_local.CONFIG_DIR, f"{tmp_path}/"))
     return subprocess.run(
         [gateway_local.binary(), "-c", "-f", str(path)],
         capture_output=True,
@@ -54,7 +57,7 @@ def test_the_charts_configuration_is_valid_and_shares_each_pods_turns(
     values: dict[str, Any], maxconn: str | None, queue: str | None, tmp_path: Path
 ) -> None:
     files = gateway_local.chart_files(values)
-    done = check(files["haproxy.cfg"], files["busy.http"], tmp_path)
+    done = check(files, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     template = next(line for line in files["haproxy.cfg"].splitlines() if "server-template" in line)
     assert ("maxconn" in template) is (maxconn is not None), template
@@ -67,13 +70,36 @@ def test_the_charts_configuration_is_valid_and_shares_each_pods_turns(
     assert f'server-template pod {most + 2} "gw-gridts-api-pods.${{POD_NAMESPACE}}.svc.' in template
 
 
-def test_the_error_page_is_the_apis_error_shape(tmp_path: Path) -> None:
-    busy = gateway_local.chart_files()["busy.http"]
-    head, _, body = busy.partition("\n\n")
-    assert head.splitlines()[0] == "HTTP/1.1 503 Service Unavailable"
-    assert f"Content-Length: {len(body.encode())}" in head.splitlines()
-    assert "Retry-After: 5" in head.splitlines()
-    assert body.startswith('{"error":"api_unavailable","message":')
+ERRORS = {
+    500: "internal",
+    502: "api_failed",
+    503: "api_unavailable",
+    504: "api_timeout",
+}
+
+
+def test_every_answer_of_the_gateways_own_is_the_apis_error_shape() -> None:
+    """Each status HAProxy answers itself (not an API pod) has a page in the API's JSON error
+    shape (docs/api.md), and the configuration uses each one: not HAProxy's HTML page."""
+    files = gateway_local.chart_files()
+    pages = gateway_local.error_pages(files)
+    assert sorted(pages) == sorted(ERRORS)
+    for status, page in pages.items():
+        head, _, body = page.partition("\n\n")
+        lines = head.splitlines()
+        assert lines[0] == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"
+        assert "Content-Type: application/json" in lines
+        assert f"Content-Length: {len(body.encode())}" in lines
+        assert ("Retry-After: 5" in lines) is (status == 503)
+        error = json.loads(body)
+        assert error["error"] == ERRORS[status]
+        assert error["message"]
+        assert (
+            f"errorfile {status} {gateway_local.CONFIG_DIR}error-{status}.http"
+            in files["haproxy.cfg"]
+        )
+    timeout = json.loads(pages[504].partition("\n\n")[2])["message"]
+    assert timeout.endswith("within 60 s")  # the gateway's wait: the query timeout and 30 s
 
 
 @pytest.fixture
@@ -234,3 +260,47 @@ def test_a_wait_past_the_queue_timeout_is_the_same_503(
     assert waited >= 0.4, waited  # it waited in the queue, not refused at once
     # logged with its termination state: the timeout struck in the queue (sQ)
     assert re.search(r' 503 .* sQ-- .*"GET /v1/series HTTP/1.1"', gateway.log()), gateway.log()
+
+
+class _Junk(socketserver.BaseRequestHandler):
+    """A pod that answers its health check and then sends bytes that are not HTTP."""
+
+    def handle(self) -> None:
+        request = self.request.recv(65536)
+        if request.startswith(b"GET /healthz "):
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        else:
+            self.request.sendall(b"this is not HTTP\r\n\r\n")
+
+
+@pytest.fixture
+def junk_pod() -> Iterator[int]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Junk)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def gateway_error(resp: httpx.Response) -> str:
+    assert resp.headers["content-type"] == "application/json"
+    body = resp.json()
+    assert body["message"]
+    return str(body["error"])
+
+
+def test_an_answer_that_is_not_http_is_a_502_in_the_apis_shape(
+    junk_pod: int, gateway_of: Any
+) -> None:
+    """A pod's answer that is not HTTP reaches the client as a 502 `api_failed` in the API's
+    error shape, not HAProxy's HTML page, and is logged with its termination state."""
+    gateway = gateway_of([junk_pod])
+    deadline = time.monotonic() + 10
+    while gateway.metric("haproxy_backend_active_servers", proxy="api") != [1.0]:
+        assert time.monotonic() < deadline, "the pod's health check never passed"
+        time.sleep(0.1)
+    resp = httpx.get(f"{gateway.url}/v1/series", timeout=30)
+    assert resp.status_code == 502, resp.text
+    assert gateway_error(resp) == "api_failed"
+    assert re.search(r' 502 .* PH-- .*"GET /v1/series HTTP/1.1"', gateway.log()), gateway.log()

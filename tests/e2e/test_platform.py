@@ -4,8 +4,9 @@ One story, in order: images from the Dockerfile; `helm install --wait`; ingest J
 CronJob, from `python -m ops submit` and as an Indexed Job, each checked through the API's
 Service against the source file (exact count, sum); `helm test`; the InfluxDB pod deleted in the
 middle of an ingest; an API pod deleted, a `helm upgrade` of the API and one that rolls the
-gateways, each under a steady client (zero failed requests); uninstall and reinstall (data kept); a backup, the InfluxDB volume lost and the release
-reinstalled, the restore Job bringing everything back; the kustomize overlay applied twice.
+gateways, each under a steady client (zero failed requests); uninstall and reinstall (data
+kept); a backup, the InfluxDB volume lost and the release reinstalled, the restore Job bringing
+everything back; the kustomize overlay applied twice.
 """
 
 from __future__ import annotations
