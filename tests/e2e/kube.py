@@ -124,18 +124,18 @@ def diagnostics(namespace: str) -> str:
         ready = statuses and all(s.get("ready") for s in statuses)
         name = pod["metadata"]["name"]
         labels = pod["metadata"].get("labels", {})
-        if labels.get("app.kubernetes.io/component") == "gateway":
-            # the front door logs only what went wrong (failed requests, API pods down or up)
-            parts.append(f"--- log of the gateway {name}")
-            parts.append(kubectl("-n", namespace, "logs", name, "--tail=60", check=False))
-            continue
-        if ready and pod["status"].get("phase") == "Running":
+        well = ready and pod["status"].get("phase") == "Running"
+        # the gateways, well or not: their log holds only what went wrong (failed requests,
+        # API pods lost, down or up)
+        gateway = labels.get("app.kubernetes.io/component") == "gateway"
+        if well and not gateway:
             continue
         parts.append(f"--- logs of {name} ({pod['status'].get('phase')})")
         parts.append(
             kubectl("-n", namespace, "logs", name, "--all-containers", "--tail=80", check=False)
         )
-        parts.append(kubectl("-n", namespace, "describe", "pod", name, check=False)[-3000:])
+        if not well:
+            parts.append(kubectl("-n", namespace, "describe", "pod", name, check=False)[-3000:])
     return "\n".join(parts)
 
 
