@@ -57,9 +57,9 @@ PY = sys.executable
 # Cold-shard timers: snapshot the cache and compact a shard fully soon after its last write; and
 # a small cache (25 MiB by default), so that a shard is written as many snapshots that level and
 # full compactions then merge, as a long-lived node's shards are, rather than as one snapshot.
-COLD = ["--storage-cache-snapshot-write-cold-duration=5s",
-        "--storage-compact-full-write-cold-duration=10s",
-        "--storage-cache-snapshot-memory-size=1MiB"]  # fmt: skip
+COLD_TIMERS = ["--storage-cache-snapshot-write-cold-duration=5s",
+               "--storage-compact-full-write-cold-duration=10s"]  # fmt: skip
+COLD = [*COLD_TIMERS, "--storage-cache-snapshot-memory-size=1MiB"]
 
 
 def log(msg: str) -> None:

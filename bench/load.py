@@ -43,11 +43,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import gateway_local  # noqa: E402
 import influxdb_local as il  # noqa: E402
 from api import cpu_seconds  # noqa: E402  (bench/api.py, beside this script)
-
-# Cache snapshots and full compactions of shards soon after their last write: used only while
-# the data written before a phase settles (``at_rest``), never during one.
-SETTLE_FLAGS = ["--storage-cache-snapshot-write-cold-duration=5s",
-                "--storage-compact-full-write-cold-duration=10s"]  # fmt: skip
+from capacity import COLD_TIMERS  # noqa: E402
 
 PY = sys.executable
 RESOLUTIONS = ["raw", "30s", "1m", "5m", "15m", "1h", "6h", "1d", "auto"]
@@ -363,7 +359,7 @@ def phase(
 def settled(engine: Path, timeout: float, quiet: int = 3) -> float:
     """Seconds until influxd's TSM files stayed the same and none was being written (no
     `.tmp`) ``quiet`` times 5 s apart, at least 15 s after it started (its full compactions
-    begin 10 s after a shard's last write, ``SETTLE_FLAGS``). Not "the WAL is empty": a shard
+    begin 10 s after a shard's last write, ``COLD_TIMERS``). Not "the WAL is empty": a shard
     whose only writes since were deletions (the ingest's pending markers, ADR 0014) keeps its
     WAL segment until its next write."""
     began = time.monotonic()
@@ -394,7 +390,9 @@ def at_rest(
     url = f"http://127.0.0.1:{port}"
     il.stop_process(influxd.pid)
     influxd.wait()
-    cold = il.spawn(binary, work / "influxd", port, work / "influxd.log", SETTLE_FLAGS)
+    # cache snapshots and full compactions soon after a shard's last write: only while the data
+    # written before a phase settles, never during one
+    cold = il.spawn(binary, work / "influxd", port, work / "influxd.log", COLD_TIMERS)
     try:
         il.wait_healthy(url, cold)
         waited = settled(work / "influxd" / "engine", 600)

@@ -212,7 +212,7 @@ def build_haproxy() -> str:
         "--no-install-recommends haproxy >/dev/null "
         "&& groupmod --gid 99 haproxy && usermod --uid 99 --gid 99 haproxy "
         "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/* /etc/haproxy /usr/sbin/policy-rc.d "
-        "&& mkdir -p /usr/local/etc/haproxy /var/run/haproxy && haproxy -v",
+        "&& mkdir -p /usr/local/etc/haproxy && haproxy -v",
         [
             "--user", "99:99",
             "--port", "8080",

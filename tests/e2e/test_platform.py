@@ -263,12 +263,19 @@ def test_install() -> None:
     assert out.split() == ["1m0s", "True", str(2 * 1024 * 1024)], out
 
 
+GATEWAY_PODS = "app.kubernetes.io/component=gateway"
+
+
+def gateway_pods() -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = kjson("-n", NAMESPACE, "get", "pods", "-l", GATEWAY_PODS)["items"]
+    return pods
+
+
 def gateway_metric(name: str, **labels: str) -> list[float]:
     """The values of ``name`` with ``labels`` from every gateway pod's own exporter (its stats
     port, 8404), pod after pod."""
-    pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=gateway")
     found = []
-    for pod in pods["items"]:
+    for pod in gateway_pods():
         resp = httpx.get(f"http://{pod['status']['podIP']}:8404/metrics", timeout=10)
         resp.raise_for_status()
         found += prometheus_text.values(resp.text, name, **labels)
@@ -638,11 +645,7 @@ def test_upgrade_under_steady_client() -> None:
 
 def test_gateway_rollout_under_steady_client() -> None:
     """helm upgrade of the gateway's configuration under a steady client: zero failed requests"""
-    selector = "app.kubernetes.io/component=gateway"
-    before = {
-        p["metadata"]["name"]
-        for p in kjson("-n", NAMESPACE, "get", "pods", "-l", selector)["items"]
-    }
+    before = {p["metadata"]["name"] for p in gateway_pods()}
     with SteadyClient(steady_url(), day_of_hours) as client:
         time.sleep(3)
         # a changed haproxy.cfg (a longer queue wait) rolls both gateways, one after the other
@@ -662,9 +665,8 @@ def test_gateway_rollout_under_steady_client() -> None:
 
 def gateways_replaced(before: set[str]) -> bool:
     """Only gateway pods other than ``before``, every one of them ready."""
-    pods = kjson("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=gateway")
-    names = {p["metadata"]["name"] for p in pods["items"]}
-    return not names & before and pods_ready("app.kubernetes.io/component=gateway")
+    names = {p["metadata"]["name"] for p in gateway_pods()}
+    return not names & before and pods_ready(GATEWAY_PODS)
 
 
 def test_hpa_scales_the_api_under_load() -> None:

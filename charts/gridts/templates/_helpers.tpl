@@ -482,6 +482,9 @@ template:
 
 {{/* Gateway ---------------------------------------------------------------------------------- */}}
 
+{{/* Where the gateway's ConfigMap is mounted (haproxy.cfg and the error pages it names). */}}
+{{- define "gridts.gateway.configDir" -}}/usr/local/etc/haproxy{{- end -}}
+
 {{/* The gateway's image. */}}
 {{- define "gridts.gateway.image" -}}
 {{- printf "%s:%s" .Values.gateway.image.repository .Values.gateway.image.tag -}}
