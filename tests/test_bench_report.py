@@ -4,8 +4,12 @@ the last results of those that were not (bench/out/ is not in the repository).""
 from __future__ import annotations
 
 import importlib
+import json
+import statistics
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 report = importlib.import_module("report")  # bench/report.py, a script beside the benches
@@ -119,3 +123,56 @@ def test_the_report_shows_the_runs_over_time_side_by_side() -> None:
     lines = []
     report.over_time_section(lines, {}, None)
     assert lines == []
+
+
+def test_a_ratios_interval_holds_its_estimate_and_widens_with_the_noise() -> None:
+    """bench/api.py's bootstrap interval of median / median: a constant ratio round by round
+    is the interval itself when paired; noisier timings give a wider interval that still holds
+    the ratio of the medians; two samples of one distribution give an interval around 1."""
+    import random
+
+    api = importlib.import_module("api")  # bench/api.py
+    rng = random.Random(3)
+    den = [rng.uniform(10, 30) for _ in range(40)]
+    assert api.ratio_interval([2 * d for d in den], den, paired=True) == (2.0, 2.0)
+
+    steady = [20 + rng.gauss(0, 0.5) for _ in range(40)]
+    noisy = [20 + rng.gauss(0, 5) for _ in range(40)]
+    base = [16 + rng.gauss(0, 0.5) for _ in range(40)]
+    narrow = api.ratio_interval(steady, base, paired=False)
+    wide = api.ratio_interval(noisy, base, paired=False)
+    assert wide[1] - wide[0] > 3 * (narrow[1] - narrow[0])
+    for (low, high), num in ((narrow, steady), (wide, noisy)):
+        estimate = statistics.median(num) / statistics.median(base)
+        assert low <= estimate <= high
+
+    same = api.ratio_interval(
+        [rng.gauss(20, 2) for _ in range(40)], [rng.gauss(20, 2) for _ in range(40)], paired=False
+    )
+    assert same[0] < 1.0 < same[1]
+
+
+def test_the_api_section_shows_each_ratios_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Query API table of results.md gives each ratio's interval, and the tiers' speedup
+    its own; a run from before intervals were kept shows n/a, not a made-up one."""
+    run = {
+        "machine": "m",
+        "latency": {
+            "one day at 30 s": {"points": 2880, "api_p50_ms": 6.5, "flux_p50_ms": 5.0,
+                                "ratio": 1.3, "ratio_interval": [1.21, 1.38]},
+            "older run": {"points": 35040, "api_p50_ms": 23.7, "flux_p50_ms": 17.5,
+                          "ratio": 1.35},
+        },
+        "tier_speedup_15m": 12.4,
+        "tier_speedup_15m_interval": [11.9, 13.0],
+    }  # fmt: skip
+    (tmp_path / "api.json").write_text(json.dumps(run))
+    monkeypatch.setattr(report, "OUT", tmp_path)  # bench/out/ of a run, here the one above
+    lines: list[str] = []
+    report.api_section(lines)
+    text = "\n".join(lines)
+    assert "| one day at 30 s | 2,880 | 6.5 | 5.0 | 1.30 | 1.21 to 1.38 |" in text
+    assert "| older run | 35,040 | 23.7 | 17.5 | 1.35 | n/a |" in text
+    assert "**12.4 x faster** (95 % interval 11.9 to 13.0 x)" in text
