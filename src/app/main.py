@@ -22,7 +22,7 @@ from app.influx_http import FluxHttp
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.middleware import ObserveRequests
-from app.routes import data, health, page, series
+from app.routes import data, health, page, series, tiers
 from app.settings import Settings, load_settings
 from app.store import Store
 
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     responses.install(app)
     app.include_router(series.router)
     app.include_router(data.router)
+    app.include_router(tiers.router)
     app.include_router(health.router)
     app.include_router(page.router)
     page.mount_static(app)

@@ -54,6 +54,26 @@ class Metrics:
             "Data requests waiting for their turn now (API_CONCURRENT_REQUESTS)",
             registry=self.registry,
         )
+        self.tier_pending = Gauge(
+            "gridts_api_tier_pending_ranges",
+            "Ranges a rollup tier does not hold yet (open pending-rollup markers: a load wrote raw "
+            "points and has not rolled them up; GET /v1/tiers lists them)",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.tier_not_held = Gauge(
+            "gridts_api_tier_series_not_held",
+            "Series a rollup tier does not hold in full, which it never answers until "
+            "`python -m ingest rollup` fills it (GET /v1/tiers lists them)",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.tiers_answering = Gauge(
+            "gridts_api_tiers_answering",
+            "1 while the rollup tiers may answer; 0 when none is found or their pending markers "
+            "could not be read lately (every answer from the raw points)",
+            registry=self.registry,
+        )
         self.source = Counter(
             "gridts_api_data_source_total",
             "Series answered, by the data that answered them: raw points or a rollup tier",

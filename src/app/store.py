@@ -177,6 +177,7 @@ class Store:
         self._turns = asyncio.Semaphore(concurrent_requests) if concurrent_requests else None
         self.waiting = 0  # data requests waiting for their turn now
         metrics.turns_waiting.set_function(lambda: self.waiting)
+        metrics.tiers_answering.set_function(lambda: 1 if self.tiers else 0)
         self._configured_tiers = tiers
         # Data queries go straight to /api/v2/query when given (influx_http); else the client.
         self._http = http
@@ -331,6 +332,17 @@ class Store:
         late = time.monotonic() - self._pending_at > self.pending_lapse_seconds
         return () if self._pending_every and late else self._found
 
+    @property
+    def configured_tiers(self) -> tuple[Tier, ...]:
+        """The tiers the API is configured to use (``API_TIERS``), found or not."""
+        return self._configured_tiers
+
+    @property
+    def found_tiers(self) -> tuple[TierBucket, ...]:
+        """The configured tiers whose buckets the API read at its last catalog reload, with
+        the series each holds and its pending ranges; answering or not (``tiers``)."""
+        return self._found
+
     async def usable_tiers(self) -> tuple[TierBucket, ...]:
         """``tiers``, the markers read first when they have lapsed (one read at a time; an
         event loop that did not run, as in a suspended process, lapses them too); none when
@@ -369,8 +381,8 @@ class Store:
                 log.warning("pending_markers_unread", error=type(exc).__name__)
                 return
             if self._found is known:  # else a catalog reload read them meanwhile: it stands
-                self._found = tuple(
-                    replace(t, pending=p) for t, p in zip(known, pending, strict=True)
+                self._publish(
+                    tuple(replace(t, pending=p) for t, p in zip(known, pending, strict=True))
                 )
         self._pending_at = max(self._pending_at, began)
 
@@ -425,9 +437,22 @@ class Store:
                 "tiers_found",
                 tiers=[f"{t.tier.bucket(self.bucket)} ({t.retention_seconds}s)" for t in tiers],
             )
-        self._found = tiers
+        self._publish(tiers)
         self._pending_at = max(self._pending_at, began)
         return tiers
+
+    def _publish(self, found: tuple[TierBucket, ...]) -> None:
+        """``found`` as the tiers from now on, and in the metrics: per tier, its open pending
+        ranges and the series it does not hold (what `GET /v1/tiers` lists)."""
+        self._found = found
+        names = set(self._catalog.series)
+        for t in found:
+            label = t.tier.text
+            self._metrics.tier_pending.labels(tier=label).set(
+                sum(len(spans) for spans in t.pending.values())
+            )
+            held = names if t.covered is None else names & t.covered
+            self._metrics.tier_not_held.labels(tier=label).set(len(names - held))
 
     async def _coverage(self, found: TierBucket) -> TierBucket:
         """The tier with the series it covers: those whose first and last tier windows hold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,7 +19,19 @@ async def auth_api(influx: InfluxServer, api_bucket: str) -> AsyncIterator[httpx
         yield client
 
 
-@pytest.mark.parametrize("url", ["/v1/series", "/v1/series/enduse", f"{DATA}", "/v1/data"])
+PROTECTED = ["/v1/series", "/v1/series/enduse", f"{DATA}", "/v1/data", "/v1/tiers"]
+
+
+def test_every_v1_route_is_checked_for_its_token() -> None:
+    """Each route under /v1 of the app (its OpenAPI paths) has a URL in ``PROTECTED``: a new
+    route cannot be left out of the auth tests."""
+    from app.main import create_app
+
+    v1 = {t for t in create_app().openapi()["paths"] if t.startswith("/v1/")}
+    assert {re.sub(r"^/v1/series/[^/]+", "/v1/series/{name}", u) for u in PROTECTED} == v1
+
+
+@pytest.mark.parametrize("url", PROTECTED)
 @pytest.mark.parametrize(
     ("header", "message"),
     [

@@ -35,6 +35,7 @@ from tests.ingest.test_rollup_faults import (
     tier_write,
     tiered,  # noqa: F401 (a fixture)
 )
+from tests.prometheus_text import values
 
 QUARTER = 900
 
@@ -124,11 +125,18 @@ async def test_tiers_whose_markers_cannot_be_read_stop_answering(
                 return check
 
             assert await source(api, *outer) == "tier:15m"
+            assert (await api.get("/v1/tiers")).json()["answering"] is True
             proxy.rules.append(refuse)
             await until(on("raw"))
             assert refuse.refused > 0
+            # and the API says why: its tiers are not answering
+            assert (await api.get("/v1/tiers")).json()["answering"] is False
+            answering = "gridts_api_tiers_answering"
+            assert values((await api.get("/metrics")).text, answering) == [0]
             proxy.rules.remove(refuse)
             await until(on("tier:15m"))
+            assert (await api.get("/v1/tiers")).json()["answering"] is True
+            assert values((await api.get("/metrics")).text, answering) == [1]
 
 
 async def test_markers_lapsed_while_the_loop_stood_still_are_read_before_answering(

@@ -37,6 +37,7 @@ from app.query.plan import (
 )
 from gridts import tiers
 from gridts.tiers import Tier, parse_tiers
+from tests import prometheus_text
 from tests.app.conftest import (
     ROOT,
     AppClient,
@@ -801,9 +802,15 @@ async def test_the_api_learns_which_tier_buckets_exist(
 ) -> None:
     """Configured tiers without a bucket are not used; a tier left out of API_TIERS neither."""
     app = AppClient(make_settings(influx, tiered.bucket, api_tiers="1m,15m,1h,1d"))
-    async with app:
+    async with app as client:
         store = app.app.state.store
         assert sorted(t.tier.text for t in store.tiers) == ["15m", "1h", "1m"]
+        # and says so: the 1 d tier configured, its bucket not found
+        listed = (await client.get("/v1/tiers")).json()["tiers"]
+        assert [(t["window"], t["bucket"], t["found"]) for t in listed] == [
+            (w, f"{tiered.bucket}_{w}", w != "1d") for w in ("1m", "15m", "1h", "1d")
+        ]
+        assert all(t["retention_seconds"] is None for t in listed if t["found"])
     async with AppClient(make_settings(influx, tiered.bucket, api_tiers="1m,15m")) as api:
         r = await api.get(
             "/v1/series/hz_1s/data",
@@ -965,6 +972,7 @@ async def test_tiers_that_do_not_hold_a_series_never_answer_it(
             store = app.app.state.store
             empty = await client.get(f"/v1/series/{series.name}/data", params=params)
             assert empty.headers["X-Data-Source"] == "raw"
+            assert await not_held(client) == {t.text: [series.name] for t in TIERS}
             want = [p["value"] for p in empty.json()["points"]]
             assert sum(want) == len(series.values)
             # the second day only, as a load of new data would fill it: still raw
@@ -973,6 +981,7 @@ async def test_tiers_that_do_not_hold_a_series_never_answer_it(
             await store.catalog(refresh=True)
             late = await client.get(f"/v1/series/{series.name}/data", params=params)
             assert late.headers["X-Data-Source"] == "raw"
+            assert await not_held(client) == {t.text: [series.name] for t in TIERS}
             assert [p["value"] for p in late.json()["points"]] == want
             # the whole range rolled up: the tier answers, with the same numbers
             operator(influx, name, "rollup", "--start", "2021-05-01T00:00:00Z",
@@ -980,8 +989,38 @@ async def test_tiers_that_do_not_hold_a_series_never_answer_it(
             await store.catalog(refresh=True)
             full = await client.get(f"/v1/series/{series.name}/data", params=params)
             assert full.headers["X-Data-Source"] == "tier:1h"
+            assert await not_held(client) == {t.text: [] for t in TIERS}
             assert full.json()["source"] == "tier:1h"
             assert [p["value"] for p in full.json()["points"]] == want
+
+
+async def test_the_tiers_list_gives_each_buckets_retention(
+    influx: InfluxServer, dataset: dict[str, Series]
+) -> None:
+    """`GET /v1/tiers` gives each tier's retention as its bucket keeps it (`ingest tiers
+    --retention`): seconds, or null for forever."""
+    with tiered_bucket(influx, "kept", dataset["f_soll_aktiv"]) as (name, _):
+        operator(influx, name, "tiers", "--retention", "1h=3650d,15m=0")
+        async with AppClient(make_settings(influx, name)) as client:
+            listed = (await client.get("/v1/tiers")).json()["tiers"]
+    assert {t["window"]: t["retention_seconds"] for t in listed} == {
+        "1m": None,
+        "15m": None,
+        "1h": 3650 * 86_400,
+    }
+
+
+async def not_held(client: httpx.AsyncClient) -> dict[str, list[str]]:
+    """Per tier (`GET /v1/tiers`), the series it does not hold in full; their number the same
+    in the metrics."""
+    body = (await client.get("/v1/tiers")).json()
+    metrics = (await client.get("/metrics")).text
+    for t in body["tiers"]:
+        counted = prometheus_text.values(
+            metrics, "gridts_api_tier_series_not_held", tier=t["window"]
+        )
+        assert counted == [len(t["series_not_held"])], (t, counted)
+    return {t["window"]: t["series_not_held"] for t in body["tiers"]}
 
 
 @pytest.mark.parametrize("resolution", [t.text for t in TIERS])

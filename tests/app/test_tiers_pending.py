@@ -42,6 +42,7 @@ from tests.ingest.test_rollup_faults import (
     tier_write,
     tiered,  # noqa: F401 (a fixture)
 )
+from tests.prometheus_text import values
 
 OUTER = ("2021-05-01T02:00:00+02:00", "2021-05-01T06:00:00+02:00")  # 00:00Z-04:00Z
 MIDDLE = ("2021-05-01T03:07:30+02:00", "2021-05-01T04:30:00+02:00")  # 01:07:30Z-02:30Z
@@ -170,6 +171,7 @@ async def test_a_load_killed_between_raw_and_tier_writes_is_answered_from_raw_un
     assert marker.state == "written"  # every raw write was acknowledged
     assert (marker.start, marker.stop) == MIDDLE_POINTS
     await check_pending(apis, MIDDLE_POINTS, OUTER_S)
+    await check_listed(apis, [(SERIES, *MIDDLE_POINTS)])
     if repair == "load":
         code, err = load(capsys, influx_env, files["middle"])  # clears the killed load's
     else:
@@ -178,6 +180,30 @@ async def test_a_load_killed_between_raw_and_tier_writes_is_answered_from_raw_un
     assert code == 0, err
     assert open_markers(tiered) == {t.text: [] for t in TIERS}
     await check_repaired(apis, OUTER_S)
+    await check_listed(apis, [])
+
+
+async def check_listed(apis: Apis, pending: list[tuple[str, int, int]]) -> None:
+    """`GET /v1/tiers` of the tiered API: every tier found and answering, holding the series
+    in full, with exactly ``pending`` (series, start, stop) as its ranges not rolled up yet;
+    the API without tiers lists none."""
+    body = (await apis.tiers.get("/v1/tiers")).json()
+    assert body["answering"] is True
+    assert [t["window"] for t in body["tiers"]] == [t.text for t in TIERS]
+    want = [{"series": s, "start": iso(a), "end": iso(b)} for s, a, b in pending]
+    metrics = (await apis.tiers.get("/metrics")).text
+    for tier in body["tiers"]:
+        assert tier["found"] is True, tier
+        assert tier["series_not_held"] == [], tier
+        assert tier["pending"] == want, tier
+        assert tier["pending_total"] == len(want), tier
+        # the same in the metrics, for an alert on a load left unrepaired
+        label = {"tier": tier["window"]}
+        assert values(metrics, "gridts_api_tier_pending_ranges", **label) == [len(want)]
+        assert values(metrics, "gridts_api_tier_series_not_held", **label) == [0]
+    assert values(metrics, "gridts_api_tiers_answering") == [1]
+    assert (await apis.raw.get("/v1/tiers")).json() == {"answering": False, "tiers": []}
+    assert values((await apis.raw.get("/metrics")).text, "gridts_api_tiers_answering") == [0]
 
 
 async def test_a_load_with_tiers_off_leaves_its_marker_and_says_what_to_run(
