@@ -408,6 +408,16 @@ def test_tiers_answer_as_the_raw_points_do() -> None:
         120,
         5,
     )
+    # and the API says so (`GET /v1/tiers`, through its Service): every tier of the chart found,
+    # kept forever (tiers.retention: {}), holding the series, no load left to roll up
+    listed = httpx.get(f"{state.api}/v1/tiers", timeout=60).json()
+    assert listed["answering"] is True, listed
+    assert [t["window"] for t in listed["tiers"]] == ["1m", "15m", "1h"], listed
+    for tier in listed["tiers"]:
+        assert tier["found"] is True, tier
+        assert tier["retention_seconds"] is None, tier
+        assert "freq_days" not in tier["series_not_held"], tier
+        assert tier["pending_total"] == 0, tier
     hourly: dict[str, dict[str, float]] = {}
     for agg in ("count", "sum", "min", "max", "mean"):
         source, hourly[agg] = series_points(
