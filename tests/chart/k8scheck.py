@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 
@@ -35,7 +36,12 @@ Obj = dict[str, Any]
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 # Custom resources: no schema in kubernetes-validate; `custom_resource_errors` checks them.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+# A Prometheus duration (`for:` of an alert, a scrape interval).
+DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 
 
 class ToolError(AssertionError):
@@ -106,7 +112,10 @@ def schema_errors(objects: Iterable[Obj], kube_version: str) -> list[str]:
 
 
 def custom_resource_errors(obj: Obj) -> list[str]:
-    """The ServiceMonitor fields the chart uses, checked by hand (no CRD schema offline)."""
+    """The ServiceMonitor and PrometheusRule fields the chart uses, checked by hand (no CRD
+    schema offline)."""
+    if obj.get("kind") == "PrometheusRule":
+        return prometheus_rule_errors(obj)
     spec = obj.get("spec", {})
     errors = []
     allowed = {"selector", "namespaceSelector", "endpoints", "jobLabel"}
@@ -117,8 +126,33 @@ def custom_resource_errors(obj: Obj) -> list[str]:
     for endpoint in spec.get("endpoints", []) or [None]:
         if not isinstance(endpoint, dict) or not endpoint.get("port"):
             errors.append("every endpoint needs a named port")
-        elif not re.fullmatch(r"\d+(ms|s|m|h)", str(endpoint.get("interval", "30s"))):
+        elif not DURATION.fullmatch(str(endpoint.get("interval", "30s"))):
             errors.append(f"bad interval {endpoint.get('interval')!r}")
+    return errors
+
+
+def prometheus_rule_errors(obj: Obj) -> list[str]:
+    """Every group named, every rule an alert with a PromQL expression that parses (the Rust
+    promql-parser crate), a valid `for`, a severity and a summary and description."""
+    errors = []
+    groups = obj.get("spec", {}).get("groups") or []
+    if not groups:
+        errors.append("spec.groups missing")
+    for group in groups:
+        if not group.get("name") or not group.get("rules"):
+            errors.append(f"group {group.get('name')!r} needs a name and rules")
+        for rule in group.get("rules") or []:
+            name = rule.get("alert") or "?"
+            try:
+                promql_parser.parse(str(rule.get("expr", "")))
+            except ValueError as exc:
+                errors.append(f"{name}: expr does not parse: {exc}")
+            if not DURATION.fullmatch(str(rule.get("for", ""))):
+                errors.append(f"{name}: bad for {rule.get('for')!r}")
+            if (rule.get("labels") or {}).get("severity") not in {"critical", "warning", "info"}:
+                errors.append(f"{name}: severity critical, warning or info")
+            if not {"summary", "description"} <= set(rule.get("annotations") or {}):
+                errors.append(f"{name}: needs a summary and a description")
     return errors
 
 

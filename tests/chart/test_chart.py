@@ -424,6 +424,59 @@ def test_production_servicemonitor_selects_the_api_service() -> None:
     assert image.endswith("@sha256:" + "0123456789abcdef" * 4)
 
 
+def alert_rules(objects: list[Obj]) -> dict[str, Obj]:
+    rule = one(objects, "PrometheusRule", "-api")
+    return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+
+
+def test_production_alerts_read_the_series_the_api_exports_as_scraped() -> None:
+    """Every alert of the PrometheusRule reads metrics the API exports (its own registry), by
+    the labels they have, of the pods the ServiceMonitor scrapes: their headless Service in the
+    release's namespace (the labels Prometheus gives a ServiceMonitor's targets). With the tiers
+    off there is no tier alert."""
+    from app.metrics import Metrics
+
+    families = {m.name: m for m in Metrics().registry.collect()}
+    labels: dict[str, set[str]] = {}
+    for family in families.values():
+        suffixes = {"counter": ["_total"], "histogram": ["_count", "_bucket", "_sum"]}
+        for suffix in suffixes.get(family.type, [""]):
+            labels[family.name + suffix] = set()
+    for name, sample_labels in (
+        ("gridts_api_tier_pending_ranges", {"tier"}),
+        ("gridts_api_tier_series_not_held", {"tier"}),
+        ("gridts_api_errors_total", {"kind"}),
+        ("gridts_api_request_duration_seconds_count", {"method", "route", "status"}),
+    ):
+        assert name in labels, name
+        labels[name] = sample_labels
+    objects = rendered("production")
+    pods = one(objects, "Service", "-api-pods")["metadata"]["name"]
+    namespace = one(objects, "Deployment", "-api")["metadata"].get("namespace", "gridts")
+    rules = alert_rules(objects)
+    assert set(rules) == {"GridtsInfluxdbUnavailable", "GridtsApiServerErrors",
+                          "GridtsTiersNotAnswering", "GridtsTierRollupPending",
+                          "GridtsTierSeriesNotHeld"}  # fmt: skip
+    for name, rule in rules.items():
+        expr = " ".join(str(rule["expr"]).split())
+        selectors = re.findall(r"([a-z_:][a-z0-9_:]*)\{([^}]*)\}", expr)
+        assert selectors, name
+        for metric, matchers in selectors:
+            assert metric in labels, f"{name}: {metric} is not exported by the API"
+            assert f'namespace="{namespace}"' in matchers, (name, matchers)
+            assert f'service="{pods}"' in matchers, (name, matchers)
+            own = set(re.findall(r"(\w+)=~?\"", matchers)) - {"namespace", "service"}
+            assert own <= labels[metric], f"{name}: {metric} has no label {own - labels[metric]}"
+        for grouped in re.findall(r"by \((\w+)\)", expr):
+            assert all(grouped in labels[m] for m, _ in selectors), (name, grouped)
+    assert rules["GridtsTierRollupPending"]["for"] == "6h"
+    for off in ("tiers.list=", "tiers.answerQueries=false"):
+        plain = k.render_chart(
+            values=[CHART / "ci" / "production-values.yaml"], sets=[off], namespace=namespace
+        )
+        assert set(alert_rules(plain)) == {"GridtsInfluxdbUnavailable", "GridtsApiServerErrors"}
+
+
 # ---- ingest -----------------------------------------------------------------------------------
 
 
