@@ -207,6 +207,17 @@ def api_section(lines: list[str]) -> None:
             "the row above it, each side's timings resampled on their own; its direct Flux "
             "reads the tier's stored means).",
         ]
+    many = api.get("tier_equals_raw_random")
+    if many:
+        lines += [
+            "",
+            f"Exactness: {many['requests']} random requests over the 1 s series (ranges of an "
+            "hour to 40 days at unaligned starts, resolutions from 30 s to 1 d, every aggregate "
+            "the tiers answer, four zones, fills) asked of the tiered API and of the one with "
+            f"the tiers off: **{many['mismatched']} differed** ({many['windows']:,} windows "
+            f"compared; answered from {many['sources']}; {many['refused_raw_only']} refused as "
+            "too costly by the tiers-off API only, answered by a tier).",
+        ]
     lines += [
         "",
         "The one-year case of the issue (a 1 s series, 365 days at 15 m, 35,040 points) needs "

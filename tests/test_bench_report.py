@@ -167,6 +167,9 @@ def test_the_api_section_shows_each_ratios_interval(
         },
         "tier_speedup_15m": 12.4,
         "tier_speedup_15m_interval": [11.9, 13.0],
+        "tier_equals_raw_random": {"requests": 200, "mismatched": 0, "windows": 123456,
+                                   "sources": {"tier:1m": 150, "raw": 50},
+                                   "refused_raw_only": 7},
     }  # fmt: skip
     (tmp_path / "api.json").write_text(json.dumps(run))
     monkeypatch.setattr(report, "OUT", tmp_path)  # bench/out/ of a run, here the one above
@@ -176,3 +179,35 @@ def test_the_api_section_shows_each_ratios_interval(
     assert "| one day at 30 s | 2,880 | 6.5 | 5.0 | 1.30 | 1.21 to 1.38 |" in text
     assert "| older run | 35,040 | 23.7 | 17.5 | 1.35 | n/a |" in text
     assert "**12.4 x faster** (95 % interval 11.9 to 13.0 x)" in text
+    assert "200 random requests" in text
+    assert "**0 differed** (123,456 windows compared" in text
+    assert "7 refused as too costly by the tiers-off API only" in text
+
+
+def test_random_requests_compare_windows_flags_and_values_as_the_issue_says() -> None:
+    """bench/api.py's comparison of the tiered and the tiers-off answers: labels and `partial`
+    must match; count, min, max, first, last exactly; sum, mean, stddev within 1e-9."""
+    import random
+    from datetime import UTC, datetime
+
+    api = importlib.import_module("api")
+    one = [{"time": "t0", "value": 1.0, "partial": True}, {"time": "t1", "value": 3.0,
+                                                           "partial": False}]  # fmt: skip
+    near = [{**one[0], "value": 1.0 + 1e-12}, one[1]]
+    assert api._same_points(one, one, "max")
+    assert api._same_points(one, near, "mean")
+    assert not api._same_points(one, near, "max")
+    assert not api._same_points(one, [{**one[0], "value": 1.0 + 1e-6}, one[1]], "mean")
+    assert not api._same_points(one, [{**one[0], "partial": False}, one[1]], "max")
+    assert not api._same_points(one, [{**one[0], "time": "t2"}, one[1]], "max")
+    assert not api._same_points(one, [{**one[0], "value": None}, one[1]], "stddev")
+    first, end = datetime(2021, 5, 1, tzinfo=UTC), datetime(2022, 5, 1, tzinfo=UTC)
+    rng = random.Random(1)
+    drawn = [api.random_request(rng, first, end) for _ in range(300)]
+    for query in drawn:
+        start, stop = (datetime.fromisoformat(query[k].replace("Z", "+00:00"))
+                       for k in ("start", "end"))  # fmt: skip
+        assert first <= start < stop <= end, query
+    assert {q["agg"] for q in drawn} == set(api.FUZZ_AGGS)
+    assert {q["resolution"] for q in drawn} == set(api.FUZZ_RESOLUTIONS)
+    assert {q.get("tz") for q in drawn} == {None, *api.FUZZ_ZONES}
