@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -54,6 +56,22 @@ class Metrics:
             "Data requests waiting for their turn now (API_CONCURRENT_REQUESTS)",
             registry=self.registry,
         )
+        self.source = Counter(
+            "gridts_api_data_source_total",
+            "Series answered, by the data that answered them: raw points or a rollup tier",
+            ["source"],
+            registry=self.registry,
+        )
+        self.points_returned = Histogram(
+            "gridts_api_points_per_series",
+            "Points returned per series and request",
+            buckets=(10, 100, 1_000, 10_000, 100_000),
+            registry=self.registry,
+        )
+        self._tier_gauges()
+
+    def _tier_gauges(self) -> None:
+        """What `GET /v1/tiers` lists, for alerts (the chart's PrometheusRule)."""
         self.tier_pending = Gauge(
             "gridts_api_tier_pending_ranges",
             "Ranges a rollup tier does not hold yet (open pending-rollup markers: a load wrote raw "
@@ -74,15 +92,9 @@ class Metrics:
             "could not be read lately (every answer from the raw points)",
             registry=self.registry,
         )
-        self.source = Counter(
-            "gridts_api_data_source_total",
-            "Series answered, by the data that answered them: raw points or a rollup tier",
-            ["source"],
-            registry=self.registry,
-        )
-        self.points_returned = Histogram(
-            "gridts_api_points_per_series",
-            "Points returned per series and request",
-            buckets=(10, 100, 1_000, 10_000, 100_000),
-            registry=self.registry,
-        )
+
+    def observe(self, *, waiting: Callable[[], int], answering: Callable[[], bool]) -> None:
+        """The gauges read from the store when scraped: data requests waiting for their turn,
+        and whether the tiers may answer."""
+        self.turns_waiting.set_function(waiting)
+        self.tiers_answering.set_function(lambda: 1 if answering() else 0)

@@ -176,8 +176,7 @@ class Store:
         self._concurrent = concurrent_requests
         self._turns = asyncio.Semaphore(concurrent_requests) if concurrent_requests else None
         self.waiting = 0  # data requests waiting for their turn now
-        metrics.turns_waiting.set_function(lambda: self.waiting)
-        metrics.tiers_answering.set_function(lambda: 1 if self.tiers else 0)
+        metrics.observe(waiting=lambda: self.waiting, answering=lambda: bool(self.tiers))
         self._configured_tiers = tiers
         # Data queries go straight to /api/v2/query when given (influx_http); else the client.
         self._http = http
