@@ -452,6 +452,10 @@ class Store:
             )
             held = names if t.covered is None else names & t.covered
             self._metrics.tier_not_held.labels(tier=label).set(len(names - held))
+        for gone in {t.text for t in self._configured_tiers} - {t.tier.text for t in found}:
+            for gauge in (self._metrics.tier_pending, self._metrics.tier_not_held):
+                with contextlib.suppress(KeyError):  # (a tier never found has none)
+                    gauge.remove(gone)
 
     async def _coverage(self, found: TierBucket) -> TierBucket:
         """The tier with the series it covers: those whose first and last tier windows hold

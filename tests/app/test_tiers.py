@@ -1001,13 +1001,27 @@ async def test_the_tiers_list_gives_each_buckets_retention(
     --retention`): seconds, or null for forever."""
     with tiered_bucket(influx, "kept", dataset["f_soll_aktiv"]) as (name, _):
         operator(influx, name, "tiers", "--retention", "1h=3650d,15m=0")
-        async with AppClient(make_settings(influx, name)) as client:
+        app = AppClient(make_settings(influx, name))
+        async with app as client:
             listed = (await client.get("/v1/tiers")).json()["tiers"]
-    assert {t["window"]: t["retention_seconds"] for t in listed} == {
-        "1m": None,
-        "15m": None,
-        "1h": 3650 * 86_400,
-    }
+            assert {t["window"]: t["retention_seconds"] for t in listed} == {
+                "1m": None,
+                "15m": None,
+                "1h": 3650 * 86_400,
+            }
+            # a tier bucket deleted: not found from the next reload on, its gauges gone
+            with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as c:
+                buckets = c.buckets_api()
+                buckets.delete_bucket(buckets.find_bucket_by_name(f"{name}_1h"))
+            await app.app.state.store.refresh_tiers()  # (what every catalog reload does)
+            listed = (await client.get("/v1/tiers")).json()["tiers"]
+            assert [t["found"] for t in listed] == [True, True, False]
+            metrics = (await client.get("/metrics")).text
+            # (the tiers are empty: never rolled up, they do not hold the series)
+            for gauge, kept in (("gridts_api_tier_pending_ranges", [0]),
+                                ("gridts_api_tier_series_not_held", [1])):  # fmt: skip
+                assert prometheus_text.values(metrics, gauge, tier="1h") == [], gauge
+                assert prometheus_text.values(metrics, gauge, tier="15m") == kept, gauge
 
 
 async def not_held(client: httpx.AsyncClient) -> dict[str, list[str]]:
