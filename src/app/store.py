@@ -444,14 +444,12 @@ class Store:
         """``found`` as the tiers from now on, and in the metrics: per tier, its open pending
         ranges and the series it does not hold (what `GET /v1/tiers` lists)."""
         self._found = found
-        names = set(self._catalog.series)
         for t in found:
             label = t.tier.text
-            self._metrics.tier_pending.labels(tier=label).set(
-                sum(len(spans) for spans in t.pending.values())
+            self._metrics.tier_pending.labels(tier=label).set(len(t.pending_ranges()))
+            self._metrics.tier_not_held.labels(tier=label).set(
+                len(t.not_held(self._catalog.series))
             )
-            held = names if t.covered is None else names & t.covered
-            self._metrics.tier_not_held.labels(tier=label).set(len(names - held))
         for gone in {t.text for t in self._configured_tiers} - {t.tier.text for t in found}:
             for gauge in (self._metrics.tier_pending, self._metrics.tier_not_held):
                 with contextlib.suppress(KeyError):  # (a tier never found has none)
@@ -483,15 +481,12 @@ class Store:
             for series, info in self._catalog.series.items()
             if holds(firsts.get(series), info.first) and holds(lasts.get(series), info.last)
         )
-        missing = sorted(set(self._catalog.series) - covered)
+        checked = replace(found, covered=covered, pending=ranges)
+        missing = checked.not_held(self._catalog.series)
         if missing:
             log.info("tier_incomplete", tier=found.tier.text, series=len(missing),
                      example=missing[0])  # fmt: skip
-        return replace(
-            found,
-            covered=covered,
-            pending=ranges,
-        )
+        return checked
 
     async def series(self, name: str) -> SeriesInfo:
         """One series' metadata; a miss reloads the catalog once before it is a 404."""

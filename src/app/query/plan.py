@@ -799,6 +799,15 @@ class TierBucket:
         default_factory=dict, hash=False, compare=True
     )
 
+    def not_held(self, series: Iterable[str]) -> list[str]:
+        """Those of ``series`` the tier does not hold in full (``covered``), sorted; none when
+        coverage was not checked."""
+        return [] if self.covered is None else sorted(set(series) - self.covered)
+
+    def pending_ranges(self) -> list[tuple[int, int, str]]:
+        """Every range the tier does not hold yet, as (start, stop, series), in order."""
+        return sorted((a, b, name) for name, spans in self.pending.items() for a, b in spans)
+
     def stale(self, series: Iterable[str], start: datetime, end: datetime) -> bool:
         """Whether the tier windows in [start, end) of any of ``series`` may not match the raw
         points: a pending range meets them."""

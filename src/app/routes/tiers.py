@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,31 +72,30 @@ async def list_tiers(store: StoreDep) -> Response:
         {
             "answering": answering,
             "tiers": [
-                _tier(tier, store.bucket, found.get(tier), sorted(catalog))
+                _tier(tier, store.bucket, found.get(tier), catalog)
                 for tier in store.configured_tiers
             ],
         }
     )
 
 
-def _tier(tier: Tier, raw_bucket: str, found: TierBucket | None, series: list[str]) -> Any:
+def _tier(tier: Tier, raw_bucket: str, found: TierBucket | None, series: Iterable[str]) -> Any:
     """One tier's entry: only its window and bucket when its bucket was not found."""
     entry: dict[str, Any] = {"window": tier.text, "bucket": tier.bucket(raw_bucket)}
     if found is None:
         return {**entry, "found": False}
-    ranges = sorted((a, b, name) for name, spans in found.pending.items() for a, b in spans)
+    ranges = found.pending_ranges()
     return {
         **entry,
         "found": True,
         "retention_seconds": found.retention_seconds or None,
-        "series_not_held": [] if found.covered is None else
-        [name for name in series if name not in found.covered],
+        "series_not_held": found.not_held(series),
         "pending_total": len(ranges),
         "pending": [
             {"series": name, "start": _iso(a), "end": _iso(b)}
             for a, b, name in ranges[:MOST_PENDING]
         ],
-    }  # fmt: skip
+    }
 
 
 def _iso(seconds: int) -> str:
