@@ -55,6 +55,7 @@ from app.points import Points  # noqa: E402
 from app.query import influxql  # noqa: E402
 from app.query.plan import DataParams, build_plan  # noqa: E402
 from gridts.durations import parse_duration  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
 DAY0 = datetime(2021, 5, 1, tzinfo=UTC)
 ORG, BUCKET = "bench", "bench"
@@ -168,12 +169,6 @@ def start_api(
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ratio_interval(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import statistics
 import sys
@@ -44,6 +43,7 @@ from app.influxql_csv import Outcome, read_points  # noqa: E402
 from app.points import CsvReader  # noqa: E402
 from app.query import influxql  # noqa: E402
 from app.store import INFLUXQL_MOST_ROWS  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
 DAY0 = datetime(2021, 5, 1, tzinfo=UTC)
 SIZES = (100, 1_000, 2_880, 5_000, 10_000, 30_000)
@@ -53,11 +53,6 @@ FLUX = """from(bucket: p_bucket)
     |> filter(fn: (r) => r._measurement == p_series and r._field == "value")
     |> keep(columns: ["_time", "_value"])
     |> limit(n: p_limit)"""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def read_flux(http: FluxHttp, read: influxql.PlainRead) -> int:

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import influxdb_local as il  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402  (bench/procstat.py, beside this script)
 
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
@@ -82,8 +83,7 @@ def new_bucket(server: il.Server) -> str:
 def server_cpu(server: il.Server) -> float:
     """influxd's CPU seconds so far (utime + stime)."""
     assert server.proc is not None
-    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(server.proc.pid)
 
 
 def settle(server: il.Server, quiet: float = 1.0, limit: float = 60.0) -> None:

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import gateway_local  # noqa: E402
 import influxdb_local as il  # noqa: E402
-from api import cpu_seconds  # noqa: E402  (bench/api.py, beside this script)
 from capacity import COLD_TIMERS  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402  (bench/procstat.py, beside this script)
 
 PY = sys.executable
 RESOLUTIONS = ["raw", "30s", "1m", "5m", "15m", "1h", "6h", "1d", "auto"]

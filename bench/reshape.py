@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import api as bench_api  # noqa: E402
 import influxdb_local as il  # noqa: E402
 from gridts.tiers import DEFAULT_TIERS, parse_tiers  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
 
 def _load_ingest_bench() -> Any:
@@ -422,7 +423,7 @@ def api_workload(
                 repeats = args.repeats if series == "f30" or "tiers" in label else args.heavy
                 # CPU over the round's requests of each process: /proc counts in clock ticks
                 # (10 ms), too coarse for one request of a few milliseconds
-                cpu0 = {t.name: bench_api.cpu_seconds(procs[t.name].pid) for t in order}
+                cpu0 = {t.name: cpu_seconds(procs[t.name].pid) for t in order}
                 for i in range(repeats):
                     for tree in order if i % 2 == 0 else order[::-1]:
                         t0 = time.perf_counter()
@@ -431,7 +432,7 @@ def api_workload(
                         resp.raise_for_status()
                         latency[label].add(tree.name, r, spent * 1000)
                 for tree in order:
-                    used = bench_api.cpu_seconds(procs[tree.name].pid) - cpu0[tree.name]
+                    used = cpu_seconds(procs[tree.name].pid) - cpu0[tree.name]
                     cpu[label].add(tree.name, r, used / repeats * 1000)
         finally:
             for c in clients.values():

@@ -64,9 +64,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import influxdb_local as il  # noqa: E402
-from api import cpu_seconds, start_api  # noqa: E402
+from api import start_api  # noqa: E402
 from app.query.flux import CATALOG_START, CATALOG_STOP  # noqa: E402
 from ingest.generate import write_frequency_file  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
 ORG, BUCKET = "bench", "wide"
 TIERS = ("1m", "15m", "1h")
