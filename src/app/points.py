@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -420,6 +421,14 @@ class CsvCells:
     def of_ascii(cls, raw: bytes, text: str | None, *, integer: bool) -> CsvCells | None:
         """``parse`` of text already known to be ASCII, as its bytes (``text``: the same as a
         string, when there is one)."""
+        usual = _usual_rows(raw)
+        if usual is not None:  # the same cells as below, found in fewer steps
+            data, time_spans, value_spans, labels = usual
+            if not _finite_numbers(Cells.of(data, *value_spans, _DIGIT)):
+                return None
+            cells = cls(text, data, (time_spans, value_spans), _TABLE_0, integer=integer)
+            cells._labels = labels
+            return cells
         block = _block(raw, {"_time", "_value", "table"})
         if block is None:
             return None
@@ -479,9 +488,7 @@ class CsvCells:
         )
 
     @classmethod
-    def joined(
-        cls, raw: bytearray, pieces: list[tuple[int, CsvCells]], *, integer: bool
-    ) -> CsvCells:
+    def joined(cls, raw: bytes, pieces: list[tuple[int, CsvCells]], *, integer: bool) -> CsvCells:
         """The cells of ``raw`` (ASCII) from ``pieces`` that read all of its rows: each the
         block of the header and a run of the rows, with where in ``raw`` its own text's rows
         begin less the header's length (so that a place in a piece plus it is one in ``raw``)."""
@@ -599,31 +606,37 @@ class CsvReader:
     ) -> None:
         self._integer, self._on_piece = integer, on_piece
         self._piece_bytes = PIECE_BYTES if piece_bytes is None else piece_bytes
-        self._buffer = bytearray()
+        # The answer's chunks, joined once when it is whole: a buffer grown by each chunk
+        # while the pieces' arrays are made is copied whole each time it outgrows its room
+        # (3 ms of a year at 15 m's 16 ms of the API's CPU).
+        self._chunks: list[bytes] = []
+        self._tail = bytearray()  # the bytes after those read (the header and pieces' rows)
         self._head = b""  # the header line, with its line end
-        self._read = 0  # bytes of ``_buffer`` read (the header and the pieces' rows)
+        self._read = 0  # bytes of the answer read (the header and the pieces' rows)
         self._pieces: list[tuple[int, CsvCells]] = []
         self._failed = False  # a piece that is not plain: the whole text is read at the end
 
     def feed(self, chunk: bytes) -> None:
         """The next bytes of the answer."""
-        self._buffer += chunk
+        self._chunks.append(chunk)
         if self._failed:
             return
+        self._tail += chunk
         if not self._head:
-            cut = self._buffer.find(b"\n")
+            cut = self._tail.find(b"\n")
             if cut < 0:
                 return
-            self._head, self._read = bytes(self._buffer[: cut + 1]), cut + 1
-        if len(self._buffer) - self._read >= self._piece_bytes:
-            last = self._buffer.rfind(b"\n", self._read)
-            if last >= self._read:
+            self._head, self._read = bytes(self._tail[: cut + 1]), cut + 1
+            del self._tail[: cut + 1]
+        if len(self._tail) >= self._piece_bytes:
+            last = self._tail.rfind(b"\n")
+            if last >= 0:
                 self._piece(last + 1)
 
     def _piece(self, end: int) -> None:
-        """The rows from ``_read`` to ``end`` read as a block."""
-        rows = self._buffer[self._read : end]
-        if end < len(self._buffer) and rows.endswith((b"\n\n", b"\n\r\n")):
+        """The first ``end`` bytes of the tail read as a block."""
+        rows = bytes(self._tail[:end])
+        if end < len(self._tail) and rows.endswith((b"\n\n", b"\n\r\n")):
             self._failed = True  # a blank line before more rows: not one block
             return
         raw = self._head + rows
@@ -634,18 +647,20 @@ class CsvReader:
         if self._on_piece is not None:
             self._on_piece(cells)
         self._pieces.append((self._read - len(self._head), cells))
-        self._read = end
+        self._read += end
+        del self._tail[:end]  # from the front of a bytearray: no copy of the rest
 
     def points(self) -> Points:
         """The whole answer's points (``parse_flux_csv``); InfluxRejected as it raises. The
         reader takes no more bytes after it."""
+        whole = b"".join(self._chunks)
         if self._pieces and not self._failed:
-            if self._buffer[self._read :].strip(b"\r\n"):
-                self._piece(len(self._buffer))
+            if self._tail.strip(b"\r\n"):
+                self._piece(len(self._tail))
             if not self._failed:  # every byte ASCII, as read: the cells are its bytes
-                cells = CsvCells.joined(self._buffer, self._pieces, integer=self._integer)
+                cells = CsvCells.joined(whole, self._pieces, integer=self._integer)
                 return Points.of_cells(cells)
-        return parse_flux_csv(self._buffer.decode("utf-8"), integer=self._integer)
+        return parse_flux_csv(whole.decode("utf-8"), integer=self._integer)
 
 
 def _stacked_labels(labels: list[Cells | None]) -> Cells | None:
@@ -1232,6 +1247,69 @@ def _block(raw: bytes, wanted: set[str]) -> tuple[list[str], Bytes, tuple[Ints, 
     data = np.frombuffer(raw, dtype=np.uint8)
     grid = _separators(data, cut + 1, end, len(names))
     return None if grid is None else (names, data, grid)
+
+
+# Flux's usual answer to a plain read or a window of one series: one table, its rows
+# `,_result,0,2021-05-01T00:15:00Z,49.99\r\n` (``_usual_rows``).
+_USUAL_HEADS = (b",result,table,_time,_value\r\n", b",result,table,_time,_value\n")
+_USUAL_ROW = b",_result,0,"
+_USUAL_ROW_8 = int.from_bytes(_USUAL_ROW[:8], "little")
+_USUAL_ROW_4 = int.from_bytes(_USUAL_ROW[7:], "little")
+_LABEL_WIDTH = 20  # `2021-05-01T00:15:00Z`
+_TABLE_0 = frozenset({b"0"})
+
+
+def _unaligned(data: Bytes, dtype: str) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """The number whose bytes start at each place of ``data`` (of the last few: none), as one
+    array over it: a row's first bytes compared in one gather, not a byte matrix."""
+    size = np.dtype(dtype).itemsize
+    return np.ndarray((max(0, len(data) - size + 1),), dtype, data, 0, (1,))
+
+
+def _usual_rows(
+    raw: bytes,
+) -> tuple[Bytes, tuple[Ints, Ints], tuple[Ints, Ints], Cells] | None:
+    """``_block`` and the cells ``CsvCells.of_ascii`` reads from it, for Flux's usual answer
+    only: the header `,result,table,_time,_value` and every row `,_result,0,` and a label of
+    20 bytes from `-` to `~` (a comma, a space or a quote in it would be read otherwise), a
+    comma, a value and the line's end. Its cells found from the line ends alone, in a third of
+    ``_separators``' time on a piece of an answer: the bytes, the label and value spans, and
+    the labels. None for anything else (``_block`` reads it), or a row too short to hold a
+    value. Every cell is what ``_block`` finds: the prefix and the label hold no separator,
+    and a value that holds one is not a number, which the caller refuses as ``_block``'s would
+    be (it has five cells no more)."""
+    head = next((h for h in _USUAL_HEADS if raw.startswith(h)), None)
+    if head is None:
+        return None
+    end = len(raw)
+    while end > len(head) and raw[end - 1] in b"\r\n":
+        end -= 1  # the blank line after the block
+    begin, data = len(head), np.frombuffer(raw, dtype=np.uint8)
+    if end == begin:
+        return None
+    lines = np.flatnonzero(data[begin:end] == _LF) + begin
+    starts = np.concatenate(([begin], lines + 1))
+    stops = np.append(lines - (data[lines - 1] == _CR), end)  # before `\r\n`, `\n` or the end
+    label_at = starts + len(_USUAL_ROW)
+    value_at = label_at + _LABEL_WIDTH + 1
+    if np.any(stops <= value_at):
+        return None  # a blank line, a row shorter than its prefix and label, an empty value
+    if np.any(_unaligned(data, "<u8")[starts] != _USUAL_ROW_8) or np.any(
+        _unaligned(data, "<u4")[starts + 7] != _USUAL_ROW_4
+    ):
+        return None  # the prefix, as a number of its first 8 bytes and one of its last 4
+    if np.any(data[value_at - 1] != _COMMA):
+        return None
+    labels = byte_windows(data, _LABEL_WIDTH)[label_at]
+    if np.any(labels - np.uint8(_MINUS) > 0x7E - _MINUS):
+        return None  # a byte below `-` (a separator, a space, a quote) or past `~`
+    widths = np.full(len(starts), _LABEL_WIDTH)
+    return (
+        data,
+        (label_at, label_at + _LABEL_WIDTH),
+        (value_at, stops),
+        Cells(labels, widths, None),
+    )
 
 
 def _column(names: list[str], grid: tuple[Ints, Ints], name: str) -> tuple[Ints, Ints]:

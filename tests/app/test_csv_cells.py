@@ -278,6 +278,81 @@ def test_a_value_far_longer_than_the_others_is_written_by_the_text_path() -> Non
     assert long.encode() in got
 
 
+# --- Flux's usual rows (``_usual_rows``): the same cells as the general reading -----------------
+
+
+@contextmanager
+def general_reading() -> Iterator[None]:
+    """``CsvCells`` found by ``_block`` and ``_separators`` alone, as before ``_usual_rows``."""
+    usual = module._usual_rows
+    module._usual_rows = lambda raw: None
+    try:
+        yield
+    finally:
+        module._usual_rows = usual
+
+
+def same_cells(a: CsvCells | None, b: CsvCells | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    spans = zip(a.time_spans + a.value_spans, b.time_spans + b.value_spans, strict=True)
+    la, lb = a.labels(), b.labels()
+    return (
+        all(np.array_equal(x, y) for x, y in spans)
+        and a.table_ids == b.table_ids
+        and np.array_equal(la.matrix, lb.matrix)
+        and np.array_equal(la.lengths, lb.lengths)
+        and (la.pad is None) == (lb.pad is None)
+    )
+
+
+# Bytes that matter to a CSV reader: separators, line ends, quotes, spaces, a label's and a
+# number's own bytes, the first and last printable ones and past them.
+_HOSTILE = st.sampled_from(list(b',\r\n" \t+-./0129:TZ_rx~\x7f\x00'))
+
+
+@st.composite
+def usual_texts(draw: st.DrawFn) -> tuple[str, bool]:
+    """Flux's usual answer (`,result,table,_time,_value`, rows `,_result,0,<label>,<value>`),
+    then perhaps a few bytes of ``_HOSTILE`` written over or put between its bytes (the header's
+    included); whether it is still untouched."""
+    n = draw(st.integers(1, 8))
+    labels = [format_time(t) for t in PLANS["aligned"].window_starts()[:n]]
+    values = [draw(_NUMBER) for _ in labels]
+    eol = draw(st.sampled_from(["\r\n", "\n"]))
+    text = ",result,table,_time,_value" + eol
+    text += "".join(f",_result,0,{t},{v}{eol}" for t, v in zip(labels, values, strict=True))
+    text += draw(st.sampled_from(["", eol]))
+    raw = bytearray(text.encode())
+    edits = draw(st.lists(st.tuples(st.integers(0, 10**6), _HOSTILE, st.booleans()), max_size=3))
+    for at, byte, insert in edits:
+        at %= len(raw)
+        if insert:
+            raw.insert(at, byte)
+        else:
+            raw[at] = byte
+    return raw.decode("latin-1"), not edits
+
+
+@settings(max_examples=1500, deadline=None)
+@given(case=usual_texts())
+def test_the_usual_rows_are_read_as_every_other_block(case: tuple[str, bool]) -> None:
+    """Flux's usual answer, read from its line ends alone, gives the cells the general reading
+    gives, with any bytes changed or put in it (a comma in a label or a value, a space, a quote,
+    a lone `\r`, a blank line, another table, a longer label, a broken header): both refuse it,
+    or both read the same cells."""
+    text, untouched = case
+    raw = text.encode("latin-1")
+    fast = CsvCells.of_ascii(raw, None, integer=False)
+    with general_reading():
+        slow = CsvCells.of_ascii(raw, None, integer=False)
+    assert same_cells(fast, slow), text
+    if untouched:
+        assert module._usual_rows(raw) is not None, text  # the case the fast reading is for
+        assert fast is not None
+    event("read" if fast is not None else "refused")
+
+
 # --- read while it arrives (CsvReader) ----------------------------------------------------------
 
 
