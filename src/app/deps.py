@@ -87,11 +87,20 @@ def _query_names(dependant: Dependant) -> tuple[set[str], set[str]]:
     return names, lists
 
 
+# Each route's declared query parameters, found once and kept on the route (its declaration
+# does not change; a route compares by its path, so it cannot be a dictionary's key).
+_DECLARED = "_gridts_query_names"
+
+
 async def strict_query(request: Request) -> None:
     """Refuse query parameters the route does not declare, empty ones and repeated ones
     (422 naming the parameter), with the route's own declaration as the one list."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    names, lists = _query_names(route.dependant)
+    declared: tuple[set[str], set[str]] | None = getattr(route, _DECLARED, None)
+    if declared is None:
+        declared = _query_names(route.dependant)
+        setattr(route, _DECLARED, declared)
+    names, lists = declared
     check_query(request.query_params.multi_items(), names, lists)

@@ -232,11 +232,14 @@ class Store:
     async def turn(self, gone: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[None]:
         """A data request's turn: at most ``concurrent_requests`` at work in this process, the
         rest waiting in the order they came; 429 Busy after waiting the query timeout, and
-        ClientGone when ``gone`` says, once the turn has come, that the client left meanwhile."""
+        ClientGone when ``gone`` says, once the turn has come, that the client left meanwhile
+        (asked only of a request that waited: asking costs Starlette a cancel scope and a
+        receive, 0.2 ms, a few per cent of a small request)."""
         if self._turns is None:
             yield
             return
         began = time.monotonic()
+        waited = self._turns.locked()  # else the turn is taken at once: no time to leave in
         self.waiting += 1
         try:
             async with asyncio.timeout(self._timeout):
@@ -250,7 +253,7 @@ class Store:
             self.waiting -= 1
             self._metrics.turn_wait.observe(time.monotonic() - began)
         try:
-            if gone is not None and await gone():
+            if waited and gone is not None and await gone():
                 raise ClientGone("the client closed its connection while the request waited")
             yield
         finally:
