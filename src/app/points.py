@@ -608,7 +608,7 @@ class CsvReader:
         self._piece_bytes = PIECE_BYTES if piece_bytes is None else piece_bytes
         # The answer's chunks, joined once when it is whole: a buffer grown by each chunk
         # while the pieces' arrays are made is copied whole each time it outgrows its room
-        # (3 ms of a year at 15 m's 16 ms of the API's CPU).
+        # (0.3 to 0.7 ms of reading a year at 15 m, 13 ms).
         self._chunks: list[bytes] = []
         self._tail = bytearray()  # the bytes after those read (the header and pieces' rows)
         self._head = b""  # the header line, with its line end
