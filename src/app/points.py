@@ -1241,9 +1241,7 @@ def _block(raw: bytes, wanted: set[str]) -> tuple[list[str], Bytes, tuple[Ints, 
     names = raw[: max(cut, 0)].decode().rstrip("\r").split(",")
     if cut < 0 or not wanted <= set(names):
         return None
-    end = len(raw)
-    while end > cut + 1 and raw[end - 1] in b"\r\n":
-        end -= 1  # the blank line after the block
+    end = _rows_end(raw, cut + 1)
     data = np.frombuffer(raw, dtype=np.uint8)
     grid = _separators(data, cut + 1, end, len(names))
     return None if grid is None else (names, data, grid)
@@ -1281,9 +1279,7 @@ def _usual_rows(
     head = next((h for h in _USUAL_HEADS if raw.startswith(h)), None)
     if head is None:
         return None
-    end = len(raw)
-    while end > len(head) and raw[end - 1] in b"\r\n":
-        end -= 1  # the blank line after the block
+    end = _rows_end(raw, len(head))
     begin, data = len(head), np.frombuffer(raw, dtype=np.uint8)
     if end == begin:
         return None
@@ -1310,6 +1306,15 @@ def _usual_rows(
         (value_at, stops),
         Cells(labels, widths, None),
     )
+
+
+def _rows_end(raw: bytes, begin: int) -> int:
+    """Where a block's rows, from ``begin``, end: before the line ends after the last (the
+    last row's own and the blank line after the block), never before ``begin``."""
+    end = len(raw)
+    while end > begin and raw[end - 1] in b"\r\n":
+        end -= 1
+    return end
 
 
 def _column(names: list[str], grid: tuple[Ints, Ints], name: str) -> tuple[Ints, Ints]:
