@@ -14,7 +14,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -1001,23 +1001,28 @@ def _nan(v: float | int) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def compose_windows(
-    starts: list[datetime],
+    starts: Ints,
     labels: list[str],
     times: list[str],
     values: list[Value],
     agg: str,
     counts: list[Value] | None = None,
 ) -> Points:
-    """Windows starting at ``starts`` (labelled ``labels``) from per-grain aggregates at
-    ``times``, grains nesting inside the windows. For ``mean``, ``values`` are grain sums and
-    ``counts`` grain counts. Windows without a grain are left out (fills come after)."""
-    edges = [s.timestamp() for s in starts]
+    """Windows starting at ``starts`` (microseconds since the epoch; labelled ``labels``) from
+    per-grain aggregates at ``times``, grains nesting inside the windows. For ``mean``,
+    ``values`` are grain sums and ``counts`` grain counts. Windows without a grain are left out
+    (fills come after)."""
+    edges = starts.tolist()
     acc: dict[int, list[float | int]] = {}
     for n, (t, v) in enumerate(zip(times, values, strict=True)):
         if v is None:
             continue
-        w = bisect.bisect_right(edges, to_instant(t).timestamp()) - 1
+        w = bisect.bisect_right(edges, (to_instant(t) - _EPOCH) // _MICROSECOND) - 1
         if w < 0:
             continue
         got = acc.get(w)
@@ -1325,19 +1330,17 @@ def _column(names: list[str], grid: tuple[Ints, Ints], name: str) -> tuple[Ints,
     return seps[:, j - 1] + 1, stop
 
 
-def stddev_windows(
-    rows: TierRows | tiers.Windows, starts: list[datetime], labels: list[str]
-) -> Points:
-    """The sample standard deviation of the windows starting at ``starts`` (labelled
-    ``labels``) from tier rows inside them (as lists, or as arrays: ``tier_arrays``), merged
-    exactly (``gridts.tiers.merge``: Chan's formula for m2, whatever the tag sets or the order
-    of the rows). A window of one point has none: NaN, as Flux's (null in every format, and no
-    fill fills it); windows without rows are left out (fills come after)."""
+def stddev_windows(rows: TierRows | tiers.Windows, starts: Ints, labels: list[str]) -> Points:
+    """The sample standard deviation of the windows starting at ``starts`` (microseconds since
+    the epoch; labelled ``labels``) from tier rows inside them (as lists, or as arrays:
+    ``tier_arrays``), merged exactly (``gridts.tiers.merge``: Chan's formula for m2, whatever
+    the tag sets or the order of the rows). A window of one point has none: NaN, as Flux's (null
+    in every format, and no fill fills it); windows without rows are left out (fills come
+    after)."""
     parts = rows if isinstance(rows, tiers.Windows) else tier_windows_of(rows)
     if not len(parts):
         return Points(tables=1)
-    edges = np.fromiter((s.timestamp() for s in starts), np.float64, len(starts)).astype(np.int64)
-    keys = np.searchsorted(edges, parts.start, side="right") - 1
+    keys = np.searchsorted(starts, parts.start * 1_000_000, side="right") - 1
     order = np.argsort(keys, kind="stable")
     merged = tiers.merge(parts.select(order), keys[order])
     return Points([labels[k] for k in merged.start.tolist()], merged.stddev().tolist(), 1)

@@ -41,6 +41,7 @@ from app.influxql_csv import Outcome, read_points
 from app.metrics import Metrics
 from app.points import (
     CsvReader,
+    Ints,
     Points,
     TierRows,
     combine_keys,
@@ -580,7 +581,7 @@ class Store:
         return await self._read("tier", query, integer=stat == "count", render=render)
 
     async def _tier_core(
-        self, inner: QueryPlan, series: str, starts: list[datetime], labels: list[str]
+        self, inner: QueryPlan, series: str, starts: Ints, labels: list[str]
     ) -> tuple[Points, Points | None] | None:
         """The windows of ``inner`` (a range on tier boundaries, nothing at its edges) from the
         tier, fills left out: the aggregate's values, or for ``mean`` the windows' sums and
@@ -934,7 +935,7 @@ def _own_windows(plan: QueryPlan, grain: tuple[int, int, bool]) -> bool:
 
 
 def _stat_column(
-    inner: QueryPlan, stat: str, column: Points, starts: list[datetime], labels: list[str]
+    inner: QueryPlan, stat: str, column: Points, starts: Ints, labels: list[str]
 ) -> tuple[Points, None] | None:
     """One statistic per window from the tier (``flux.tier_query``'s answer), tag sets combined
     (counts add up); None when they cannot be (``combine_keys``)."""
@@ -943,7 +944,7 @@ def _stat_column(
 
 
 def _tier_columns(
-    inner: QueryPlan, text: str, starts: list[datetime], labels: list[str]
+    inner: QueryPlan, text: str, starts: Ints, labels: list[str]
 ) -> tuple[Points, Points | None] | None:
     """The windows' sums and counts from the tier (``flux.tier_sum_count_query``'s answer),
     tag sets combined; None when they cannot be."""

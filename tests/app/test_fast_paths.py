@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +15,16 @@ from hypothesis import strategies as st
 from app import formats, shape
 from app.points import CsvReader, Points, combine_keys, parse_fields, parse_flux_csv
 from app.query.plan import DataParams, QueryPlan, build_plan, format_time
-from app.shape import format_times
+from app.shape import format_micros
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_times(instants: list[datetime]) -> list[str]:
+    """``format_micros`` of instants given as datetimes."""
+    micros = [(t - EPOCH) // timedelta(microseconds=1) for t in instants]
+    return format_micros(np.array(micros, dtype=np.int64))
+
 
 # Any instant a datetime holds, whole seconds or not, before and after 1970.
 INSTANTS = st.datetimes(

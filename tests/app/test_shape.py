@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from app import shape
 from app.points import Points, TierRows, combine_keys
 from app.query.plan import Agg, DataParams, QueryPlan, build_plan, composed_grain, format_time
 from gridts.tiers import Tier
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NONE = np.zeros(0, dtype=np.int64)  # no window starts: the plain tiered answer needs none
 
 
 def plan(**kw: str) -> QueryPlan:
@@ -140,8 +144,8 @@ def test_two_tag_sets_merged_into_one_tier_column() -> None:
     merged_sums, merged_counts = combine_keys(sums, "sum"), combine_keys(counts, "sum")
     assert merged_sums is not None
     assert merged_counts is not None
-    values = shape.tier_column(p, "sum", merged_sums, [], [])
-    count = shape.tier_column(p, "count", merged_counts, [], [])
+    values = shape.tier_column(p, "sum", merged_sums, NONE, [])
+    count = shape.tier_column(p, "count", merged_counts, NONE, [])
     got = shape.tier_windows(p, values, count, None, [])
     assert got.times == times
     assert got.values == [2.0, 3.0, 3.0]
@@ -158,8 +162,8 @@ def test_tier_edges_join_the_first_and_last_windows() -> None:
     assert (inner_start, inner_end) == (utc(2021, 5, 2, 0, 15), utc(2021, 5, 2, 3))
     inner = replace(p, start=inner_start, end=inner_end)
     labels = ["2021-05-02T00:15:00Z", "2021-05-02T01:00:00Z", "2021-05-02T02:00:00Z"]
-    sums = shape.tier_column(inner, "sum", Points(list(labels), [9.0, 8.0, 4.0], 1), [], [])
-    counts = shape.tier_column(inner, "count", Points(list(labels), [3, 4, 2], 1), [], [])
+    sums = shape.tier_column(inner, "sum", Points(list(labels), [9.0, 8.0, 4.0], 1), NONE, [])
+    counts = shape.tier_column(inner, "count", Points(list(labels), [3, 4, 2], 1), NONE, [])
     assert sums.times[0] == "2021-05-02T00:00:00Z"
     edges = shape.edge_pair(p, Points(["2021-05-02T03:05:00Z", "2021-05-02T00:05:00Z",
                                        "2021-05-02T00:10:00Z"], [7.0, 1.0, 2.0], 1))  # fmt: skip
@@ -219,9 +223,11 @@ def test_edge_pair_splits_at_the_tier_part() -> None:
 def test_tier_stddev_merges_the_edges() -> None:
     p = tiered(start="2021-05-02T00:05:00Z", end="2021-05-02T02:00:00Z", resolution="1h",
                agg="stddev", fill="null")  # fmt: skip
-    starts = p.window_starts()
-    labels = [format_time(s) for s in starts]
-    assert shape.tier_labels(p) == (starts, labels)
+    starts = shape.start_micros(p)
+    labels = [format_time(s) for s in p.window_starts()]
+    assert starts.tolist() == [(s - EPOCH) // timedelta(microseconds=1) for s in p.window_starts()]
+    got_starts, got_labels = shape.tier_labels(p)
+    assert (got_starts.tolist(), got_labels) == (starts.tolist(), labels)
     rows = TierRows(["2021-05-02T00:15:00Z"], [2], [6.0], [2.0])  # points 2 and 4
     edges = shape.edge_pair(p, Points(["2021-05-02T00:05:00Z"], [3.0], 1))
     assert edges is not None
@@ -234,5 +240,30 @@ def test_tier_stddev_merges_the_edges() -> None:
 
 
 def test_plain_tier_answer_needs_no_windows() -> None:
-    assert shape.tier_labels(tiered(resolution="1h")) == ([], [])
+    starts, labels = shape.tier_labels(tiered(resolution="1h"))
+    assert (len(starts), labels) == (0, [])
     assert len(shape.tier_labels(tiered(resolution="1h", fill="null"))[1]) == 3
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2021-03-20T05:03:00Z", "2021-04-30T17:11:00Z"),  # over the spring change
+        ("2021-10-30T18:07:00Z", "2021-11-01T09:00:00Z"),  # over the autumn change
+        ("1969-12-20T23:59:59Z", "1970-01-12T00:00:01Z"),  # before and after the epoch
+    ],
+)
+@pytest.mark.parametrize("tz", [None, "Europe/Zurich", "Asia/Kathmandu", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("resolution", ["1m", "15m", "1h", "6h", "1d", "1w"])
+def test_window_starts_as_one_array_are_the_window_starts(
+    start: str, end: str, tz: str | None, resolution: str
+) -> None:
+    """``start_micros`` and ``format_micros`` (what the tier, local and raw windows are made
+    of, without a datetime per window) give ``window_starts`` and ``format_time`` of each,
+    local clocks and both changes of the clocks included."""
+    p = plan(start=start, end=end, resolution=resolution, **({"tz": tz} if tz else {}))
+    want = p.window_starts()
+    starts = shape.start_micros(p)
+    assert starts.dtype == np.int64
+    assert starts.tolist() == [(s - EPOCH) // timedelta(microseconds=1) for s in want]
+    assert shape.format_micros(starts) == [format_time(s) for s in want]

@@ -115,7 +115,7 @@ def test_stddev_windows_merge_exactly() -> None:
         minutes.sum.tolist(),
         minutes.m2.tolist(),
     )
-    starts = [datetime(2021, 5, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(2)]
+    starts = np.array([1_619_827_200 + 3600 * h for h in range(2)], dtype=np.int64) * 1_000_000
     got = stddev_windows(rows, starts, [H0, H1])
     assert got.times == [H0, H1]
     for i, value in enumerate(got.values):

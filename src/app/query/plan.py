@@ -223,6 +223,12 @@ class QueryPlan:
             return []
         return window_starts(self.start, self.end, self.window, self.tz)
 
+    def window_start_micros(self) -> Sequence[int]:
+        """``window_starts`` in microseconds since the epoch (``window_start_micros``)."""
+        if self.window is None:
+            return []
+        return window_start_micros(self.start, self.end, self.window, self.tz)
+
 
 @dataclass(frozen=True)
 class DataParams:
@@ -408,11 +414,18 @@ def window_start(instant: datetime, window: Window, tz: str | None) -> datetime:
 
 def window_starts(start: datetime, end: datetime, window: Window, tz: str | None) -> list[datetime]:
     """Starts of the windows that intersect [start, end)."""
+    return [_from_micros(us) for us in window_start_micros(start, end, window, tz)]
+
+
+def window_start_micros(
+    start: datetime, end: datetime, window: Window, tz: str | None
+) -> Sequence[int]:
+    """``window_starts`` as microseconds since the epoch, without a datetime each: a `range`
+    for UTC windows (evenly spaced), a list for local ones."""
     if tz is not None and not window.whole_days:
         step_us = window.seconds * MICRO
         first_us = _local_start(_micros(start), step_us, tz)
-        inner = _local_starts(_micros(start) + 1, _micros(end), step_us, tz)
-        return [_from_micros(us) for us in (first_us, *inner)]
+        return [first_us, *_local_starts(_micros(start) + 1, _micros(end), step_us, tz)]
     first = window_start(start, window, tz)
     if tz is not None and window.whole_days:
         zone = ZoneInfo(tz)
@@ -420,10 +433,10 @@ def window_starts(start: datetime, end: datetime, window: Window, tz: str | None
         step = timedelta(days=window.seconds // DAY)
         count = window_count(start, end, window, tz)
         days = [day + step * i for i in range(count)]
-        return [datetime.combine(d, dtime(0), tzinfo=zone).astimezone(UTC) for d in days]
+        return [_micros(datetime.combine(d, dtime(0), tzinfo=zone)) for d in days]
     count = window_count(start, end, window, None)
-    step = window.duration
-    return [first + step * i for i in range(count)]
+    step_us = window.seconds * MICRO
+    return range(_micros(first), _micros(first) + step_us * count, step_us)
 
 
 def window_count(start: datetime, end: datetime, window: Window, tz: str | None) -> int:
