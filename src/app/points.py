@@ -867,36 +867,72 @@ _EXACT_DIGITS = 15
 _POWERS_OF_TEN = np.array([float(10**k) for k in range(23)])
 
 
+def _long_powers() -> npt.NDArray[np.longdouble]:
+    """10**0 to 10**27 in long double, each made by exact multiplications (5**27 < 2**63)."""
+    powers = np.ones(28, dtype=np.longdouble)
+    for k in range(1, 28):
+        powers[k] = powers[k - 1] * 10
+    return powers
+
+
+# Long double holds a 64-bit significand on x86-64 (113 bits on aarch64 Linux; where it is only
+# a double, as on Windows, ``_rounded_once`` is not used).
+_LONG_DOUBLE = np.finfo(np.longdouble).nmant >= 63
+_LONG_POWERS = _long_powers()
+# Digits are taken while the integer is below this: one more keeps it below 10**18 < 2**63.
+_TAKE_BELOW = 10**17
+
+
 def _decimals(cells: Cells, data: Bytes, spans: tuple[Ints, Ints]) -> Floats:
     """Finite decimals (``_finite_numbers``, padded with `0`) as floats, each exactly what
-    ``float`` makes of its text: its digits as an integer below 2**53 divided by a power of ten
-    up to 10**22, both exact, is the correctly rounded value (Clinger's fast path of strtod);
-    cells of more digits are read by numpy's conversion of text, correctly rounded as
-    ``float``'s (a float's 17 digits: a tier's sums and m2)."""
+    ``float`` makes of its text. Its digits as an integer below 2**53 divided by a power of ten
+    up to 10**22, both exact, is the correctly rounded value (Clinger's fast path of strtod).
+    An integer of up to 18 digits over a power up to 10**27 (a float's 17 digits: a tier's
+    sums and m2) is divided in long double, both exact there (``_rounded_once``). Cells of more
+    digits, and the rare quotient that lands on a midpoint between two doubles, are read by
+    numpy's conversion of text, correctly rounded as ``float``'s, all at once."""
     matrix, lengths = cells.matrix, cells.lengths
-    width = matrix.shape[1]
-    mantissa = np.zeros(len(lengths), dtype=np.int64)
-    ndigits = np.zeros(len(lengths), dtype=np.int64)
-    after = np.zeros(len(lengths), dtype=np.int64)  # digits after the dot
-    dotted = np.zeros(len(lengths), dtype=np.bool_)
+    width, n = matrix.shape[1], len(lengths)
+    mantissa = np.zeros(n, dtype=np.int64)
+    after = np.zeros(n, dtype=np.int64)  # digits taken after the dot
+    dotted = np.zeros(n, dtype=np.bool_)
+    dropped = np.zeros(n, dtype=np.bool_)  # a digit not taken: the integer would not fit
     for j in range(width):
         column = matrix[:, j]
         real = j < lengths
         digit = real & (column != _DOT) & (column != _MINUS)
-        mantissa = np.where(
-            digit & (ndigits < 18), mantissa * 10 + (column.astype(np.int64) - _DIGIT), mantissa
-        )
-        ndigits += digit
-        after += digit & dotted
+        take = digit & (mantissa < _TAKE_BELOW)
+        mantissa = np.where(take, mantissa * 10 + (column.astype(np.int64) - _DIGIT), mantissa)
+        dropped |= digit & ~take
+        after += take & dotted
         dotted |= real & (column == _DOT)
+    exact = ~dropped & (mantissa <= 2**53) & (after < len(_POWERS_OF_TEN))
     values: Floats = mantissa / _POWERS_OF_TEN[np.minimum(after, len(_POWERS_OF_TEN) - 1)]
+    rest = np.flatnonzero(~exact)
+    if len(rest) and _LONG_DOUBLE:
+        once = ~dropped[rest] & (after[rest] < len(_LONG_POWERS))
+        values[rest[once]], good = _rounded_once(mantissa[rest[once]], after[rest[once]])
+        rest = np.concatenate((rest[~once], rest[once][~good]))
     values[matrix[:, 0] == _MINUS] *= -1
-    long = np.flatnonzero(ndigits > _EXACT_DIGITS)
-    if len(long):  # read by numpy's own conversion of text, as exact as ``float``: all at once
-        texts = Cells.of(data, spans[0][long], spans[1][long], 0).matrix
-        values[long] = texts.view(f"S{texts.shape[1]}").ravel().astype(np.float64)
+    if len(rest):  # read by numpy's own conversion of text, as exact as ``float``: all at once
+        texts = Cells.of(data, spans[0][rest], spans[1][rest], 0).matrix
+        values[rest] = texts.view(f"S{texts.shape[1]}").ravel().astype(np.float64)
     return values
 
+
+def _rounded_once(mantissa: Ints, after: Ints) -> tuple[Floats, npt.NDArray[np.bool_]]:
+    """``mantissa / 10**after`` as the correctly rounded double, and where it is. The integer
+    (below 2**63) and the power (up to 10**27) are exact in long double, so their quotient there
+    is rounded once; rounding that to a double again gives the correctly rounded double unless
+    the long double quotient is itself a midpoint between two doubles (a midpoint strictly
+    between the true quotient and its rounding would be a nearer long double): those are marked
+    not good, for the caller to read otherwise."""
+    quotient = mantissa.astype(np.longdouble) / _LONG_POWERS[after]
+    rounded = quotient.astype(np.float64)
+    residue = quotient - rounded.astype(np.longdouble)  # exact: both near each other
+    toward = np.nextafter(rounded, np.where(residue > 0, np.inf, -np.inf))
+    half = (toward.astype(np.longdouble) - rounded.astype(np.longdouble)) / 2
+    return rounded, (residue == 0) | (residue != half)
 
 def _finite_numbers(cells: Cells) -> bool:
     """Whether every cell is a number of ``_NUMBERS``: `-?[0-9]+(\\.[0-9]+)?` (cells padded

@@ -6,10 +6,12 @@ single-block bodies (issue 10, item 7)."""
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
@@ -489,6 +491,86 @@ def test_arrays_are_the_texts_read_by_python(rows: list[tuple[datetime, str]]) -
     want = [float(v) for _, v in rows]
     assert [math.copysign(1, v) for v in values.tolist()] == [math.copysign(1, v) for v in want]
     assert values.tolist() == want
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as InfluxDB writes a float's text: no exponent."""
+    return format(value, "f")
+
+
+def _near_midpoint(x: float, digits: int) -> str:
+    """The midpoint between ``x`` and the next double up, rounded to ``digits`` significant
+    digits: where reading a decimal twice rounded (to long double, then to double) can go wrong
+    and ``float`` does not."""
+    above = math.nextafter(x, math.inf)
+    with localcontext() as ctx:
+        ctx.prec = 800
+        mid = (Decimal(x) + Decimal(above)) / 2
+        ctx.prec = digits
+        return _plain(+mid)
+
+
+def _integer_midpoint(exponent: int, odd: int) -> str:
+    """An integer exactly halfway between two doubles of [2**exponent, 2**(exponent + 1))."""
+    ulp = 2 ** (exponent - 52)
+    return str(2**exponent + (2 * odd + 1) * ulp // 2)
+
+
+_HARD_DECIMALS = st.one_of(
+    st.builds(
+        _near_midpoint,
+        # a double of any significand (hypothesis' own floats favour short ones)
+        st.builds(math.ldexp, st.integers(2**52, 2**53 - 1), st.integers(-80, 4)),
+        st.sampled_from([15, 16, 17, 18, 18, 18, 19, 20]),
+    ),
+    st.builds(_integer_midpoint, st.integers(53, 62), st.integers(0, 2**20)),
+    # the same digits with a dot: no longer a midpoint, read in long double as well
+    st.builds(
+        lambda exponent, odd, k: _plain(Decimal(_integer_midpoint(exponent, odd)).scaleb(-k)),
+        st.integers(53, 59),
+        st.integers(0, 2**20),
+        st.integers(1, 27),
+    ),
+).flatmap(lambda text: st.sampled_from([text, "-" + text]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_HARD_DECIMALS, min_size=1, max_size=60))
+def test_values_near_a_midpoint_between_doubles_are_read_as_python_reads_them(
+    values: list[str],
+) -> None:
+    """Texts of 15 to 20 digits at or within a digit of the midpoint between two doubles, and
+    integers exactly at one: read with numpy (through long double where it is wider), each is
+    ``float`` of its text, bit for bit."""
+    labels = [f"2021-05-01T00:{i // 60:02d}:{i % 60:02d}Z" for i in range(len(values))]
+    cells = CsvCells.parse(_body(labels, values))
+    assert cells is not None
+    got = cells.arrays()
+    assert got is not None
+    assert got[1].tolist() == [float(v) for v in values]
+
+
+def test_many_texts_near_midpoints_are_read_as_python_reads_them() -> None:
+    """20,000 texts of 18 digits near midpoints between doubles (a tier's sums and m2 have 17
+    digits), of which some are read wrong by any reading that rounds twice, to long double and
+    then to double: the data holds that case (numpy's own long double reading shows it), and
+    the arrays still equal ``float`` of each text."""
+    rng = random.Random(18)
+    values = [
+        _near_midpoint(math.ldexp(rng.randrange(2**52, 2**53), rng.randrange(-60, 0)), 18)
+        for _ in range(20_000)
+    ]
+    want = [float(v) for v in values]
+    if np.finfo(np.longdouble).nmant > 52:  # (where long double is wider than a double)
+        twice = [float(np.longdouble(v)) for v in values]
+        assert sum(a != b for a, b in zip(twice, want, strict=True)) > 10
+    start = datetime(2021, 5, 1, tzinfo=UTC)
+    labels = [format_time(start + timedelta(seconds=i)) for i in range(len(values))]
+    cells = CsvCells.parse(_body(labels, values))
+    assert cells is not None
+    got = cells.arrays()
+    assert got is not None
+    assert got[1].tolist() == want
 
 
 @pytest.mark.parametrize(
