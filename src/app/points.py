@@ -1203,16 +1203,24 @@ def tier_rows(text: str) -> TierRows | None:
     return TierRows(count.times, count.values, total.values, m2.values)  # type: ignore[arg-type]
 
 
-def tier_arrays(text: str) -> tiers.Windows | None:
-    """``tier_rows`` read with numpy (``field_arrays``): one tag set's `count`, `sum` and `m2`
-    per tier window (``start`` in seconds; min, max, first and last not read: zeros); None for
-    any other answer, which ``tier_rows`` reads then (a month at 1 m: 130,000 cells)."""
+def tier_arrays(text: str, *, sums: bool = True) -> tiers.Windows | None:
+    """``tier_rows`` read with numpy (``field_arrays``): the `count`, `sum` and `m2` of each
+    tier row (``start`` in seconds; min, max, first and last not read: zeros), the rows of
+    several tag sets one after the other, each field's in the same order (``stddev_windows``
+    merges the rows of a window). Without ``sums`` (what the tier's own windows need: each
+    window one row), zeros for the sums, and None unless every window has one row: rows in
+    strictly increasing time. None for any other answer, which ``tier_rows`` reads then (a
+    month at 1 m: 130,000 cells)."""
     fields = field_arrays(text)
-    if fields is None or not {"count", "sum", "m2"} <= fields.keys():
+    names = {"count", "sum", "m2"} if sums else {"count", "m2"}
+    if fields is None or fields.keys() != names:
         return None
-    (start, count), (at_sum, total), (at_m2, m2) = fields["count"], fields["sum"], fields["m2"]
+    (start, count), (at_m2, m2) = fields["count"], fields["m2"]
+    at_sum, total = fields["sum"] if sums else (start, np.zeros(len(start)))
     if not (np.array_equal(start, at_sum) and np.array_equal(start, at_m2)):
         return None
+    if not sums and np.any(np.diff(start) <= 0):
+        return None  # rows of several tag sets in a window: merged only with their sums
     whole = count.astype(np.int64)
     if np.any(whole != count):
         return None

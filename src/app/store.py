@@ -632,8 +632,17 @@ class Store:
         inner = replace(plan, start=inner_start, end=inner_end)
         starts, labels = shape.tier_labels(plan)
         if plan.agg is Agg.STDDEV:
-            text, edges = await self._with_edges(flux.tier_rows_query(inner, series), plan, series)
-            rows: TierRows | tiers.Windows | None = tier_arrays(text)
+            grain = _tier_grain(inner)
+            rows: TierRows | tiers.Windows | None = None
+            if not plan.edge_ranges and grain is not None and _own_windows(inner, grain):
+                # each window a row of the tier: its m2 is the window's, no sum needed unless
+                # several tag sets must be merged (then read again with the sums, below)
+                query = flux.tier_rows_query(inner, series, sums=False)
+                rows, edges = tier_arrays(await self._csv("tier", query), sums=False), None
+            if rows is None:
+                query = flux.tier_rows_query(inner, series)
+                text, edges = await self._with_edges(query, plan, series)
+                rows = tier_arrays(text)
             if rows is None:
                 rows = tier_rows(text)
             if rows is None:  # several tag sets: their fields paired by Flux

@@ -183,3 +183,38 @@ def test_tier_rows_numpy_leaves_every_other_answer_to_the_strings() -> None:
     error = "error,reference\r\nsomething,\r\n"
     for text in (second_tag_set, fraction, exponent, half, no_m2, wide, error, ""):
         assert tier_arrays(text) is None, text
+
+
+def _counts_and_m2(tag_sets: list[list[tuple[int, int, str]]]) -> str:
+    """Flux's unpivoted answer of count and m2 only, for several tag sets: the counts' tables
+    one after the other, then the m2 tables (rows: minute, count, m2)."""
+    head = ",result,table,_time,_value,_field\r\n"
+    day = datetime(2021, 5, 1, tzinfo=UTC)
+
+    def block(field: str, first_table: int) -> str:
+        return "".join(
+            f",_result,{first_table + k},{format_time(day + timedelta(minutes=m))},"
+            f"{c if field == 'count' else v},{field}\r\n"
+            for k, rows in enumerate(tag_sets)
+            for m, c, v in rows
+        )
+
+    return head + block("count", 0) + "\r\n" + head + block("m2", len(tag_sets)) + "\r\n"
+
+
+def test_own_windows_are_read_without_sums_only_when_each_has_one_row() -> None:
+    """A tier's own windows need count and m2 alone, when no window has rows of two tag sets
+    (their merge needs the sums): those are None, for the caller to read the sums too."""
+    one = tier_arrays(_counts_and_m2([[(0, 2, "0.5"), (1, 3, "1.25")]]), sums=False)
+    assert one is not None
+    assert (one.start.tolist(), one.count.tolist(), one.m2.tolist(), one.sum.tolist()) == (
+        [1_619_827_200, 1_619_827_260], [2, 3], [0.5, 1.25], [0.0, 0.0])  # fmt: skip
+    apart = _counts_and_m2([[(0, 2, "0.5")], [(1, 3, "1.25")]])  # tag sets in other minutes
+    assert tier_arrays(apart, sums=False) is not None
+    shared = _counts_and_m2([[(0, 2, "0.5"), (1, 3, "1.25")], [(1, 4, "2")]])
+    assert tier_arrays(shared, sums=False) is None
+    back = _counts_and_m2([[(1, 3, "1.25")], [(0, 2, "0.5")]])  # the second tag set earlier
+    assert tier_arrays(back, sums=False) is None
+    with_sums = _unpivoted([(0, 2, "3.5", "0.5"), (1, 3, "4", "1.25")], True)
+    assert tier_arrays(with_sums, sums=False) is None  # (what it asked for, no more)
+    assert tier_arrays(_counts_and_m2([[(0, 2, "0.5")]])) is None  # sums asked for: none

@@ -253,18 +253,24 @@ def tier_count_query(plan: QueryPlan, series: str) -> FluxQuery:
     return with_edges(FluxQuery(text, params), counted)
 
 
-def tier_rows_query(plan: QueryPlan, series: str, *, pivot: bool = False) -> FluxQuery:
+def tier_rows_query(
+    plan: QueryPlan, series: str, *, pivot: bool = False, sums: bool = True
+) -> FluxQuery:
     """The tier's rows with what a merge of windows needs for ``stddev``: count, sum, m2, one
     table per field and tag set (``points.tier_rows``); with ``pivot``, one row per tier
     window and tag set (``points.parse_tier_rows``: Flux's `pivot` costs InfluxDB 2.5 x the
-    read, needed only to pair several tag sets' fields)."""
+    read, needed only to pair several tag sets' fields). Without ``sums``, count and m2 only:
+    all that the tier's own windows of one tag set need (``points.tier_arrays``)."""
     if plan.tier is None:
         raise ValueError("the plan reads no tier")
+    if pivot and not sums:
+        raise ValueError("pivoted rows are merged: they need their sums")
     params = _series_params(plan.source_bucket, series, plan.start, plan.end)
-    text = """from(bucket: p_bucket)
+    wanted = ' or r._field == "sum"' if sums else ""
+    text = f"""from(bucket: p_bucket)
     |> range(start: p_start, stop: p_stop)
     |> filter(fn: (r) => r._measurement == p_series
-        and (r._field == "count" or r._field == "sum" or r._field == "m2"))"""
+        and (r._field == "count"{wanted} or r._field == "m2"))"""
     if pivot:
         text += """
     |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
