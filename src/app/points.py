@@ -934,6 +934,7 @@ def _rounded_once(mantissa: Ints, after: Ints) -> tuple[Floats, npt.NDArray[np.b
     half = (toward.astype(np.longdouble) - rounded.astype(np.longdouble)) / 2
     return rounded, (residue == 0) | (residue != half)
 
+
 def _finite_numbers(cells: Cells) -> bool:
     """Whether every cell is a number of ``_NUMBERS``: `-?[0-9]+(\\.[0-9]+)?` (cells padded
     with `0`). The signs and dots are found in the flat matrix, a few per row at most."""

@@ -634,11 +634,14 @@ class Store:
         if plan.agg is Agg.STDDEV:
             grain = _tier_grain(inner)
             rows: TierRows | tiers.Windows | None = None
-            if not plan.edge_ranges and grain is not None and _own_windows(inner, grain):
-                # each window a row of the tier: its m2 is the window's, no sum needed unless
-                # several tag sets must be merged (then read again with the sums, below)
+            if grain is not None and _own_windows(inner, grain):
+                # each window a row of the tier, or at a cut end of the range the raw points of
+                # an edge alone (the tier's part begins and ends on the plan's windows): its m2
+                # is the window's, no sum needed unless several tag sets must be merged (then
+                # read again with the sums, below)
                 query = flux.tier_rows_query(inner, series, sums=False)
-                rows, edges = tier_arrays(await self._csv("tier", query), sums=False), None
+                text, edges = await self._with_edges(query, plan, series)
+                rows = tier_arrays(text, sums=False)
             if rows is None:
                 query = flux.tier_rows_query(inner, series)
                 text, edges = await self._with_edges(query, plan, series)

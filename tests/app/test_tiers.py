@@ -617,15 +617,21 @@ async def test_falls_back_to_raw(
     assert a.json()["points"] == b.json()["points"]
 
 
+@pytest.mark.parametrize("cut", [False, True])
 @pytest.mark.parametrize("fill", ["none", "null"])
 @pytest.mark.parametrize("resolution", ["1m", "15m", "1h"])
 async def test_stddev_of_the_tiers_own_windows(
-    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, resolution: str, fill: str
+    with_tiers: httpx.AsyncClient,
+    raw_only: httpx.AsyncClient,
+    resolution: str,
+    fill: str,
+    cut: bool,
 ) -> None:
-    """Each window one row of the tier, one tag set, no edge: its count and m2 alone (no sum)
-    give the window's stddev, over both of a 1 s series' DST-night hours."""
-    params = {"start": "2021-03-27T20:00:00Z", "end": "2021-03-28T04:00:00Z",
-              "resolution": resolution, "agg": "stddev", "fill": fill}  # fmt: skip
+    """Each window one row of the tier and one tag set, or (a range begun and ended inside a
+    window) the raw points of an edge alone: count and m2 (no sum) give each window's stddev,
+    over a 1 s series' DST night."""
+    span = CUT_BOTH if cut else {"start": "2021-03-27T20:00:00Z", "end": "2021-03-28T04:00:00Z"}
+    params = {**span, "resolution": resolution, "agg": "stddev", "fill": fill}
     a, b = await both(with_tiers, raw_only, "/v1/series/hz_1s/data", params)
     assert a.json()["source"] == f"tier:{resolution}"
     seconds = {"1m": 60, "15m": 900, "1h": 3600}[resolution]
