@@ -634,11 +634,13 @@ class Store:
         if plan.agg is Agg.STDDEV:
             grain = _tier_grain(inner)
             rows: TierRows | tiers.Windows | None = None
-            if grain is not None and _own_windows(inner, grain):
+            info = self._catalog.series.get(series)
+            one_tag_set = info is not None and all(len(v) <= 1 for v in info.tags.values())
+            if one_tag_set and grain is not None and _own_windows(inner, grain):
                 # each window a row of the tier, or at a cut end of the range the raw points of
                 # an edge alone (the tier's part begins and ends on the plan's windows): its m2
                 # is the window's, no sum needed unless several tag sets must be merged (then
-                # read again with the sums, below)
+                # read again with the sums, below; the catalog said one tag set)
                 query = flux.tier_rows_query(inner, series, sums=False)
                 text, edges = await self._with_edges(query, plan, series)
                 rows = tier_arrays(text, sums=False)
