@@ -875,9 +875,10 @@ def _long_powers() -> npt.NDArray[np.longdouble]:
     return powers
 
 
-# Long double holds a 64-bit significand on x86-64 (113 bits on aarch64 Linux; where it is only
-# a double, as on Windows, ``_rounded_once`` is not used).
-_LONG_DOUBLE = np.finfo(np.longdouble).nmant >= 63
+# Long double is IEEE's 80-bit extended on x86-64 (a 64-bit significand) and binary128 on
+# aarch64 Linux (113 bits); elsewhere (a double on Windows, IBM's double-double on POWER, which
+# does not round as IEEE does) ``_rounded_once`` is not used.
+_LONG_DOUBLE = np.finfo(np.longdouble).nmant in (63, 112)
 _LONG_POWERS = _long_powers()
 # Digits are taken while the integer is below this: one more keeps it below 10**18 < 2**63.
 _TAKE_BELOW = 10**17

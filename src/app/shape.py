@@ -179,6 +179,7 @@ def tier_labels(plan: QueryPlan) -> tuple[Ints, list[str]]:
 
 
 _NO_STARTS: Ints = np.zeros(0, dtype=np.int64)
+_NO_STARTS.flags.writeable = False
 
 
 def start_micros(plan: QueryPlan) -> Ints:
