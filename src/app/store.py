@@ -632,29 +632,7 @@ class Store:
         inner = replace(plan, start=inner_start, end=inner_end)
         starts, labels = shape.tier_labels(plan)
         if plan.agg is Agg.STDDEV:
-            grain = _tier_grain(inner)
-            rows: TierRows | tiers.Windows | None = None
-            info = self._catalog.series.get(series)
-            one_tag_set = info is not None and all(len(v) <= 1 for v in info.tags.values())
-            if one_tag_set and grain is not None and _own_windows(inner, grain):
-                # each window a row of the tier, or at a cut end of the range the raw points of
-                # an edge alone (the tier's part begins and ends on the plan's windows): its m2
-                # is the window's, no sum needed unless several tag sets must be merged (then
-                # read again with the sums, below; the catalog said one tag set)
-                query = flux.tier_rows_query(inner, series, sums=False)
-                text, edges = await self._with_edges(query, plan, series)
-                rows = tier_arrays(text, sums=False)
-            if rows is None:
-                query = flux.tier_rows_query(inner, series)
-                text, edges = await self._with_edges(query, plan, series)
-                rows = tier_arrays(text)
-            if rows is None:
-                rows = tier_rows(text)
-            if rows is None:  # several tag sets: their fields paired by Flux
-                query = flux.tier_rows_query(inner, series, pivot=True)
-                text, edges = await self._with_edges(query, plan, series)
-                rows = parse_tier_rows(text)
-            return shape.tier_stddev(plan, rows, edges, starts, labels)
+            return await self._tier_stddev(plan, inner, series, starts, labels)
         if not plan.edge_ranges:
             core = await self._tier_core(inner, series, starts, labels)
             return None if core is None else shape.tier_windows(plan, *core, None, labels)
@@ -688,6 +666,35 @@ class Store:
             )
         )
         return None if columns is None else shape.tier_windows(plan, *columns, edges, labels)
+
+    async def _tier_stddev(
+        self, plan: QueryPlan, inner: QueryPlan, series: str, starts: Ints, labels: list[str]
+    ) -> Points:
+        """The plan's standard deviations from its tier's count, sum and m2 (and the raw
+        edges), merged exactly; at the tier's own windows of a series of one tag set, from
+        count and m2 alone (ADR 0015 addendum)."""
+        grain = _tier_grain(inner)
+        rows: TierRows | tiers.Windows | None = None
+        info = self._catalog.series.get(series)
+        one_tag_set = info is not None and all(len(v) <= 1 for v in info.tags.values())
+        if one_tag_set and grain is not None and _own_windows(inner, grain):
+            # each window a row of the tier, or at a cut end of the range the raw points of an
+            # edge alone (the tier's part begins and ends on the plan's windows): its m2 is the
+            # window's, no sum needed unless several tag sets must be merged (then read again
+            # with the sums, below; the catalog said one tag set)
+            query = flux.tier_rows_query(inner, series, sums=False)
+            text, edges = await self._with_edges(query, plan, series)
+            rows = tier_arrays(text, sums=False)
+        if rows is None:
+            text, edges = await self._with_edges(flux.tier_rows_query(inner, series), plan, series)
+            rows = tier_arrays(text)
+        if rows is None:
+            rows = tier_rows(text)
+        if rows is None:  # several tag sets: their fields paired by Flux
+            query = flux.tier_rows_query(inner, series, pivot=True)
+            text, edges = await self._with_edges(query, plan, series)
+            rows = parse_tier_rows(text)
+        return shape.tier_stddev(plan, rows, edges, starts, labels)
 
     async def points(self, plan: QueryPlan, series: str) -> Points:
         """The plan's points for one series, window labels at window starts; from the plan's
