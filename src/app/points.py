@@ -803,38 +803,54 @@ def civil_dates(days: Ints) -> Bytes:
 
 
 # `YYYY-MM-DDTHH:MM:SSZ`: where its digits are, and the byte between the fields.
-_LABEL_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_DATE_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9])
 _LABEL_MARKS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":"), 19: ord("Z")}
 
 
 def _label_seconds(matrix: Bytes) -> Ints | None:
     """Labels of 20 bytes, one a row, as seconds since the epoch (the proleptic Gregorian days
     of Howard Hinnant's days_from_civil); None when one is not `YYYY-MM-DDTHH:MM:SSZ` with a
-    valid month, day, hour, minute and second."""
+    valid month, day, hour, minute and second. The date is read once per run of labels with
+    the same date bytes (a day of 1 s points is one run), the clock of every label."""
     if any(np.any(matrix[:, j] != mark) for j, mark in _LABEL_MARKS.items()):
         return None
-    digits = matrix[:, _LABEL_DIGITS].astype(np.int64) - _DIGIT
+    n = len(matrix)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    dates = np.ascontiguousarray(matrix[:, :10]).view(np.dtype("V10")).ravel()
+    new_day = np.empty(n, dtype=np.bool_)
+    new_day[0], new_day[1:] = True, dates[1:] != dates[:-1]
+    days = _label_days(matrix[new_day])
+    clock = _label_clock(matrix)
+    if days is None or clock is None:
+        return None
+    # (digits all: tens of minutes and seconds up to 5, hours up to 23)
+    tens = matrix[:, _CLOCK_DIGITS[[2, 4]]]
+    if np.any(tens > ord("5")) or np.any(clock >= _DAY_SECONDS):
+        return None
+    seconds: Ints = days[np.cumsum(new_day) - 1] * 86400 + clock
+    return seconds
+
+
+def _label_days(matrix: Bytes) -> Ints | None:
+    """The dates of labels of 20 bytes (their marks checked) as days since the epoch; None
+    when one is not a valid `YYYY-MM-DD`."""
+    digits = matrix[:, _DATE_DIGITS].astype(np.int64) - _DIGIT
     if np.any((digits < 0) | (digits > 9)):
         return None
     d = digits
     year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
     month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
-    hour, minute, second = (
-        d[:, 8] * 10 + d[:, 9],
-        d[:, 10] * 10 + d[:, 11],
-        d[:, 12] * 10 + d[:, 13],
-    )
-    if np.any((month < 1) | (month > 12) | (day < 1) | (hour > 23) | (minute > 59) | (second > 59)):
+    if np.any((month < 1) | (month > 12) | (day < 1)):
+        return None
+    if np.any(day > _month_days(year, month)):
         return None
     y = year - (month <= 2)
     era = y // 400
     yoe = y - era * 400
     doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    if np.any(day > _month_days(year, month)):
-        return None
-    seconds: Ints = days * 86400 + hour * 3600 + minute * 60 + second
-    return seconds
+    days: Ints = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return days
 
 
 _DAY_SECONDS = 86_400

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -571,6 +572,53 @@ def test_many_texts_near_midpoints_are_read_as_python_reads_them() -> None:
     got = cells.arrays()
     assert got is not None
     assert got[1].tolist() == want
+
+
+_LABEL = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
+def _seconds_by_python(labels: list[bytes]) -> list[int] | None:
+    """Each label's instant as Python reads it, or None when one is not a valid time."""
+    out = []
+    for t in labels:
+        if not _LABEL.fullmatch(t):
+            return None
+        try:
+            y, mo, d, h, mi, sec = (int(t[a : a + 2 + 2 * (a == 0)]) for a in (0, 5, 8, 11, 14, 17))
+            instant = datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
+        except ValueError:
+            return None
+        out.append(int(instant.timestamp()))
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    day=st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 25)),
+    offsets=st.lists(st.integers(0, 5 * 86400), min_size=1, max_size=60),
+    changes=st.lists(
+        st.tuples(st.integers(0, 59), st.integers(0, 19), st.sampled_from(b"0123459:-TZx /")),
+        max_size=3,
+    ),
+)
+def test_label_seconds_are_pythons_reading_of_each_label(
+    day: datetime, offsets: list[int], changes: list[tuple[int, int, int]]
+) -> None:
+    """Labels of a few days in order (runs of one date, whose date is read once), a few bytes
+    of some changed to digits and marks: their instants as Python reads each, or None when one
+    is not a valid time (a 25th hour, a 60th minute, the 31st of April, a mark out of place),
+    whichever label of a run it is."""
+    start = day.replace(microsecond=0, tzinfo=UTC)
+    instants = [start + timedelta(seconds=s) for s in sorted(offsets)]
+    labels = [bytearray(format_time(t).encode()) for t in instants]
+    for row, at, byte in changes:
+        labels[row % len(labels)][at] = byte
+    texts = [bytes(t) for t in labels]
+    assume(not any(t.startswith(b"0000") for t in texts))  # (Python has no year 0)
+    matrix = np.frombuffer(b"".join(texts), dtype=np.uint8).reshape(len(texts), 20)
+    got = module._label_seconds(matrix)
+    want = _seconds_by_python(texts)
+    assert (None if got is None else got.tolist()) == want
 
 
 @pytest.mark.parametrize(
