@@ -125,8 +125,8 @@ def local_windows(plan: QueryPlan, parts: Points, counts: Points | None = None) 
 
 def raw_windows(plan: QueryPlan, raw: Points) -> Points:
     """The plan's windows' medians or standard deviations from its raw points (every tag
-    set's together, as Flux's aggregate of the merged tables). Windows from
-    ``plan.window_starts`` (local days and hours too), labelled at their starts; fills
+    set's together, as Flux's aggregate of the merged tables). Windows from ``start_micros``
+    (the plan's window starts: local days and hours too), labelled at their starts; fills
     applied.
 
     The median is the textbook one, the mean of the two middle values, as Flux's `exact_mean`
