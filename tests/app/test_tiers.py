@@ -255,6 +255,17 @@ def _autumn() -> Series:
     return Series("autumn", "MW", s[rng.random(len(s)) > 0.1])
 
 
+def _two_units() -> list[Series]:
+    """One name written under two units at the same instants (two files that disagreed): two
+    tag sets, which the catalog's tags do not show (`unit` is its own field there)."""
+    index = pd.date_range("2021-05-01T00:00:00Z", "2021-05-01T02:00:00Z", freq="10s")
+    rng = np.random.default_rng(31)
+    return [
+        Series("two_units", unit, pd.Series(np.round(rng.normal(50, 0.02, len(index)), 4), index))
+        for unit in ("Hz", "mHz")
+    ]
+
+
 def tier_lines(series: Series, tier: Tier) -> str:
     """The tier's line protocol for one series key: windows from the rows, as the rollup
     computes them (the finest from points, coarser ones merged)."""
@@ -358,7 +369,7 @@ def tiered(
     three tier buckets: created by `python -m ingest tiers` and filled by `python -m ingest
     rollup` from the raw points, as an operator does for data written by other tools."""
     name = f"tiers_{secrets.token_hex(4)}"
-    every = [*dataset.values(), *two_sites, _hz_1s(), _autumn()]
+    every = [*dataset.values(), *two_sites, *_two_units(), _hz_1s(), _autumn()]
     every = [_dst_months(s) if s.name == "active_losses" else s for s in every]
     with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org, timeout=60_000) as c:
         api = c.buckets_api()
@@ -637,6 +648,27 @@ async def test_stddev_of_the_tiers_own_windows(
     seconds = {"1m": 60, "15m": 900, "1h": 3600}[resolution]
     # (the series has gaps: nine tenths of the hours' windows hold points)
     assert len(a.json()["points"]) >= 0.9 * 8 * 3600 // seconds
+    same_answer("stddev", a.json()["points"], b.json()["points"], resolution)
+
+
+@pytest.mark.parametrize("cut", [False, True])
+@pytest.mark.parametrize("resolution", ["1m", "15m", "1h"])
+async def test_stddev_of_two_tag_sets_the_catalog_does_not_show(
+    with_tiers: httpx.AsyncClient, raw_only: httpx.AsyncClient, resolution: str, cut: bool
+) -> None:
+    """Two units under one name: the catalog lists no tags, so the tier's own windows are
+    read without the sums first; two rows in a window refuse that answer, and the rows read
+    again with their sums merge into the raw answer."""
+    info = (await with_tiers.get("/v1/series/two_units")).json()
+    assert info["tags"] == {}
+    span = ("2021-05-01T00:00:07Z", "2021-05-01T01:59:53Z") if cut else (
+        "2021-05-01T00:00:00Z", "2021-05-01T02:00:00Z")  # fmt: skip
+    params = {"start": span[0], "end": span[1], "resolution": resolution, "agg": "stddev"}
+    a, b = await both(with_tiers, raw_only, "/v1/series/two_units/data", params)
+    # (two hours cut at both ends hold no whole hour: the 15 m tier answers them)
+    want = "tier:15m" if cut and resolution == "1h" else f"tier:{resolution}"
+    assert a.json()["source"] == want
+    assert len(a.json()["points"]) == 7200 // {"1m": 60, "15m": 900, "1h": 3600}[resolution]
     same_answer("stddev", a.json()["points"], b.json()["points"], resolution)
 
 
