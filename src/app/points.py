@@ -825,10 +825,9 @@ def _label_seconds(matrix: Bytes) -> Ints | None:
     if days is None or clock is None:
         return None
     # (digits all: tens of minutes and seconds up to 5, hours up to 23)
-    tens = matrix[:, _CLOCK_DIGITS[[2, 4]]]
-    if np.any(tens > ord("5")) or np.any(clock >= _DAY_SECONDS):
+    if np.any(matrix[:, _CLOCK_TENS] > ord("5")) or np.any(clock >= _DAY_SECONDS):
         return None
-    seconds: Ints = days[np.cumsum(new_day) - 1] * 86400 + clock
+    seconds: Ints = days[np.cumsum(new_day) - 1] * _DAY_SECONDS + clock
     return seconds
 
 
@@ -856,6 +855,7 @@ def _label_days(matrix: Bytes) -> Ints | None:
 _DAY_SECONDS = 86_400
 # `HH`, `MM` and `SS` of `YYYY-MM-DDTHH:MM:SSZ`, and what each digit is worth in seconds.
 _CLOCK_DIGITS = np.array([11, 12, 14, 15, 17, 18])
+_CLOCK_TENS = np.array([14, 17])  # the tens of the minutes and of the seconds
 _CLOCK_WORTH = np.array([36000, 3600, 600, 60, 10, 1], dtype=np.int64)
 
 
