@@ -134,6 +134,15 @@ class Gateway:
         """What HAProxy printed (the pod's log in the chart)."""
         return (self.work / "haproxy.log").read_text()
 
+    def logged(self, pattern: str, seconds: float = 10) -> str:
+        """The log once `pattern` is in it. HAProxy writes a request's line when its session
+        ends, which may be after the client has read the whole answer."""
+        deadline = time.monotonic() + seconds
+        while not re.search(pattern, log := self.log()):
+            assert time.monotonic() < deadline, f"not logged: {pattern}\n{log}"
+            time.sleep(0.05)
+        return log
+
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.stats}/metrics", timeout=5).text
 
@@ -214,10 +223,9 @@ def test_no_replica_is_a_503_in_the_apis_shape(gateway_of: Any) -> None:
     assert resp.headers["retry-after"] == "5"
     assert resp.json()["error"] == "api_unavailable"
     # the log says why: the replicas refused the checks, and the request found none
-    log = gateway.log()
+    log = gateway.logged(r'api/<NOSRV> \S+ 503 .*"GET /v1/series HTTP/1.1"')
     for server in ("pod0", "pod1"):
         assert f"Server api/{server} is DOWN" in log, log
-    assert re.search(r'api/<NOSRV> \S+ 503 .*"GET /v1/series HTTP/1.1"', log), log
     # alive, but not ready: `helm install --wait` and a rollout wait for a replica
     stats = f"http://127.0.0.1:{gateway.stats}"
     assert httpx.get(f"{stats}/healthz", timeout=5).status_code == 200
@@ -259,7 +267,7 @@ def test_a_wait_past_the_queue_timeout_is_the_same_503(
     assert resp.json()["error"] == "api_unavailable"
     assert waited >= 0.4, waited  # it waited in the queue, not refused at once
     # logged with its termination state: the timeout struck in the queue (sQ)
-    assert re.search(r' 503 .* sQ-- .*"GET /v1/series HTTP/1.1"', gateway.log()), gateway.log()
+    gateway.logged(r' 503 .* sQ-- .*"GET /v1/series HTTP/1.1"')
 
 
 class _Junk(socketserver.BaseRequestHandler):
@@ -303,4 +311,4 @@ def test_an_answer_that_is_not_http_is_a_502_in_the_apis_shape(
     resp = httpx.get(f"{gateway.url}/v1/series", timeout=30)
     assert resp.status_code == 502, resp.text
     assert gateway_error(resp) == "api_failed"
-    assert re.search(r' 502 .* PH-- .*"GET /v1/series HTTP/1.1"', gateway.log()), gateway.log()
+    gateway.logged(r' 502 .* PH-- .*"GET /v1/series HTTP/1.1"')
