@@ -14,6 +14,10 @@ the API's own code (``app.influx_http``, ``app.influxql_csv``, ``app.points.CsvR
 The two alternate read by read. Printed per N: the p50 of each and their ratio, InfluxDB's CPU
 per read (from /proc, over the whole run of each) and this process's (reading the answers).
 ``app.store.INFLUXQL_MOST_ROWS`` is set from where the ratio crosses 1.
+
+Then windowed aggregates of the raw points both ways (``AGGREGATES``), the answers read whole
+and not parsed, InfluxDB's side alone: Flux's `aggregateWindow` against InfluxQL's
+`GROUP BY time()` (ADR 0018, addendum: why the API's aggregates stay Flux).
 """
 
 from __future__ import annotations
@@ -48,6 +52,19 @@ from procstat import cpu_seconds  # noqa: E402
 DAY0 = datetime(2021, 5, 1, tzinfo=UTC)
 SIZES = (100, 1_000, 2_880, 5_000, 10_000, 30_000)
 OUT = ROOT / "bench" / "out" / "influxql.json"
+# Windowed aggregates of the raw points, asked both ways: (what, seconds of range, window, fn)
+AGGREGATES = (
+    ("an hour at 1 m", 3_600, "1m", "min"),
+    ("a day at 30 s", 86_400, "30s", "max"),
+    ("a day at 30 s", 86_400, "30s", "mean"),
+    ("a day at 15 m", 86_400, "15m", "count"),
+    ("two days at 1 h", 2 * 86_400, "1h", "last"),
+)
+WINDOWED = """from(bucket: p_bucket)
+    |> range(start: p_start, stop: p_stop)
+    |> filter(fn: (r) => r._measurement == p_series and r._field == "value")
+    |> aggregateWindow(every: {every}, fn: {fn}, timeSrc: "_start", createEmpty: false)
+    |> keep(columns: ["_time", "_value"])"""
 FLUX = """from(bucket: p_bucket)
     |> range(start: p_start, stop: p_stop)
     |> filter(fn: (r) => r._measurement == p_series and r._field == "value")
@@ -113,6 +130,69 @@ async def measure(url: str, token: str, pid: int, repeats: int) -> list[dict[str
     return rows
 
 
+def _rows(parts: list[bytes]) -> int:
+    """The rows of a CSV answer after its header (Flux ends it with a blank line)."""
+    return sum(1 for line in b"".join(parts).splitlines() if line.strip()) - 1
+
+
+async def measure_aggregates(
+    url: str, token: str, pid: int, repeats: int
+) -> list[dict[str, Any]]:
+    """``AGGREGATES`` in Flux and in InfluxQL, alternating: p50 and InfluxDB's CPU per query;
+    each answer's windows counted to check that both give as many."""
+    http = FluxHttp(url, token, ORG)
+    rows = []
+    try:
+        for what, seconds, every, fn in AGGREGATES:
+            stop = DAY0 + timedelta(seconds=seconds)
+            flux = WINDOWED.format(every=every, fn=fn)
+            params: dict[str, object] = {"p_bucket": BUCKET, "p_series": "f1",
+                                         "p_start": DAY0, "p_stop": stop}  # fmt: skip
+            ns = [int(t.timestamp()) * 10**9 for t in (DAY0, stop)]
+            statement = (f'SELECT {fn}("value"::field) FROM "f1" WHERE time >= {ns[0]} '
+                         f"AND time < {ns[1]} GROUP BY time({every}) fill(none)")  # fmt: skip
+
+            async def in_flux(q: str = flux, p: dict[str, object] = params) -> int:
+                parts: list[bytes] = []
+                await http.query_into(q, p, parts.append)
+                return _rows(parts)
+
+            async def in_influxql(q: str = statement) -> int:
+                parts: list[bytes] = []
+                await http.influxql_into(BUCKET, q, parts.append)
+                return _rows(parts)
+
+            ways = {"flux": in_flux, "influxql": in_influxql}
+            counts = {k: await way() for k, way in ways.items()}
+            if len(set(counts.values())) != 1:
+                raise SystemExit(f"{what} {fn}: the two answers differ in windows: {counts}")
+            times: dict[str, list[float]] = {k: [] for k in ways}
+            server: dict[str, float] = dict.fromkeys(ways, 0.0)
+            for i in range(repeats):
+                for name in list(ways) if i % 2 == 0 else list(ways)[::-1]:
+                    cpu, t = cpu_seconds(pid), time.perf_counter()
+                    await ways[name]()
+                    times[name].append(time.perf_counter() - t)
+                    server[name] += cpu_seconds(pid) - cpu
+            p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
+            rows.append({
+                "what": what, "fn": fn, "points": seconds, "windows": counts["flux"],
+                "flux_ms": p50["flux"], "influxql_ms": p50["influxql"],
+                "ratio": p50["influxql"] / p50["flux"],
+                "influxd_cpu_ms": {k: v / repeats * 1000 for k, v in server.items()},
+            })  # fmt: skip
+            r = rows[-1]
+            print(
+                f"  {what + ', ' + fn:<24}  {r['flux_ms']:>8.2f}  {r['influxql_ms']:>8.2f}"
+                f"  {r['ratio']:>6.2f}x  {r['influxd_cpu_ms']['flux']:>7.2f}"
+                f"  {r['influxd_cpu_ms']['influxql']:>7.2f}",
+                flush=True,
+            )
+    finally:
+        await http.close()
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeats", type=int, default=60, help="reads of each size, each way")
@@ -138,6 +218,14 @@ def main() -> int:
                 flush=True,
             )
             rows = asyncio.run(measure(url, token, proc.pid, args.repeats))
+            print(
+                "windowed aggregates of the raw points, p50 of queries alternating (ms);"
+                " InfluxDB's CPU per query (ms)\n"
+                f"  {'request':<24}  {'Flux':>8}  {'InfluxQL':>8}  {'ratio':>7}  {'db Flux':>7}"
+                f"  {'db IQL':>7}",
+                flush=True,
+            )
+            aggregates = asyncio.run(measure_aggregates(url, token, proc.pid, args.repeats))
         finally:
             il.stop_process(proc.pid)
             proc.wait()
@@ -151,7 +239,7 @@ def main() -> int:
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     record = {"influxd": version, "repeats": args.repeats, "most_rows": INFLUXQL_MOST_ROWS,
-              "sizes": rows}  # fmt: skip
+              "sizes": rows, "aggregates": aggregates}  # fmt: skip
     args.json.write_text(json.dumps(record, indent=1))
     return 0
 

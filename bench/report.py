@@ -517,6 +517,24 @@ def influxql_section(lines: list[str]) -> None:
             f"{own['influxql']:.2f} |"
         )
     lines.append("")
+    if got.get("aggregates"):
+        lines += [
+            "Windowed aggregates of the same raw points, Flux's `aggregateWindow` against "
+            "InfluxQL's `GROUP BY time()`, the answers read whole (InfluxDB's side alone; ADR "
+            "0018, addendum: the API's aggregates stay Flux):",
+            "",
+            "| request | windows | Flux ms | InfluxQL ms | ratio | InfluxDB CPU ms, Flux | "
+            "InfluxDB CPU ms, InfluxQL |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in got["aggregates"]:
+            db = r["influxd_cpu_ms"]
+            lines.append(
+                f"| {r['what']}, {r['fn']} ({r['points']:,} points) | {r['windows']:,} | "
+                f"{r['flux_ms']:.2f} | {r['influxql_ms']:.2f} | {r['ratio']:.2f} | "
+                f"{db['flux']:.2f} | {db['influxql']:.2f} |"
+            )
+        lines.append("")
 
 
 if __name__ == "__main__":
