@@ -135,9 +135,7 @@ def _rows(parts: list[bytes]) -> int:
     return sum(1 for line in b"".join(parts).splitlines() if line.strip()) - 1
 
 
-async def measure_aggregates(
-    url: str, token: str, pid: int, repeats: int
-) -> list[dict[str, Any]]:
+async def measure_aggregates(url: str, token: str, pid: int, repeats: int) -> list[dict[str, Any]]:
     """``AGGREGATES`` in Flux and in InfluxQL, alternating: p50 and InfluxDB's CPU per query;
     each answer's windows counted to check that both give as many."""
     http = FluxHttp(url, token, ORG)
@@ -149,7 +147,7 @@ async def measure_aggregates(
             params: dict[str, object] = {"p_bucket": BUCKET, "p_series": "f1",
                                          "p_start": DAY0, "p_stop": stop}  # fmt: skip
             ns = [int(t.timestamp()) * 10**9 for t in (DAY0, stop)]
-            statement = (f'SELECT {fn}("value"::field) FROM "f1" WHERE time >= {ns[0]} '
+            statement = (f'SELECT {fn}("value"::field) FROM "f1" WHERE time >= {ns[0]} '  # noqa: S608 (AGGREGATES' constants)
                          f"AND time < {ns[1]} GROUP BY time({every}) fill(none)")  # fmt: skip
 
             async def in_flux(q: str = flux, p: dict[str, object] = params) -> int:
