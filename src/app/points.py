@@ -29,6 +29,7 @@ Bytes = npt.NDArray[np.uint8]
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 Floats = npt.NDArray[np.float64]
+Spans = tuple[Ints, ...]  # starts and stops of cells, as many arrays as columns read
 
 
 # A value as InfluxDB's CSV writes a finite float or an integer: also a JSON number.
@@ -370,19 +371,23 @@ class CsvCells:
     (``app.formats``), InfluxDB's texts copied as they are (issue 10, item 7).
     """
 
-    __slots__ = ("_labels", "_make_text", "_text", "data", "integer", "pieces", "rendered",
-                 "table_ids", "time_spans", "value_spans")  # fmt: skip
+    __slots__ = ("_data", "_labels", "_make_data", "_make_text", "_order", "_text", "integer",
+                 "pieces", "rendered", "table_ids", "time_spans", "value_spans")  # fmt: skip
 
     def __init__(
         self,
         text: str | None,
-        data: Bytes,
+        data: Bytes | Callable[[], Bytes],
         spans: tuple[tuple[Ints, Ints], tuple[Ints, Ints]],
         table_ids: frozenset[bytes],
         *,
         integer: bool,
     ) -> None:
-        self._text, self.data, self.table_ids, self.integer = text, data, table_ids, integer
+        self._text, self.table_ids, self.integer = text, table_ids, integer
+        # ``data``, or what makes it when first asked for (cells joined from pieces: their
+        # JSON is made from the pieces' own bytes, so the whole is often never needed)
+        self._data: Bytes | None = None if callable(data) else data
+        self._make_data: Callable[[], Bytes] | None = data if callable(data) else None
         self.time_spans, self.value_spans = spans
         self._labels: Cells | None = None
         self._make_text: Callable[[], str] | None = None  # ``text``, when ``data`` is not it
@@ -391,6 +396,15 @@ class CsvCells:
         # points as windows none of which is partial (``app.formats.prerender``).
         self.pieces: list[CsvCells] = []
         self.rendered: bytes | None = None
+        self._order: list[bool | None] = []  # ``increasing``, once told (until a relabel)
+
+    @property
+    def data(self) -> Bytes:
+        """The bytes the spans point into."""
+        if self._data is None:
+            assert self._make_data is not None
+            self._data = self._make_data()
+        return self._data
 
     @property
     def tables(self) -> int:
@@ -488,13 +502,22 @@ class CsvCells:
         )
 
     @classmethod
-    def joined(cls, raw: bytes, pieces: list[tuple[int, CsvCells]], *, integer: bool) -> CsvCells:
-        """The cells of ``raw`` (ASCII) from ``pieces`` that read all of its rows: each the
-        block of the header and a run of the rows, with where in ``raw`` its own text's rows
-        begin less the header's length (so that a place in a piece plus it is one in ``raw``)."""
+    def joined(
+        cls, raw: Callable[[], bytes], pieces: list[tuple[Spans, CsvCells]], *, integer: bool
+    ) -> CsvCells:
+        """The cells of the text ``raw`` makes (ASCII; made if something reads ``data``) from
+        ``pieces`` that read all of its rows: each the block of the header and a run of the
+        rows, with its cells' spans (time's start and stop, then value's) moved to where they
+        are in that text (``CsvReader``, as each piece was read)."""
         cells = [c for _, c in pieces]
-        shifts = [k for k, _ in pieces]
-        whole = cls._stacked(np.frombuffer(raw, dtype=np.uint8), cells, shifts, integer=integer)
+        placed = zip(*(k for k, _ in pieces), strict=True)
+        ta, tb, va, vb = (np.concatenate(column) for column in placed)
+        tables = frozenset().union(*(c.table_ids for c in cells))
+
+        def data() -> Bytes:
+            return np.frombuffer(raw(), dtype=np.uint8)
+
+        whole = cls(None, data, ((ta, tb), (va, vb)), tables, integer=integer)
         whole.pieces = cells
         whole._labels = _stacked_labels([c._labels for c in cells])  # those read so far
         return whole
@@ -538,6 +561,7 @@ class CsvCells:
             return False
         labels.matrix[0] = np.frombuffer(new.encode(), dtype=np.uint8)
         self.rendered = None  # (made with the old label)
+        self._order = []  # (told of the old label)
         text, made = self._text, self._make_text
 
         def relabelled() -> str:
@@ -564,7 +588,29 @@ class CsvCells:
 
     def increasing(self) -> bool | None:
         """Whether the labels strictly increase, when all have 20 bytes (then they compare
-        as bytes, as ``strictly_increasing`` compares them as strings); else None."""
+        as bytes, as ``strictly_increasing`` compares them as strings); else None. Told once
+        (a relabel asks again). Cells read in pieces are told from their pieces, each told
+        while the rest of the answer arrived (``CsvReader``), and the seams between them."""
+        if not self._order:
+            told = self._seams_increasing() if self.pieces else None
+            self._order = [self._labels_increasing() if told is None else told]
+        return self._order[0]
+
+    def _seams_increasing(self) -> bool | None:
+        """``increasing`` from the pieces (each of them in order, and each one's last label
+        before the next one's first); None when a piece's labels are not all of 20 bytes."""
+        pieces = [p for p in self.pieces if len(p)]
+        ends = []
+        for piece in pieces:
+            labels = piece.labels()
+            if labels.pad is not None or labels.matrix.shape[1] != 20:
+                return None
+            if not piece.increasing():
+                return False
+            ends.append((labels.matrix[0].tobytes(), labels.matrix[-1].tobytes()))
+        return all(last < first for (_, last), (first, _) in itertools.pairwise(ends))
+
+    def _labels_increasing(self) -> bool | None:
         if len(self) < 2:
             return True
         labels = self.labels()
@@ -613,7 +659,7 @@ class CsvReader:
         self._tail = bytearray()  # the bytes after those read (the header and pieces' rows)
         self._head = b""  # the header line, with its line end
         self._read = 0  # bytes of the answer read (the header and the pieces' rows)
-        self._pieces: list[tuple[int, CsvCells]] = []
+        self._pieces: list[tuple[Spans, CsvCells]] = []  # with spans placed in the whole
         self._failed = False  # a piece that is not plain: the whole text is read at the end
 
     def feed(self, chunk: bytes) -> None:
@@ -646,21 +692,26 @@ class CsvReader:
             return
         if self._on_piece is not None:
             self._on_piece(cells)
-        self._pieces.append((self._read - len(self._head), cells))
+        cells.increasing()  # told now, while the rest arrives (``CsvCells._seams_increasing``)
+        shift = self._read - len(self._head)  # a place in the piece plus it: one in the whole
+        placed = tuple(a + shift for a in (*cells.time_spans, *cells.value_spans))
+        self._pieces.append((placed, cells))
         self._read += end
         del self._tail[:end]  # from the front of a bytearray: no copy of the rest
 
     def points(self) -> Points:
         """The whole answer's points (``parse_flux_csv``); InfluxRejected as it raises. The
         reader takes no more bytes after it."""
-        whole = b"".join(self._chunks)
+        chunks = self._chunks
         if self._pieces and not self._failed:
             if self._tail.strip(b"\r\n"):
                 self._piece(len(self._tail))
             if not self._failed:  # every byte ASCII, as read: the cells are its bytes
-                cells = CsvCells.joined(whole, self._pieces, integer=self._integer)
+                cells = CsvCells.joined(
+                    lambda: b"".join(chunks), self._pieces, integer=self._integer
+                )
                 return Points.of_cells(cells)
-        return parse_flux_csv(whole.decode("utf-8"), integer=self._integer)
+        return parse_flux_csv(b"".join(chunks).decode("utf-8"), integer=self._integer)
 
 
 def _stacked_labels(labels: list[Cells | None]) -> Cells | None:

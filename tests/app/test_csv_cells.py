@@ -418,6 +418,35 @@ def test_read_while_it_arrives_as_when_read_whole(
     assert pieces_outcome(body, cuts, piece_bytes) == outcome(body)
 
 
+@pytest.mark.parametrize("piece_bytes", [1, 45, 10**6])
+@pytest.mark.parametrize(
+    ("first", "new", "after"),
+    [
+        ("2021-05-02T10:00:00Z", "2021-05-02T09:55:00Z", True),  # earlier: still in order
+        ("2021-05-02T10:00:00Z", "2021-05-02T10:30:00Z", False),  # after the second label
+        ("2021-05-02T10:20:00Z", "2021-05-02T10:10:00Z", True),  # out of order, then in
+        ("2021-05-02T10:20:00Z", "2021-05-02T10:15:00Z", False),  # the second label again
+    ],
+)
+def test_the_order_is_told_again_after_a_relabel(
+    first: str, new: str, after: bool, piece_bytes: int
+) -> None:
+    """``increasing`` is told once and kept, by the cells and by each piece read while the
+    answer arrived; relabelling the first label tells it again, as the labels are then."""
+    rows = [first, "2021-05-02T10:15:00Z", "2021-05-02T10:30:00Z"]
+    text = ",result,table,_time,_value\r\n" + "".join(
+        f",_result,0,{t},{i}\r\n" for i, t in enumerate(rows)
+    )
+    points = read_in_pieces(text, [7, 31], piece_bytes, integer=True)
+    cells = points.cells()
+    assert cells is not None
+    assert cells.increasing() is (first < rows[1])  # told, and kept
+    assert cells.relabel_first(first, new)
+    assert cells.increasing() is after
+    assert points.increasing() is after
+    assert strictly_increasing([new, *rows[1:]]) is after
+
+
 @pytest.mark.parametrize("piece_bytes", [1, 20, 45, 60, 90, 10**6])
 @pytest.mark.parametrize(
     "text",
