@@ -369,11 +369,12 @@ def compare_answers(
     }
 
 
-# What ``random_request`` draws from: resolutions the tiers compose (multiples of 1 m) and one
-# they do not (`30s`), every aggregate the tiers answer, and zones whose local windows are unions
-# of UTC hours (Zurich), of quarter hours (Kathmandu, +05:45) or of half hours (St John's,
-# Lord Howe, whose DST moves the clock by 30 minutes).
-FUZZ_RESOLUTIONS = ("30s", "1m", "2m", "3m", "5m", "15m", "45m", "1h", "90m", "3h", "6h", "1d")
+# What ``random_request`` draws from: resolutions the tiers compose (multiples of 1 m, up to two
+# days and a week) and two they do not (`30s`, `90s`), every aggregate the tiers answer, and
+# zones whose local windows are unions of UTC hours (Zurich), of quarter hours (Kathmandu,
+# +05:45) or of half hours (St John's, Lord Howe, whose DST moves the clock by 30 minutes).
+FUZZ_RESOLUTIONS = ("30s", "90s", "1m", "2m", "3m", "5m", "7m", "10m", "15m", "20m", "45m", "1h",
+                    "90m", "2h", "3h", "4h", "6h", "12h", "1d", "2d", "1w")  # fmt: skip
 FUZZ_AGGS = ("mean", "min", "max", "sum", "count", "first", "last", "stddev")
 FUZZ_ZONES = ("Europe/Zurich", "Asia/Kathmandu", "America/St_Johns", "Australia/Lord_Howe")
 EXACT_AGGS = {"min", "max", "count", "first", "last"}
@@ -385,7 +386,7 @@ def random_request(rng: random.Random, first: datetime, end: datetime) -> dict[s
     fill one time in five."""
     resolution = rng.choice(FUZZ_RESOLUTIONS)
     # (a 30 s stddev of 1 s data over 2 days is under the scan limit; 1 m: 43,200 windows)
-    longest = {"30s": 2, "1m": 30}.get(resolution, 40) * 86_400
+    longest = {"30s": 2, "90s": 2, "1m": 30}.get(resolution, 40) * 86_400
     total = int((end - first).total_seconds())
     span = rng.randint(min(3_600, total), min(longest, total))
     start = first + timedelta(seconds=rng.randint(0, total - span))

@@ -212,7 +212,8 @@ def api_section(lines: list[str]) -> None:
         lines += [
             "",
             f"Exactness: {many['requests']} random requests over the 1 s series (ranges of an "
-            "hour to 40 days at unaligned starts, resolutions from 30 s to 1 d, every aggregate "
+            "hour to 40 days at unaligned starts, resolutions from 30 s to 1 w, 90 s and 7 m "
+            "among them, every aggregate "
             "the tiers answer, four zones, fills) asked of the tiered API and of the one with "
             f"the tiers off: **{many['mismatched']} differed** ({many['windows']:,} windows "
             f"compared; answered from {many['sources']}; {many['refused_raw_only']} refused as "
