@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import secrets
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,44 @@ async def read_influxql(http: FluxHttp, read: influxql.PlainRead) -> int:
     return len(points)
 
 
+# The columns both tables print after their first: p50 each way, the ratio, then CPU per call:
+# InfluxDB's (db) and this process's (own), each way.
+_HEADS = (f"  {'Flux':>8}  {'InfluxQL':>8}  {'ratio':>7}  {'db Flux':>7}  {'db IQL':>7}"
+          f"  {'own Flux':>7}  {'own IQL':>7}")  # fmt: skip
+
+
+def _cells(r: dict[str, Any]) -> str:
+    db, own = r["influxd_cpu_ms"], r["client_cpu_ms"]
+    return (f"  {r['flux_ms']:>8.2f}  {r['influxql_ms']:>8.2f}  {r['ratio']:>6.2f}x"
+            f"  {db['flux']:>7.2f}  {db['influxql']:>7.2f}"
+            f"  {own['flux']:>7.2f}  {own['influxql']:>7.2f}")  # fmt: skip
+
+
+async def alternate(
+    ways: dict[str, Callable[[], Awaitable[int]]], pid: int, repeats: int
+) -> dict[str, Any]:
+    """Each of ``ways`` ``repeats`` times, alternating (the order turned every round): the
+    p50 of each in ms, its ratio to the first, and per call InfluxDB's CPU and this
+    process's, in ms."""
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    server: dict[str, float] = dict.fromkeys(ways, 0.0)
+    client: dict[str, float] = dict.fromkeys(ways, 0.0)
+    for i in range(repeats):
+        for name in list(ways) if i % 2 == 0 else list(ways)[::-1]:
+            cpu, own, t = cpu_seconds(pid), time.process_time(), time.perf_counter()
+            await ways[name]()
+            times[name].append(time.perf_counter() - t)
+            server[name] += cpu_seconds(pid) - cpu
+            client[name] += time.process_time() - own
+    p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    first, second = ways
+    return {
+        "flux_ms": p50[first], "influxql_ms": p50[second], "ratio": p50[second] / p50[first],
+        "influxd_cpu_ms": {k: v / repeats * 1000 for k, v in server.items()},
+        "client_cpu_ms": {k: v / repeats * 1000 for k, v in client.items()},
+    }  # fmt: skip
+
+
 async def measure(url: str, token: str, pid: int, repeats: int) -> list[dict[str, Any]]:
     http = FluxHttp(url, token, ORG)
     rows = []
@@ -97,34 +137,15 @@ async def measure(url: str, token: str, pid: int, repeats: int) -> list[dict[str
         for n in SIZES:
             read = influxql.PlainRead(BUCKET, "f1", "value", DAY0, DAY0 + timedelta(seconds=n),
                                       n + 1)  # fmt: skip
-            ways = {"flux": read_flux, "influxql": read_influxql}
+            ways = {
+                "flux": functools.partial(read_flux, http, read),
+                "influxql": functools.partial(read_influxql, http, read),
+            }
             for way in ways.values():  # warm-up, and the answers compared
-                assert await way(http, read) == n
-            times: dict[str, list[float]] = {k: [] for k in ways}
-            server: dict[str, float] = dict.fromkeys(ways, 0.0)
-            client: dict[str, float] = dict.fromkeys(ways, 0.0)
-            for i in range(repeats):
-                for name in list(ways) if i % 2 == 0 else list(ways)[::-1]:
-                    cpu, own, t = cpu_seconds(pid), time.process_time(), time.perf_counter()
-                    await ways[name](http, read)
-                    times[name].append(time.perf_counter() - t)
-                    server[name] += cpu_seconds(pid) - cpu
-                    client[name] += time.process_time() - own
-            p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
-            rows.append({
-                "points": n,
-                "flux_ms": p50["flux"], "influxql_ms": p50["influxql"],
-                "ratio": p50["influxql"] / p50["flux"],
-                "influxd_cpu_ms": {k: v / repeats * 1000 for k, v in server.items()},
-                "client_cpu_ms": {k: v / repeats * 1000 for k, v in client.items()},
-            })  # fmt: skip
+                assert await way() == n
+            rows.append({"points": n, **await alternate(ways, pid, repeats)})
             r = rows[-1]
-            print(
-                f"  {n:>7,}  {r['flux_ms']:>8.2f}  {r['influxql_ms']:>8.2f}  {r['ratio']:>6.2f}x"
-                f"  {r['influxd_cpu_ms']['flux']:>7.2f}  {r['influxd_cpu_ms']['influxql']:>7.2f}"
-                f"  {r['client_cpu_ms']['flux']:>7.2f}  {r['client_cpu_ms']['influxql']:>7.2f}",
-                flush=True,
-            )
+            print(f"  {n:>7,}" + _cells(r), flush=True)
     finally:
         await http.close()
     return rows
@@ -164,28 +185,10 @@ async def measure_aggregates(url: str, token: str, pid: int, repeats: int) -> li
             counts = {k: await way() for k, way in ways.items()}
             if len(set(counts.values())) != 1:
                 raise SystemExit(f"{what} {fn}: the two answers differ in windows: {counts}")
-            times: dict[str, list[float]] = {k: [] for k in ways}
-            server: dict[str, float] = dict.fromkeys(ways, 0.0)
-            for i in range(repeats):
-                for name in list(ways) if i % 2 == 0 else list(ways)[::-1]:
-                    cpu, t = cpu_seconds(pid), time.perf_counter()
-                    await ways[name]()
-                    times[name].append(time.perf_counter() - t)
-                    server[name] += cpu_seconds(pid) - cpu
-            p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
-            rows.append({
-                "what": what, "fn": fn, "points": seconds, "windows": counts["flux"],
-                "flux_ms": p50["flux"], "influxql_ms": p50["influxql"],
-                "ratio": p50["influxql"] / p50["flux"],
-                "influxd_cpu_ms": {k: v / repeats * 1000 for k, v in server.items()},
-            })  # fmt: skip
+            rows.append({"what": what, "fn": fn, "points": seconds, "windows": counts["flux"],
+                         **await alternate(ways, pid, repeats)})  # fmt: skip
             r = rows[-1]
-            print(
-                f"  {what + ', ' + fn:<24}  {r['flux_ms']:>8.2f}  {r['influxql_ms']:>8.2f}"
-                f"  {r['ratio']:>6.2f}x  {r['influxd_cpu_ms']['flux']:>7.2f}"
-                f"  {r['influxd_cpu_ms']['influxql']:>7.2f}",
-                flush=True,
-            )
+            print(f"  {what + ', ' + fn:<24}" + _cells(r), flush=True)
     finally:
         await http.close()
     return rows
@@ -210,17 +213,13 @@ def main() -> int:
             settle(url, token, work)
             print(
                 "the first N points of a 1 s series, p50 of reads alternating (ms); CPU per read"
-                " (ms): InfluxDB's and this process's\n"
-                f"  {'N':>7}  {'Flux':>8}  {'InfluxQL':>8}  {'ratio':>7}  {'db Flux':>7}"
-                f"  {'db IQL':>7}  {'own Flux':>7}  {'own IQL':>7}",
+                " (ms): InfluxDB's and this process's\n" + f"  {'N':>7}" + _HEADS,
                 flush=True,
             )
             rows = asyncio.run(measure(url, token, proc.pid, args.repeats))
             print(
                 "windowed aggregates of the raw points, p50 of queries alternating (ms);"
-                " InfluxDB's CPU per query (ms)\n"
-                f"  {'request':<24}  {'Flux':>8}  {'InfluxQL':>8}  {'ratio':>7}  {'db Flux':>7}"
-                f"  {'db IQL':>7}",
+                " CPU per query (ms)\n" + f"  {'request':<24}" + _HEADS,
                 flush=True,
             )
             aggregates = asyncio.run(measure_aggregates(url, token, proc.pid, args.repeats))
