@@ -371,8 +371,9 @@ class CsvCells:
     (``app.formats``), InfluxDB's texts copied as they are (issue 10, item 7).
     """
 
-    __slots__ = ("_data", "_labels", "_make_data", "_make_text", "_order", "_text", "integer",
-                 "pieces", "rendered", "table_ids", "time_spans", "value_spans")  # fmt: skip
+    __slots__ = ("_data", "_labels", "_make_data", "_make_text", "_order", "_ordered", "_text",
+                 "integer", "pieces", "rendered", "table_ids", "time_spans",
+                 "value_spans")  # fmt: skip
 
     def __init__(
         self,
@@ -396,7 +397,8 @@ class CsvCells:
         # points as windows none of which is partial (``app.formats.prerender``).
         self.pieces: list[CsvCells] = []
         self.rendered: bytes | None = None
-        self._order: list[bool | None] = []  # ``increasing``, once told (until a relabel)
+        self._ordered = False  # whether ``increasing`` was told (until a relabel) ...
+        self._order: bool | None = None  # ... and what it was
 
     @property
     def data(self) -> Bytes:
@@ -561,7 +563,7 @@ class CsvCells:
             return False
         labels.matrix[0] = np.frombuffer(new.encode(), dtype=np.uint8)
         self.rendered = None  # (made with the old label)
-        self._order = []  # (told of the old label)
+        self._ordered = False  # (told of the old label)
         text, made = self._text, self._make_text
 
         def relabelled() -> str:
@@ -591,10 +593,11 @@ class CsvCells:
         as bytes, as ``strictly_increasing`` compares them as strings); else None. Told once
         (a relabel asks again). Cells read in pieces are told from their pieces, each told
         while the rest of the answer arrived (``CsvReader``), and the seams between them."""
-        if not self._order:
+        if not self._ordered:
             told = self._seams_increasing() if self.pieces else None
-            self._order = [self._labels_increasing() if told is None else told]
-        return self._order[0]
+            self._order = self._labels_increasing() if told is None else told
+            self._ordered = True
+        return self._order
 
     def _seams_increasing(self) -> bool | None:
         """``increasing`` from the pieces (each of them in order, and each one's last label
