@@ -711,8 +711,18 @@ def test_hpa_scales_the_api_under_load() -> None:
             300,
             5,
         )
+        # Ready as the Deployment counts them: the HPA's wish reaches the Deployment, and its
+        # new pod exists, a moment after `desiredReplicas` rises; until then every API pod that
+        # exists may be Ready while none of them is new.
         wait_until(
-            "the new replicas Ready", lambda: pods_ready("app.kubernetes.io/component=api"), 180
+            "the new replicas Ready",
+            lambda: (
+                kjson("-n", NAMESPACE, "get", "deployment", f"{RELEASE}-api")["status"].get(
+                    "readyReplicas", 0
+                )
+                > before
+            ),
+            180,
         )
     finally:
         for client in clients:
